@@ -1,0 +1,1 @@
+"""Cohort tables (the CSV schemas users already have), bag datasets, and the synthetic cohort."""

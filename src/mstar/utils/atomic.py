@@ -1,0 +1,52 @@
+"""Atomic file output: write to a temporary sibling, rename into place only on success.
+
+A killed run therefore never leaves a truncated file under the final name, so "the file exists" can be
+used as "the step is complete" (that is how every resumable stage skips finished work).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+TMP_MARK = ".part-"
+
+
+@contextlib.contextmanager
+def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``final``; rename it to ``final`` when the block exits cleanly.
+
+    The temporary name keeps the suffix of ``final`` (some writers pick the format by suffix). On an
+    exception the temporary file is removed and ``final`` is left untouched.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.stem}{TMP_MARK}", suffix=final.suffix, dir=final.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, final)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_text_atomic(final: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``final`` atomically."""
+    with atomic_path(final) as tmp:
+        tmp.write_text(text)
+
+
+def remove_stale_parts(folder: str | os.PathLike) -> int:
+    """Delete temporary files left by killed runs in ``folder``; return how many were removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    stale = [p for p in folder.iterdir() if p.name.startswith(".") and TMP_MARK in p.name]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return len(stale)
