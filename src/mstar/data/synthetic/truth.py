@@ -13,9 +13,9 @@ import numpy as np
 
 from mstar.data.synthetic.types import CANCER_TYPES, cancer_codes
 
-BASELINE_HAZARD_PER_MONTH = 1 / 40.0
+BASELINE_HAZARD_PER_MONTH = 1 / 72.0  # with the censoring below: ~40 % censored, median ~22 months
 RISK_HAZARD_COEF = 1.0
-CENSOR_MAX_MONTHS = 140.0
+CENSOR_MAX_MONTHS = 110.0
 SCANNERS = {"40x": (0.25, (1, 4, 16)), "20x": (0.5, (1, 4))}
 
 

@@ -1,0 +1,5 @@
+"""`python -m mstar.cli` is `mstar`."""
+
+from mstar.cli import main
+
+main()
