@@ -1,0 +1,1 @@
+"""Downstream tasks: objectives, training loops and evaluation."""
