@@ -32,8 +32,10 @@ def point_entry(value: float, n: int) -> dict[str, Any]:
 
 
 def _to_json(x: Any) -> Any:
-    if x is None:
-        return None
+    if x is None or isinstance(x, str):
+        return x
+    if isinstance(x, (list, tuple, np.ndarray)):
+        return [_to_json(v) for v in x]
     if isinstance(x, (bool, np.bool_)):
         return bool(x)
     if isinstance(x, (int, np.integer)):
@@ -55,7 +57,7 @@ def write_metrics_json(
 
     Args:
         path: Destination file (usually ``runs/<task>/<name>/metrics.json``).
-        metrics: ``{split: {metric: {"value", "ci_low", "ci_high", "n"}}}``.
+        metrics: ``{split: {metric: {"value", "ci_low", "ci_high", "n", ...extra keys}}}``.
         meta: Optional provenance stored under ``"_meta"`` (must be JSON-serialisable).
 
     Returns:
@@ -70,7 +72,7 @@ def write_metrics_json(
             missing = [k for k in ENTRY_KEYS if k not in entry]
             if missing:
                 raise MstarError(f"metrics.json entry {split}/{name} lacks {missing}")
-            doc[split][name] = {k: _to_json(entry[k]) for k in ENTRY_KEYS}
+            doc[split][name] = {k: _to_json(v) for k, v in {**{k: entry[k] for k in ENTRY_KEYS}, **entry}.items()}
     if meta is not None:
         doc[META_KEY] = dict(meta)
     text = json.dumps(doc, indent=2, allow_nan=False) + "\n"
@@ -105,9 +107,9 @@ def read_metrics_json(path: str | os.PathLike) -> dict[str, dict[str, dict[str, 
                     f"metrics file {path}: entry {split}/{name} must have keys {list(ENTRY_KEYS)}"
                 )
             out[split][name] = {
-                "value": _nan(entry["value"]), "ci_low": _nan(entry["ci_low"]),
+                **entry, "value": _nan(entry["value"]), "ci_low": _nan(entry["ci_low"]),
                 "ci_high": _nan(entry["ci_high"]), "n": int(entry["n"]),
-            }
+            }  # extra keys (e.g. ``sd``, ``per_unit`` over CV folds) are kept as written
     return out
 
 

@@ -1,0 +1,96 @@
+"""`mstar train classify|survival`, `mstar evaluate`: supervised slide-level tasks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from mstar.cli import app
+
+train_app = typer.Typer(help="Train a model on slide features and evaluate it with confidence intervals.",
+                        no_args_is_help=True)
+app.add_typer(train_app, name="train")
+
+Manifest = Annotated[Optional[Path], typer.Option("--manifest", help="Cohort CSV in an upstream schema.")]
+Features = Annotated[Optional[Path], typer.Option("--features", help="Folder of <slide>.h5/.pt features.")]
+Config = Annotated[Optional[Path], typer.Option("--config", help="YAML with any training setting.")]
+Model = Annotated[Optional[str], typer.Option("--model", help="Aggregator (see `mstar models`).")]
+Aggregator = Annotated[Optional[Path], typer.Option("--aggregator",
+                                                    help="Stage-1 checkpoint initialising TransMIL (mSTAR+).")]
+Epochs = Annotated[Optional[int], typer.Option("--epochs", help="Maximum epochs.")]
+Lr = Annotated[Optional[float], typer.Option("--lr", help="Learning rate.")]
+BatchSize = Annotated[Optional[int], typer.Option("--batch-size", help="Bags per training step.")]
+MaxPatches = Annotated[Optional[int], typer.Option("--max-patches", help="Patches sampled per bag per step.")]
+Runs = Annotated[Optional[int], typer.Option("--runs", help="Repeats with different seeds (mean ± sd).")]
+Seed = Annotated[Optional[int], typer.Option("--seed", help="Random seed.")]
+Protocol = Annotated[Optional[str], typer.Option(
+    "--protocol", help="clean (select on val, report test) or upstream (select on val ∪ test: optimistic).")]
+Out = Annotated[Optional[Path], typer.Option("--out", help="Runs folder (runs/<task>/<name>/ inside).")]
+Name = Annotated[Optional[str], typer.Option("--name", help="Run name (default: <manifest>-<model>).")]
+SkipMissing = Annotated[bool, typer.Option("--skip-missing", help="Drop cases without (or with empty) features.")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Start the run again instead of resuming it.")]
+Set = Annotated[Optional[list[str]], typer.Option("--set", help="Any setting as key=value (YAML value).")]
+
+
+def _run(task: str, **opts) -> None:
+    from rich.console import Console
+
+    from mstar.eval.results import format_ci
+    from mstar.tasks.config import load_config, parse_override
+    from mstar.tasks.runner import train_task
+
+    overrides = dict(parse_override(s) for s in (opts.pop("set_") or []))
+    overwrite = opts.pop("overwrite")
+    config = opts.pop("config")
+    for key, value in opts.items():
+        if value is not None and value is not False:
+            overrides[key] = str(value) if isinstance(value, Path) else value
+    cfg = load_config(config, {"task": task, **overrides})
+    result = train_task(cfg, overwrite=overwrite)
+    console = Console()
+    metric = result["meta"]["selection_metric"]
+    for split in ("val", "test", "val+test"):
+        entry = result["metrics"].get(split, {}).get(metric)
+        if entry:
+            extra = f" (mean ± sd over units: {entry['value']:.3f} ± {entry['sd']:.3f})" if "sd" in entry else ""
+            console.print(f"{split:8s} {metric}: {format_ci(entry)}{extra}")
+    console.print(f"run directory: {result['run']}  ({result['meta']['note']})")
+
+
+@train_app.command("classify")
+def classify(manifest: Manifest = None, features: Features = None, config: Config = None, model: Model = None,
+             aggregator: Aggregator = None, epochs: Epochs = None, lr: Lr = None, batch_size: BatchSize = None,
+             max_patches: MaxPatches = None, runs: Runs = None, seed: Seed = None, protocol: Protocol = None,
+             out: Out = None, name: Name = None, skip_missing: SkipMissing = False, overwrite: Overwrite = False,
+             set_: Set = None) -> None:
+    """Slide/case classification (diagnosis, molecular status): cross-entropy, AUC/balanced accuracy/F1."""
+    _run("classify", **locals())
+
+
+@train_app.command("survival")
+def survival(manifest: Manifest = None, features: Features = None, config: Config = None, model: Model = None,
+             aggregator: Aggregator = None, epochs: Epochs = None, lr: Lr = None, batch_size: BatchSize = None,
+             max_patches: MaxPatches = None, runs: Runs = None, seed: Seed = None, protocol: Protocol = None,
+             out: Out = None, name: Name = None, skip_missing: SkipMissing = False, overwrite: Overwrite = False,
+             set_: Set = None) -> None:
+    """Survival from slides: discrete-time NLL (4 bins), C-index with CIs, Kaplan-Meier risk groups."""
+    _run("survival", **locals())
+
+
+@app.command("heatmap")
+def heatmap(
+    run: Annotated[Path, typer.Option("--run", help="Run directory (runs/<task>/<name>).")],
+    slide: Annotated[str, typer.Option("--slide", help="Slide id (file name without suffix).")],
+    unit: Annotated[Optional[str], typer.Option("--unit", help="Which fold/run's model (default: first).")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", help="Number of top tiles in the grid.")] = 16,
+    features: Annotated[Optional[Path], typer.Option("--features", help="Features folder (default: the run's).")] = None,
+) -> None:
+    """Attention / per-patch evidence heatmap over the slide thumbnail, plus the top-k tiles."""
+    from rich import print as rprint
+
+    from mstar.tasks.heatmap import slide_heatmap
+
+    result = slide_heatmap(run, slide, unit, top_k, features)
+    rprint(f"{result['score']} heatmap: {result['heatmap']}\ntop tiles: {result['top_tiles']}")

@@ -1,0 +1,114 @@
+"""Bags of patch features per case, loaded once and batched with padding masks.
+
+Upstream trains on one bag per step and reads every ``.pt`` from disk each epoch; here every bag is read
+once into RAM (float16 by default: half the memory, exact enough for MIL) and mini-batches of several
+bags are padded to the longest bag with a boolean mask (True = real patch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from mstar.data.feature_dirs import feature_file
+from mstar.errors import MstarError
+
+
+class BagStore:
+    """Features (and coords) of each case: the concatenation of its slides' bags.
+
+    Args:
+        feature_dir: folder holding ``<slide>.h5``/``.pt`` (see :func:`resolve_feature_dir`).
+        cases: case ids, in order.
+        slides: slide ids of each case.
+        skip_missing: drop cases whose feature files are missing instead of failing.
+        dtype: storage dtype in RAM.
+    """
+
+    def __init__(self, feature_dir: Path, cases: Sequence[str], slides: Sequence[Sequence[str]],
+                 skip_missing: bool = False, dtype: torch.dtype = torch.float16):
+        from mstar.features.io import load_features
+
+        missing = [(c, s) for c, ss in zip(cases, slides) for s in ss if feature_file(feature_dir, s) is None]
+        if missing and not skip_missing:
+            shown = ", ".join(s for _, s in missing[:10]) + (" ..." if len(missing) > 10 else "")
+            raise MstarError(f"{feature_dir}: no features for {len(missing)} slide(s): {shown}; extract them or "
+                             "pass --skip-missing to drop those cases")
+        dropped = {c for c, _ in missing}
+        self.dropped = sorted(dropped)
+        self.cases: list[str] = []
+        self.features: list[torch.Tensor] = []
+        self.coords: list[np.ndarray] = []
+        self.slide_of_patch: list[np.ndarray] = []
+        self.dim: int | None = None
+        for case, ss in zip(cases, slides):
+            if case in dropped:
+                continue
+            feats, coords, owner = [], [], []
+            for k, s in enumerate(ss):
+                f, xy, _ = load_features(feature_file(feature_dir, s))
+                feats.append(torch.as_tensor(np.asarray(f), dtype=dtype))
+                coords.append(np.asarray(xy).reshape(-1, 2))
+                owner.append(np.full(len(f), k, np.int16))
+            bag = torch.cat(feats) if feats else torch.zeros(0, 0, dtype=dtype)
+            if self.dim is None and bag.shape[0]:
+                self.dim = int(bag.shape[1])
+            elif bag.shape[0] and bag.shape[1] != self.dim:
+                raise MstarError(f"{feature_dir}: case {case} has {bag.shape[1]}-d features, others {self.dim}-d; "
+                                 "were they extracted with different encoders?")
+            self.cases.append(case)
+            self.features.append(bag)
+            self.coords.append(np.concatenate(coords) if coords else np.zeros((0, 2), np.int64))
+            self.slide_of_patch.append(np.concatenate(owner) if owner else np.zeros(0, np.int16))
+        self.index = {c: i for i, c in enumerate(self.cases)}
+
+    def __len__(self) -> int:
+        return len(self.cases)
+
+    def bag(self, case: str) -> torch.Tensor:
+        return self.features[self.index[case]]
+
+    def nbytes(self) -> int:
+        return sum(f.numel() * f.element_size() for f in self.features)
+
+
+class BagDataset(Dataset):
+    """(features, target, case) per case; random patch subsets of at most ``max_patches`` when training."""
+
+    def __init__(self, store: BagStore, cases: Sequence[str], targets: Sequence, max_patches: int | None = None,
+                 train: bool = False, seed: int = 0):
+        self.store, self.cases, self.targets = store, list(cases), list(targets)
+        self.max_patches, self.train = max_patches, train
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return len(self.cases)
+
+    def __getitem__(self, i: int):
+        bag = self.store.bag(self.cases[i])  # (N, D)
+        if self.train and self.max_patches and bag.shape[0] > self.max_patches:
+            keep = torch.randperm(bag.shape[0], generator=self.generator)[: self.max_patches]
+            bag = bag[keep.sort().values]
+        return bag, self.targets[i], self.cases[i]
+
+
+def collate_bags(batch):
+    """Pad bags to the longest: ``x`` (B, N, D) float32, ``mask`` (B, N) bool, targets, case ids."""
+    bags, targets, cases = zip(*batch)
+    n_max = max(1, max(b.shape[0] for b in bags))
+    dim = next((b.shape[1] for b in bags if b.ndim == 2 and b.shape[0]), 1)
+    x = torch.zeros(len(bags), n_max, dim)
+    mask = torch.zeros(len(bags), n_max, dtype=torch.bool)
+    for i, b in enumerate(bags):
+        if b.shape[0]:
+            x[i, : b.shape[0]] = b.float()
+            mask[i, : b.shape[0]] = True
+    if isinstance(targets[0], torch.Tensor):
+        target = torch.stack(targets)
+    else:
+        target = torch.as_tensor(np.asarray(targets))
+    return x, mask, target, list(cases)

@@ -1,0 +1,49 @@
+"""Find the feature file of a slide in any of the layouts users have.
+
+Accepted ``--features`` folders: one encoder's folder holding ``<slide>.h5``/``<slide>.pt`` (ours
+``features/<encoder>/``, CLAM ``h5_files/`` or ``pt_files/``, TRIDENT ``features_<encoder>/``, upstream
+mSTAR ``pt_files/<model>/``), or a work folder containing exactly one of those (``features/<enc>``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from mstar.errors import MstarError
+
+FEATURE_SUFFIXES = (".h5", ".pt")
+
+
+def _has_features(folder: Path) -> bool:
+    return any(p.suffix in FEATURE_SUFFIXES for p in folder.iterdir() if p.is_file())
+
+
+def resolve_feature_dir(path: str | os.PathLike) -> Path:
+    """The folder that directly holds ``<slide>.h5``/``.pt`` files for ``path``."""
+    path = Path(path)
+    if not path.is_dir():
+        raise MstarError(f"{path}: features folder not found (run `mstar extract` first)")
+    if _has_features(path):
+        return path
+    candidates = []
+    for sub in ("features", "pt_files", "h5_files"):
+        if (path / sub).is_dir():
+            candidates += [p for p in [path / sub, *sorted((path / sub).iterdir())] if p.is_dir() and _has_features(p)]
+    candidates += [p for p in sorted(path.glob("features_*")) if p.is_dir() and _has_features(p)]
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise MstarError(f"{path}: no feature files (.h5/.pt) here or in features/<encoder>/; "
+                         "pass the folder of one encoder")
+    names = ", ".join(str(c.relative_to(path)) for c in candidates)
+    raise MstarError(f"{path}: several feature folders ({names}); pass one of them with --features")
+
+
+def feature_file(folder: Path, slide_id: str) -> Path | None:
+    """``folder/<slide_id>.h5`` or ``.pt`` (h5 preferred), or None."""
+    for suffix in FEATURE_SUFFIXES:
+        candidate = folder / f"{slide_id}{suffix}"
+        if candidate.exists():
+            return candidate
+    return None

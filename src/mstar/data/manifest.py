@@ -1,0 +1,164 @@
+"""Cohort manifests in the CSV schemas users already have (upstream mSTAR / CLAM / MCAT lineage).
+
+Recognised schemas (columns, case-insensitive; extra columns are kept):
+
+- classification: ``case,slide,label,fold`` with fold in {train, val, test}; or ``case,slide,label`` plus
+  ``fold1..foldK`` in {train, test} for k-fold cross-validation;
+- survival: ``Study,ID,Event,Status,WSI,split`` (Event = months, Status 1 = death observed,
+  split in {train, validation|val, test});
+- multimodal survival: the survival columns plus ``RNA`` (a per-case ``Gene,Value`` CSV file name).
+
+Every schema is normalised to one frame with columns ``case``, ``slides`` (list of slide ids; several
+slides of a case are joined by ``;`` in the CSV and their bags concatenated), ``split`` (train/val/test,
+or absent under cross-validation), and ``label`` or ``time``/``event``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from mstar.errors import MstarError
+
+SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
+                 "test": "test", "testing": "test"}
+SLIDE_SUFFIXES = (".pt", ".h5", ".svs", ".tif", ".tiff", ".ndpi", ".mrxs")
+
+
+def slide_ids(cell: object) -> list[str]:
+    """``'a.pt;b.pt'`` -> ``['a', 'b']`` (suffixes of feature/slide files are stripped)."""
+    out = []
+    for part in str(cell).split(";"):
+        part = part.strip()
+        for suffix in SLIDE_SUFFIXES:
+            if part.lower().endswith(suffix):
+                part = part[: -len(suffix)]
+                break
+        if part:
+            out.append(part)
+    return out
+
+
+@dataclass
+class Manifest:
+    """A normalised cohort table. ``folds`` lists CV fold columns (``fold1``...) when the CSV has them."""
+
+    path: Path
+    kind: str                      # "classification" | "survival"
+    table: pd.DataFrame
+    folds: list[str] = field(default_factory=list)
+    rna_column: str | None = None
+
+    @property
+    def classes(self) -> list[str]:
+        """Sorted class names (classification only)."""
+        return sorted(self.table["label"].astype(str).unique(), key=_natural_key)
+
+    def split_names(self) -> list[str]:
+        """Evaluation units: ``['fixed']`` for a train/val/test column, else the fold columns."""
+        return self.folds or ["fixed"]
+
+    def split_of(self, unit: str) -> pd.Series:
+        """The train/val/test assignment of every row for one evaluation unit."""
+        return self.table["split"] if unit == "fixed" else self.table[unit]
+
+
+def _natural_key(text: str):
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", text)]
+
+
+def _normalise_split(values: pd.Series, path: Path, column: str) -> pd.Series:
+    lowered = values.astype(str).str.strip().str.lower()
+    unknown = sorted(set(lowered) - set(SPLIT_ALIASES))
+    if unknown:
+        raise MstarError(f"{path}: column '{column}' has unknown values {unknown[:5]}; use train/val/test "
+                         "(validation is accepted for val)")
+    return lowered.map(SPLIT_ALIASES)
+
+
+def read_manifest(path: str | os.PathLike) -> Manifest:
+    """Read and validate a manifest CSV; raise :class:`MstarError` naming the file and the problem."""
+    path = Path(path)
+    if not path.exists():
+        raise MstarError(f"{path}: manifest not found")
+    try:
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except Exception as exc:  # noqa: BLE001
+        raise MstarError(f"{path}: cannot parse as CSV ({exc})") from exc
+    if raw.empty:
+        raise MstarError(f"{path}: the manifest has no rows")
+    cols = {c.lower().strip(): c for c in raw.columns}
+    if {"event", "status", "wsi"} <= set(cols) and ("id" in cols):
+        return _survival(path, raw, cols)
+    if {"slide", "label"} <= set(cols) or {"slide_id", "label"} <= set(cols):
+        return _classification(path, raw, cols)
+    raise MstarError(f"{path}: unrecognised columns {list(raw.columns)}; expected case,slide,label,fold "
+                     "(classification) or Study,ID,Event,Status,WSI,split (survival)")
+
+
+def _classification(path: Path, raw: pd.DataFrame, cols: dict) -> Manifest:
+    slide_col = cols.get("slide", cols.get("slide_id"))
+    case_col = cols.get("case", cols.get("case_id", slide_col))
+    table = pd.DataFrame({"case": raw[case_col].astype(str), "slides": raw[slide_col].map(slide_ids),
+                          "label": raw[cols["label"]].astype(str).str.strip()})
+    if (table["label"] == "").any():
+        rows = list(table.index[table["label"] == ""][:5] + 2)
+        raise MstarError(f"{path}: empty 'label' in CSV rows {rows}")
+    folds = sorted((c for c in cols if re.fullmatch(r"fold\d+", c)), key=_natural_key)
+    if "fold" in cols or "split" in cols:
+        column = cols.get("fold", cols.get("split"))
+        table["split"] = _normalise_split(raw[column], path, column)
+        folds = []
+    elif folds:
+        for f in folds:
+            table[f] = _normalise_split(raw[cols[f]], path, cols[f])
+    else:
+        raise MstarError(f"{path}: no split column; add 'fold' (train/val/test) or fold1..foldK columns")
+    _check_slides(path, table)
+    return Manifest(path=path, kind="classification", table=_keep_extra(table, raw, cols), folds=folds)
+
+
+def _survival(path: Path, raw: pd.DataFrame, cols: dict) -> Manifest:
+    if "split" not in cols:
+        raise MstarError(f"{path}: survival manifest needs a 'split' column (train/validation/test)")
+    try:
+        time = pd.to_numeric(raw[cols["event"]])
+        status = pd.to_numeric(raw[cols["status"]])
+    except ValueError as exc:
+        raise MstarError(f"{path}: columns Event (months) and Status (1 = death) must be numeric ({exc})") from exc
+    if not status.isin([0, 1]).all():
+        raise MstarError(f"{path}: column Status must be 0 (censored) or 1 (death observed)")
+    if (time < 0).any() or time.isna().any():
+        raise MstarError(f"{path}: column Event (survival months) has negative or missing values")
+    table = pd.DataFrame({"case": raw[cols["id"]].astype(str), "slides": raw[cols["wsi"]].map(slide_ids),
+                          "time": time.astype(float), "event": status.astype(int).astype(bool),
+                          "split": _normalise_split(raw[cols["split"]], path, cols["split"])})
+    if "study" in cols:
+        table["study"] = raw[cols["study"]].astype(str)
+    rna = None
+    if "rna" in cols:
+        table["rna"] = raw[cols["rna"]].astype(str)
+        rna = "rna"
+    _check_slides(path, table)
+    return Manifest(path=path, kind="survival", table=table, rna_column=rna)
+
+
+def _check_slides(path: Path, table: pd.DataFrame) -> None:
+    empty = table.index[table["slides"].map(len) == 0]
+    if len(empty):
+        raise MstarError(f"{path}: rows {list(empty[:5] + 2)} name no slide")
+    dup = table["case"][table["case"].duplicated()]
+    if len(dup):
+        raise MstarError(f"{path}: case ids appear twice ({list(dup[:5])}); join a case's slides with ';' in one row")
+
+
+def _keep_extra(table: pd.DataFrame, raw: pd.DataFrame, cols: dict) -> pd.DataFrame:
+    used = {"case", "case_id", "slide", "slide_id", "label", "fold", "split"}
+    for low, orig in cols.items():
+        if low not in used and not re.fullmatch(r"fold\d+", low) and low not in table:
+            table[low] = raw[orig]
+    return table

@@ -1,0 +1,226 @@
+"""Train and evaluate a supervised slide-level task (``mstar train classify|survival``)."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+
+from mstar.data.bags import BagDataset, BagStore, collate_bags
+from mstar.data.feature_dirs import resolve_feature_dir
+from mstar.data.manifest import read_manifest
+from mstar.errors import MstarError
+from mstar.eval.results import write_metrics_json, write_predictions_csv
+from mstar.tasks import run_files
+from mstar.tasks.aggregate import mean_over_units, unit_metrics
+from mstar.tasks.config import TrainConfig
+from mstar.tasks.lightning_module import SlideTaskModule
+from mstar.tasks.objectives import make_objective
+from mstar.tasks.units import Unit, make_units
+from mstar.utils.atomic import atomic_path, write_text_atomic
+
+log = logging.getLogger(__name__)
+for _name in ("lightning.pytorch", "lightning.fabric", "lightning"):  # no GPU/TPU banners or tips in our output
+    logging.getLogger(_name).setLevel(logging.WARNING)
+warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
+warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+HEAD = {"classify": "classification", "survival": "survival"}
+
+
+def _precision(cfg: TrainConfig) -> str:
+    if cfg.precision != "auto":
+        return cfg.precision
+    return "bf16-mixed" if torch.cuda.is_available() and cfg.accelerator != "cpu" else "32-true"
+
+
+def _loader(store, rows, targets, cfg, train: bool, seed: int) -> DataLoader:
+    ds = BagDataset(store, rows["case"].tolist(), targets, cfg.max_patches if train else None, train, seed)
+    return DataLoader(ds, batch_size=cfg.batch_size, shuffle=train, collate_fn=collate_bags,
+                      num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(seed) if train else None,
+                      pin_memory=torch.cuda.is_available())
+
+
+def build_model(cfg: TrainConfig, n_outputs: int, in_dim: int):
+    """The aggregator + head of ``cfg``, initialised from a stage-1 aggregator when asked."""
+    from mstar.models.registry import create_mil_model
+
+    if not cfg.aggregator:
+        return create_mil_model(cfg.model, HEAD[cfg.task], n_outputs, in_dim=in_dim, **cfg.model_args)
+    from mstar.models.heads import make_head
+    from mstar.models.mil import MILModel
+    from mstar.models.upstream import load_stage1_aggregator
+
+    if cfg.model != "transmil":
+        raise MstarError(f"--aggregator initialises a TransMIL; got --model {cfg.model}")
+    aggregator = load_stage1_aggregator(cfg.aggregator, in_dim=in_dim, proj=cfg.aggregator_proj, **cfg.model_args)
+    return MILModel(aggregator, make_head(HEAD[cfg.task], aggregator.embed_dim, n_outputs))
+
+
+def rebuild_args(cfg: TrainConfig, model) -> dict:
+    """Constructor arguments that rebuild ``model.aggregator`` (geometry read from a stage-1 checkpoint)."""
+    if not cfg.aggregator:
+        return dict(cfg.model_args)
+    agg = model.aggregator
+    heads = agg.layer1.attn.heads
+    return {**cfg.model_args, "dim": agg.embed_dim, "heads": heads,
+            "dim_head": agg.layer1.attn.to_qkv.out_features // (3 * heads),
+            "input_proj": {"checkpoint": "linear", "fresh": "mlp", "none": "none"}[cfg.aggregator_proj]}
+
+
+def slow_prefixes(cfg: TrainConfig) -> tuple[str, ...]:
+    """Parameters trained at ``aggregator_lr``: the pretrained trunk (and the stage-1 projection if kept)."""
+    if not cfg.aggregator:
+        return ()
+    trunk = ("aggregator.cls_token", "aggregator.pos_layer", "aggregator.layer1", "aggregator.layer2",
+             "aggregator.norm")
+    return trunk + (("aggregator._fc1",) if cfg.aggregator_proj == "checkpoint" else ())
+
+
+@torch.inference_mode()
+def predict(model, objective, store, rows: pd.DataFrame, cfg: TrainConfig) -> pd.DataFrame:
+    """Per-case outputs of ``model`` on ``rows`` joined with the truth columns."""
+    model.eval()
+    loader = _loader(store, rows, objective.targets(rows), cfg, train=False, seed=0)
+    parts = []
+    for x, mask, _, cases in loader:
+        parts.append(pd.DataFrame({"case": cases, **objective.outputs(model(x, mask))}))
+    out = pd.concat(parts, ignore_index=True)
+    truth = pd.DataFrame({"case": rows["case"].to_numpy(), **objective.truth_columns(rows)})
+    return truth.merge(out, on="case", how="left")
+
+
+def train_unit(cfg: TrainConfig, unit: Unit, table: pd.DataFrame, store: BagStore, where: str,
+               out_dir: Path, progress: bool) -> pd.DataFrame:
+    """Train one unit; write its model, log, predictions and metrics; return its predictions."""
+    objective = make_objective(cfg.task, table, cfg.ordinal, cfg.n_bins)
+    rows = {s: table[unit.split == s] for s in ("train", "val", "test")}
+    objective.fit(rows["train"])
+    for split, r in rows.items():
+        if len(r) < 2 and (split != "val" or split in unit.selection):
+            raise MstarError(f"{where}: unit {unit.name} has {len(r)} case(s) in '{split}'; too few to train "
+                             "or evaluate (at least 2 needed)")
+        if len(r):
+            objective.check_split(r, split, f"{where} ({unit.name})")
+    selection = table[unit.split.isin(unit.selection)]
+    L.seed_everything(unit.seed, workers=True, verbose=False)
+    model = build_model(cfg, objective.n_outputs, store.dim)
+    truth = pd.DataFrame({"case": selection["case"].to_numpy(), **objective.truth_columns(selection)})
+    module = SlideTaskModule(model, objective, cfg.lr, cfg.weight_decay, cfg.epochs, truth,
+                             slow_prefixes=slow_prefixes(cfg), slow_lr=cfg.aggregator_lr)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir.parent) as ckdir:
+        checkpoint = L.pytorch.callbacks.ModelCheckpoint(dirpath=ckdir, filename="best", monitor="val_score",
+                                                         mode="max", save_top_k=1, save_weights_only=True)
+        stopper = L.pytorch.callbacks.EarlyStopping("val_score", mode="max", patience=cfg.patience)
+        trainer = L.Trainer(max_epochs=cfg.epochs, callbacks=[checkpoint, stopper], logger=False,
+                            accelerator=cfg.accelerator, devices=cfg.devices, precision=_precision(cfg),
+                            enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
+                            deterministic=True)
+        trainer.fit(module, _loader(store, rows["train"], objective.targets(rows["train"]), cfg, True, unit.seed),
+                    _loader(store, selection, objective.targets(selection), cfg, False, 0))
+        best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
+        module.load_state_dict(best)
+    best_epoch = int(np.argmax([h[f"val_{objective.selection_metric}"] for h in module.history])) + 1
+    preds = []
+    eval_splits = ["val", "test"] + (["val+test"] if unit.selection == ("val", "test") else [])
+    for split in eval_splits:
+        r = selection if split == "val+test" else rows[split]
+        if len(r):
+            p = predict(model, objective, store, r, cfg)
+            p.insert(0, "split", split)
+            preds.append(p)
+    preds = pd.concat(preds, ignore_index=True)
+    preds.insert(0, "unit", unit.name)
+    metrics = {split: unit_metrics(objective.stats_fn(p), len(p), cfg.bootstrap, cfg.seed)
+               for split, p in preds.groupby("split", sort=False)}
+    info = {"model": cfg.model, "head": HEAD[cfg.task], "n_outputs": objective.n_outputs, "in_dim": store.dim,
+            "model_args": rebuild_args(cfg, model), "classes": getattr(objective, "classes", None),
+            "bin_edges": None if getattr(objective, "edges", None) is None else objective.edges.tolist(),
+            "best_epoch": best_epoch, "unit": unit.name}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    run_files.save_model(out_dir / "model.pt", model, info)
+    with atomic_path(out_dir / "log.csv") as tmp:
+        pd.DataFrame(module.history).to_csv(tmp, index=False)
+    write_predictions_csv(out_dir / "predictions.csv", preds)
+    write_metrics_json(out_dir / "metrics.json", metrics, meta={"best_epoch": best_epoch})
+    run_files.write_json(out_dir / "done.json", {"best_epoch": best_epoch})
+    return preds
+
+
+def _load_table(cfg: TrainConfig):
+    manifest = read_manifest(cfg.manifest)
+    feature_dir = resolve_feature_dir(cfg.features)
+    table = manifest.table
+    store = BagStore(feature_dir, table["case"].tolist(), table["slides"].tolist(), skip_missing=cfg.skip_missing)
+    empty = [c for c, f in zip(store.cases, store.features) if f.shape[0] == 0]
+    if empty and not cfg.skip_missing:
+        raise MstarError(f"{feature_dir}: {len(empty)} case(s) have empty bags (no tissue tiles): "
+                         f"{', '.join(empty[:10])}; pass --skip-missing to drop them")
+    keep = set(store.cases) - set(empty)
+    dropped = sorted(set(table["case"]) - keep)
+    if dropped:
+        log.warning("dropping %d case(s) without features: %s", len(dropped), ", ".join(dropped[:10]))
+    return manifest, table[table["case"].isin(keep)].reset_index(drop=True), store, dropped
+
+
+def train_task(cfg: TrainConfig, overwrite: bool = False, progress: bool = True) -> dict:
+    """Train every unit of ``cfg`` (resuming finished ones) and write the run directory."""
+    cfg.validate()
+    start = time.perf_counter()
+    manifest, table, store, dropped = _load_table(cfg)
+    run = cfg.run_dir()
+    if run.exists() and overwrite:
+        shutil.rmtree(run)
+    run.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(run / "config.yaml", cfg.to_yaml())
+    units = make_units(manifest, cfg.protocol, cfg.runs, cfg.seed, cfg.val_fraction)
+    for u in units:  # units index the manifest table; re-align to the kept rows
+        u.split = u.split.loc[manifest.table["case"].isin(table["case"])].reset_index(drop=True)
+    all_preds = []
+    for unit in units:
+        udir = run_files.unit_dir(run, unit.name)
+        if run_files.is_done(udir):
+            all_preds.append(pd.read_csv(udir / "predictions.csv", keep_default_na=False, na_values=[""]))
+            continue
+        all_preds.append(train_unit(cfg, unit, table, store, str(manifest.path), udir, progress))
+    return finish_run(cfg, run, units, all_preds, dropped, time.perf_counter() - start)
+
+
+def finish_run(cfg: TrainConfig, run: Path, units, all_preds, dropped, seconds: float) -> dict:
+    """Aggregate unit results into ``metrics.json``, ``predictions.csv``, ``log.csv`` and figures."""
+    from mstar.tasks.figures import write_figures
+
+    table = read_manifest(cfg.manifest).table
+    objective = make_objective(cfg.task, table, cfg.ordinal, cfg.n_bins)
+    preds = pd.concat(all_preds, ignore_index=True)
+    metrics = {}
+    for split, p in preds.groupby("split", sort=False):
+        per_unit = [(objective.stats_fn(g), len(g), tuple(sorted(g["case"]))) for _, g in p.groupby("unit", sort=False)]
+        if len(per_unit) == 1:
+            metrics[split] = unit_metrics(per_unit[0][0], per_unit[0][1], cfg.bootstrap, cfg.seed)
+        else:
+            metrics[split] = mean_over_units(per_unit, cfg.bootstrap, cfg.seed)
+    logs = []
+    for u in units:
+        path = run_files.unit_dir(run, u.name) / "log.csv"
+        if path.exists():
+            logs.append(pd.read_csv(path).assign(unit=u.name))
+    with atomic_path(run / "log.csv") as tmp:
+        pd.concat(logs, ignore_index=True).to_csv(tmp, index=False)
+    write_predictions_csv(run / "predictions.csv", preds)
+    meta = {"task": cfg.task, "protocol": cfg.protocol, "selection_metric": objective.selection_metric,
+            "units": [u.name for u in units], "dropped_cases": dropped, "seconds": round(seconds, 1),
+            "note": ("upstream protocol: epoch selected on val ∪ test; 'val+test' metrics are optimistic"
+                     if cfg.protocol == "upstream" else "epoch selected on validation only; test untouched")}
+    write_metrics_json(run / "metrics.json", metrics, meta=meta)
+    write_figures(run, objective, preds)
+    return {"run": str(run), "metrics": metrics, "meta": meta}

@@ -1,0 +1,105 @@
+import json
+
+import pandas as pd
+import pytest
+
+from mstar.errors import MstarError
+from mstar.eval.results import read_metrics_json
+from mstar.tasks.config import TrainConfig
+from mstar.tasks.runner import train_task
+from tests.tasks._bags import classification_cohort, survival_cohort
+
+FAST = dict(epochs=12, lr=1e-3, batch_size=8, patience=12, bootstrap=200,
+            model_args={"dim": 32, "attn_dim": 16, "dropout": 0.0})
+
+
+def _cfg(tmp_path, manifest, features, **kw):
+    return TrainConfig(**{"manifest": str(manifest), "features": str(features), "out": str(tmp_path / "runs"),
+                          **FAST, **kw})
+
+
+@pytest.fixture(scope="module")
+def cls_data(tmp_path_factory):
+    return classification_cohort(tmp_path_factory.mktemp("cls"))
+
+
+def test_classification_recovers_the_planted_classes(tmp_path, cls_data):
+    result = train_task(_cfg(tmp_path, *cls_data, task="classify"), progress=False)
+    run = tmp_path / "runs" / "classify" / "manifest-abmil"
+    metrics = read_metrics_json(run / "metrics.json")
+    test = metrics["test"]["auc_macro"]
+    assert test["value"] > 0.9 and test["ci_low"] <= test["value"] <= test["ci_high"] and test["n"] == 12
+    assert {"balanced_accuracy", "f1_weighted", "auc_weighted"} <= set(metrics["test"])
+    preds = pd.read_csv(run / "predictions.csv")
+    assert set(preds["split"]) == {"val", "test"}
+    assert preds[["prob_A", "prob_B", "prob_C"]].sum(axis=1).round(5).eq(1).all()
+    for fig in ("roc_test.png", "confusion_test.png", "training_curves.png"):
+        assert (run / "figures" / fig).stat().st_size > 1000
+    assert (run / "config.yaml").exists() and (run / "units" / "fixed" / "model.pt").exists()
+    assert result["meta"]["selection_metric"] == "auc_macro"
+
+
+def test_a_finished_run_resumes_without_retraining(tmp_path, cls_data):
+    cfg = _cfg(tmp_path, *cls_data, task="classify", epochs=2)
+    train_task(cfg, progress=False)
+    model = tmp_path / "runs" / "classify" / "manifest-abmil" / "units" / "fixed" / "model.pt"
+    stamp = model.stat().st_mtime_ns
+    train_task(cfg, progress=False)
+    assert model.stat().st_mtime_ns == stamp
+    train_task(cfg, overwrite=True, progress=False)
+    assert model.stat().st_mtime_ns != stamp
+
+
+def test_cross_validation_and_repeated_runs_report_mean_and_sd(tmp_path):
+    manifest, features = classification_cohort(tmp_path / "cv", n_cases=45, folds=3)
+    train_task(_cfg(tmp_path, manifest, features, task="classify", epochs=3, runs=2), progress=False)
+    run = tmp_path / "runs" / "classify" / "manifest-abmil"
+    entry = read_metrics_json(run / "metrics.json")["test"]["auc_macro"]
+    assert len(entry["per_unit"]) == 6 and entry["sd"] >= 0
+    assert entry["value"] == pytest.approx(sum(entry["per_unit"]) / 6)
+    assert entry["ci_low"] <= entry["value"] <= entry["ci_high"]
+    preds = pd.read_csv(run / "predictions.csv")
+    assert set(preds["unit"]) == {f"fold{f}-run{r}" for f in (1, 2, 3) for r in (0, 1)}
+    # validation was carved from each fold's training rows, never from its test rows
+    for unit, g in preds.groupby("unit"):
+        assert not set(g[g.split == "val"]["case"]) & set(g[g.split == "test"]["case"])
+
+
+def test_survival_orders_patients_by_planted_risk(tmp_path):
+    manifest, features = survival_cohort(tmp_path / "surv")
+    train_task(_cfg(tmp_path, manifest, features, task="survival", epochs=30, lr=5e-3, patience=30), progress=False)
+    run = tmp_path / "runs" / "survival" / "survival-abmil"
+    metrics = read_metrics_json(run / "metrics.json")
+    assert metrics["test"]["c_index"]["value"] > 0.6
+    preds = pd.read_csv(run / "predictions.csv")
+    assert {"risk", "S_1", "S_4", "time", "event", "bin"} <= set(preds.columns)
+    assert (run / "figures" / "km_test.png").exists()
+    info_edges = json.loads((run / "metrics.json").read_text())["_meta"]
+    assert info_edges["selection_metric"] == "c_index"
+
+
+def test_upstream_protocol_is_explicit_and_labelled(tmp_path, cls_data):
+    result = train_task(_cfg(tmp_path, *cls_data, task="classify", epochs=2, protocol="upstream"), progress=False)
+    assert "val+test" in result["metrics"] and "optimistic" in result["meta"]["note"]
+
+
+def test_missing_features_are_listed_or_skipped(tmp_path, cls_data):
+    manifest, features = cls_data
+    table = pd.read_csv(manifest)
+    table.loc[0, "slide"] = "NOPE-1"
+    bad = tmp_path / "bad.csv"
+    table.to_csv(bad, index=False)
+    with pytest.raises(MstarError, match="NOPE-1.*--skip-missing"):
+        train_task(_cfg(tmp_path, bad, features, task="classify", epochs=1), progress=False)
+    result = train_task(_cfg(tmp_path, bad, features, task="classify", epochs=1, skip_missing=True), progress=False)
+    assert result["meta"]["dropped_cases"] == ["C000"]
+
+
+def test_single_class_validation_split_is_a_clear_error(tmp_path, cls_data):
+    manifest, features = cls_data
+    table = pd.read_csv(manifest)
+    table.loc[(table["fold"] == "val") & (table["label"] != "A"), "fold"] = "train"
+    bad = tmp_path / "oneclass.csv"
+    table.to_csv(bad, index=False)
+    with pytest.raises(MstarError, match="single class"):
+        train_task(_cfg(tmp_path, bad, features, task="classify", epochs=1), progress=False)
