@@ -94,3 +94,22 @@ def heatmap(
 
     result = slide_heatmap(run, slide, unit, top_k, features)
     rprint(f"{result['score']} heatmap: {result['heatmap']}\ntop tiles: {result['top_tiles']}")
+
+
+@app.command("evaluate")
+def evaluate(
+    run: Annotated[Path, typer.Option("--run", help="Run directory (runs/<task>/<name>).")],
+    manifest: Annotated[Path, typer.Option("--manifest", help="Cohort to evaluate on (every row is a test case).")],
+    features: Annotated[Path, typer.Option("--features", help="Features of that cohort (same encoder).")],
+    name: Annotated[Optional[str], typer.Option("--name", help="Evaluation name (default: manifest stem).")] = None,
+    skip_missing: SkipMissing = False,
+) -> None:
+    """Evaluate a trained run on another cohort (external validation), with CIs and figures."""
+    from rich import print as rprint
+
+    from mstar.eval.results import format_ci
+    from mstar.tasks.evaluate import evaluate_run
+
+    result = evaluate_run(run, manifest, features, name, skip_missing)
+    metric = result["selection_metric"]
+    rprint(f"test {metric}: {format_ci(result['metrics']['test'][metric])}\noutputs: {result['out']}")
