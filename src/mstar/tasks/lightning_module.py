@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import lightning as L
 import numpy as np
@@ -36,6 +37,9 @@ class SlideTaskModule(L.LightningModule):
 
     def forward(self, x, mask):
         return self.model(x, mask)
+
+    def on_train_epoch_start(self):
+        self._epoch_start = time.perf_counter()
 
     def training_step(self, batch, batch_idx):
         x, mask, target, _ = batch
@@ -73,7 +77,8 @@ class SlideTaskModule(L.LightningModule):
             self._train_losses = []
             self.history.append({"epoch": self.current_epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
                                  f"val_{self.objective.selection_metric}": score,
-                                 "lr": self.trainer.optimizers[0].param_groups[0]["lr"]})
+                                 "lr": self.trainer.optimizers[0].param_groups[0]["lr"],
+                                 "seconds": round(time.perf_counter() - getattr(self, "_epoch_start", time.perf_counter()), 3)})
 
     def configure_optimizers(self):
         slow, fast = [], []
