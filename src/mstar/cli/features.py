@@ -1,0 +1,96 @@
+"""Commands of the features stage: `mstar extract`, `mstar encoders`."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mstar.cli import app
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+ENCODER_HELP = "Encoder name (`mstar encoders`), timm:<model>, or a stage-2 checkpoint's name."
+CHECKPOINT_HELP = "Local weights (.pth/.bin/.safetensors), loaded strictly; nothing is downloaded."
+WORKERS_HELP = "Processes reading tiles (default: up to 8 on GPU; on CPU 0 with <= 4 cores, else 2)."
+PRECISION_HELP = "Autocast precision (default: the encoder's on GPU, fp32 on CPU)."
+DEVICE_HELP = "cpu, cuda, or auto (CUDA when available)."
+THREADS_HELP = "Torch threads for the CPU forward (default: torch's)."
+SLIDES_HELP = "Folder of the slides when the tiles files' slide paths moved (or for CLAM coords)."
+
+
+@app.command("extract")
+def extract(
+    root: Annotated[Path, typer.Argument(help="Work folder holding tiles/ (from `mstar tile --out`).")],
+    encoder: Annotated[str, typer.Option("--encoder", help=ENCODER_HELP)],
+    checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help=CHECKPOINT_HELP)] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Tiles per forward pass.")] = 64,
+    workers: Annotated[int | None, typer.Option("--workers", min=0, help=WORKERS_HELP)] = None,
+    threads: Annotated[int | None, typer.Option("--threads", min=1, help=THREADS_HELP)] = None,
+    precision: Annotated[Precision | None, typer.Option("--precision", help=PRECISION_HELP)] = None,
+    device: Annotated[Device, typer.Option("--device", help=DEVICE_HELP)] = Device.auto,
+    save_pt: Annotated[bool, typer.Option("--save-pt", help="Also write pt_files/<encoder>/<slide>.pt "
+                                                            "(upstream mSTAR / CLAM layout).")] = False,
+    slides: Annotated[Path | None, typer.Option("--slides", help=SLIDES_HELP)] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo slides that have features.")] = False,
+    skip_errors: Annotated[bool, typer.Option("--skip-errors", help="Go on past unreadable slides.")] = False,
+) -> None:
+    """Extract patch features: tiles/<slide>.h5 -> features/<encoder>/<slide>.h5 (+ summary.csv)."""
+    from rich import print as rprint
+
+    from mstar.features.encoders import folder_name
+    from mstar.features.extract import extract_features
+
+    summary = extract_features(root, encoder, checkpoint=checkpoint, batch_size=batch_size, workers=workers,
+                               precision=precision.value if precision else None, device=device.value,
+                               save_pt=save_pt, overwrite=overwrite, skip_errors=skip_errors,
+                               slides_dir=slides, threads=threads)
+    if summary.empty:
+        return
+    folder = Path(root) / "features" / folder_name(encoder)
+    counts = ", ".join(f"{v} {k}" for k, v in summary["status"].value_counts().to_dict().items())
+    rprint(f"[bold]extracted[/bold] {len(summary)} slides with {encoder}: {int(summary['n_tiles'].sum())} "
+           f"tiles; {counts}; summary in {folder}/summary.csv")
+    for _, row in summary[summary["status"] == "error"].iterrows():
+        rprint(f"  [red]error[/red] {row['slide']}: {row['error']}")
+
+
+@app.command("encoders")
+def encoders() -> None:
+    """List the patch encoders, their input contract and the weights file each needs."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from mstar.features.encoders import list_encoders
+
+    console = Console()
+    table = Table(title="patch encoders", title_justify="left")
+    for col in ("name", "dim", "input px", "mean/std", "µm/px", "GPU", "--checkpoint"):
+        table.add_column(col, no_wrap=col == "name")
+    about = []
+    for spec in list_encoders():
+        p = spec.preprocess
+        norm = "ImageNet" if p.mean == (0.485, 0.456, 0.406) else f"{p.mean}/{p.std}"
+        table.add_row(spec.name, str(spec.dim), str(p.input_px), norm, f"{p.target_mpp:g}", p.precision,
+                      spec.checkpoint_hint or "-")
+        about.append(f"  {spec.name}: {spec.description}")
+    table.add_row("timm:<model>", "model's", "model's", "model's", "0.5", "bf16", "optional")
+    about.append("  timm:<model>: any timm model, seeded random init unless --checkpoint "
+                 "(tests and demo: timm:test_vit)")
+    about.append("  <name>: a stage-2 checkpoint, --checkpoint <name>.safetensors with its <name>.json "
+                 "sidecar (docs/extraction.md)")
+    console.print(table)
+    console.print("\n".join(about), highlight=False)

@@ -1,0 +1,388 @@
+"""``mstar extract``: tiles -> ``features/<encoder>/<slide>.h5`` (+ ``pt_files/<encoder>/<slide>.pt``).
+
+The fast path: DataLoader workers read whole batches of one slide with their own handles; the batch is
+resized and normalised as one tensor op (in the workers on CPU; on the GPU after a pinned, non-blocking
+copy of the uint8 tiles when on CUDA); the encoder runs under ``inference_mode`` and autocast in the chosen
+precision; features stay on the device until the slide is complete, then a background thread writes the
+files atomically. Completed slides (the h5 exists) are skipped, so a killed run resumes where it stopped.
+Under ``torchrun`` each rank takes its own slides and rank 0 writes the one ``summary.csv``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import torch
+
+from mstar.errors import MstarError
+from mstar.features.dataset import SlideTiles, TileBatches, make_loader
+from mstar.features.distributed import DistInfo, barrier, finish, gather_rows, init_distributed, shard
+from mstar.features.encoders import Encoder, create_encoder
+from mstar.features.io import SCHEMA, features_path, load_features, pt_path
+from mstar.features.preprocess import PRECISIONS, preprocess_batch
+from mstar.features.writer import FeatureWriter, WriteJob, write_pt_file
+from mstar.slide.reader import SLIDE_SUFFIXES
+from mstar.slide.tiles_file import read_tiles
+from mstar.utils.atomic import atomic_path, remove_stale_parts
+from mstar.utils.progress import progress_bar
+
+log = logging.getLogger(__name__)
+
+STATUS_OK, STATUS_EMPTY, STATUS_ERROR = "ok", "empty", "error"
+SUMMARY_COLUMNS = ["slide", "n_tiles", "dim", "seconds", "tiles_per_s", "rank", "status", "error",
+                   "tiles_file", "slide_path"]
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+MPP_WARN_TOLERANCE = 0.10
+
+
+def resolve_device(device: str | None, info: DistInfo = DistInfo()) -> torch.device:
+    """``cpu``, ``cuda`` (``cuda:<LOCAL_RANK>`` under torchrun) or None/``auto`` (CUDA when available)."""
+    if device in (None, "auto"):
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        return torch.device("cpu")
+    if not device.startswith("cuda"):
+        raise MstarError(f"--device {device}: expected cpu or cuda")
+    if not torch.cuda.is_available():
+        raise MstarError("--device cuda: no CUDA device is visible to this process; use --device cpu")
+    dev = torch.device(device)
+    if dev.index is None:
+        dev = torch.device("cuda", info.local_rank % torch.cuda.device_count())
+    return dev
+
+
+def resolve_precision(precision: str | None, encoder: Encoder, device: torch.device) -> str:
+    """The autocast precision: the encoder's preferred one on GPU, fp32 on CPU unless asked otherwise.
+
+    Raises:
+        MstarError: unknown precision, fp16 on CPU, or bf16 on a GPU without bf16.
+    """
+    if precision is None:
+        precision = encoder.preprocess.precision if device.type == "cuda" else "fp32"
+    if precision not in PRECISIONS:
+        raise MstarError(f"--precision {precision}: expected one of {', '.join(PRECISIONS)}")
+    if device.type == "cpu" and precision == "fp16":
+        raise MstarError("--precision fp16 is not supported on CPU; use fp32 "
+                         "(or bf16 on CPUs with AMX/AVX512-BF16)")
+    if device.type == "cpu" and precision == "bf16":
+        log.warning("bf16 on CPU is only fast with AMX/AVX512-BF16 (this CPU: %s); fp32 is usually faster",
+                    torch.backends.cpu.get_cpu_capability())
+    if device.type == "cuda" and precision == "bf16" and not torch.cuda.is_bf16_supported():
+        raise MstarError(f"--precision bf16: {torch.cuda.get_device_name(device)} has no bf16; use fp16")
+    return precision
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """Autocast to ``precision`` on ``device`` (nothing for fp32)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=DTYPES[precision])
+
+
+def tiles_files(root: Path) -> list[Path]:
+    """``root/tiles/*.h5`` (temporaries of killed runs excluded), sorted."""
+    folder = root / "tiles"
+    files = sorted(p for p in folder.glob("*.h5") if not p.name.startswith(".")) if folder.is_dir() else []
+    if not files:
+        raise MstarError(f"{folder}: no tiles files; run `mstar tile SLIDES --out {root}` first")
+    return files
+
+
+def _find_slide(attrs: dict, tiles_file: Path, slides_dir: Path | None) -> Path:
+    sid = attrs["slide_id"]
+    candidates = []
+    if slides_dir is not None:
+        candidates += [slides_dir / f"{sid}{suffix}" for suffix in sorted(SLIDE_SUFFIXES)]
+        candidates += sorted(p for p in slides_dir.glob(f"{sid}.*") if p.suffix.lower() in SLIDE_SUFFIXES)
+    if attrs.get("slide_path"):
+        candidates.append(Path(attrs["slide_path"]))
+    for c in candidates:
+        if c.is_file():
+            return c
+    where = attrs.get("slide_path") or f"{sid}.<ext>"
+    raise MstarError(f"{tiles_file}: slide {where} not found; "
+                     f"pass --slides FOLDER holding {sid}.svs/.tif/...")
+
+
+def load_slide_tiles(tiles_file: Path, slides_dir: Path | None = None) -> SlideTiles:
+    """A tiles file as a :class:`SlideTiles` (slide located, mpp override kept)."""
+    coords, attrs = read_tiles(tiles_file)
+    path = _find_slide(attrs, tiles_file, slides_dir)
+    override = attrs.get("mpp_source") == "override" and "mpp_level0" in attrs
+    mpp = float(attrs["mpp_level0"]) if override else None
+    return SlideTiles(str(attrs["slide_id"]), str(path), coords, int(attrs["read_level"]),
+                      int(attrs["read_px"]), mpp, attrs)
+
+
+def feature_attrs(t: SlideTiles, encoder: Encoder, precision: str, tiles_file: Path) -> dict:
+    """The features file attributes: the tiles attrs plus the encoder, its hash and its input contract."""
+    attrs = {k: v for k, v in t.attrs.items() if k != "schema"}
+    attrs["tiles_schema"] = t.attrs.get("schema", "")
+    attrs["slide_path"] = t.slide_path
+    attrs["tiles_file"] = str(tiles_file.resolve())
+    p = encoder.preprocess
+    attrs.update({
+        "schema": SCHEMA, "encoder": encoder.name, "encoder_sha": encoder.encoder_sha,
+        "dim": int(encoder.dim),
+        "checkpoint": os.path.basename(encoder.checkpoint) if encoder.checkpoint else "",
+        "precision": precision, "encoder_input_px": p.input_px, "encoder_mean": list(p.mean),
+        "encoder_std": list(p.std), "encoder_target_mpp": p.target_mpp,
+        "interpolation": p.as_attrs()["interpolation"],
+    })
+    return attrs
+
+
+def _row(slide: str, tiles_file: Path, slide_path: str, rank: int, n: int = 0, dim: int | None = None,
+         seconds: float = float("nan"), status: str = STATUS_OK, error: str = "") -> dict:
+    return {"slide": slide, "n_tiles": n, "dim": dim, "seconds": seconds,
+            "tiles_per_s": n / seconds if n and seconds and seconds > 0 else float("nan"), "rank": rank,
+            "status": status, "error": error, "tiles_file": str(tiles_file), "slide_path": slide_path}
+
+
+def write_summary(out_dir: Path, rows: list[dict]) -> Path:
+    """Merge ``rows`` into ``out_dir/summary.csv`` (rows of other slides are kept)."""
+    path = out_dir / "summary.csv"
+    new = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    if path.exists():
+        old = pd.read_csv(path, keep_default_na=False)
+        old = old[~old["slide"].astype(str).isin(new["slide"].astype(str))]
+        new = pd.concat([old, new], ignore_index=True) if len(old) else new
+    with atomic_path(path) as tmp:
+        new.sort_values("slide").to_csv(tmp, index=False, float_format="%.6g")
+    return path
+
+
+def _check_existing(h5: Path, encoder: Encoder) -> int:
+    """Tiles in a finished features file; error when it came from other weights."""
+    with h5py.File(h5, "r") as f:
+        sha = f.attrs.get("encoder_sha", "")
+        n = int(f["features"].shape[0])
+    sha = sha.decode() if isinstance(sha, bytes) else str(sha)
+    if sha and sha != encoder.encoder_sha:
+        raise MstarError(f"{h5}: extracted with other weights (encoder_sha {sha[:12]}..., now "
+                         f"{encoder.encoder_sha[:12]}...); pass --overwrite or another --encoder name")
+    return n
+
+
+def _batches(loader, device: torch.device) -> Iterator[dict]:
+    for batch in loader:
+        if not batch["error"] and device.type != "cpu":
+            batch["images"] = batch["images"].to(device, non_blocking=True)
+        yield batch
+
+
+def default_workers(device: torch.device) -> int:
+    """DataLoader workers when not given: up to 8 on GPU; on CPU 0 with <= 4 cores, else 2.
+
+    On a small CPU the forward already uses every core: a reading worker preempts one of its OpenMP threads
+    and the forward's barriers wait for it (measured on 2 cores: test_vit's forward 1.4 -> 4.6 ms/tile with
+    one worker), while reading costs ~3 % of a ViT forward. Light encoders do better with ``threads=1,
+    workers=1`` (BENCHMARKS.md).
+    """
+    cores = os.cpu_count() or 1
+    if device.type == "cuda":
+        return min(8, cores)
+    return 0 if cores <= 4 else 2
+
+
+def extract_features(root: str | os.PathLike, encoder: str | Encoder, *,
+                     checkpoint: str | os.PathLike | None = None, batch_size: int = 64,
+                     workers: int | None = None, precision: str | None = None, device: str | None = None,
+                     save_pt: bool = False, overwrite: bool = False, skip_errors: bool = False,
+                     slides_dir: str | os.PathLike | None = None, threads: int | None = None,
+                     preprocess_on: str = "auto", show_progress: bool = True) -> pd.DataFrame:
+    """Extract patch features for every ``root/tiles/*.h5`` into ``root/features/<encoder>/``.
+
+    Args:
+        root: the work folder holding ``tiles/``.
+        encoder: an encoder name (see :func:`~mstar.features.encoders.create_encoder`) or a built encoder.
+        checkpoint: local weights for ``encoder`` (when given by name).
+        batch_size: tiles per forward pass.
+        workers: DataLoader worker processes reading tiles (0: read in this process; None: see
+            :func:`default_workers`).
+        precision: ``fp32``/``bf16``/``fp16``; default the encoder's preferred one on GPU, fp32 on CPU.
+        device: ``cpu``, ``cuda`` or None (CUDA when available). Under torchrun: ``cuda:<LOCAL_RANK>``.
+        save_pt: also write ``root/pt_files/<encoder>/<slide>.pt`` (upstream mSTAR / CLAM layout).
+        overwrite: redo slides whose features already exist.
+        skip_errors: record unreadable slides in the summary and go on (else the first one stops the run).
+        slides_dir: folder to find slides in when the tiles files' ``slide_path`` moved (or CLAM files).
+        threads: torch intra-op threads of this process during the run (CPU forward); None: unchanged.
+        preprocess_on: ``worker``, ``device`` or ``auto`` (workers on CPU, the device on GPU).
+        show_progress: draw a progress bar (rank 0 only).
+
+    Returns:
+        The summary (merged over ranks on rank 0; this rank's slides elsewhere), also written to
+        ``root/features/<encoder>/summary.csv``.
+    """
+    root = Path(root)
+    slides_dir = Path(slides_dir) if slides_dir is not None else None
+    if batch_size < 1 or (workers is not None and workers < 0) or (threads is not None and threads < 1):
+        raise MstarError(f"--batch-size {batch_size}, --threads {threads}, --workers {workers}: batch size and "
+                         "threads must be >= 1, workers >= 0")
+    files = tiles_files(root)
+    info = init_distributed()
+    threads_before = torch.get_num_threads()
+    try:
+        if threads is not None:
+            torch.set_num_threads(threads)
+        enc = encoder if isinstance(encoder, Encoder) else create_encoder(encoder, checkpoint)
+        dev = resolve_device(device, info)
+        prec = resolve_precision(precision, enc, dev)
+        workers = default_workers(dev) if workers is None else workers
+        out_dir = root / "features" / enc.folder_name
+        pt_dir = root / "pt_files" / enc.folder_name
+        if info.rank == 0:
+            remove_stale_parts(out_dir)
+            remove_stale_parts(pt_dir)
+        barrier(info)  # no rank starts writing before stale temporaries are gone
+        mine = files
+        if info.active:
+            weights = []
+            for p in files:
+                try:
+                    with h5py.File(p, "r") as f:
+                        weights.append(int(f["coords"].shape[0]))
+                except Exception:  # noqa: BLE001 - the owner reports it
+                    weights.append(0)
+            mine = [files[i] for i in shard(weights, info.rank, info.world_size)]
+        show = show_progress and info.rank == 0
+        rows, error = _run_rank(mine, root, enc, dev, prec, batch_size, workers, save_pt, overwrite,
+                                skip_errors, slides_dir, preprocess_on, show, info)
+        all_rows = gather_rows(rows, info)
+        if all_rows is not None:
+            write_summary(out_dir, all_rows)
+        barrier(info)
+    finally:
+        torch.set_num_threads(threads_before)
+        finish(info)
+    if error is not None:
+        raise error
+    return pd.DataFrame(all_rows if all_rows is not None else rows,
+                        columns=SUMMARY_COLUMNS).sort_values("slide").reset_index(drop=True)
+
+
+def _run_rank(files: list[Path], root: Path, enc: Encoder, dev: torch.device, prec: str, batch_size: int,
+              workers: int, save_pt: bool, overwrite: bool, skip_errors: bool, slides_dir: Path | None,
+              preprocess_on: str, show_progress: bool,
+              info: DistInfo) -> tuple[list[dict], BaseException | None]:
+    """This rank's slides: returns its summary rows and the error that stopped it (raised after the merge)."""
+    rows: list[dict] = []
+    failed: list[dict] = []
+    todo: list[tuple[Path, SlideTiles]] = []
+    try:
+        with FeatureWriter() as writer:
+            for tf in files:
+                try:
+                    t = load_slide_tiles(tf, slides_dir)
+                except MstarError as exc:
+                    row = _row(tf.stem.removesuffix("_patches"), tf, "", info.rank, status=STATUS_ERROR,
+                               error=str(exc))
+                    rows.append(row)
+                    failed.append(row)
+                    if not skip_errors:
+                        break
+                    continue
+                h5 = features_path(root, enc.folder_name, t.slide_id)
+                pt = pt_path(root, enc.folder_name, t.slide_id) if save_pt else None
+                if h5.exists() and not overwrite:
+                    n = _check_existing(h5, enc)
+                    if pt is not None and not pt.exists():  # --save-pt added later: mirror, no re-extraction
+                        write_pt_file(pt, load_features(h5)[0])
+                    rows.append(_row(t.slide_id, tf, t.slide_path, info.rank, n, enc.dim,
+                                     status=STATUS_OK if n else STATUS_EMPTY))
+                elif len(t.coords) == 0:
+                    writer.submit(WriteJob(h5, np.zeros((0, enc.dim), np.float32), t.coords,
+                                           feature_attrs(t, enc, prec, tf), pt))
+                    rows.append(_row(t.slide_id, tf, t.slide_path, info.rank, 0, enc.dim, 0.0, STATUS_EMPTY))
+                else:
+                    todo.append((tf, t))
+            if todo and (skip_errors or not failed):
+                _warn_mpp([t for _, t in todo], enc)
+                _extract_slides(todo, root, enc, dev, prec, batch_size, workers, save_pt, skip_errors,
+                                preprocess_on, show_progress, info, writer, rows, failed)
+    except BaseException as exc:  # noqa: BLE001 - re-raised after every rank has merged its rows
+        return rows, exc
+    if failed and not skip_errors:
+        row = failed[0]
+        where = row["slide_path"] or row["tiles_file"]
+        return rows, MstarError(f"{where}: {row['error']} (use --skip-errors to keep going past bad slides)")
+    return rows, None
+
+
+def _warn_mpp(slides: list[SlideTiles], enc: Encoder) -> None:
+    want = enc.preprocess.target_mpp
+    off = [t.slide_id for t in slides
+           if "tile_mpp" in t.attrs and abs(float(t.attrs["tile_mpp"]) / want - 1) > MPP_WARN_TOLERANCE]
+    if off:
+        log.warning("%d slide(s) were tiled at a resolution other than %s's %.2f µm/px (e.g. %s); re-tile "
+                    "with --target-mpp %.2f to match the encoder", len(off), enc.name, want, off[0], want)
+
+
+def _extract_slides(todo: list[tuple[Path, SlideTiles]], root: Path, enc: Encoder, dev: torch.device,
+                    prec: str, batch_size: int, workers: int, save_pt: bool, skip_errors: bool,
+                    preprocess_on: str, show_progress: bool, info: DistInfo, writer: FeatureWriter,
+                    rows: list[dict], failed: list[dict]) -> None:
+    """The loop: read (workers) -> preprocess -> forward -> hand complete slides to the writer."""
+    if preprocess_on not in ("auto", "worker", "device"):
+        raise MstarError(f"preprocess_on={preprocess_on!r}: expected auto, worker or device")
+    on_worker = preprocess_on == "worker" or (preprocess_on == "auto" and dev.type == "cpu")
+    slides = [t for _, t in todo]
+    dataset = TileBatches(slides, batch_size, enc.preprocess if on_worker else None)
+    loader = make_loader(dataset, workers, pin_memory=dev.type == "cuda")
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)  # pinning and kernels on this rank's GPU
+    model = enc.model.to(dev)
+    pending: dict[int, list[torch.Tensor]] = {}
+    started: dict[int, float] = {}
+    bad: set[int] = set()
+    total = sum(len(t.coords) for t in slides)
+    done = 0
+    with progress_bar(transient=False) as bar:
+        task = bar.add_task(f"extract {enc.name}", total=total, rate="", visible=show_progress)
+        start = time.perf_counter()
+        batches = _batches(loader, dev)
+        with torch.inference_mode(), contextlib.closing(batches):  # closing: workers stop on an early break
+            for batch in batches:
+                s, stop = batch["slide"], batch["stop"]
+                t = slides[s]
+                started.setdefault(s, time.perf_counter())
+                if batch["error"] or s in bad:
+                    if s not in bad:
+                        bad.add(s)
+                        pending.pop(s, None)
+                        row = _row(t.slide_id, todo[s][0], t.slide_path, info.rank, len(t.coords),
+                                   status=STATUS_ERROR, error=batch["error"])
+                        rows.append(row)
+                        failed.append(row)
+                        if not skip_errors:
+                            break
+                    continue
+                x = batch["images"]
+                if not on_worker:
+                    x = preprocess_batch(x, enc.preprocess)  # (B, 3, S, S) on the device
+                with autocast(dev, prec):
+                    y = model(x)  # (B, D)
+                if y.ndim != 2 or y.shape[1] != enc.dim:
+                    raise MstarError(f"encoder {enc.name} returned shape {tuple(y.shape)}, expected "
+                                     f"(B, {enc.dim}); is it built with num_classes=0?")
+                pending.setdefault(s, []).append(y.float())
+                done += stop - batch["start"]
+                if stop == len(t.coords):
+                    feats = torch.cat(pending.pop(s)).cpu().numpy()  # (N, D) float32
+                    seconds = time.perf_counter() - started[s]
+                    pt = pt_path(root, enc.folder_name, t.slide_id) if save_pt else None
+                    writer.submit(WriteJob(features_path(root, enc.folder_name, t.slide_id), feats, t.coords,
+                                           feature_attrs(t, enc, prec, todo[s][0]), pt))
+                    rows.append(_row(t.slide_id, todo[s][0], t.slide_path, info.rank, len(feats), enc.dim,
+                                     seconds))
+                elapsed = time.perf_counter() - start
+                bar.update(task, completed=done, rate=f"{done / max(elapsed, 1e-9):.1f} tiles/s")
+    dataset.close()
