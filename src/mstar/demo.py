@@ -65,9 +65,23 @@ def step_tile(ctx: DemoContext) -> tuple[str, str]:
                                      f"{(summary['status'] != 'ok').sum()} slides without tiles")
 
 
+def _lazy(module: str, name: str) -> Callable[[DemoContext], tuple[str, str]]:
+    """A step function imported only when the step runs (keeps `mstar --help` light)."""
+
+    def run(ctx: DemoContext) -> tuple[str, str]:
+        import importlib
+
+        return getattr(importlib.import_module(module), name)(ctx)
+
+    return run
+
+
 STEPS: list[DemoStep] = [
     DemoStep("synthetic cohort", step_synth),
     DemoStep("tiling", step_tile),
+    DemoStep("feature extraction", _lazy("mstar.features.demo_step", "step_extract")),
+    DemoStep("classification (cancer type)", _lazy("mstar.tasks.demo_steps", "step_classify")),
+    DemoStep("survival", _lazy("mstar.tasks.demo_steps", "step_survival")),
 ]
 
 

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 import time
 import warnings
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader
@@ -25,6 +23,7 @@ from mstar.tasks.aggregate import mean_over_units, unit_metrics
 from mstar.tasks.config import TrainConfig
 from mstar.tasks.lightning_module import SlideTaskModule
 from mstar.tasks.objectives import make_objective
+from mstar.tasks.selection import BestEpoch
 from mstar.tasks.units import Unit, make_units
 from mstar.utils.atomic import atomic_path, write_text_atomic
 
@@ -116,20 +115,15 @@ def train_unit(cfg: TrainConfig, unit: Unit, table: pd.DataFrame, store: BagStor
     truth = pd.DataFrame({"case": selection["case"].to_numpy(), **objective.truth_columns(selection)})
     module = SlideTaskModule(model, objective, cfg.lr, cfg.weight_decay, cfg.epochs, truth,
                              slow_prefixes=slow_prefixes(cfg), slow_lr=cfg.aggregator_lr)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_dir.parent) as ckdir:
-        checkpoint = L.pytorch.callbacks.ModelCheckpoint(dirpath=ckdir, filename="best", monitor="val_score",
-                                                         mode="max", save_top_k=1, save_weights_only=True)
-        stopper = L.pytorch.callbacks.EarlyStopping("val_score", mode="max", patience=cfg.patience)
-        trainer = L.Trainer(max_epochs=cfg.epochs, callbacks=[checkpoint, stopper], logger=False,
-                            accelerator=cfg.accelerator, devices=cfg.devices, precision=_precision(cfg),
-                            enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
-                            deterministic=True)
-        trainer.fit(module, _loader(store, rows["train"], objective.targets(rows["train"]), cfg, True, unit.seed),
-                    _loader(store, selection, objective.targets(selection), cfg, False, 0))
-        best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
-        module.load_state_dict(best)
-    best_epoch = int(np.argmax([h[f"val_{objective.selection_metric}"] for h in module.history])) + 1
+    best = BestEpoch(cfg.patience)
+    trainer = L.Trainer(max_epochs=cfg.epochs, callbacks=[best], logger=False, enable_checkpointing=False,
+                        accelerator=cfg.accelerator, devices=cfg.devices, precision=_precision(cfg),
+                        enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
+                        deterministic=True)
+    trainer.fit(module, _loader(store, rows["train"], objective.targets(rows["train"]), cfg, True, unit.seed),
+                _loader(store, selection, objective.targets(selection), cfg, False, 0))
+    model.load_state_dict(best.best_state)
+    best_epoch = best.best_epoch
     preds = []
     eval_splits = ["val", "test"] + (["val+test"] if unit.selection == ("val", "test") else [])
     for split in eval_splits:
