@@ -10,6 +10,8 @@ from mstar.models.output import MILOutput, SlideOutput, SurvivalOutput
 from mstar.models.registry import create_mil_model, create_model, list_models, register_model
 from mstar.models.transmil import TransMIL
 
+from mstar.models import fusion  # noqa: E402,F401  registers the multimodal survival models (mcat, cmta, ...)
+
 __all__ = [
     "ABMIL",
     "ClassificationHead",
