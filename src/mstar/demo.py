@@ -82,6 +82,7 @@ STEPS: list[DemoStep] = [
     DemoStep("feature extraction", _lazy("mstar.features.demo_step", "step_extract")),
     DemoStep("classification (cancer type)", _lazy("mstar.tasks.demo_steps", "step_classify")),
     DemoStep("survival", _lazy("mstar.tasks.demo_steps", "step_survival")),
+    DemoStep("report generation", _lazy("mstar.tasks.demo_steps", "step_report")),
 ]
 
 

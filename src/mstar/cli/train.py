@@ -113,3 +113,48 @@ def evaluate(
     result = evaluate_run(run, manifest, features, name, skip_missing)
     metric = result["selection_metric"]
     rprint(f"test {metric}: {format_ci(result['metrics']['test'][metric])}\noutputs: {result['out']}")
+
+
+@train_app.command("report")
+def report(
+    manifest: Manifest = None, features: Features = None,
+    reports: Annotated[Optional[Path], typer.Option("--reports", help="JSON {slide_id: report text}.")] = None,
+    config: Config = None, aggregator: Annotated[Optional[Path], typer.Option(
+        "--aggregator", help="Stage-1 checkpoint whose proj initialises the WSI mapping.")] = None,
+    epochs: Epochs = None, lr: Lr = None, batch_size: BatchSize = None, seed: Seed = None, out: Out = None,
+    name: Name = None, skip_missing: SkipMissing = False, overwrite: Overwrite = False, set_: Set = None,
+) -> None:
+    """Report generation (HistGen-style): BLEU-1..4, METEOR, ROUGE-L, CIDEr and clinical accuracy."""
+    from rich.console import Console
+
+    from mstar.tasks.config import load_config, parse_override
+    from mstar.tasks.report_config import ReportConfig
+    from mstar.tasks.report_task import train_report
+
+    opts = {k: v for k, v in locals().items() if k not in ("config", "set_", "overwrite")}
+    overrides = dict(parse_override(s) for s in (set_ or []))
+    overrides.update({k: str(v) if isinstance(v, Path) else v for k, v in opts.items()
+                      if v is not None and v is not False})
+    result = train_report(load_config(config, overrides, base=ReportConfig), overwrite=overwrite)
+    console = Console()
+    for split in ("test", "test_baseline"):
+        s = result.get(split)
+        if s:
+            console.print(f"{split:14s} BLEU-4 {s['bleu_4']:.3f}  ROUGE-L {s['rouge_l']:.3f}"
+                          + (f"  METEOR {s['meteor']:.3f}" if "meteor" in s else "")
+                          + (f"  cancer type stated correctly {s['cancer_type_accuracy']:.2f}"
+                             if s.get("cancer_type_accuracy") is not None else ""))
+    console.print(f"run directory: {result['run']} (best epoch {result['best_epoch']} by validation BLEU-4)")
+
+
+@app.command("generate")
+def generate(
+    run: Annotated[Path, typer.Option("--run", help="Report run directory (runs/report/<name>).")],
+    slide: Annotated[str, typer.Option("--slide", help="Slide id (file name without suffix).")],
+    features: Annotated[Optional[Path], typer.Option("--features", help="Features folder (default: the run's).")] = None,
+    beam_size: Annotated[Optional[int], typer.Option("--beam-size", help="Beam width (default: the run's).")] = None,
+) -> None:
+    """Print the generated pathology report of one slide."""
+    from mstar.tasks.report_task import generate_for_run
+
+    print(generate_for_run(run, slide, features, beam_size))

@@ -1,0 +1,67 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mstar.data.synthetic.reports import write_report
+from mstar.data.synthetic.truth import draw_cohort_truth
+from mstar.errors import MstarError
+from mstar.tasks.report_config import ReportConfig
+from mstar.tasks.report_task import generate_for_run, read_reports, train_report
+from tests.models.report.test_learning import class_bags
+from tests.tasks._bags import write_bag
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def report_run(tmp_path_factory):
+    """Bags whose patches carry the cancer type; real synthetic report texts; a tiny model."""
+    root = tmp_path_factory.mktemp("report")
+    cases = draw_cohort_truth(240, 3, seed=0)
+    bags = class_bags(cases)
+    rng = np.random.default_rng(1)
+    reports, rows = {}, []
+    for c in cases:
+        sid = c.slides[0].slide_id
+        write_bag(root / "features" / f"{sid}.h5", bags[c.case_id].numpy())
+        rows.append({"case": c.case_id, "slide": sid, "label": c.cancer_type, "fold": c.split})
+        if c.has_report:
+            reports[sid] = write_report(c, rng)
+    reports[rows[0]["slide"]] = "   "  # an empty report is skipped and counted
+    pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
+    (root / "reports.json").write_text(json.dumps(reports))
+    cfg = ReportConfig(manifest=str(root / "manifest.csv"), features=str(root / "features"),
+                       reports=str(root / "reports.json"), out=str(root / "runs"), epochs=20, lr=4e-3,
+                       gamma=0.95, grad_clip_value=None, batch_size=8, min_freq=3, val_every=10, beam_size=3, val_beam_size=1,
+                       bootstrap=100, meteor=False, length_penalty=1.0,
+                       model_args={"d_model": 32, "d_ff": 64, "n_heads": 4, "d_vf": 64, "cmm_size": 64,
+                                   "cmm_dim": 32, "topk": 16, "prototype_num": 16, "region_size": 16, "drop_prob_lm": 0.1,
+                                   "num_layers": 2, "encoder_layers": 2, "max_len": 64, "dropout": 0.0})
+    return train_report(cfg), root
+
+
+def test_reports_state_the_type_and_beat_the_template_baseline(report_run):
+    result, _ = report_run
+    test, base = result["test"], result["test_baseline"]
+    assert test["cancer_type_accuracy"] > 0.8 > base["cancer_type_accuracy"]
+    assert test["bleu_4"] > base["bleu_4"]
+    skipped = result["skipped"]
+    assert sum(s["empty_report"] for s in skipped.values()) == 1
+    assert sum(s["missing_report"] for s in skipped.values()) > 0
+
+
+def test_generate_prints_a_report_and_rejects_unknown_slides(report_run):
+    result, root = report_run
+    sid = pd.read_csv(root / "manifest.csv")["slide"][5]
+    text = generate_for_run(result["run"], sid)
+    assert len(text.split()) > 5
+    with pytest.raises(MstarError, match="unknown slide id 'NOPE'"):
+        generate_for_run(result["run"], "NOPE")
+
+
+def test_histgen_annotation_format_is_read(tmp_path):
+    path = tmp_path / "ann.json"
+    path.write_text(json.dumps({"train": [{"id": "a", "report": "x"}], "test": [{"id": "b", "report": "y"}]}))
+    assert read_reports(path) == {"a": "x", "b": "y"}
