@@ -1,0 +1,128 @@
+"""Assemble a stage-1 cohort: slide table + feature bags + reports + RNA → per-split :class:`Stage1Items`.
+
+Used by pretraining (vocabulary from the training cases) and by ``mstar embed`` (vocabulary from the
+checkpoint; unseen genes ignored with a warning, vocabulary genes absent from the table masked).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from mstar.data.bags import BagStore
+from mstar.data.feature_dirs import feature_file, resolve_feature_dir
+from mstar.errors import MstarError
+from mstar.pretrain.stage1_data import LazyBags, Stage1Items
+from mstar.pretrain.stage1_inputs import gene_rows, match_reports, read_reports, training_vocabulary
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Stage1Cohort:
+    """What pretraining or embedding needs, split by ``split``."""
+
+    bags: object                          # BagStore keyed by slide id, or LazyBags
+    in_dim: int
+    classes: list[str]
+    splits: dict[str, Stage1Items]
+    vocabulary: list[str] | None          # None: no RNA branch
+    counts: dict = field(default_factory=dict)
+    dropped: list[str] = field(default_factory=list)
+
+
+def _bags(features: str, slides: list[str], cache: bool, skip_missing: bool):
+    feature_dir = resolve_feature_dir(features)
+    if cache:
+        store = BagStore(feature_dir, slides, [[s] for s in slides], skip_missing=skip_missing)
+        empty = [s for s, f in zip(store.cases, store.features) if f.shape[0] == 0]
+        kept, dim = [s for s in store.cases if s not in set(empty)], store.dim
+    else:
+        missing = [s for s in slides if feature_file(feature_dir, s) is None]
+        if missing and not skip_missing:
+            raise MstarError(f"{feature_dir}: no features for {len(missing)} slide(s): {', '.join(missing[:10])}; "
+                             "extract them or pass --skip-missing")
+        kept, empty = [s for s in slides if s not in set(missing)], []
+        store = LazyBags(feature_dir, kept)
+        dim = int(store.bag(kept[0]).shape[1]) if kept else None
+    if empty and not skip_missing:
+        raise MstarError(f"{feature_dir}: {len(empty)} slide(s) have empty bags (no tissue tiles): "
+                         f"{', '.join(empty[:10])}; pass --skip-missing to drop them")
+    if not kept or dim is None:
+        raise MstarError(f"{feature_dir}: none of the manifest's slides has features")
+    return store, dim, kept
+
+
+def _rna(path: str | None, layout: str, rows: pd.DataFrame, vocabulary: list[str] | None):
+    """``(values (S, G), mask (S, G), has (S,), vocabulary)`` for the slides of ``rows``."""
+    if not path:
+        return np.zeros((len(rows), 0), np.float32), np.zeros((len(rows), 0), bool), np.zeros(len(rows), bool), None
+    from mstar.data.rna import match_genes, read_rna_table
+
+    table = read_rna_table(path, layout=layout)
+    if vocabulary is None:
+        vocabulary = training_vocabulary(table, rows.loc[rows["split"] == "train", "case"].tolist())
+    match = match_genes(table, vocabulary)
+    idx = gene_rows(rows["slide"].tolist(), rows["case"].tolist(), match.cases)
+    has = idx >= 0
+    if not has.any():
+        raise MstarError(f"{path}: no manifest case has an RNA profile (table ids start {match.cases[:3]}, "
+                         f"manifest cases {rows['case'].head(3).tolist()})")
+    values = np.where(has[:, None], match.values[np.maximum(idx, 0)], 0.0).astype(np.float32)
+    mask = match.mask[np.maximum(idx, 0)] & has[:, None]
+    has = has & mask.any(axis=1)  # a profile with no vocabulary gene measured is missing
+    return values, mask, has, vocabulary
+
+
+def build_cohort(rows: pd.DataFrame, features: str, reports: str | None, rna: str | None,
+                 rna_layout: str = "auto", vocabulary: list[str] | None = None,
+                 classes: list[str] | None = None, cache_features: bool = True,
+                 skip_missing: bool = False, splits: tuple[str, ...] = ("train", "val")) -> Stage1Cohort:
+    """Load bags, reports and RNA for the slides of ``rows`` (from :func:`read_slide_table`).
+
+    Args:
+        rows: ``slide, case, label, split`` per slide; rows of other splits (``test``) are dropped.
+        features: Features folder (any layout).
+        reports: Reports JSON or None (no text branch).
+        rna: RNA table/folder or None (no gene branch).
+        rna_layout: Layout for :func:`mstar.data.rna.read_rna_table`.
+        vocabulary: Gene vocabulary (None: genes measured in a training case).
+        classes: Cancer-type names in index order (None: sorted labels; unknown labels map to -1).
+        cache_features: Keep bags in RAM (float16) instead of reading them per access.
+        skip_missing: Drop slides without features instead of failing.
+        splits: The splits to keep (``mstar embed`` relabels every row ``all``).
+    """
+    rows = rows[rows["split"].isin(splits)].reset_index(drop=True)
+    if rows.empty:
+        raise MstarError(f"manifest: no slides in splits {list(splits)} (test rows are kept out of pretraining)")
+    bags, in_dim, kept = _bags(features, rows["slide"].tolist(), cache_features, skip_missing)
+    dropped = sorted(set(rows["slide"]) - set(kept))
+    if dropped:
+        log.warning("dropping %d slide(s) without features: %s", len(dropped), ", ".join(dropped[:10]))
+    rows = rows[rows["slide"].isin(set(kept))].reset_index(drop=True)
+    classes = classes or sorted(rows["label"].unique())
+    index = {c: i for i, c in enumerate(classes)}
+    labels = rows["label"].map(lambda x: index.get(x, -1)).to_numpy(np.int64)
+    texts = [None] * len(rows)
+    keys = [None] * len(rows)
+    counts: dict = {"slides": len(rows)}
+    if reports:
+        match = match_reports(rows["slide"].tolist(), rows["case"].tolist(), read_reports(reports))
+        if match.n_found == 0:
+            raise MstarError(f"{reports}: no slide or case of the manifest has a (non-empty) report")
+        texts, keys = match.texts, match.keys
+        counts.update(reports=match.n_found, empty_reports=match.n_empty, absent_reports=match.n_absent)
+    values, mask, has, vocabulary = _rna(rna, rna_layout, rows, vocabulary)
+    counts.update(rna=int(has.sum()), genes=len(vocabulary or []))
+    items = {}
+    for split in splits:
+        sel = np.flatnonzero(rows["split"].to_numpy() == split)
+        items[split] = Stage1Items(
+            slides=rows["slide"].iloc[sel].tolist(), cases=rows["case"].iloc[sel].tolist(), labels=labels[sel],
+            texts=[texts[i] for i in sel], report_keys=[keys[i] for i in sel], gene_values=values[sel],
+            gene_mask=mask[sel], has_gene=has[sel])
+        counts[f"{split}_slides"] = len(sel)
+    return Stage1Cohort(bags, in_dim, list(classes), items, vocabulary, counts, dropped)

@@ -1,0 +1,68 @@
+"""Common set-up of the zero-shot, few-shot and retrieval commands: device, stage-1 model, prompts, cohort."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from mstar.errors import MstarError
+from mstar.zeroshot.cohort import EvalCohort, load_eval_cohort, read_eval_table
+from mstar.zeroshot.prompts import PromptSet, check_labels, class_embeddings, read_prompts
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """``auto`` → CUDA when available, else CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise MstarError(f"--device {device!r} is not a torch device (auto, cpu, cuda, cuda:1)") from None
+
+
+def load_model(checkpoint, text_encoder: str | os.PathLike | None = None, device: str = "auto"):
+    """A stage-1 model in eval mode on ``device`` and its checkpoint meta.
+
+    Args:
+        checkpoint: ``stage1.pt`` written by ``mstar pretrain``, or an already built ``Stage1Model``.
+        text_encoder: The text model's folder when it moved since pretraining.
+        device: ``auto``, ``cpu``, ``cuda``...
+    """
+    from mstar.pretrain.stage1_model import Stage1Model, load_stage1
+
+    if isinstance(checkpoint, Stage1Model):
+        model, meta = checkpoint, {}
+    else:
+        path = Path(checkpoint)
+        if not path.is_file():
+            raise MstarError(f"{path}: stage-1 checkpoint not found (runs/pretrain/<name>/checkpoints/stage1.pt)")
+        model, meta = load_stage1(path, text_encoder)
+    return model.to(pick_device(device)).eval(), meta
+
+
+@dataclass
+class Prepared:
+    model: object
+    prompts: PromptSet
+    cohort: EvalCohort
+    class_emb: Tensor    # (C, E), normalised, on the model's device
+
+
+def prepare(checkpoint, prompts: str | os.PathLike, manifest: str | os.PathLike, label_column: str = "auto",
+            text_encoder: str | os.PathLike | None = None, device: str = "auto") -> Prepared:
+    """Check prompts against the manifest (before loading anything heavy), load the model, embed the prompts."""
+    prompt_set = read_prompts(prompts)
+    table = read_eval_table(manifest, label_column)
+    check_labels(prompt_set, table["label"], manifest)
+    cohort = load_eval_cohort(manifest, prompt_set.classes, label_column)
+    model, _ = load_model(checkpoint, text_encoder, device)
+    if model.text is None:
+        raise MstarError(f"{checkpoint}: this stage-1 model has no report encoder (trained without --reports); "
+                         "zero-shot needs one")
+    with torch.no_grad():
+        emb = class_embeddings(model.encode_text, prompt_set)  # (C, E)
+    return Prepared(model, prompt_set, cohort, emb)

@@ -1,0 +1,155 @@
+"""``mstar zero-shot``: slide classification from text prompts alone, with a stage-1 model.
+
+Two scorers per case (slides of a case concatenated):
+
+- ``patch_top<j>``: patch features → ``proj`` → cosine with the class embeddings → top-j mean per class
+  (MI-Zero, upstream mSTAR), for every j; ``patch`` is the j chosen on the validation split.
+- ``slide``: the aggregator's slide embedding against the class embeddings (no pooling).
+
+``runs/zeroshot/<name>/``: ``metrics.json`` (``val`` and ``test``: every scorer's balanced accuracy,
+weighted F1, ROC-AUC with bootstrap CIs), ``predictions.csv`` (one row per val/test case),
+``figures/confusion_{slide,patch}.png`` (test), ``figures/topj.png`` and ``heatmaps/<slide>_zeroshot.png``
+(patch similarity to the class predicted by the scorer with the better validation balanced accuracy).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mstar.errors import MstarError
+from mstar.zeroshot.scoring import DEFAULT_JS, choose_j, metric_entries, pooled_scores, softmax
+
+log = logging.getLogger(__name__)
+
+
+def _prediction_table(rows: pd.DataFrame, classes: list[str], scores: dict[str, np.ndarray], scorers: dict,
+                      temperature: float) -> pd.DataFrame:
+    table = pd.DataFrame({"split": rows["split"].to_numpy(), "case": rows["case"].to_numpy(),
+                          "slides": [";".join(s) for s in rows["slides"]], "label": rows["label"].to_numpy()})
+    for name, key in scorers.items():
+        probs = softmax(scores[key], temperature)
+        table[f"{name}_predicted"] = [classes[i] for i in probs.argmax(axis=1)]
+        for c, cls in enumerate(classes):
+            table[f"{name}_prob_{cls}"] = probs[:, c]
+    for key, s in scores.items():
+        if key.startswith("patch_top"):
+            table[f"{key}_predicted"] = [classes[i] for i in s.argmax(axis=1)]
+    return table
+
+
+def zero_shot(checkpoint, prompts: str | os.PathLike, manifest: str | os.PathLike, features: str | os.PathLike,
+              out: str | os.PathLike = "runs", name: str | None = None, js: Sequence[int] = DEFAULT_JS,
+              top_j: int | None = None, label_column: str = "auto", temperature: float = 0.07,
+              bootstrap: int = 1000, seed: int = 0, heatmaps: int = 4, device: str = "auto",
+              text_encoder: str | os.PathLike | None = None, skip_missing: bool = False,
+              show_progress: bool = True) -> dict:
+    """Run zero-shot classification of the manifest's val and test cases and write the run directory.
+
+    Args:
+        checkpoint: Stage-1 checkpoint (or a ``Stage1Model``).
+        prompts: Prompt JSON (or a packaged set name).
+        manifest: Cohort CSV; ``val`` rows choose j, ``test`` rows are reported.
+        features: Patch features of the cohort (the encoder the stage-1 model was trained on).
+        out: Runs folder; the run is ``<out>/zeroshot/<name>``.
+        name: Run name (default ``<manifest stem>-<prompts stem>``).
+        js: Pooling sizes j reported.
+        top_j: Use this j instead of choosing one on validation.
+        label_column: Label column (``auto``: label, else study).
+        temperature: Softmax temperature of the probabilities.
+        bootstrap: Bootstrap resamples of the CIs.
+        seed: Bootstrap seed.
+        heatmaps: Number of test slides with a similarity heatmap (0: none).
+        device: ``auto``, ``cpu``, ``cuda``...
+        text_encoder: The text model's folder if it moved since pretraining.
+        skip_missing: Drop cases without features instead of failing.
+        show_progress: Progress bar while embedding.
+
+    Returns:
+        ``{"run", "metrics", "chosen_j", "j_source", "classes", "heatmaps"}``.
+    """
+    from mstar.data.feature_dirs import resolve_feature_dir
+    from mstar.eval.plots import plot_confusion
+    from mstar.eval.results import write_metrics_json, write_predictions_csv
+    from mstar.zeroshot.embed import embed_cases
+    from mstar.zeroshot.figures import plot_topj
+    from mstar.zeroshot.heatmaps import draw_heatmaps
+    from mstar.zeroshot.loading import prepare
+
+    start = time.perf_counter()
+    js = sorted({int(j) for j in js} | ({int(top_j)} if top_j else set()))
+    if not js or js[0] < 1:
+        raise MstarError("--js: pooling sizes must be positive integers, e.g. 1,5,10,50,100")
+    prep = prepare(checkpoint, prompts, manifest, label_column, text_encoder, device)
+    classes, cohort = prep.cohort.classes, prep.cohort
+    rows = cohort.table[cohort.table["split"].isin(["val", "test"])].reset_index(drop=True)
+    if not (rows["split"] == "test").any():
+        raise MstarError(f"{manifest}: no test rows to evaluate (fold/split 'test'); zero-shot reports the test set")
+    feature_dir = resolve_feature_dir(features)
+    emb = embed_cases(prep.model, feature_dir, rows, prep.class_emb, skip_missing=skip_missing,
+                      show_progress=show_progress)
+    rows = rows.set_index("case").loc[emb.cases].reset_index()
+    scores = {"slide": emb.slide @ prep.class_emb.cpu().numpy().T}  # (S, C)
+    scores.update({f"patch_top{j}": s for j, s in pooled_scores(emb.logits, js).items()})
+    split = rows["split"].to_numpy()
+    y = rows["y"].to_numpy()
+
+    val = split == "val"
+    if top_j:
+        chosen, source, val_table = int(top_j), "--top-j", {}
+    else:
+        chosen, val_table = choose_j({j: scores[f"patch_top{j}"][val] for j in js}, y[val], classes, temperature)
+        source = "val"
+    scores["patch"] = scores[f"patch_top{chosen}"]
+
+    metrics: dict[str, dict] = {}
+    for name_ in ("val", "test"):
+        sel = split == name_
+        if not sel.any():
+            continue
+        entries: dict = {}
+        for key in ["slide", "patch", *(f"patch_top{j}" for j in js)]:
+            extra = {"j": chosen, "j_source": source} if key == "patch" else None
+            entries.update(metric_entries(y[sel], softmax(scores[key][sel], temperature), classes, key,
+                                          bootstrap, seed, extra))
+        metrics[name_] = entries
+
+    run = Path(out) / "zeroshot" / (name or f"{Path(manifest).stem}-{Path(str(prompts)).stem}")
+    (run / "figures").mkdir(parents=True, exist_ok=True)
+    table = _prediction_table(rows, classes, scores, {"slide": "slide", "patch": "patch"}, temperature)
+    write_predictions_csv(run / "predictions.csv", table)
+    test = split == "test"
+    for key in ("slide", "patch"):
+        title = f"zero-shot ({key}{f', j={chosen}' if key == 'patch' else ''}), test"
+        plot_confusion(y[test], scores[key][test].argmax(axis=1), classes, run / "figures" / f"confusion_{key}.png",
+                       title=title)
+    plot_topj(metrics, js, chosen, len(classes), run / "figures" / "topj.png")
+    # the heatmaps show the class predicted by the scorer that did better on validation (slide without val)
+    primary = "slide"
+    if "val" in metrics:
+        v = {k: metrics["val"][f"{k}/balanced_accuracy"]["value"] for k in ("slide", "patch")}
+        primary = "patch" if v["patch"] > v["slide"] else "slide"
+    drawn: list[str] = []
+    if heatmaps:
+        test_rows = rows[test].assign(predicted=scores[primary][test].argmax(axis=1))
+        drawn = draw_heatmaps(prep.model, prep.class_emb, feature_dir, test_rows, classes, run / "heatmaps", heatmaps,
+                              predicted_by=primary)
+    meta = {"task": "zero-shot", "checkpoint": str(checkpoint) if not hasattr(checkpoint, "proj") else "<model>",
+            "prompts": prep.prompts.source, "manifest": str(manifest), "features": str(feature_dir),
+            "classes": classes, "js": js, "chosen_j": chosen, "j_source": source,
+            "val_by_j": {str(j): {k: v if np.isfinite(v) else None for k, v in m.items()}
+                         for j, m in val_table.items()}, "temperature": temperature,
+            "bootstrap": bootstrap, "seed": seed, "dropped_cases": emb.dropped, "heatmaps": drawn,
+            "heatmap_scorer": primary,
+            "seconds": round(time.perf_counter() - start, 1),
+            "note": "'patch' = patch_top<j> with j chosen on val (never on test); chance = 1/C for balanced "
+                    "accuracy, 0.5 for AUC"}
+    write_metrics_json(run / "metrics.json", metrics, meta=meta)
+    return {"run": str(run), "metrics": metrics, "chosen_j": chosen, "j_source": source, "classes": classes,
+            "heatmaps": drawn}

@@ -1,0 +1,41 @@
+import json
+
+import pandas as pd
+import pytest
+
+from mstar.errors import MstarError
+
+pytestmark = pytest.mark.slow  # shares a ~30 s trained stage-1 fixture
+
+
+def test_retrieval_beats_chance(trained_model, zs_cohort, tmp_path):
+    from mstar.zeroshot.retrieve import retrieve
+
+    result = retrieve(trained_model, zs_cohort["manifest"], zs_cohort["features"], reports=zs_cohort["reports"],
+                      rna=zs_cohort["rna"], out=tmp_path, name="r", bootstrap=200)
+    m = result["metrics"]["test"]
+    assert result["n_slides"] == 18
+    for d in ("slide_to_report", "report_to_slide", "slide_to_gene", "gene_to_slide", "slide_to_slide"):
+        for k in (1, 5, 10, 50):
+            assert f"{d}/recall@{k}" in m
+        k = 1 if d == "slide_to_slide" else 5  # 5 same-type slides in a gallery of 17: R@5 is easy by chance
+        assert m[f"{d}/recall@{k}"]["value"] > m[f"{d}/recall@{k}"]["chance"] + 0.2, d
+        assert m[f"{d}/map"]["value"] > m[f"{d}/map"]["chance"] + 0.1, d
+    assert m["slide_to_report/recall@5"]["chance"] == pytest.approx(5 / 18)  # paired: K / G
+    assert m["slide_to_report/recall@50"]["value"] == 1.0  # K beyond the gallery
+    run = tmp_path / "retrieval" / "r"
+    doc = json.loads((run / "metrics.json").read_text())
+    assert doc["_meta"]["split"] == "test"
+    table = pd.read_csv(run / "retrieval.csv")
+    assert {"metric", "value", "ci_low", "ci_high", "chance"} <= set(table.columns)
+    assert (run / "figures" / "retrieval.png").stat().st_size > 1000
+
+
+def test_retrieval_input_errors(trained_model, zs_cohort, tmp_path):
+    from mstar.zeroshot.retrieve import retrieve
+
+    with pytest.raises(MstarError, match="--reports and/or --rna"):
+        retrieve(trained_model, zs_cohort["manifest"], zs_cohort["features"], out=tmp_path)
+    with pytest.raises(MstarError, match="no rows in split 'holdout'"):
+        retrieve(trained_model, zs_cohort["manifest"], zs_cohort["features"], reports=zs_cohort["reports"],
+                 split="holdout", out=tmp_path)
