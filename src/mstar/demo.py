@@ -82,6 +82,10 @@ STEPS: list[DemoStep] = [
     DemoStep("feature extraction", _lazy("mstar.features.demo_step", "step_extract")),
     DemoStep("classification (cancer type)", _lazy("mstar.tasks.demo_steps", "step_classify")),
     DemoStep("survival", _lazy("mstar.tasks.demo_steps", "step_survival")),
+    DemoStep("stage 1 pretraining (slides + reports + RNA)", _lazy("mstar.pretrain.demo_step", "demo_step")),
+    DemoStep("stage 2 self-training (patch encoder)", _lazy("mstar.selftrain.demo_step", "demo_step")),
+    DemoStep("zero-shot, few-shot, retrieval", _lazy("mstar.tasks.demo_steps", "step_zero_few_shot")),
+    DemoStep("multimodal survival", _lazy("mstar.tasks.demo_steps", "step_multimodal")),
     DemoStep("report generation", _lazy("mstar.tasks.demo_steps", "step_report")),
 ]
 

@@ -65,3 +65,22 @@ def test_histgen_annotation_format_is_read(tmp_path):
     path = tmp_path / "ann.json"
     path.write_text(json.dumps({"train": [{"id": "a", "report": "x"}], "test": [{"id": "b", "report": "y"}]}))
     assert read_reports(path) == {"a": "x", "b": "y"}
+
+
+def test_cli_trains_one_epoch_and_generates(report_run):
+    from typer.testing import CliRunner
+
+    from mstar.cli import app
+
+    _, root = report_run
+    args = ["train", "report", "--manifest", str(root / "manifest.csv"), "--features", str(root / "features"),
+            "--reports", str(root / "reports.json"), "--out", str(root / "cli"), "--epochs", "1",
+            "--set", "beam_size=1", "--set", "meteor=false", "--set", "bootstrap=10", "--set", "min_freq=3"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "test_baseline" in result.output and "BLEU-4" in result.output
+    run = root / "cli" / "report" / "manifest-histgen"
+    assert (run / "metrics.json").exists()
+    sid = pd.read_csv(root / "manifest.csv")["slide"][5]
+    result = CliRunner().invoke(app, ["generate", "--run", str(run), "--slide", sid])
+    assert result.exit_code == 0 and len(result.output.split()) > 3

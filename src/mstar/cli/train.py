@@ -125,13 +125,13 @@ def report(
     name: Name = None, skip_missing: SkipMissing = False, overwrite: Overwrite = False, set_: Set = None,
 ) -> None:
     """Report generation (HistGen-style): BLEU-1..4, METEOR, ROUGE-L, CIDEr and clinical accuracy."""
+    opts = {k: v for k, v in locals().items() if k not in ("config", "set_", "overwrite")}
     from rich.console import Console
 
     from mstar.tasks.config import load_config, parse_override
     from mstar.tasks.report_config import ReportConfig
     from mstar.tasks.report_task import train_report
 
-    opts = {k: v for k, v in locals().items() if k not in ("config", "set_", "overwrite")}
     overrides = dict(parse_override(s) for s in (set_ or []))
     overrides.update({k: str(v) if isinstance(v, Path) else v for k, v in opts.items()
                       if v is not None and v is not False})

@@ -88,16 +88,27 @@ def _read_per_case(folder: Path) -> pd.DataFrame:
         raise MstarError(f"{folder}: no per-case RNA files (<case>.csv with columns Gene,Value) found")
     series = {}
     for path in files:
-        frame = _read_frame(path)
-        cols = {c.lower(): c for c in frame.columns}
-        if "gene" not in cols or "value" not in cols:
-            raise MstarError(f"{path}: per-case RNA file needs columns Gene,Value; "
-                             f"found {list(frame.columns)}")
-        values = _numeric(frame[[cols["value"]]], path, "column")[cols["value"]]
-        values.index = frame[cols["gene"]].astype(str)
         name = path.name[:-3] if path.name.lower().endswith(".gz") else path.name
-        series[name.rsplit(".", 1)[0]] = values.groupby(level=0, sort=False).mean()
+        series[name.rsplit(".", 1)[0]] = read_gene_values(path)
     return pd.DataFrame(series).T
+
+
+def read_gene_values(path: str | os.PathLike) -> pd.Series:
+    """One per-case RNA file (upstream multimodal CSV: columns ``Gene,Value``) as a gene -> value series
+    (duplicated genes averaged)."""
+    path = Path(path)
+    frame = _read_frame(path)
+    cols = {c.lower(): c for c in frame.columns}
+    if "gene" not in cols or "value" not in cols:
+        raise MstarError(f"{path}: per-case RNA file needs columns Gene,Value; found {list(frame.columns)}")
+    values = _numeric(frame[[cols["value"]]], path, "column")[cols["value"]]
+    values.index = frame[cols["gene"]].astype(str)
+    return values.groupby(level=0, sort=False).mean()
+
+
+def table_columns(path: str | os.PathLike) -> list[str]:
+    """The column names of a CSV/TSV/TXT table (optionally gzipped) without reading its rows."""
+    return [str(c) for c in _read_frame(Path(path), nrows=0).columns]
 
 
 def _read_wide(path: Path, modality: str) -> pd.DataFrame:

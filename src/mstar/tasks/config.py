@@ -10,7 +10,7 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -53,12 +53,18 @@ class TrainConfig:
     out: str = "runs"
     name: str | None = None
 
+    tasks: ClassVar[tuple[str, ...]] = TASKS
+
+    def required(self) -> tuple[str, ...]:
+        """Settings that must be given (a subclass may relax or extend them)."""
+        return ("manifest", "features")
+
     def validate(self) -> TrainConfig:
-        if self.task not in TASKS:
-            raise MstarError(f"config: task must be one of {TASKS}, got {self.task!r}")
+        if self.task not in self.tasks:
+            raise MstarError(f"config: task must be one of {self.tasks}, got {self.task!r}")
         if self.protocol not in PROTOCOLS:
             raise MstarError(f"config: protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
-        for key in ("manifest", "features"):
+        for key in self.required():
             if not getattr(self, key):
                 raise MstarError(f"config: '{key}' is required (--{key})")
         for key in ("epochs", "batch_size", "runs", "n_bins"):

@@ -68,3 +68,23 @@ def step_report(ctx) -> tuple[str, str]:
     return result["run"], (f"test BLEU-4 {test['bleu_4']:.3f} (template baseline {base['bleu_4']:.3f}){meteor}, "
                            f"cancer type stated correctly {test['cancer_type_accuracy']:.0%} "
                            f"(baseline {base['cancer_type_accuracy']:.0%})")
+
+
+def step_zero_few_shot(ctx) -> tuple[str, str]:
+    """Zero-shot, few-shot and retrieval with the stage-1 model the pretraining step trained."""
+    from mstar.zeroshot.demo_step import step_zero_few_shot as run
+
+    numbers = run(ctx.out / "runs", ctx.results["pretrain"]["checkpoint"],
+                  ctx.cohort / "manifests" / "diagnosis.csv", _features(ctx),
+                  reports=ctx.cohort / "reports.json", rna=ctx.cohort / "rna" / "expression.csv", seed=ctx.seed)
+    ctx.results["zero_few_shot"] = numbers
+    return numbers["zero_shot"]["run"], numbers["summary"]
+
+
+def step_multimodal(ctx) -> tuple[str, str]:
+    """SNN (RNA only), ABMIL (slides only) and a fusion model on the multimodal survival manifest."""
+    from mstar.tasks.demo_multimodal import step_multimodal as run
+
+    numbers = run(ctx.out, ctx.cohort, _features(ctx), seed=ctx.seed)
+    ctx.results["multimodal"] = numbers
+    return str(ctx.out / "runs"), numbers["summary"]

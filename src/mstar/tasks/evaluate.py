@@ -20,7 +20,7 @@ from mstar.errors import MstarError
 from mstar.eval.results import write_metrics_json, write_predictions_csv
 from mstar.tasks import run_files
 from mstar.tasks.aggregate import mean_over_units, unit_metrics
-from mstar.tasks.config import TrainConfig
+from mstar.tasks.config import TASKS, TrainConfig
 from mstar.tasks.figures import write_figures
 from mstar.tasks.objectives import ClassificationObjective, SurvivalObjective
 
@@ -29,7 +29,11 @@ def evaluate_run(run: str | Path, manifest: str | Path, features: str | Path, na
                  skip_missing: bool = False) -> dict:
     """Predict ``manifest`` with every finished unit of ``run``; write metrics, predictions and figures."""
     run = run_files.find_run(run)
-    cfg = TrainConfig(**yaml.safe_load((run / "config.yaml").read_text()))
+    settings = yaml.safe_load((run / "config.yaml").read_text())
+    if settings.get("task") not in TASKS:
+        raise MstarError(f"{run}: `mstar evaluate` applies classify/survival runs; this is a "
+                         f"{settings.get('task')} run")
+    cfg = TrainConfig(**settings)
     table = read_manifest(manifest).table
     units = sorted(p for p in (run / "units").iterdir() if run_files.is_done(p)) if (run / "units").exists() else []
     if not units:

@@ -13,6 +13,11 @@ import torch
 from mstar.models.mil import MILModel
 
 
+def model_kwargs(extra: list) -> dict:
+    """Extra model inputs of a batch: its 5th element (a dict such as ``{"omics": ...}``), if any."""
+    return extra[0] if extra else {}
+
+
 class SlideTaskModule(L.LightningModule):
     """Trains ``model`` with ``objective.loss``; scores each validation epoch with ``objective.score``.
 
@@ -35,15 +40,15 @@ class SlideTaskModule(L.LightningModule):
         self.history: list[dict] = []
         self._train_losses: list[float] = []
 
-    def forward(self, x, mask):
-        return self.model(x, mask)
+    def forward(self, x, mask, **kwargs):
+        return self.model(x, mask, **kwargs)
 
     def on_train_epoch_start(self):
         self._epoch_start = time.perf_counter()
 
     def training_step(self, batch, batch_idx):
-        x, mask, target, _ = batch
-        loss = self.objective.loss(self.model(x, mask), target)
+        x, mask, target, _, *extra = batch
+        loss = self.objective.loss(self.model(x, mask, **model_kwargs(extra)), target)
         if not torch.isfinite(loss):
             from mstar.errors import MstarError
 
@@ -54,8 +59,8 @@ class SlideTaskModule(L.LightningModule):
         return loss
 
     def validation_step(self, batch, batch_idx):
-        x, mask, target, cases = batch
-        out = self.model(x, mask)
+        x, mask, target, cases, *extra = batch
+        out = self.model(x, mask, **model_kwargs(extra))
         loss = self.objective.loss(out, target)
         rows = pd.DataFrame({"case": cases, **self.objective.outputs(out)})
         rows["loss"] = float(loss)  # batch mean, repeated on each of its rows

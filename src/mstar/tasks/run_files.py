@@ -43,6 +43,9 @@ def load_model(path: Path) -> tuple[torch.nn.Module, dict]:
         raise MstarError(f"{path}: no trained model here; is this a finished run directory?")
     blob = torch.load(path, map_location="cpu", weights_only=False)
     info = blob["info"]
+    if info.get("task") == "multimodal-survival":
+        raise MstarError(f"{path}: a multimodal-survival model (slides + omics); this command applies "
+                         "slide-only models")
     model = create_mil_model(info["model"], info["head"], info["n_outputs"], in_dim=info["in_dim"],
                              **info.get("model_args", {}))
     model.load_state_dict(blob["model_state_dict"])

@@ -21,7 +21,7 @@ from mstar.eval.results import write_metrics_json, write_predictions_csv
 from mstar.tasks import run_files
 from mstar.tasks.aggregate import mean_over_units, unit_metrics
 from mstar.tasks.config import TrainConfig
-from mstar.tasks.lightning_module import SlideTaskModule
+from mstar.tasks.lightning_module import SlideTaskModule, model_kwargs
 from mstar.tasks.objectives import make_objective
 from mstar.tasks.selection import BestEpoch
 from mstar.tasks.units import Unit, make_units
@@ -42,8 +42,12 @@ def _precision(cfg: TrainConfig) -> str:
 
 
 def _loader(store, rows, targets, cfg, train: bool, seed: int) -> DataLoader:
-    ds = BagDataset(store, rows["case"].tolist(), targets, cfg.max_patches if train else None, train, seed)
-    return DataLoader(ds, batch_size=cfg.batch_size, shuffle=train, collate_fn=collate_bags,
+    cases, max_patches = rows["case"].tolist(), cfg.max_patches if train else None
+    if hasattr(store, "dataset"):  # a store with extra per-case model inputs (multimodal) builds its own
+        ds, collate = store.dataset(cases, targets, max_patches, train, seed), store.collate
+    else:
+        ds, collate = BagDataset(store, cases, targets, max_patches, train, seed), collate_bags
+    return DataLoader(ds, batch_size=cfg.batch_size, shuffle=train, collate_fn=collate,
                       num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(seed) if train else None,
                       pin_memory=torch.cuda.is_available())
 
@@ -90,17 +94,45 @@ def predict(model, objective, store, rows: pd.DataFrame, cfg: TrainConfig) -> pd
     model.eval()
     loader = _loader(store, rows, objective.targets(rows), cfg, train=False, seed=0)
     parts = []
-    for x, mask, _, cases in loader:
-        parts.append(pd.DataFrame({"case": cases, **objective.outputs(model(x, mask))}))
+    for x, mask, _, cases, *extra in loader:
+        out = model(x, mask, **model_kwargs(extra))
+        parts.append(pd.DataFrame({"case": cases, **objective.outputs(out)}))
     out = pd.concat(parts, ignore_index=True)
     truth = pd.DataFrame({"case": rows["case"].to_numpy(), **objective.truth_columns(rows)})
     return truth.merge(out, on="case", how="left")
 
 
+class SlideTask:
+    """What :func:`train_task` needs to know about a task's inputs and model (the hooks a task with other
+    per-case inputs overrides, e.g. :class:`mstar.tasks.multimodal.MultimodalTask`)."""
+
+    def load(self, cfg: TrainConfig):
+        """``(manifest, table of kept cases, store, dropped case ids)``."""
+        return _load_table(cfg)
+
+    def objective(self, cfg: TrainConfig, table: pd.DataFrame):
+        return make_objective(cfg.task, table, cfg.ordinal, cfg.n_bins)
+
+    def for_unit(self, store, train: pd.DataFrame):
+        """The store a unit trains on; anything estimated from data is fitted on ``train`` rows only."""
+        return store
+
+    def build_model(self, cfg: TrainConfig, n_outputs: int, store):
+        return build_model(cfg, n_outputs, store.dim)
+
+    def model_info(self, cfg: TrainConfig, model, store, objective) -> dict:
+        """What ``model.pt`` records to rebuild the model."""
+        return {"model": cfg.model, "head": HEAD[cfg.task], "n_outputs": objective.n_outputs,
+                "in_dim": store.dim, "model_args": rebuild_args(cfg, model),
+                "classes": getattr(objective, "classes", None),
+                "bin_edges": None if getattr(objective, "edges", None) is None else objective.edges.tolist()}
+
+
 def train_unit(cfg: TrainConfig, unit: Unit, table: pd.DataFrame, store: BagStore, where: str,
-               out_dir: Path, progress: bool) -> pd.DataFrame:
+               out_dir: Path, progress: bool, task: SlideTask | None = None) -> pd.DataFrame:
     """Train one unit; write its model, log, predictions and metrics; return its predictions."""
-    objective = make_objective(cfg.task, table, cfg.ordinal, cfg.n_bins)
+    task = task or SlideTask()
+    objective = task.objective(cfg, table)
     rows = {s: table[unit.split == s] for s in ("train", "val", "test")}
     objective.fit(rows["train"])
     for split, r in rows.items():
@@ -110,8 +142,9 @@ def train_unit(cfg: TrainConfig, unit: Unit, table: pd.DataFrame, store: BagStor
         if len(r):
             objective.check_split(r, split, f"{where} ({unit.name})")
     selection = table[unit.split.isin(unit.selection)]
+    store = task.for_unit(store, rows["train"])
     L.seed_everything(unit.seed, workers=True, verbose=False)
-    model = build_model(cfg, objective.n_outputs, store.dim)
+    model = task.build_model(cfg, objective.n_outputs, store)
     truth = pd.DataFrame({"case": selection["case"].to_numpy(), **objective.truth_columns(selection)})
     module = SlideTaskModule(model, objective, cfg.lr, cfg.weight_decay, cfg.epochs, truth,
                              slow_prefixes=slow_prefixes(cfg), slow_lr=cfg.aggregator_lr)
@@ -136,10 +169,7 @@ def train_unit(cfg: TrainConfig, unit: Unit, table: pd.DataFrame, store: BagStor
     preds.insert(0, "unit", unit.name)
     metrics = {split: unit_metrics(objective.stats_fn(p), len(p), cfg.bootstrap, cfg.seed)
                for split, p in preds.groupby("split", sort=False)}
-    info = {"model": cfg.model, "head": HEAD[cfg.task], "n_outputs": objective.n_outputs, "in_dim": store.dim,
-            "model_args": rebuild_args(cfg, model), "classes": getattr(objective, "classes", None),
-            "bin_edges": None if getattr(objective, "edges", None) is None else objective.edges.tolist(),
-            "best_epoch": best_epoch, "unit": unit.name}
+    info = {**task.model_info(cfg, model, store, objective), "best_epoch": best_epoch, "unit": unit.name}
     out_dir.mkdir(parents=True, exist_ok=True)
     run_files.save_model(out_dir / "model.pt", model, info)
     with atomic_path(out_dir / "log.csv") as tmp:
@@ -166,11 +196,16 @@ def _load_table(cfg: TrainConfig):
     return manifest, table[table["case"].isin(keep)].reset_index(drop=True), store, dropped
 
 
-def train_task(cfg: TrainConfig, overwrite: bool = False, progress: bool = True) -> dict:
-    """Train every unit of ``cfg`` (resuming finished ones) and write the run directory."""
+def train_task(cfg: TrainConfig, overwrite: bool = False, progress: bool = True,
+               task: SlideTask | None = None) -> dict:
+    """Train every unit of ``cfg`` (resuming finished ones) and write the run directory.
+
+    ``task`` supplies the inputs and the model (default: slide bags + an aggregator and head).
+    """
     cfg.validate()
+    task = task or SlideTask()
     start = time.perf_counter()
-    manifest, table, store, dropped = _load_table(cfg)
+    manifest, table, store, dropped = task.load(cfg)
     run = cfg.run_dir()
     if run.exists() and overwrite:
         shutil.rmtree(run)
@@ -185,16 +220,18 @@ def train_task(cfg: TrainConfig, overwrite: bool = False, progress: bool = True)
         if run_files.is_done(udir):
             all_preds.append(pd.read_csv(udir / "predictions.csv", keep_default_na=False, na_values=[""]))
             continue
-        all_preds.append(train_unit(cfg, unit, table, store, str(manifest.path), udir, progress))
-    return finish_run(cfg, run, units, all_preds, dropped, time.perf_counter() - start)
+        all_preds.append(train_unit(cfg, unit, table, store, str(manifest.path), udir, progress, task))
+    return finish_run(cfg, run, units, all_preds, dropped, time.perf_counter() - start,
+                      objective=task.objective(cfg, table))
 
 
-def finish_run(cfg: TrainConfig, run: Path, units, all_preds, dropped, seconds: float) -> dict:
+def finish_run(cfg: TrainConfig, run: Path, units, all_preds, dropped, seconds: float,
+               objective=None) -> dict:
     """Aggregate unit results into ``metrics.json``, ``predictions.csv``, ``log.csv`` and figures."""
     from mstar.tasks.figures import write_figures
 
-    table = read_manifest(cfg.manifest).table
-    objective = make_objective(cfg.task, table, cfg.ordinal, cfg.n_bins)
+    if objective is None:
+        objective = make_objective(cfg.task, read_manifest(cfg.manifest).table, cfg.ordinal, cfg.n_bins)
     preds = pd.concat(all_preds, ignore_index=True)
     metrics = {}
     for split, p in preds.groupby("split", sort=False):
