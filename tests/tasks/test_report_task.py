@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -72,10 +73,11 @@ def test_cli_trains_one_epoch_and_generates(report_run):
 
     from mstar.cli import app
 
-    _, root = report_run
-    args = ["train", "report", "--manifest", str(root / "manifest.csv"), "--features", str(root / "features"),
+    fitted, root = report_run
+    args = ["train", "report", "--config", str(Path(fitted["run"]) / "config.yaml"),  # the tiny model's settings
+            "--manifest", str(root / "manifest.csv"), "--features", str(root / "features"),
             "--reports", str(root / "reports.json"), "--out", str(root / "cli"), "--epochs", "1",
-            "--set", "beam_size=1", "--set", "meteor=false", "--set", "bootstrap=10", "--set", "min_freq=3"]
+            "--set", "beam_size=1", "--set", "bootstrap=10"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "test_baseline" in result.output and "BLEU-4" in result.output
