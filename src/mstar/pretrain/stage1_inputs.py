@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from mstar.data.manifest import SPLIT_ALIASES, read_manifest, slide_ids
+from mstar.data.reports import read_reports  # noqa: F401  (re-exported for stage-1 callers)
 from mstar.errors import MstarError
 
 log = logging.getLogger(__name__)
@@ -104,25 +104,6 @@ def read_slide_table(path: str | os.PathLike, label_column: str = "auto", val_fr
     if len(dup):
         raise MstarError(f"{path}: slide ids listed twice ({list(dup[:5])}); each slide belongs to one case")
     return rows[["slide", "case", "label", "split"]]
-
-
-def read_reports(path: str | os.PathLike) -> dict[str, str]:
-    """``{id: text}`` from ``{id: text}`` JSON or upstream's ``{"train": [{"id", "report"}], ...}``."""
-    path = Path(path)
-    if not path.is_file():
-        raise MstarError(f"{path}: reports file not found")
-    try:
-        doc = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise MstarError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
-    if isinstance(doc, dict) and doc and all(isinstance(v, list) for v in doc.values()):
-        try:
-            return {str(r["id"]): "" if r["report"] is None else str(r["report"]) for v in doc.values() for r in v}
-        except (KeyError, TypeError) as err:
-            raise MstarError(f"{path}: split lists must hold objects with 'id' and 'report'") from err
-    if not isinstance(doc, dict):
-        raise MstarError(f'{path}: expected a JSON object {{"<slide_or_case>": "<report text>", ...}}')
-    return {str(k): "" if v is None else str(v) for k, v in doc.items()}
 
 
 @dataclass

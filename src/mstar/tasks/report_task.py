@@ -14,26 +14,11 @@ import yaml
 from mstar.data.bags import BagStore
 from mstar.data.feature_dirs import resolve_feature_dir
 from mstar.data.manifest import read_manifest
+from mstar.data.reports import read_reports
 from mstar.errors import MstarError
 from mstar.eval.results import write_metrics_json, write_predictions_csv
 from mstar.tasks.report_config import ReportConfig
 from mstar.utils.atomic import atomic_path, write_text_atomic
-
-
-def read_reports(path: str | Path) -> dict[str, str]:
-    """``{slide_id: text}`` from our JSON or HistGen's ``{"train": [{"id", "report"}], ...}`` annotation."""
-    path = Path(path)
-    if not path.exists():
-        raise MstarError(f"{path}: reports file not found")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise MstarError(f"{path}: not valid JSON ({exc})") from exc
-    if isinstance(data, dict) and data and all(isinstance(v, list) for v in data.values()):
-        return {str(item["id"]): str(item.get("report", "")) for v in data.values() for item in v}
-    if not isinstance(data, dict):
-        raise MstarError(f"{path}: expected a JSON object {{slide_id: report text}}")
-    return {str(k): "" if v is None else str(v) for k, v in data.items()}
 
 
 def _load(cfg: ReportConfig):
