@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mstar.models.blocks import GatedAttention, activation, check_bags
+from mstar.models.blocks import GatedAttention, activation, all_real, check_bags
 from mstar.models.output import SlideOutput
 from mstar.models.registry import register_model
 
@@ -62,6 +62,7 @@ class ABMIL(nn.Module):
             attention (B, N))``.
         """
         check_bags(x, mask, self.in_dim)
+        mask = None if all_real(mask) else mask  # no padding: skip the masking copies below
         if mask is not None:
             x = torch.where(mask[..., None], x, torch.zeros((), dtype=x.dtype, device=x.device))  # (B, N, D)
         h = self.feature(x)  # (B, N, dim)

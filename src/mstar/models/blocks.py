@@ -35,6 +35,11 @@ def xavier_init_(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
+def all_real(mask: Tensor | None) -> bool:
+    """True when there is no padding (models then skip the masking work, a full copy of the bag on CPU)."""
+    return mask is None or bool(mask.all())
+
+
 def check_bags(x: Tensor, mask: Tensor | None, in_dim: int | None) -> None:
     """Validate an aggregator input: ``x`` ``(B, N, D)``, ``mask`` bool ``(B, N)`` with a real patch per bag.
 

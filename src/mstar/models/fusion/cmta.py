@@ -27,12 +27,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mstar.models.blocks import xavier_init_
+from mstar.models.blocks import all_real, xavier_init_
 from mstar.models.fusion.common import (
     FusionOutput,
     MultiheadAttention,
     OmicsInput,
-    all_real,
     check_omics,
     check_path,
     concat_mlp,

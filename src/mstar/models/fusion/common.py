@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mstar.errors import MstarError
-from mstar.models.blocks import GatedAttention, check_bags, snn_block
+from mstar.models.blocks import GatedAttention, all_real, check_bags, snn_block
 from mstar.models.output import SurvivalOutput
 
 OmicsInput = Sequence[Tensor] | Tensor
@@ -146,14 +146,9 @@ def concat_omics(omics: OmicsInput, dim: int, batch: int | None, what: str) -> T
 def check_path(x: Tensor, mask: Tensor | None, in_dim: int) -> Tensor:
     """Validate a bag batch like the aggregators do and zero padded rows (NaN there cannot leak)."""
     check_bags(x, mask, in_dim)
-    if mask is not None:
+    if not all_real(mask):
         x = torch.where(mask[..., None], x, torch.zeros((), dtype=x.dtype, device=x.device))  # (B, N, D)
     return x
-
-
-def all_real(mask: Tensor | None) -> bool:
-    """True when there is no padding."""
-    return mask is None or bool(mask.all())
 
 
 # --------------------------------------------------------------------------------------------------- blocks

@@ -20,12 +20,12 @@ from typing import Any
 
 from torch import Tensor
 
+from mstar.models.blocks import all_real
 from mstar.models.fusion.common import (
     FusionOutput,
     GenomicGuidedTrunk,
     MultiheadAttention,
     OmicsInput,
-    all_real,
     check_omics,
     check_path,
     encode_signatures,

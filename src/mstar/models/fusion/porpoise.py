@@ -24,11 +24,10 @@ import torch
 from torch import Tensor, nn
 
 from mstar.errors import MstarError
-from mstar.models.blocks import GatedAttention
+from mstar.models.blocks import GatedAttention, all_real
 from mstar.models.fusion.common import (
     FusionOutput,
     OmicsInput,
-    all_real,
     check_path,
     concat_omics,
     linear_relu_dropout,
