@@ -1,4 +1,8 @@
-"""Synthetic RNA-seq (log1p TPM-like) driven by cancer type, TP53 status and risk, plus noise."""
+"""Synthetic RNA-seq (log1p TPM-like) driven by cancer type, TP53 status and the RNA's share of the risk.
+
+Type modules follow the cancer type, TP53 targets the marker, and the proliferation module follows
+``risk_rna`` (the half of the residual risk the RNA shows; ``truth.py``), each plus per-gene noise.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ import pandas as pd
 
 from mstar.data.synthetic.genes import BACKGROUND, PROLIFERATION_MODULE, TP53_MODULE, TYPE_MODULES
 from mstar.data.synthetic.truth import CaseTruth
+
+PROLIFERATION_LOG_UNITS = 1.2  # shift of the proliferation genes per unit of risk_rna
 
 SIGNATURE_GROUPS = ("Tumor Suppressor Genes", "Oncogenes", "Protein Kinases", "Cell Differentiation Markers",
                     "Transcription Factors", "Cytokines and Growth Factors")
@@ -35,8 +41,9 @@ def expression_table(cases: list[CaseTruth], seed: int) -> pd.DataFrame:
             shift[index[g]] += 2.2
         for g in TP53_MODULE:
             shift[index[g]] -= 1.4 * case.marker
+        proliferation = PROLIFERATION_LOG_UNITS * case.risk_rna
         for g in PROLIFERATION_MODULE:
-            shift[index[g]] += 0.9 * case.risk
+            shift[index[g]] += proliferation
         values[:, j] = baseline + shift + rng.normal(0, 0.6, len(genes))
     values = np.round(np.clip(values, 0, None), 3)
     return pd.DataFrame(values, index=pd.Index(genes, name="gene"), columns=[c.case_id for c in with_rna])

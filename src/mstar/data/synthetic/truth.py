@@ -1,8 +1,13 @@
 """Latent per-case truth of the synthetic cohort: the causes every observed modality is drawn from.
 
 Per case: cancer type, TP53 marker status, a continuous risk (type and marker shift it), histologic
-grade and tumour fraction (both follow risk), tumour size, and survival drawn from an exponential
-model whose hazard grows with risk, with independent censoring (~40 %).
+grade and tumour fraction, tumour size, and survival drawn from an exponential model whose hazard grows
+with risk, with independent censoring (~40 %).
+
+The risk is ``type offset + 0.6 * TP53 + z`` with ``z ~ N(0, 1)``, and ``z`` is split into two independent
+halves, ``z/2 + e`` and ``z/2 - e`` with ``e ~ N(0, 1/4)``: the slides (grade, tumour fraction) follow the
+first (``risk_slide``), the RNA proliferation module the second (``risk_rna``). Each modality sees the type
+and TP53 but only half of the rest, so a model given both can rank survival better than either alone.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ class CaseTruth:
     cancer_type: str
     marker: int           # 1 = TP53 mutant
     risk: float
+    risk_slide: float     # type offset + 0.6 TP53 + the half of z the slides show
+    risk_rna: float       # type offset + 0.6 TP53 + the half of z the RNA shows
     grade: int            # 1..3
     tumour_fraction: float
     size_cm: float
@@ -83,10 +90,14 @@ def draw_cohort_truth(n_cases: int, n_types: int, seed: int, multi_slide_rate: f
     slide_seed = np.random.SeedSequence(seed).spawn(1)[0]
     for i, code in enumerate(types):
         marker = int(rng.random() < 0.45)
-        risk = float(rng.normal() + CANCER_TYPES[code].hazard_offset + 0.6 * marker)
-        grade = int(1 + (risk > -0.35) + (risk > 0.75))
-        tumour_fraction = float(np.clip(_sigmoid(0.2 + 1.1 * (risk + rng.normal(0, 0.35))), 0.12, 0.88))
-        size_cm = float(np.round(1.2 + 2.2 * _sigmoid(risk) + rng.gamma(2.0, 0.25), 1))
+        shared = CANCER_TYPES[code].hazard_offset + 0.6 * marker
+        z = float(rng.normal())
+        risk = z + shared
+        e = float(np.random.default_rng([seed, 3, i]).normal(0.0, 0.5))  # own stream: other draws unchanged
+        risk_slide, risk_rna = shared + z / 2 + e, shared + z / 2 - e
+        grade = int(1 + (risk_slide > -0.35) + (risk_slide > 0.75))
+        tumour_fraction = float(np.clip(_sigmoid(0.2 + 1.1 * (risk_slide + rng.normal(0, 0.35))), 0.12, 0.88))
+        size_cm = float(np.round(1.2 + 2.2 * _sigmoid(risk_slide) + rng.gamma(2.0, 0.25), 1))
         hazard = BASELINE_HAZARD_PER_MONTH * np.exp(RISK_HAZARD_COEF * risk)
         event_time = -np.log1p(-event_u[i]) / hazard
         censor_time = 3.0 + (CENSOR_MAX_MONTHS - 3.0) * censor_u[i]
@@ -105,7 +116,8 @@ def draw_cohort_truth(n_cases: int, n_types: int, seed: int, multi_slide_rate: f
                                      downsamples=downs, seed=int(child.generate_state(1)[0]),
                                      has_pen=False))
         cases.append(CaseTruth(
-            case_id=case_id, cancer_type=code, marker=marker, risk=round(risk, 4), grade=grade,
+            case_id=case_id, cancer_type=code, marker=marker, risk=round(risk, 4),
+            risk_slide=round(risk_slide, 4), risk_rna=round(risk_rna, 4), grade=grade,
             tumour_fraction=round(tumour_fraction, 4), size_cm=size_cm, survival_months=months, status=status,
             split=splits[i], has_report=bool(rng.random() >= no_report_rate),
             has_rna=bool(rng.random() >= no_rna_rate), slides=slides))
