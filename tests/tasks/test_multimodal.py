@@ -172,7 +172,7 @@ def _demo_layout(root):
 
 
 @pytest.mark.slow
-def test_demo_step_trains_snn_abmil_and_mcat(tmp_path):
+def test_demo_step_trains_snn_abmil_mcat_and_late_fusion(tmp_path):
     import time
 
     from mstar.tasks.demo_multimodal import step_multimodal
@@ -181,8 +181,8 @@ def test_demo_step_trains_snn_abmil_and_mcat(tmp_path):
     start = time.perf_counter()
     result = step_multimodal(tmp_path)
     seconds = time.perf_counter() - start
-    assert list(result["test"]) == ["snn", "abmil", "mcat"]
+    assert list(result["test"]) == ["snn", "abmil", "mcat", "late"]
     for entry in result["test"].values():
         assert 0 <= entry["ci_low"] <= entry["value"] <= entry["ci_high"] <= 1 and entry["n"] >= 8
-    assert result["summary"].startswith("test C-index: SNN (RNA)")
+    assert result["summary"].startswith("test C-index: SNN (RNA)") and "late fusion (both)" in result["summary"]
     print(result["summary"], f"{seconds:.0f} s")

@@ -173,3 +173,21 @@ def test_missing_sizes_and_wrong_omics_are_user_errors():
         _model("porpoise")(x, None, omics[:5])
     with pytest.raises(MstarError, match="D=24"):
         create_model("mcat", path_dim=32, omic_sizes=SIZES)(x, None, omics)
+
+
+def test_additive_late_fusion_is_the_sum_of_a_slide_and_an_omic_term():
+    """fusion='sum': changing the omics moves every bag's logits by the omic term alone, whatever the slide."""
+    model = _model("late_fusion", fusion="sum", path_width=16, attn_dim=8, omic_width=8)
+    x, omics = _inputs()
+    other = [o + 1.0 for o in omics]
+    with torch.no_grad():
+        base, moved = model(x, None, omics).logits, model(x, None, other).logits
+        z_a = model.omic_net(torch.cat(omics, 1))
+        z_b = model.omic_net(torch.cat(other, 1))
+        slide = model.path_head(model.path_net(x).embedding)
+    _close(moved - base, model.omic_head(z_b) - model.omic_head(z_a), atol=1e-5)
+    _close(base, slide + model.omic_head(z_a), atol=1e-5)
+    assert not hasattr(model, "mm") and set(dict(model.named_children())) == {
+        "path_net", "omic_net", "path_head", "omic_head"}
+    with pytest.raises(MstarError, match="fusion must be"):
+        _model("late_fusion", fusion="product")

@@ -96,32 +96,51 @@ class ABMILSurvival(nn.Module):
 
 
 class LateFusion(nn.Module):
-    """ABMIL slide embedding + SNN omic embedding, concatenated, then an MLP to the time bins.
+    """ABMIL slide embedding + SNN omic embedding, fused late.
+
+    ``fusion="concat"``: the two embeddings are concatenated, then an MLP maps them to the time bins.
+    ``fusion="sum"``: each embedding gets its own linear head and the two logit vectors are added, i.e. the
+    log-odds of the hazard in every bin is a sum of a slide term and an omic term (the additive model a
+    Cox-style analysis would fit; few parameters, so it suits small cohorts).
 
     Args:
         path_dim: Patch feature width.
         omic_dim: Omic vector width (groups concatenated).
         n_bins: Discrete time bins.
-        hidden: Width of the fusion layer.
-        dropout: Dropout of the fusion layer.
+        hidden: Width of the fusion layer (``concat``).
+        dropout: Dropout of the fusion layer (``concat``).
+        fusion: ``concat`` or ``sum``.
+        path_width: Width of the ABMIL instance embedding (upstream 512).
+        attn_dim: ABMIL attention width (upstream 128).
+        omic_width: Width of the two SNN layers (256).
     """
 
     def __init__(self, path_dim: int = 1024, omic_dim: int = 0, n_bins: int = 4, hidden: int = 256,
-                 dropout: float = 0.25) -> None:
+                 dropout: float = 0.25, fusion: str = "concat", path_width: int = 512, attn_dim: int = 128,
+                 omic_width: int = 256) -> None:
         super().__init__()
-        self.omic_dim = omic_dim
-        self.path_net = ABMIL(in_dim=path_dim)
-        self.omic_net = snn_stack(omic_dim, (256, 256))
+        if fusion not in ("concat", "sum"):
+            raise MstarError(f"late fusion: fusion must be 'concat' or 'sum', got {fusion!r}")
+        self.omic_dim, self.fusion = omic_dim, fusion
+        self.path_net = ABMIL(in_dim=path_dim, dim=path_width, attn_dim=attn_dim)
+        self.omic_net = snn_stack(omic_dim, (omic_width, omic_width))
         _lecun_normal_(self.omic_net)
-        self.mm = linear_relu_dropout(self.path_net.embed_dim + 256, hidden, dropout)
-        self.classifier = nn.Linear(hidden, n_bins)
+        if fusion == "concat":
+            self.mm = linear_relu_dropout(path_width + omic_width, hidden, dropout)
+            self.classifier = nn.Linear(hidden, n_bins)
+        else:
+            self.path_head = nn.Linear(path_width, n_bins)
+            self.omic_head = nn.Linear(omic_width, n_bins)
 
     def forward(self, x_path: Tensor, mask: Tensor | None = None, omics: OmicsInput = ()) -> FusionOutput:
         """``x_path`` ``(B, N, D)``, ``mask`` ``(B, N)``, ``omics`` ``(B, omic_dim)`` or groups to join."""
         slide = self.path_net(x_path, mask)
         z_omic = self.omic_net(concat_omics(omics, self.omic_dim, x_path.shape[0], "LateFusion").to(
-            slide.embedding.dtype))  # (B, 256)
-        logits = self.classifier(self.mm(torch.cat([slide.embedding, z_omic], dim=1)))  # (B, T)
+            slide.embedding.dtype))  # (B, omic_width)
+        if self.fusion == "concat":
+            logits = self.classifier(self.mm(torch.cat([slide.embedding, z_omic], dim=1)))  # (B, T)
+        else:
+            logits = self.path_head(slide.embedding) + self.omic_head(z_omic)  # (B, T)
         return FusionOutput(logits=logits, survival=survival_from_logits(logits),
                             attention={"path": slide.attention},
                             embeddings={"path": slide.embedding, "omic": z_omic})
