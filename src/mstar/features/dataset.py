@@ -9,7 +9,6 @@ sent to a worker.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from mstar.features.preprocess import PreprocessConfig, preprocess_batch
+from mstar.slide.handles import SlideHandles
 
 
 @dataclass
@@ -57,7 +57,7 @@ class TileBatches(Dataset):
         self.max_open = max_open
         self.index = [(s, start, min(start + batch_size, len(t.coords)))
                       for s, t in enumerate(slides) for start in range(0, len(t.coords), batch_size)]
-        self._handles: OrderedDict[int, object] = OrderedDict()
+        self._handles = SlideHandles(self.slides, max_open)
         self._failed: dict[int, str] = {}
 
     def __len__(self) -> int:
@@ -65,25 +65,13 @@ class TileBatches(Dataset):
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state["_handles"], state["_failed"] = OrderedDict(), {}  # never pickle a slide handle
+        state["_failed"] = {}  # (SlideHandles drops its open handles itself)
         return state
-
-    def _handle(self, s: int):
-        from mstar.slide.reader import open_slide
-
-        if s in self._handles:
-            self._handles.move_to_end(s)
-            return self._handles[s]
-        while len(self._handles) >= self.max_open:
-            self._handles.popitem(last=False)[1].close()
-        t = self.slides[s]
-        self._handles[s] = handle = open_slide(t.slide_path, mpp=t.mpp)
-        return handle
 
     def read(self, s: int, start: int, stop: int) -> torch.Tensor:
         """Tiles ``start:stop`` of slide ``s`` as uint8 (B, read_px, read_px, 3)."""
         t = self.slides[s]
-        slide = self._handle(s)
+        slide = self._handles.get(s)
         out = np.empty((stop - start, t.read_px, t.read_px, 3), np.uint8)
         for i, (x, y) in enumerate(t.coords[start:stop]):
             out[i] = slide.read_region(int(x), int(y), t.read_level, t.read_px)
@@ -105,8 +93,7 @@ class TileBatches(Dataset):
         return {**item, "images": images}
 
     def close(self) -> None:
-        while self._handles:
-            self._handles.popitem()[1].close()
+        self._handles.close()
 
 
 def make_loader(dataset: TileBatches, workers: int, pin_memory: bool,

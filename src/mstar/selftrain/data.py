@@ -11,7 +11,6 @@ handles (a small LRU per process; handles are never pickled).
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
@@ -21,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from mstar.features.preprocess import PreprocessConfig, preprocess_batch
 from mstar.selftrain.augment import Augment
 from mstar.selftrain.cohort import SelfTrainSlide
+from mstar.slide.handles import SlideHandles
 
 
 class SlideReader:
@@ -29,29 +29,12 @@ class SlideReader:
     def __init__(self, slides: Sequence[SelfTrainSlide], max_open: int = 8) -> None:
         self.slides = list(slides)
         self.max_open = max_open
-        self._handles: OrderedDict[int, object] = OrderedDict()
-
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state["_handles"] = OrderedDict()  # a worker opens its own
-        return state
-
-    def _handle(self, s: int):
-        from mstar.slide.reader import open_slide
-
-        if s in self._handles:
-            self._handles.move_to_end(s)
-            return self._handles[s]
-        while len(self._handles) >= self.max_open:
-            self._handles.popitem(last=False)[1].close()
-        t = self.slides[s]
-        self._handles[s] = handle = open_slide(t.slide_path, mpp=t.mpp)
-        return handle
+        self._handles = SlideHandles(self.slides, max_open)
 
     def read(self, s: int, patches: Sequence[int]) -> torch.Tensor:
         """Patches ``patches`` of slide ``s`` as uint8 ``(k, read_px, read_px, 3)``."""
         t = self.slides[s]
-        slide = self._handle(s)
+        slide = self._handles.get(s)
         out = np.empty((len(patches), t.read_px, t.read_px, 3), np.uint8)
         for i, p in enumerate(patches):
             x, y = t.coords[int(p)]
@@ -70,8 +53,7 @@ class SlideReader:
         return tiles
 
     def close(self) -> None:
-        while self._handles:
-            self._handles.popitem()[1].close()
+        self._handles.close()
 
 
 def sample_step(rng: np.random.Generator, sizes: Sequence[int], slides_per_step: int,
