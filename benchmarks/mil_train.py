@@ -1,8 +1,9 @@
 """MIL training speed: the upstream-style loop vs `mstar train classify`, same bags, same epochs.
 
 Upstream trains one bag per step and ``torch.load``s every ``.pt`` from disk each epoch (fp32, Adam
-2e-4, cosine). Ours reads every bag once into RAM (float16), trains padded mini-batches of several bags,
-and (optionally) samples a random subset of each bag's patches per step. Both train the same ABMIL
+2e-4, cosine, ``nn.Dropout``). Ours reads every bag once into RAM (float16), trains padded mini-batches
+of several bags, (optionally) samples a random subset of each bag's patches per step, and draws its
+dropout masks from raw random bits on CPU (:mod:`mstar.models.dropout`). Both train the same ABMIL
 architecture for the same number of epochs on the same synthetic bags, and both are scored on the same
 validation bags (AUC) after every epoch, as upstream selects on it. The script prints seconds per epoch
 (training + validation) and the final validation AUC of each.
@@ -23,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 
+from mstar.models.dropout import FastDropout
 from mstar.models.registry import create_mil_model
 from mstar.tasks.config import TrainConfig
 from mstar.tasks.runner import train_task
@@ -49,13 +51,22 @@ def make_bags(root: Path, n_bags: int, n_patches: int, dim: int, seed: int = 0) 
     return root
 
 
+def with_torch_dropout(model: torch.nn.Module) -> torch.nn.Module:
+    """Swap our FastDropout back to ``nn.Dropout`` (what upstream's DAttention uses), in place."""
+    for module in model.modules():
+        for name, child in module.named_children():
+            if isinstance(child, FastDropout):
+                setattr(module, name, torch.nn.Dropout(child.p))
+    return model
+
+
 def upstream_loop(root: Path, dim: int, epochs: int, seed: int = 0) -> tuple[float, float]:
     """One bag per step, features re-read from disk every epoch, fp32, validation after every epoch (as the
     upstream scripts, which select on it); returns s/epoch (training + validation) and the final val AUC."""
     table = pd.read_csv(root / "manifest.csv")
     train, val = table[table.fold == "train"], table[table.fold == "val"]
     torch.manual_seed(seed)
-    model = create_mil_model("abmil", "classification", 2, in_dim=dim)
+    model = with_torch_dropout(create_mil_model("abmil", "classification", 2, in_dim=dim))
     opt = torch.optim.Adam(model.parameters(), lr=2e-4, weight_decay=1e-5)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     rng = np.random.default_rng(seed)

@@ -101,12 +101,14 @@ def collate_bags(batch):
     bags, targets, cases = zip(*batch)
     n_max = max(1, max(b.shape[0] for b in bags))
     dim = next((b.shape[1] for b in bags if b.ndim == 2 and b.shape[0]), 1)
-    x = torch.zeros(len(bags), n_max, dim)
-    mask = torch.zeros(len(bags), n_max, dtype=torch.bool)
+    x = torch.empty(len(bags), n_max, dim)  # (B, N, D); only the padding is zeroed (a full fill costs a copy)
+    mask = torch.zeros(len(bags), n_max, dtype=torch.bool)  # (B, N)
     for i, b in enumerate(bags):
-        if b.shape[0]:
-            x[i, : b.shape[0]] = b.float()
-            mask[i, : b.shape[0]] = True
+        n = b.shape[0]
+        if n:
+            x[i, :n] = b
+            mask[i, :n] = True
+        x[i, n:] = 0.0
     if isinstance(targets[0], torch.Tensor):
         target = torch.stack(targets)
     else:

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from mstar.models.blocks import GatedAttention, activation, all_real, check_bags
+from mstar.models.dropout import FastDropout
 from mstar.models.output import SlideOutput
 from mstar.models.registry import register_model
 
@@ -43,7 +44,7 @@ class ABMIL(nn.Module):
                  act: str = "relu", gated: bool = False) -> None:
         super().__init__()
         self.in_dim, self.embed_dim, self.gated = in_dim, dim, gated
-        drop = [nn.Dropout(dropout)] if dropout else []
+        drop = [FastDropout(dropout)] if dropout else []
         self.feature = nn.Sequential(nn.Linear(in_dim, dim), activation(act), *drop)
         if gated:
             self.attention: nn.Module = GatedAttention(dim, attn_dim, dropout=0.0, n_out=1)

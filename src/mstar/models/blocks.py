@@ -13,6 +13,7 @@ from nystrom_attention import NystromAttention
 from torch import Tensor, nn
 
 from mstar.errors import MstarError
+from mstar.models.dropout import FastDropout
 
 
 def activation(name: str) -> nn.Module:
@@ -138,7 +139,7 @@ class GatedAttention(nn.Module):
     def __init__(self, in_dim: int = 1024, hidden_dim: int = 256, dropout: float = 0.0,
                  n_out: int = 1) -> None:
         super().__init__()
-        drop = [nn.Dropout(dropout)] if dropout else []
+        drop = [FastDropout(dropout)] if dropout else []
         self.attention_a = nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.Tanh(), *drop)
         self.attention_b = nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.Sigmoid(), *drop)
         self.attention_c = nn.Linear(hidden_dim, n_out)

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from mstar.errors import MstarError
 from mstar.models.blocks import PPEG, TransLayer, activation, check_bags, xavier_init_
+from mstar.models.dropout import FastDropout
 from mstar.models.output import SlideOutput
 from mstar.models.registry import register_model
 
@@ -35,7 +36,7 @@ def _input_proj(kind: bool | str, in_dim: int, dim: int, act: str, dropout: floa
     if isinstance(kind, bool):
         kind = "mlp" if kind else "none"
     if kind == "mlp":  # upstream downstream-task TransMIL
-        drop = [nn.Dropout(dropout)] if dropout else []
+        drop = [FastDropout(dropout)] if dropout else []
         return nn.Sequential(nn.Linear(in_dim, dim), activation(act), *drop)
     if kind == "linear":  # stage-1 aggregator: the checkpoint's `proj` (no activation)
         return nn.Sequential(nn.Linear(in_dim, dim))

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mstar.models.blocks import all_real, xavier_init_
+from mstar.models.dropout import FastDropout
 from mstar.models.fusion.common import (
     FusionOutput,
     MultiheadAttention,
@@ -65,8 +66,8 @@ class CMTA(nn.Module):
                  dim: int = 256) -> None:
         super().__init__()
         self.path_dim, self.omic_sizes, self.n_bins = path_dim, list(omic_sizes), n_bins
-        self.pathomics_fc = nn.Sequential(nn.Linear(path_dim, dim), nn.ReLU(), nn.Dropout(0.25),
-                                          nn.Linear(dim, dim), nn.ReLU(), nn.Dropout(0.25))
+        self.pathomics_fc = nn.Sequential(nn.Linear(path_dim, dim), nn.ReLU(), FastDropout(0.25),
+                                          nn.Linear(dim, dim), nn.ReLU(), FastDropout(0.25))
         self.genomics_fc = signature_networks(omic_sizes, (1024, dim))
         self.pathomics_encoder = TransMIL(in_dim=dim, dim=dim, input_proj=False)
         self.pathomics_decoder = TransMIL(in_dim=dim, dim=dim, input_proj=False)

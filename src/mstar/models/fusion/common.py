@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from mstar.errors import MstarError
 from mstar.models.blocks import GatedAttention, all_real, check_bags, snn_block
+from mstar.models.dropout import FastDropout
 from mstar.models.output import SurvivalOutput
 
 OmicsInput = Sequence[Tensor] | Tensor
@@ -179,7 +180,7 @@ def concat_mlp(dim: int) -> nn.Sequential:
 
 def linear_relu_dropout(in_dim: int, out_dim: int, dropout: float = 0.25) -> nn.Sequential:
     """``Linear, ReLU, Dropout`` (keys ``0.*``): upstream ``wsi_net`` and ``*_rho``."""
-    return nn.Sequential(nn.Linear(in_dim, out_dim), nn.ReLU(), nn.Dropout(dropout))
+    return nn.Sequential(nn.Linear(in_dim, out_dim), nn.ReLU(), FastDropout(dropout))
 
 
 class MultiheadAttention(nn.Module):

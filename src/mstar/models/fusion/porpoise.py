@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from mstar.errors import MstarError
 from mstar.models.blocks import GatedAttention, all_real
+from mstar.models.dropout import FastDropout
 from mstar.models.fusion.common import (
     FusionOutput,
     OmicsInput,
@@ -100,8 +101,8 @@ class Porpoise(nn.Module):
             raise MstarError("porpoise needs omic_dim: the width of the full omic vector")
         self.path_dim, self.omic_dim, self.n_bins = path_dim, omic_dim, n_bins
         gated = GatedAttention(512, 256, dropout=dropout, n_out=1)
-        self.attention_net = nn.Sequential(nn.Dropout(dropinput), nn.Linear(path_dim, 512), nn.ReLU(),
-                                           nn.Dropout(dropout), gated)
+        self.attention_net = nn.Sequential(FastDropout(dropinput), nn.Linear(path_dim, 512), nn.ReLU(),
+                                           FastDropout(dropout), gated)
         self.rho = linear_relu_dropout(512, 256, dropout)
         self.fc_omic = snn_stack(omic_dim, (256, 256))
         self.mm = LRBilinearFusion(256, 256, scale_dim1=8, scale_dim2=8, rank=16, out_dim=n_bins)
