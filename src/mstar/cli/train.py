@@ -1,4 +1,4 @@
-"""`mstar train classify|survival`, `mstar evaluate`: supervised slide-level tasks."""
+"""`mstar train classify|survival`, `mstar evaluate`, `mstar compare`: supervised slide-level tasks."""
 
 from __future__ import annotations
 
@@ -113,6 +113,42 @@ def evaluate(
     result = evaluate_run(run, manifest, features, name, skip_missing)
     metric = result["selection_metric"]
     rprint(f"test {metric}: {format_ci(result['metrics']['test'][metric])}\noutputs: {result['out']}")
+
+
+@app.command("compare")
+def compare(
+    runs: Annotated[list[Path], typer.Option("--run", help="Run directory; give exactly two (A, then B).")],
+    split: Annotated[str, typer.Option("--split", help="Split whose predictions are compared.")] = "test",
+    bootstrap: Annotated[int, typer.Option("--bootstrap", help="Resamples of cases.")] = 1000,
+    seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the result to this JSON file.")] = None,
+) -> None:
+    """Is run A better than run B? Paired bootstrap CI of A - B on the cases both predicted."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from mstar.errors import MstarError
+    from mstar.eval.compare import compare_runs
+    from mstar.eval.results import format_ci
+    from mstar.tasks.run_files import write_json
+
+    if len(runs) != 2:
+        raise MstarError(f"compare needs exactly two --run options (A and B); got {len(runs)}")
+    result = compare_runs(runs[0], runs[1], split, bootstrap, seed)
+    table = Table(title=f"{split}: A = {runs[0].name}, B = {runs[1].name}, {result['n']} common cases "
+                        f"(paired bootstrap, {bootstrap} resamples)")
+    for col in ("metric", "A", "B", "A - B [95% CI]", "verdict"):
+        table.add_column(col)
+    for name, m in result["metrics"].items():
+        d = m["difference"]
+        verdict = "A better" if d["ci_low"] > 0 else "B better" if d["ci_high"] < 0 else "no clear difference"
+        table.add_row(name, f"{m['a']:.3f}", f"{m['b']:.3f}", format_ci(d), verdict)
+    console = Console()
+    console.print(table)
+    if result["only_a"] or result["only_b"]:
+        console.print(f"not compared: {result['only_a']} cases only in A, {result['only_b']} only in B")
+    if json_out:
+        write_json(json_out, result)
 
 
 @train_app.command("report")

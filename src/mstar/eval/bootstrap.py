@@ -204,6 +204,38 @@ def bootstrap_ci_weighted(
     return {k: ci_dict(full[k], boot[k], n, alpha) for k in full}
 
 
+def bootstrap_difference_weighted(
+    stats_a: Callable[[np.ndarray], Mapping[str, np.ndarray]],
+    stats_b: Callable[[np.ndarray], Mapping[str, np.ndarray]],
+    n: int,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> dict[str, dict[str, Any]]:
+    """Paired percentile bootstrap of ``metric(A) - metric(B)``, both scored on the SAME resampled rows.
+
+    Two models predicted on the same cases are correlated, so their separate intervals overlap even when
+    one is reliably better; the interval of the difference is the test ("A beats B" when ``ci_low > 0``).
+
+    Args:
+        stats_a: ``stats_fn`` of model A (as for :func:`bootstrap_ci_weighted`).
+        stats_b: ``stats_fn`` of model B over the same rows; metrics present in both are compared.
+        n: Number of rows.
+        n_resamples: Number of defined resamples to collect per metric.
+        seed: Seed of ``numpy.random.default_rng``.
+        alpha: Two-sided level.
+
+    Returns:
+        ``{metric_name: {"value", "ci_low", "ci_high", "n"}}`` of the differences A - B.
+    """
+
+    def stats(w: np.ndarray) -> dict[str, np.ndarray]:
+        a, b = stats_a(w), stats_b(w)
+        return {k: np.asarray(a[k], dtype=float) - np.asarray(b[k], dtype=float) for k in a if k in b}  # (B,)
+
+    return bootstrap_ci_weighted(stats, n, n_resamples, seed, alpha)
+
+
 def weighted_mean_stats(per_item: Mapping[str, np.ndarray]) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
     """A ``stats_fn`` for metrics that are means of per-item scores (NaN items are ignored).
 

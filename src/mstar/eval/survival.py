@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from mstar.errors import MstarError
-from mstar.eval.bootstrap import bootstrap_ci_weighted
+from mstar.eval.bootstrap import bootstrap_ci_weighted, bootstrap_difference_weighted
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +133,7 @@ def concordance_difference_ci(
 ) -> dict[str, Any]:
     """Paired bootstrap CI of ``C(risk_a) - C(risk_b)``: both models scored on the SAME resampled patients.
 
-    Two models predicted on the same patients are correlated, so their separate CIs overlap even when one
-    is reliably better; the interval of the difference is the right test ("A beats B" when ``ci_low > 0``).
+    See :func:`~mstar.eval.bootstrap.bootstrap_difference_weighted` for why the paired interval is the test.
 
     Args:
         event: ``(N,)`` bool, True where the event was observed.
@@ -151,11 +150,8 @@ def concordance_difference_ci(
     """
     stats_a = concordance_stats(event, time, risk_a, tied_tol)
     stats_b = concordance_stats(event, time, risk_b, tied_tol)
-
-    def stats(w: np.ndarray) -> dict[str, np.ndarray]:
-        return {"diff": stats_a(w)["c_index"] - stats_b(w)["c_index"]}  # (B,)
-
-    return bootstrap_ci_weighted(stats, len(np.asarray(time)), n_resamples, seed, alpha)["diff"]
+    n = len(np.asarray(time))
+    return bootstrap_difference_weighted(stats_a, stats_b, n, n_resamples, seed, alpha)["c_index"]
 
 
 def discretize_survival(

@@ -1,0 +1,97 @@
+"""mstar compare: paired bootstrap of metric differences between two runs' predictions."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+from sksurv.metrics import concordance_index_censored
+from typer.testing import CliRunner
+
+from mstar.cli import app
+from mstar.errors import MstarError
+from mstar.eval.bootstrap import bootstrap_ci
+from mstar.eval.compare import compare_runs
+from mstar.eval.survival import concordance_difference_ci
+
+
+def _survival_runs(tmp_path, n=200):
+    rng = np.random.default_rng(0)
+    risk = rng.normal(size=n)
+    time = rng.exponential(np.exp(-risk))
+    event = rng.random(n) < 0.7
+    noise = rng.normal(size=n)
+    cases = [f"C{i:03d}" for i in range(n)]
+    runs = {}
+    for name, scale in (("fusion", 0.6), ("snn", 1.3)):
+        run = tmp_path / name
+        run.mkdir()
+        pd.DataFrame({"unit": "fold0", "split": "test", "case": cases, "time": time, "event": event,
+                      "risk": risk + scale * noise}).to_csv(run / "predictions.csv", index=False)
+        runs[name] = run
+    return runs, (time, event, risk, noise)
+
+
+def test_survival_difference_matches_sksurv_and_the_paired_helper(tmp_path):
+    runs, (time, event, risk, noise) = _survival_runs(tmp_path)
+    out = compare_runs(runs["fusion"], runs["snn"], n_resamples=300)
+    m = out["metrics"]["c_index"]
+    c_a = concordance_index_censored(event, time, risk + 0.6 * noise)[0]
+    c_b = concordance_index_censored(event, time, risk + 1.3 * noise)[0]
+    assert m["a"] == pytest.approx(c_a) and m["b"] == pytest.approx(c_b)
+    assert m["difference"] == concordance_difference_ci(event, time, risk + 0.6 * noise, risk + 1.3 * noise,
+                                                        n_resamples=300)
+    assert m["difference"]["ci_low"] > 0 and out["n"] == 200 and out["task"] == "survival"
+
+
+def test_classification_difference_equals_generic_bootstrap_of_sklearn_auc(tmp_path):
+    rng = np.random.default_rng(1)
+    n = 120
+    y = rng.integers(0, 2, n)
+    cases = [f"C{i:03d}" for i in range(n)]  # sorted order = row order, so both bootstraps draw the same rows
+    probs = {"good": 1 / (1 + np.exp(-(2 * y - 1) * 1.5 - rng.normal(size=n))), "weak": rng.random(n)}
+    for name, p in probs.items():
+        (tmp_path / name).mkdir()
+        # two repeat units per case: the comparison averages a case's scores over units
+        rows = [pd.DataFrame({"unit": u, "split": "test", "case": cases, "label": y, "y": y,
+                              "prob_neg": 1 - p + d, "prob_pos": p - d}) for u, d in (("r0", 0.05), ("r1", -0.05))]
+        pd.concat(rows).to_csv(tmp_path / name / "predictions.csv", index=False)
+    out = compare_runs(tmp_path / "good", tmp_path / "weak", n_resamples=200, seed=3)
+    auc = out["metrics"]["auc_macro"]
+    assert auc["a"] == pytest.approx(roc_auc_score(y, probs["good"]))
+    generic = bootstrap_ci(lambda yy, a, b: roc_auc_score(yy, a) - roc_auc_score(yy, b), y, probs["good"],
+                           probs["weak"], n_resamples=200, seed=3)
+    assert auc["difference"] == pytest.approx(generic, abs=1e-9)
+    assert auc["difference"]["ci_low"] > 0
+
+
+def test_errors_name_the_problem(tmp_path):
+    runs, _ = _survival_runs(tmp_path, n=30)
+    with pytest.raises(MstarError, match="no predictions for split 'val'"):
+        compare_runs(runs["fusion"], runs["snn"], split="val")
+    other = tmp_path / "other"
+    other.mkdir()
+    pd.DataFrame({"split": "test", "case": ["X1", "X2"], "time": [1.0, 2.0], "event": [True, False],
+                  "risk": [0.1, 0.2]}).to_csv(other / "predictions.csv", index=False)
+    with pytest.raises(MstarError, match="share no case"):
+        compare_runs(runs["fusion"], other)
+    clf = tmp_path / "clf"
+    clf.mkdir()
+    pd.DataFrame({"split": "test", "case": ["C000"], "y": [0], "prob_a": [0.4], "prob_b": [0.6]}).to_csv(
+        clf / "predictions.csv", index=False)
+    with pytest.raises(MstarError, match="not the same task"):
+        compare_runs(runs["fusion"], clf)
+    with pytest.raises(MstarError, match="not found"):
+        compare_runs(tmp_path / "missing", runs["snn"])
+
+
+def test_cli_prints_a_verdict_and_writes_json(tmp_path):
+    runs, _ = _survival_runs(tmp_path)
+    out_json = tmp_path / "cmp.json"
+    result = CliRunner().invoke(app, ["compare", "--run", str(runs["fusion"]), "--run", str(runs["snn"]),
+                                      "--bootstrap", "200", "--json", str(out_json)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "c_index" in result.output and "A better" in result.output
+    saved = json.loads(out_json.read_text())
+    assert saved["n"] == 200 and saved["metrics"]["c_index"]["difference"]["ci_low"] > 0
