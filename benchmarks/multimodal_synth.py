@@ -5,7 +5,9 @@ risk (``mstar/data/synthetic/truth.py``), so the oracle C-index rises from ~0.68
 This script makes a cohort (resumable: an existing ``--root`` is reused), tiles it, extracts ``timm:test_vit``
 features, writes 5 case-level folds, and trains SNN (RNA), ABMIL (slides), MCAT, Porpoise and two late-fusion
 variants with ``mstar train multimodal-survival``'s code path, for each training seed. It prints the pooled
-out-of-fold C-index with its bootstrap CI and the per-fold sd.
+out-of-fold C-index with its bootstrap CI and the per-fold sd, then, for every fusion model, the paired
+bootstrap CI of its C-index minus each single-modality model's (`mstar compare`: same resampled patients for
+both, the test of "fusion beats X"; separate CIs of correlated models overlap even when one is better).
 
     python benchmarks/multimodal_synth.py --root /tmp/mm-synth --cases 150 --seeds 0,1
 """
@@ -64,7 +66,7 @@ def main() -> None:
 
     prepare(args.root, args.cases, args.cohort_seed)
     cohort = args.root / "cohort"
-    rows = []
+    rows, run_dirs = [], {}
     for seed in (int(s) for s in args.seeds.split(",")):
         for name in args.models.split(","):
             model, model_args = MODELS[name]
@@ -74,7 +76,9 @@ def main() -> None:
                 rna=str(cohort / "rna" / "cases"), signatures=str(cohort / "signatures.csv"),
                 out=str(args.root / "runs"), folds=str(args.root / "folds"), epochs=20, lr=5e-4, batch_size=8,
                 patience=20, bootstrap=1000, seed=seed, model_args=model_args)
-            entry = train_multimodal(cfg, progress=False)["metrics"]["test"]["c_index"]
+            result = train_multimodal(cfg, progress=False)
+            run_dirs[(name, seed)] = Path(result["run"])
+            entry = result["metrics"]["test"]["c_index"]
             rows.append({"model": name, "seed": seed, "c_index": entry["value"], "ci_low": entry["ci_low"],
                          "ci_high": entry["ci_high"], "fold_sd": entry.get("sd"), "n": entry["n"]})
             print(f"{name:12s} seed {seed}  C-index {entry['value']:.3f} [{entry['ci_low']:.3f}, "
@@ -82,6 +86,25 @@ def main() -> None:
     table = pd.DataFrame(rows)
     print("\nmean over seeds:")
     print(table.groupby("model", sort=False)["c_index"].agg(["mean", "min", "max"]).round(3).to_string())
+    print_paired_differences(run_dirs)
+
+
+def print_paired_differences(run_dirs: dict[tuple[str, int], Path]) -> None:
+    """Paired bootstrap CI of C(fusion) - C(single modality), fold by fold (``mstar compare``)."""
+    from mstar.eval.compare import compare_runs
+
+    models = list(dict.fromkeys(name for name, _ in run_dirs))
+    seeds = list(dict.fromkeys(seed for _, seed in run_dirs))
+    singles = [m for m in models if m in ("snn", "abmil")]
+    fusions = [m for m in models if m not in ("snn", "abmil")]
+    print("\npaired bootstrap (1,000 resamples of patients) of the C-index difference, fusion - single:")
+    for seed in seeds:
+        for fusion in fusions:
+            for single in singles:
+                out = compare_runs(run_dirs[(fusion, seed)], run_dirs[(single, seed)])
+                d = out["metrics"]["c_index"]["difference"]
+                print(f"seed {seed}  {fusion:12s} - {single:6s}  {d['value']:+.3f} [{d['ci_low']:+.3f}, "
+                      f"{d['ci_high']:+.3f}]  n={d['n']}")
 
 
 if __name__ == "__main__":

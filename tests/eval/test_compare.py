@@ -53,10 +53,8 @@ def test_classification_difference_equals_generic_bootstrap_of_sklearn_auc(tmp_p
     probs = {"good": 1 / (1 + np.exp(-(2 * y - 1) * 1.5 - rng.normal(size=n))), "weak": rng.random(n)}
     for name, p in probs.items():
         (tmp_path / name).mkdir()
-        # two repeat units per case: the comparison averages a case's scores over units
-        rows = [pd.DataFrame({"unit": u, "split": "test", "case": cases, "label": y, "y": y,
-                              "prob_neg": 1 - p + d, "prob_pos": p - d}) for u, d in (("r0", 0.05), ("r1", -0.05))]
-        pd.concat(rows).to_csv(tmp_path / name / "predictions.csv", index=False)
+        pd.DataFrame({"unit": "run0", "split": "test", "case": cases, "label": y, "y": y, "prob_neg": 1 - p,
+                      "prob_pos": p}).to_csv(tmp_path / name / "predictions.csv", index=False)
     out = compare_runs(tmp_path / "good", tmp_path / "weak", n_resamples=200, seed=3)
     auc = out["metrics"]["auc_macro"]
     assert auc["a"] == pytest.approx(roc_auc_score(y, probs["good"]))
@@ -64,6 +62,34 @@ def test_classification_difference_equals_generic_bootstrap_of_sklearn_auc(tmp_p
                            probs["weak"], n_resamples=200, seed=3)
     assert auc["difference"] == pytest.approx(generic, abs=1e-9)
     assert auc["difference"]["ci_low"] > 0
+
+
+def test_cv_folds_are_scored_one_by_one_and_averaged(tmp_path):
+    """Fold models have different risk scales: pooling them would be wrong; the unit mean is what counts."""
+    rng = np.random.default_rng(5)
+    n = 240
+    risk = rng.normal(size=n)
+    time = rng.exponential(np.exp(-risk))
+    event = rng.random(n) < 0.7
+    fold = np.arange(n) % 2
+    models = {"a": risk + 0.5 * rng.normal(size=n), "b": risk + 1.5 * rng.normal(size=n)}
+    models["b"] = models["b"] + 100.0 * fold  # fold 1's model outputs a shifted scale
+    for name, r in models.items():
+        (tmp_path / name).mkdir()
+        pd.DataFrame({"unit": [f"fold{k}" for k in fold], "split": "test", "case": [f"C{i:03d}" for i in range(n)],
+                      "time": time, "event": event, "risk": r}).to_csv(tmp_path / name / "predictions.csv", index=False)
+    out = compare_runs(tmp_path / "a", tmp_path / "b", n_resamples=200)
+    per_fold = [concordance_index_censored(event[fold == k], time[fold == k], models["a"][fold == k])[0]
+                - concordance_index_censored(event[fold == k], time[fold == k], models["b"][fold == k])[0]
+                for k in (0, 1)]
+    d = out["metrics"]["c_index"]["difference"]
+    assert out["units"] == ["fold0", "fold1"] and out["n"] == n
+    assert d["value"] == pytest.approx(np.mean(per_fold)) and d["per_unit"] == pytest.approx(per_fold)
+    assert d["ci_low"] <= d["value"] <= d["ci_high"]
+    (tmp_path / "c").mkdir()
+    pd.read_csv(tmp_path / "b" / "predictions.csv").assign(unit="run0").to_csv(tmp_path / "c" / "predictions.csv")
+    with pytest.raises(MstarError, match="different units"):
+        compare_runs(tmp_path / "a", tmp_path / "c")
 
 
 def test_errors_name_the_problem(tmp_path):

@@ -5,15 +5,15 @@ correlated errors, so their separate confidence intervals overlap even when one 
 compares them the way a paper should: resample the common cases, score both runs on each resample, and
 report the percentile interval of the difference (``mstar compare --run A --run B``).
 
-Each run's ``predictions.csv`` is read for one split. A case predicted by several units (``--runs R``
-repeats) gets the mean of its scores over units; with k-fold CV each case is predicted once (pooled
-out-of-fold). Survival runs are compared on the C-index, classification runs on every metric of
-:mod:`mstar.eval.classification` (macro-AUC, balanced accuracy, ...).
+Each run's ``predictions.csv`` is read for one split; units (CV folds, ``--runs`` repeats) are paired by
+name and scored one by one, as ``metrics.json`` scores them. Survival runs are compared on the C-index,
+classification runs on every metric of :mod:`mstar.eval.classification` (macro-AUC, balanced accuracy, ...).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +27,12 @@ from mstar.eval.results import read_predictions_csv
 from mstar.eval.survival import concordance_stats
 
 
-def case_predictions(run: str | os.PathLike, split: str = "test") -> pd.DataFrame:
-    """One row per case of ``run``'s ``split``: truth columns and scores averaged over units.
+def unit_predictions(run: str | os.PathLike, split: str = "test") -> dict[str, pd.DataFrame]:
+    """``{unit: rows of split indexed by case (sorted)}`` from ``run``'s ``predictions.csv``.
 
     Raises:
         MstarError: When the run has no predictions or no rows for ``split``, or is neither survival
-            (``risk``) nor classification (``prob_*``).
+            (``time, event, risk``) nor classification (``y, prob_*``).
     """
     path = Path(run) / "predictions.csv"
     preds = read_predictions_csv(path)
@@ -42,63 +42,95 @@ def case_predictions(run: str | os.PathLike, split: str = "test") -> pd.DataFram
     if rows.empty:
         raise MstarError(f"{path}: no predictions for split '{split}'; it has {sorted(preds['split'].unique())}")
     if "risk" in rows.columns and {"time", "event"} <= set(rows.columns):
-        truth, scores = ["time", "event"], ["risk"]
+        keep = ["time", "event", "risk"]
     elif "y" in rows.columns and any(c.startswith("prob_") for c in rows.columns):
-        truth, scores = ["y"], [c for c in rows.columns if c.startswith("prob_")]
+        keep = ["y", *(c for c in rows.columns if c.startswith("prob_"))]
     else:
         raise MstarError(f"{path}: neither a survival run (time, event, risk) nor a classification run "
                          "(y, prob_<class>)")
-    return rows.groupby("case", sort=True).agg({**dict.fromkeys(truth, "first"), **dict.fromkeys(scores, "mean")})
+    units = rows["unit"] if "unit" in rows.columns else pd.Series("all", index=rows.index)
+    return {str(u): g.set_index("case")[keep].sort_index() for u, g in rows.groupby(units, sort=False)}
+
+
+def _stats_fn(rows: pd.DataFrame) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    if "risk" in rows.columns:
+        return concordance_stats(rows["event"].to_numpy(bool), rows["time"].to_numpy(float),
+                                 rows["risk"].to_numpy(float))
+    prob_cols = [c for c in rows.columns if c.startswith("prob_")]
+    return classification_stats(rows["y"].to_numpy(int), rows[prob_cols].to_numpy(float),
+                                [c.removeprefix("prob_") for c in prob_cols])
+
+
+def _point(stats_fn: Callable, n: int) -> dict[str, float]:
+    return {k: float(np.asarray(v)[0]) for k, v in stats_fn(np.ones((1, n))).items()}
 
 
 def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike, split: str = "test",
                  n_resamples: int = 1000, seed: int = 0, alpha: float = 0.05) -> dict[str, Any]:
     """Paired bootstrap of ``metric(A) - metric(B)`` on the cases both runs predicted in ``split``.
 
+    Units (CV folds, repeats) are paired by name and each unit is scored on its own, as ``metrics.json``
+    does: the difference is the mean over units of ``metric(A_u) - metric(B_u)``, and each resample
+    redraws every unit's cases (units on the same cases share draws). Pooling out-of-fold risks of
+    different fold models instead would mix their risk scales.
+
     Args:
         run_a: Run directory of model A (``runs/<task>/<name>``).
-        run_b: Run directory of model B, same task and truth.
+        run_b: Run directory of model B, same task, cohort and units.
         split: Which split's predictions to compare (``test``; ``val``; ``val+test`` for upstream runs).
         n_resamples: Bootstrap resamples of cases.
         seed: Bootstrap seed.
         alpha: Two-sided level.
 
     Returns:
-        ``{"task", "n", "only_a", "only_b", "metrics": {name: {"a", "b", "difference": {value, ci_low,
-        ci_high, n}}}}``.
+        ``{"task", "split", "n", "units", "only_a", "only_b", "metrics": {name: {"a", "b", "difference":
+        {value, ci_low, ci_high, n[, sd, per_unit]}}}}``; ``a``/``b`` are means over units.
 
     Raises:
-        MstarError: Different tasks or classes, no common case, or truths that disagree.
+        MstarError: Different tasks, classes or units, no common case, or truths that disagree.
     """
-    a, b = case_predictions(run_a, split), case_predictions(run_b, split)
-    if list(a.columns) != list(b.columns):
-        raise MstarError(f"{run_a} and {run_b} are not the same task/classes: columns {list(a.columns)} vs "
-                         f"{list(b.columns)}")
-    common = a.index.intersection(b.index)
-    if common.empty:
-        raise MstarError(f"{run_a} and {run_b} share no case in split '{split}'; compare runs on one cohort")
-    only_a, only_b = len(a) - len(common), len(b) - len(common)
-    a, b = a.loc[common], b.loc[common]
-    survival = "risk" in a.columns
-    truth = ["time", "event"] if survival else ["y"]
-    if not a[truth].equals(b[truth]):
-        raise MstarError(f"{run_a} and {run_b} disagree on the truth ({', '.join(truth)}) of common cases; "
-                         "were they trained on different manifests?")
-    if survival:
-        event, time = a["event"].to_numpy(bool), a["time"].to_numpy(float)
-        stats_a = concordance_stats(event, time, a["risk"].to_numpy(float))
-        stats_b = concordance_stats(event, time, b["risk"].to_numpy(float))
+    from mstar.tasks.aggregate import mean_over_units
+
+    ua, ub = unit_predictions(run_a, split), unit_predictions(run_b, split)
+    if set(ua) != set(ub):
+        if len(ua) != 1 or len(ub) != 1:
+            raise MstarError(f"{run_a} and {run_b} have different units ({sorted(ua)} vs {sorted(ub)}); compare "
+                             "runs made with the same folds and --runs")
+        ub = {next(iter(ua)): next(iter(ub.values()))}
+    units, points_a, points_b, only_a, only_b = [], [], [], 0, 0
+    for name, a in ua.items():
+        b = ub[name]
+        if list(a.columns) != list(b.columns):
+            raise MstarError(f"{run_a} and {run_b} are not the same task/classes: columns {list(a.columns)} vs "
+                             f"{list(b.columns)}")
+        common = a.index.intersection(b.index)
+        if common.empty:
+            raise MstarError(f"{run_a} and {run_b} share no case in split '{split}' (unit {name}); compare runs "
+                             "on one cohort")
+        only_a, only_b = only_a + len(a) - len(common), only_b + len(b) - len(common)
+        a, b = a.loc[common], b.loc[common]
+        truth = ["time", "event"] if "risk" in a.columns else ["y"]
+        if not a[truth].equals(b[truth]):
+            raise MstarError(f"{run_a} and {run_b} disagree on the truth ({', '.join(truth)}) of common cases; "
+                             "were they trained on different manifests?")
+        stats_a, stats_b = _stats_fn(a), _stats_fn(b)
+        points_a.append(_point(stats_a, len(common)))
+        points_b.append(_point(stats_b, len(common)))
+        units.append((stats_a, stats_b, len(common), tuple(common)))
+    if len(units) == 1:
+        stats_a, stats_b, n, _ = units[0]
+        diffs = bootstrap_difference_weighted(stats_a, stats_b, n, n_resamples, seed, alpha)
     else:
-        prob_cols = [c for c in a.columns if c.startswith("prob_")]
-        classes = [c.removeprefix("prob_") for c in prob_cols]
-        y = a["y"].to_numpy(int)
-        stats_a = classification_stats(y, a[prob_cols].to_numpy(float), classes)
-        stats_b = classification_stats(y, b[prob_cols].to_numpy(float), classes)
-    n = len(common)
-    ones = np.ones((1, n))
-    point_a = {k: float(v[0]) for k, v in stats_a(ones).items()}
-    point_b = {k: float(v[0]) for k, v in stats_b(ones).items()}
-    diffs = bootstrap_difference_weighted(stats_a, stats_b, n, n_resamples, seed, alpha)
-    metrics = {k: {"a": point_a[k], "b": point_b[k], "difference": diffs[k]} for k in diffs}
-    return {"task": "survival" if survival else "classification", "split": split, "n": n,
-            "only_a": only_a, "only_b": only_b, "metrics": metrics}
+        def difference(sa: Callable, sb: Callable) -> Callable:
+            def stats(w: np.ndarray) -> dict[str, np.ndarray]:
+                a, b = sa(w), sb(w)
+                return {k: np.asarray(a[k], float) - np.asarray(b[k], float) for k in a if k in b}  # (B,)
+            return stats
+
+        diffs = mean_over_units([(difference(sa, sb), n, key) for sa, sb, n, key in units], n_resamples, seed,
+                                alpha)
+    metrics = {k: {"a": float(np.nanmean([p[k] for p in points_a])),
+                   "b": float(np.nanmean([p[k] for p in points_b])), "difference": diffs[k]} for k in diffs}
+    return {"task": "survival" if "risk" in next(iter(ua.values())).columns else "classification", "split": split,
+            "n": int(sum(u[2] for u in units)), "units": list(ua), "only_a": only_a, "only_b": only_b,
+            "metrics": metrics}
