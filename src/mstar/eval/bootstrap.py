@@ -204,6 +204,19 @@ def bootstrap_ci_weighted(
     return {k: ci_dict(full[k], boot[k], n, alpha) for k in full}
 
 
+def difference_stats(
+    stats_a: Callable[[np.ndarray], Mapping[str, np.ndarray]],
+    stats_b: Callable[[np.ndarray], Mapping[str, np.ndarray]],
+) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    """The ``stats_fn`` of ``metric(A) - metric(B)`` on the same weights (metrics present in both)."""
+
+    def stats(w: np.ndarray) -> dict[str, np.ndarray]:
+        a, b = stats_a(w), stats_b(w)
+        return {k: np.asarray(a[k], dtype=float) - np.asarray(b[k], dtype=float) for k in a if k in b}  # (B,)
+
+    return stats
+
+
 def bootstrap_difference_weighted(
     stats_a: Callable[[np.ndarray], Mapping[str, np.ndarray]],
     stats_b: Callable[[np.ndarray], Mapping[str, np.ndarray]],
@@ -228,12 +241,7 @@ def bootstrap_difference_weighted(
     Returns:
         ``{metric_name: {"value", "ci_low", "ci_high", "n"}}`` of the differences A - B.
     """
-
-    def stats(w: np.ndarray) -> dict[str, np.ndarray]:
-        a, b = stats_a(w), stats_b(w)
-        return {k: np.asarray(a[k], dtype=float) - np.asarray(b[k], dtype=float) for k in a if k in b}  # (B,)
-
-    return bootstrap_ci_weighted(stats, n, n_resamples, seed, alpha)
+    return bootstrap_ci_weighted(difference_stats(stats_a, stats_b), n, n_resamples, seed, alpha)
 
 
 def weighted_mean_stats(per_item: Mapping[str, np.ndarray]) -> Callable[[np.ndarray], dict[str, np.ndarray]]:

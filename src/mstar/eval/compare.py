@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from mstar.errors import MstarError
-from mstar.eval.bootstrap import bootstrap_difference_weighted
+from mstar.eval.bootstrap import bootstrap_difference_weighted, difference_stats
 from mstar.eval.classification import classification_stats
 from mstar.eval.results import read_predictions_csv
 from mstar.eval.survival import concordance_stats
@@ -121,14 +121,8 @@ def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike, split: str 
         stats_a, stats_b, n, _ = units[0]
         diffs = bootstrap_difference_weighted(stats_a, stats_b, n, n_resamples, seed, alpha)
     else:
-        def difference(sa: Callable, sb: Callable) -> Callable:
-            def stats(w: np.ndarray) -> dict[str, np.ndarray]:
-                a, b = sa(w), sb(w)
-                return {k: np.asarray(a[k], float) - np.asarray(b[k], float) for k in a if k in b}  # (B,)
-            return stats
-
-        diffs = mean_over_units([(difference(sa, sb), n, key) for sa, sb, n, key in units], n_resamples, seed,
-                                alpha)
+        diffs = mean_over_units([(difference_stats(sa, sb), n, key) for sa, sb, n, key in units], n_resamples,
+                                seed, alpha)
     metrics = {k: {"a": float(np.nanmean([p[k] for p in points_a])),
                    "b": float(np.nanmean([p[k] for p in points_b])), "difference": diffs[k]} for k in diffs}
     return {"task": "survival" if "risk" in next(iter(ua.values())).columns else "classification", "split": split,
