@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 DEMO_OUT ?= demo_out
 
-.PHONY: demo test test-fast bench clean install
+.PHONY: demo test test-fast lint bench clean install
 
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -26,11 +26,16 @@ install: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(VENV)/bin/mstar demo --out $(DEMO_OUT)
 
-test: $(VENV)/.installed-dev
+test: lint $(VENV)/.installed-dev
 	$(PY) -m pytest -q
 
-test-fast: $(VENV)/.installed-dev
+test-fast: lint $(VENV)/.installed-dev
 	$(PY) -m pytest -q -m "not slow"
+
+# ruff (line length 110, imports, pyflakes) and the import contracts of docs/architecture.md
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/lint-imports
 
 bench: $(VENV)/.installed-dev
 	$(PY) benchmarks/tile.py

@@ -76,7 +76,7 @@ def _step(model, proj_text, opt, inputs, naive: bool, bf16: bool) -> float:
         z_gene = model.encode_gene(values)  # (B, 512)
     out = stage1_loss(z_slide.float(), z_report.float(), z_gene.float(), has, has, labels, model.logit_scale())
     opt.zero_grad(set_to_none=True)
-    out["total"].backward()
+    out["loss"].backward()
     opt.step()
     if device.type == "cuda":
         torch.cuda.synchronize()

@@ -1,4 +1,4 @@
-"""Low-label experiment: TransMIL initialised from our stage-1 aggregator (``--aggregator``) vs random init.
+"""Low-label experiment: TransMIL initialised from our stage-1 aggregator (``--stage1``) vs random init.
 
 On a synthetic cohort (``mstar synth`` → tile → ``timm:test_vit`` features):
 
@@ -76,7 +76,7 @@ def downstream(manifest: Path, features: Path, out: Path, name: str, ckpt: str |
                   model="transmil", epochs=args.epochs, lr=args.lr, batch_size=8, patience=args.patience,
                   max_patches=256, bootstrap=1000, seed=0)
     if ckpt:
-        cfg = TrainConfig(**common, aggregator=ckpt, aggregator_proj="checkpoint", aggregator_lr=args.aggregator_lr,
+        cfg = TrainConfig(**common, stage1=ckpt, aggregator_proj="checkpoint", aggregator_lr=args.aggregator_lr,
                           model_args={"num_landmarks": 32})
     else:  # the same architecture: Linear input projection (no ReLU), random init
         cfg = TrainConfig(**common, model_args={**geo, "input_proj": "linear"})
@@ -110,7 +110,7 @@ def main() -> None:
     start = time.perf_counter()
     root, features = cohort(args.work, args.cases, seed=3)
 
-    from mstar.pretrain.demo_step import DEMO_STAGE1
+    from mstar.demo.settings import DEMO_STAGE1
     from mstar.pretrain.stage1_config import Stage1Config
     from mstar.pretrain.stage1_train import pretrain
 

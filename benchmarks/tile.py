@@ -21,8 +21,8 @@ import numpy as np
 from mstar.data.synthetic import SynthConfig, make_cohort
 from mstar.slide.plan import plan_read
 from mstar.slide.reader import open_slide
-from mstar.slide.tiling import TileParams, tile_slide
 from mstar.slide.tiles_file import read_tiles
+from mstar.slide.tiling import TileParams, tile_slide
 from mstar.slide.tissue import grid_coords
 
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
+import h5py
+import numpy as np
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -50,3 +53,43 @@ def tiny_tiles(tiny_cohort: Path, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("work")
     tile_many([tiny_cohort / "slides"], out, show_progress=False)
     return out
+
+
+# ---- small extraction inputs: three slides of the tiny cohort (0.25 and 0.5 µm/px scans), five tiles each ----
+TILES_PER_SLIDE = 5
+
+
+def truncate_tiles(src: Path, dst: Path, n: int) -> None:
+    """Copy a tiles file keeping its first ``n`` tiles (attrs unchanged)."""
+    from mstar.slide.tiles_file import read_tiles, write_tiles
+
+    coords, attrs = read_tiles(src)
+    with h5py.File(src, "r") as f:
+        fraction = np.asarray(f["tissue_fraction"][:])
+    attrs = {k: v for k, v in attrs.items()}
+    write_tiles(dst, coords[:n], fraction[:n], attrs)
+
+
+@pytest.fixture(scope="session")
+def few_tiles_template(tiny_tiles: Path, tmp_path_factory) -> Path:
+    """A work folder with ``tiles/`` for 3 slides covering both read sizes (512 px at 0.25, 256 px at 0.5)."""
+    from mstar.slide.tiles_file import read_tiles
+
+    files = sorted((tiny_tiles / "tiles").glob("*.h5"))
+    by_px: dict[int, list[Path]] = {}
+    for p in files:
+        by_px.setdefault(int(read_tiles(p)[1]["read_px"]), []).append(p)
+    chosen = [ps[0] for ps in by_px.values()]
+    chosen += [p for p in files if p not in chosen][: 3 - len(chosen)]
+    out = tmp_path_factory.mktemp("few_tiles")
+    for p in sorted(chosen):
+        truncate_tiles(p, out / "tiles" / p.name, TILES_PER_SLIDE)
+    return out
+
+
+@pytest.fixture
+def work(few_tiles_template: Path, tmp_path: Path) -> Path:
+    """A fresh copy of the 3-slide work folder (tests write features into it)."""
+    dst = tmp_path / "work"
+    shutil.copytree(few_tiles_template, dst)
+    return dst

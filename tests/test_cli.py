@@ -26,3 +26,49 @@ def test_help_lists_every_command_with_one_line():
 def test_every_command_has_help(name):
     result = runner.invoke(app, [*name.split(), "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0 and "Usage" in result.output
+
+
+def _options() -> dict[str, dict[str, object]]:
+    """``{command: {visible option name: its click parameter}}`` for every command and subcommand."""
+    import typer.main
+
+    out = {}
+
+    def walk(group, prefix: str) -> None:
+        for name, cmd in group.commands.items():
+            if hasattr(cmd, "commands"):  # a command group (typer's own click)
+                walk(cmd, f"{prefix}{name} ")
+                continue
+            out[f"{prefix}{name}"] = {opt: p for p in cmd.params if not getattr(p, "hidden", False)
+                                      for opt in p.opts if opt.startswith("--")}
+
+    walk(typer.main.get_command(app), "")
+    return out
+
+
+RUN_COMMANDS = ("train classify", "train survival", "train multimodal-survival", "train report", "pretrain",
+                "self-train", "embed", "zero-shot", "few-shot", "retrieve", "generate", "evaluate")
+STAGE1_COMMANDS = ("train classify", "train survival", "train report", "self-train", "embed", "zero-shot",
+                   "few-shot", "retrieve")
+
+
+def test_option_names_mean_one_thing_across_commands():
+    options = _options()
+    assert set(RUN_COMMANDS) <= set(options)
+    for cmd in RUN_COMMANDS:  # every run command: the run-folder vocabulary, and a re-run from config.yaml
+        assert {"--config", "--set", "--overwrite", "--name"} <= set(options[cmd]), cmd
+        assert not any(p.required for p in options[cmd].values()), f"{cmd}: --config alone must be enough"
+        if cmd != "evaluate":  # an evaluation lives inside the run it evaluates
+            assert "Runs folder" in options[cmd]["--out"].help, cmd
+    for cmd in STAGE1_COMMANDS:
+        assert "--stage1" in options[cmd] and "--aggregator" not in options[cmd], cmd
+    checkpoint = {cmd for cmd, opts in options.items() if "--checkpoint" in opts}
+    assert checkpoint == {"extract", "self-train"}  # patch-encoder weights, nothing else
+    for cmd in checkpoint:
+        assert "stage-1" not in options[cmd]["--checkpoint"].help.lower()
+
+
+def test_old_spellings_still_parse_with_a_deprecation_line(tmp_path):
+    result = runner.invoke(app, ["train", "classify", "--manifest", str(tmp_path / "m.csv"), "--features",
+                                 str(tmp_path), "--aggregator", str(tmp_path / "s1.pt")])
+    assert "--aggregator is deprecated" in result.output and "use --stage1" in result.output

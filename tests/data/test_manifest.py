@@ -1,4 +1,3 @@
-import pandas as pd
 import pytest
 
 from mstar.data.manifest import read_manifest, slide_ids

@@ -2,7 +2,6 @@ import json
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from mstar.data.synthetic import SynthConfig, make_cohort
 from mstar.data.synthetic.reports import MARKER_SENTENCES

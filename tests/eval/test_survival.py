@@ -11,8 +11,8 @@ from mstar.errors import MstarError
 from mstar.eval.bootstrap import bootstrap_ci
 from mstar.eval.survival import (
     apply_survival_bins,
-    concordance_index,
     concordance_difference_ci,
+    concordance_index,
     concordance_index_ci,
     discretize_survival,
 )

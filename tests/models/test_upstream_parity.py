@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tests.models._upstream_recipe import TOKEN_ROWS_300, WEIGHT_SEEDS, load_fixture, seeded_bag, seeded_state_dict
 
 from mstar.models import create_mil_model
 from mstar.models.upstream import from_upstream, mil_to_upstream
+from tests.models._upstream_recipe import (
+    TOKEN_ROWS_300,
+    WEIGHT_SEEDS,
+    load_fixture,
+    seeded_bag,
+    seeded_state_dict,
+)
 
 # Keys and shapes as documented in ../shared/reference/upstream_state_dicts.md (C = n_classes).
 TRANSMIL_KEYS = {

@@ -60,7 +60,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         batch["z_gene"].requires_grad_(True)
         lin = _encoder()
         out = _loss(lin, batch, gather_with_grad)
-        out["total"].backward()
+        out["loss"].backward()
         grads = [p.grad for p in lin.parameters()]
         for g in grads:  # what DDP does: average parameter gradients over ranks
             dist.all_reduce(g)
@@ -91,7 +91,7 @@ def test_two_ranks_match_single_process(tmp_path):
     batch["z_gene"].requires_grad_(True)
     lin = _encoder()
     single = _loss(lin, batch, _identity)
-    single["total"].backward()
+    single["loss"].backward()
     assert single["slide_report"] > 0 and single["triplet"] > 0 and single["n_report_gene"].item() == 4
 
     for got in ranks:

@@ -8,8 +8,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mstar.pretrain.losses import (LogitScale, clip_loss, multimodal_contrastive_loss, multimodal_triplet,
-                                   stage1_loss, triplet_batch_hard)
+from mstar.pretrain.losses import (
+    LogitScale,
+    clip_loss,
+    multimodal_contrastive_loss,
+    multimodal_triplet,
+    stage1_loss,
+    triplet_batch_hard,
+)
 
 
 def _reference_clip(a: list[list[float]], b: list[list[float]], scale: float) -> float:
@@ -84,7 +90,7 @@ def test_multimodal_terms_use_only_available_pairs():
     assert out["slide_gene"].item() == pytest.approx(clip_loss(zs[has_g], zg[has_g], 10.0).loss.item())
     both = has_r & has_g
     assert out["report_gene"].item() == pytest.approx(clip_loss(zr[both], zg[both], 10.0).loss.item())
-    assert out["total"].item() == pytest.approx(sum(out[k].item() for k in ("slide_report", "slide_gene",
+    assert out["loss"].item() == pytest.approx(sum(out[k].item() for k in ("slide_report", "slide_gene",
                                                                              "report_gene")))
     counts = (out["n_slide_report"].item(), out["n_slide_gene"].item(), out["n_report_gene"].item())
     assert counts == (4, 3, 2)
@@ -142,5 +148,5 @@ def test_stage1_total_is_contrastive_plus_weighted_triplet():
     has_g = torch.tensor([True, False] * 3)
     labels = torch.tensor([0, 0, 1, 1, 2, 2])
     out = stage1_loss(*z, has_r, has_g, labels, 14.0, triplet_weight=0.5)
-    assert out["total"].item() == pytest.approx(out["contrastive"].item() + 0.5 * out["triplet"].item())
+    assert out["loss"].item() == pytest.approx(out["contrastive"].item() + 0.5 * out["triplet"].item())
     assert out["n_triplet"].item() == 6 and out["triplet"].item() > 0

@@ -45,7 +45,6 @@ def test_pretrain_command_writes_the_run_directory(run):
 
 
 def test_embed_writes_every_modality_and_masks_unknown_and_missing_genes(run, tmp_path):
-    from mstar.pretrain.stage1_embed import embed_cohort
     from mstar.pretrain.stage1_model import load_stage1
 
     root, paths, _ = run
@@ -55,7 +54,7 @@ def test_embed_writes_every_modality_and_masks_unknown_and_missing_genes(run, tm
     table.loc["NEWGENE"] = 1.0  # a gene the model never saw: ignored with a warning
     table.reset_index().to_csv(tmp_path / "rna.csv", index=False)
     out = tmp_path / "emb.h5"
-    args = ["embed", "--checkpoint", str(ckpt), "--features", str(paths["features"]), "--out", str(out),
+    args = ["embed", "--stage1", str(ckpt), "--features", str(paths["features"]), "--out-h5", str(out),
             "--manifest", str(paths["manifest"]), "--reports", str(paths["reports"]), "--rna",
             str(tmp_path / "rna.csv"), "--device", "cpu"]
     with pytest.warns(UserWarning, match="1 of 30 table genes are not in the gene vocabulary"):
@@ -88,16 +87,33 @@ def test_embed_writes_every_modality_and_masks_unknown_and_missing_genes(run, tm
 
 
 def test_embed_without_a_manifest_takes_every_feature_file_and_checks_the_width(run, tmp_path):
-    from mstar.pretrain.stage1_embed import embed_cohort
+    from mstar.pretrain.stage1_embed import EmbedConfig, embed_cohort
 
     root, paths, _ = run
     ckpt = root / "runs" / "pretrain" / "cli" / "checkpoints" / "stage1.pt"
-    summary = embed_cohort(ckpt, paths["features"], tmp_path / "slides.h5", device="cpu")
-    assert summary == {"out": str(tmp_path / "slides.h5"), "slides": 30, "reports": 0, "genes": 0, "dim": 32}
-    with h5py.File(tmp_path / "slides.h5") as f:
+    cfg = EmbedConfig(stage1=str(ckpt), features=str(paths["features"]), out=str(tmp_path / "runs"), device="cpu")
+    summary = embed_cohort(cfg)
+    h5 = tmp_path / "runs" / "embed" / "features" / "embeddings.h5"
+    assert summary == {"out": str(h5), "run": str(h5.parent), "slides": 30, "reports": 0, "genes": 0, "dim": 32}
+    assert yaml.safe_load((h5.parent / "config.yaml").read_text())["stage1"] == str(ckpt)
+    with h5py.File(h5) as f:
         assert not f["has_report"][:].any() and f.attrs["in_dim"] == 16
+    assert embed_cohort(cfg)["finished_before"]  # the same inputs again: reported, not recomputed
     write_bag(tmp_path / "other" / "X.h5", np.zeros((5, 8)))
     with pytest.raises(MstarError, match="8-d patch features, but the checkpoint was pretrained on 16-d"):
-        embed_cohort(ckpt, tmp_path / "other", tmp_path / "x.h5", device="cpu")
-    with pytest.raises(MstarError, match="reports file not found"):
-        embed_cohort(ckpt, paths["features"], tmp_path / "x.h5", reports=tmp_path / "none.json", device="cpu")
+        embed_cohort(EmbedConfig(stage1=str(ckpt), features=str(tmp_path / "other"), out=str(tmp_path / "x")))
+    with pytest.raises(MstarError, match="none.json: reports file not found"):
+        embed_cohort(EmbedConfig(stage1=str(ckpt), features=str(paths["features"]), out=str(tmp_path / "y"),
+                                 reports=str(tmp_path / "none.json")))
+
+
+def test_embed_old_spellings_still_work_with_a_deprecation_line(run, tmp_path):
+    root, paths, _ = run
+    ckpt = root / "runs" / "pretrain" / "cli" / "checkpoints" / "stage1.pt"
+    out = tmp_path / "old.h5"
+    result = CliRunner().invoke(app, ["embed", "--checkpoint", str(ckpt), "--features", str(paths["features"]),
+                                      "--out", str(out), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "--checkpoint is deprecated" in result.output and "--out FILE.h5 is deprecated" in result.output
+    with h5py.File(out) as f:
+        assert f["slide"].shape == (30, 32)

@@ -44,7 +44,7 @@ def _step(model, data, rank: int, world: int, size: int) -> dict:
     sampler.set_epoch(1)
     batch = collate_stage1([data[key] for key in list(sampler)[:size]])
     out = stage1_step(model, batch)
-    out["total"].backward()
+    out["loss"].backward()
     return {"terms": {k: v.detach() for k, v in out.items()}, "slides": batch["slides"],
             "grads": {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}}
 

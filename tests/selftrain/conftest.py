@@ -37,13 +37,6 @@ def st_work(tiny_tiles: Path, tmp_path_factory) -> Path:
     return out
 
 
-def folds(cohort: Path) -> tuple[dict[str, str], dict[str, str]]:
-    """``({slide: cancer type}, {slide: fold})`` of the cohort."""
-    from mstar.selftrain.demo_step import _folds
-
-    return _folds(cohort / "manifests" / "diagnosis.csv")
-
-
 def save_random_stage1(path: Path, in_dim: int = 64, dim: int = 16, seed: int = 0) -> Path:
     """A randomly initialised stage-1 checkpoint (proj Linear(in_dim, dim) + TransMIL trunk)."""
     from mstar.models.transmil import TransMIL

@@ -16,7 +16,7 @@ from .conftest import ENCODER, FEATURES, save_random_stage1
 
 
 def _cfg(work, aggregator, out, **kw) -> SelfTrainConfig:
-    return SelfTrainConfig(tiles=str(work), features=str(work / "features" / FEATURES), aggregator=str(aggregator),
+    return SelfTrainConfig(tiles=str(work), features=str(work / "features" / FEATURES), stage1=str(aggregator),
                            encoder=ENCODER, out=str(out), **kw)
 
 
@@ -51,7 +51,7 @@ def test_cli_reports_one_line(st_work, tmp_path, capsys):
     agg = save_random_stage1(tmp_path / "agg32.pt", in_dim=32)
     with pytest.raises(SystemExit) as exit_info:
         main(["self-train", "--tiles", str(st_work), "--features", str(st_work / "features" / FEATURES),
-              "--aggregator", str(agg), "--encoder", ENCODER, "--out", str(tmp_path / "run")])
+              "--stage1", str(agg), "--encoder", ENCODER, "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err.strip()
     assert exit_info.value.code == 1 and err.startswith("error: ") and "\n" not in err and "64-d features" in err
     with pytest.raises(SystemExit):
@@ -66,19 +66,18 @@ def test_cli_help_lists_the_options():
 
     result = CliRunner().invoke(app, ["self-train", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
-    for option in ("--tiles", "--features", "--aggregator", "--encoder", "--checkpoint", "--out", "--config",
+    for option in ("--tiles", "--features", "--stage1", "--encoder", "--checkpoint", "--out", "--config",
                    "--steps-per-epoch", "--patches-per-slide", "--grad-checkpointing"):
         assert option in result.output
 
 
 def test_config_yaml_is_read_and_unknown_settings_are_named(st_work, tmp_path):
-    from mstar.tasks.config import load_config
-
     good = tmp_path / "run.yaml"
-    good.write_text(f"tiles: {st_work}\nepochs: 2\nema_weight: 0.3\n")
-    cfg = load_config(good, {"features": "f", "epochs": 5}, base=SelfTrainConfig)
+    good.write_text(f"tiles: {st_work}\nepochs: 2\nema_weight: 0.3\naggregator: a.pt\n")
+    cfg = SelfTrainConfig.load(good, {"features": "f", "epochs": 5, "encoder": "e"})
     assert (cfg.tiles, cfg.epochs, cfg.ema_weight) == (str(st_work), 5, 0.3)  # the command line wins
+    assert cfg.stage1 == "a.pt"  # the old key of the stage-1 checkpoint still reads
     bad = tmp_path / "bad.yaml"
     bad.write_text("epochz: 2\n")
-    with pytest.raises(MstarError, match=r"bad\.yaml: unknown settings \['epochz'\]"):
-        load_config(bad, base=SelfTrainConfig)
+    with pytest.raises(MstarError, match=r"bad\.yaml: unknown setting 'epochz'; did you mean 'epochs'\?"):
+        SelfTrainConfig.load(bad)

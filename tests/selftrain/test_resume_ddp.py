@@ -30,8 +30,9 @@ class Crash(L.Callback):
 
 
 def _cfg(work, aggregator, out, **kw) -> SelfTrainConfig:
-    return SelfTrainConfig(tiles=str(work), features=str(work / "features" / FEATURES), aggregator=str(aggregator),
-                           encoder=ENCODER, out=str(out), **{**TINY, **kw})
+    """Settings of a run in ``<out>/selftrain/r``."""
+    return SelfTrainConfig(tiles=str(work), features=str(work / "features" / FEATURES), stage1=str(aggregator),
+                           encoder=ENCODER, out=str(out), name="r", **{**TINY, **kw})
 
 
 @pytest.mark.slow
@@ -40,19 +41,25 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(st_work, random_sta
     full = self_train(_cfg(st_work, random_stage1, tmp_path / "full", targets="ema"), progress=False)
     with pytest.raises(RuntimeError, match="simulated crash"):
         self_train(_cfg(st_work, random_stage1, tmp_path / "cut", targets="ema"), progress=False, callbacks=[Crash()])
-    assert (tmp_path / "cut" / "checkpoints" / "last.ckpt").exists() and not (tmp_path / "cut" / "metrics.json").exists()
+    cut = tmp_path / "cut" / "selftrain" / "r"
+    assert (cut / "checkpoints" / "last.ckpt").exists() and not (cut / "metrics.json").exists()
     resumed = self_train(_cfg(st_work, random_stage1, tmp_path / "cut", targets="ema"), progress=False)
     a = torch.load(full["encoder"], weights_only=True)
     b = torch.load(resumed["encoder"], weights_only=True)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    log_a, log_b = (pd.read_csv(tmp_path / r / "log.csv").drop(columns=["train_seconds", "val_seconds"])
+    log_a, log_b = (pd.read_csv(tmp_path / r / "selftrain" / "r" / "log.csv").drop(columns=["train_seconds",
+                                                                                             "val_seconds"])
                     for r in ("full", "cut"))
     pd.testing.assert_frame_equal(log_a, log_b)
     assert list(log_a["epoch"]) == [0, 1, 2] and list(log_a["step"]) == [0, 3, 6]
     assert resumed["metrics"] == full["metrics"]
-    # a finished run is returned as it is
+    # a finished run is returned as it is; other inputs are refused
     again = self_train(_cfg(st_work, random_stage1, tmp_path / "cut", targets="ema"), progress=False)
-    assert again["encoder"] == resumed["encoder"]
+    assert again["encoder"] == resumed["encoder"] and again["finished_before"]
+    from mstar.errors import MstarError
+
+    with pytest.raises(MstarError, match=r"other settings or inputs \(epochs 2 -> 3\)"):
+        self_train(_cfg(st_work, random_stage1, tmp_path / "cut", targets="ema", epochs=3), progress=False)
 
 
 @pytest.mark.slow
@@ -62,13 +69,14 @@ def test_two_cpu_ranks_under_torchrun(st_work, random_stage1, tmp_path):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(entry),
            "self-train", "--tiles", str(st_work), "--features", str(st_work / "features" / FEATURES),
-           "--aggregator", str(random_stage1), "--encoder", ENCODER, "--out", str(out), "--epochs", "1",
+           "--stage1", str(random_stage1), "--encoder", ENCODER, "--out", str(out), "--epochs", "1",
            "--steps-per-epoch", "2", "--slides-per-step", "2", "--patches-per-slide", "4", "--devices", "2",
            "--accelerator", "cpu", "--grad-checkpointing", "--precision", "bf16-mixed",
            "--set", "strategy=ddp", "--set", "val_patches_per_slide=8", "--set", "bootstrap=20"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    out = out / "selftrain" / "timm-test_vit-s2"
     meta = json.loads((out / "metrics.json").read_text())["_meta"]
     assert meta["world_size"] == 2 and meta["global_step"] == 2 and meta["grad_checkpointing"]
     assert meta["precision"] == "bf16-mixed"

@@ -15,7 +15,6 @@ from mstar.selftrain.augment import Augment
 from mstar.selftrain.config import SelfTrainConfig
 from mstar.selftrain.ema import EMA, cosine_momentum
 from mstar.selftrain.loss import self_train_loss
-from mstar.selftrain.module import warmup_cosine
 from mstar.selftrain.student import build_student
 from mstar.selftrain.teacher import Teacher
 
@@ -46,13 +45,6 @@ def test_cosine_momentum_schedule():
     assert cosine_momentum(100, 100) == pytest.approx(1.0)
     values = [cosine_momentum(s, 100, 0.9, 0.99) for s in range(101)]
     assert all(b >= a for a, b in itertools.pairwise(values)) and values[0] == pytest.approx(0.9)
-
-
-def test_warmup_cosine_lr_factor():
-    assert warmup_cosine(0, 100, 10, 0.1) == pytest.approx(0.1)
-    assert warmup_cosine(9, 100, 10, 0.1) == pytest.approx(1.0)
-    assert warmup_cosine(10, 100, 10, 0.1) == pytest.approx(1.0)
-    assert warmup_cosine(100, 100, 10, 0.1) == pytest.approx(0.1)
 
 
 def test_ema_update_moves_parameters_and_stays_in_eval_mode():
@@ -161,12 +153,12 @@ def test_student_width_must_match_the_projection():
 
 @pytest.mark.parametrize("field, value, message", [
     ("tiles", "", "'tiles' is required"),
-    ("targets", "online", "targets must be one of"),
+    ("targets", "online", "'targets' must be one of stored, ema"),
     ("momentum_start", 1.5, "momentum_start <= momentum_end"),
     ("epochs", 0, "'epochs' must be at least 1"),
 ])
 def test_config_validation_names_the_field(field, value, message):
-    values = dict(tiles="t", features="f", aggregator="a", encoder="e", out="o")
+    values = dict(tiles="t", features="f", stage1="a", encoder="e", out="o")
     values[field] = value
     with pytest.raises(MstarError, match=message):
         SelfTrainConfig(**values).validate()

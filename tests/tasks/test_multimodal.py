@@ -95,10 +95,10 @@ def test_folds_give_per_fold_c_index_and_genomic_only_snn_needs_no_slides(tmp_pa
     assert len(entry["per_unit"]) == 2 and entry["n"] == 40 and entry["sd"] >= 0
     assert entry["value"] == pytest.approx(np.mean(entry["per_unit"]))
     assert result["meta"]["units"] == ["fold0", "fold1"]
-    from mstar.tasks.evaluate import evaluate_run
+    from mstar.tasks.evaluate import EvaluateConfig, evaluate_run
 
     with pytest.raises(MstarError, match="this is a multimodal-survival run"):
-        evaluate_run(result["run"], paths["manifest"], paths["features"])
+        evaluate_run(EvaluateConfig(run=result["run"], manifest=str(paths["manifest"]), features=str(paths["features"])))
 
 
 def test_cli_trains_and_reports_signature_matches(tmp_path):
@@ -182,7 +182,7 @@ def _demo_layout(root):
 def test_demo_step_trains_snn_abmil_mcat_and_late_fusion(tmp_path):
     import time
 
-    from mstar.tasks.demo_multimodal import step_multimodal
+    from mstar.demo.steps import step_multimodal
 
     _demo_layout(tmp_path)
     start = time.perf_counter()

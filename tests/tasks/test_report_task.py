@@ -10,8 +10,8 @@ from mstar.data.synthetic.truth import draw_cohort_truth
 from mstar.errors import MstarError
 from mstar.tasks.report_config import ReportConfig
 from mstar.tasks.report_task import generate_for_run, read_reports, train_report
-from tests.models.report.test_learning import class_bags
 from tests.tasks._bags import write_bag
+from tests.tasks.test_report_learning import class_bags
 
 pytestmark = pytest.mark.slow
 
@@ -84,5 +84,8 @@ def test_cli_trains_one_epoch_and_generates(report_run):
     run = root / "cli" / "report" / "manifest-histgen"
     assert (run / "metrics.json").exists()
     sid = pd.read_csv(root / "manifest.csv")["slide"][5]
-    result = CliRunner().invoke(app, ["generate", "--run", str(run), "--slide", sid])
-    assert result.exit_code == 0 and len(result.output.split()) > 3
+    result = CliRunner().invoke(app, ["generate", "--run", str(run), "--slide", sid, "--out", str(root / "gen")])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(root / "gen" / "generate" / "manifest-histgen" / "generated.csv", keep_default_na=False)
+    assert table["slide"].tolist() == [sid] and table["report"][0] == generate_for_run(run, sid)
+    assert result.output.startswith(table["report"][0]) and len(table["report"][0].split()) > 3

@@ -106,11 +106,12 @@ def test_single_class_validation_split_is_a_clear_error(tmp_path, cls_data):
 
 
 def test_evaluate_applies_a_run_to_an_external_cohort(tmp_path, cls_data):
-    from mstar.tasks.evaluate import evaluate_run
+    from mstar.tasks.evaluate import EvaluateConfig, evaluate_run
 
     train_task(_cfg(tmp_path, *cls_data, task="classify"), progress=False)
     run = tmp_path / "runs" / "classify" / "manifest-abmil"
     ext_manifest, ext_features = classification_cohort(tmp_path / "external", n_cases=30, seed=0)
-    result = evaluate_run(run, ext_manifest, ext_features, name="ext")
+    cfg = EvaluateConfig(run=str(run), manifest=str(ext_manifest), features=str(ext_features), name="ext")
+    result = evaluate_run(cfg)
     assert result["metrics"]["test"]["auc_macro"]["value"] > 0.85 and result["metrics"]["test"]["auc_macro"]["n"] == 30
     assert (run / "evaluations" / "ext" / "figures" / "roc_test.png").exists()

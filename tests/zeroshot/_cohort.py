@@ -104,7 +104,7 @@ def train_stage1(model, cohort: dict, steps: int = 40, batch: int = 16, lr: floa
         zr = model.encode_text([reports[train["slide"][int(i)]] for i in idx])
         zg = model.encode_gene(genes[idx], torch.ones_like(genes[idx], dtype=torch.bool))
         ones = torch.ones(len(idx), dtype=torch.bool)
-        loss = stage1_loss(zs, zr, zg, ones, ones, labels[idx], model.logit_scale())["total"]
+        loss = stage1_loss(zs, zr, zg, ones, ones, labels[idx], model.logit_scale())["loss"]
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -13,7 +13,7 @@ runner = CliRunner()
 
 
 def _common(ckpt, cohort, out):
-    return ["--checkpoint", str(ckpt), "--manifest", str(cohort["manifest"]), "--features",
+    return ["--stage1", str(ckpt), "--manifest", str(cohort["manifest"]), "--features",
             str(cohort["features"]), "--out", str(out), "--bootstrap", "100"]
 
 
@@ -50,4 +50,4 @@ def test_cli_errors_are_one_line(zs_cohort, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["few-shot", *_common(tmp_path / "none.pt", zs_cohort, tmp_path)[:-2], "--prompts",
               "synthetic_cancer_type", "--shots", "1,x"])
-    assert "--shots" in capsys.readouterr().err
+    assert "'shots' must be a list of integers" in capsys.readouterr().err

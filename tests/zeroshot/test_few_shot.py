@@ -6,11 +6,19 @@ import pytest
 pytestmark = pytest.mark.slow  # shares a ~30 s trained stage-1 fixture
 
 
-def test_few_shot_improves_with_k(trained_model, zs_cohort, tmp_path):
-    from mstar.zeroshot.few_shot import METHODS, few_shot
+def _few_shot(model, cohort, tmp_path, **kw):
+    from mstar.zeroshot.config import FewShotConfig
+    from mstar.zeroshot.few_shot import few_shot
 
-    result = few_shot(trained_model, "synthetic_cancer_type", zs_cohort["manifest"], zs_cohort["features"],
-                      shots=(1, 8, 64), runs=8, out=tmp_path, name="fs", show_progress=False)
+    cfg = FewShotConfig(stage1="model", prompts="synthetic_cancer_type", manifest=str(cohort["manifest"]),
+                        features=str(cohort["features"]), out=str(tmp_path), **kw)
+    return few_shot(cfg, model=model, progress=False)
+
+
+def test_few_shot_improves_with_k(trained_model, zs_cohort, tmp_path):
+    from mstar.zeroshot.config import METHODS
+
+    result = _few_shot(trained_model, zs_cohort, tmp_path, shots=[1, 8, 64], runs=8, name="fs")
     assert result["shots"] == [1, 8] and result["skipped_shots"] == [64]  # 18 training cases per class
     runs = result["runs"]
     assert len(runs) == 3 * 2 * 8 and set(runs["method"]) == set(METHODS)
@@ -35,9 +43,7 @@ def test_few_shot_improves_with_k(trained_model, zs_cohort, tmp_path):
 
 
 def test_few_shot_is_reproducible(trained_model, zs_cohort, tmp_path):
-    from mstar.zeroshot.few_shot import few_shot
-
-    kw = dict(shots=(2,), runs=2, methods=("simpleshot", "text_prototypes"), out=tmp_path, show_progress=False)
-    a = few_shot(trained_model, "synthetic_cancer_type", zs_cohort["manifest"], zs_cohort["features"], name="a", **kw)
-    b = few_shot(trained_model, "synthetic_cancer_type", zs_cohort["manifest"], zs_cohort["features"], name="b", **kw)
+    kw = dict(shots=[2], runs=2, methods=["simpleshot", "text_prototypes"])
+    a = _few_shot(trained_model, zs_cohort, tmp_path, name="a", **kw)
+    b = _few_shot(trained_model, zs_cohort, tmp_path, name="b", **kw)
     pd.testing.assert_frame_equal(a["runs"], b["runs"])

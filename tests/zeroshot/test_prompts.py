@@ -94,14 +94,19 @@ def test_prompt_manifest_mismatch_both_ways(tmp_path):
     (["BRCA", "LUSC", "KIRC", "LUAD"], "have no entry in"),
 ])
 def test_commands_check_prompts_before_loading_anything(tmp_path, labels, message):
+    from mstar.zeroshot.config import FewShotConfig, ZeroShotConfig
     from mstar.zeroshot.few_shot import few_shot
     from mstar.zeroshot.zero_shot import zero_shot
 
     rows = [{"case": f"c{i}", "slide": f"s{i}", "label": lab, "fold": "test"} for i, lab in enumerate(labels)]
     pd.DataFrame(rows).to_csv(tmp_path / "m.csv", index=False)
-    for fn in (zero_shot, few_shot):  # the checkpoint does not even exist: the mismatch is found first
-        with pytest.raises(MstarError, match=message):
-            fn(tmp_path / "missing.pt", "synthetic_cancer_type", tmp_path / "m.csv", tmp_path)
+    (tmp_path / "feats").mkdir()
+    (tmp_path / "feats" / "s0.h5").write_bytes(b"")
+    kw = dict(stage1=str(tmp_path / "missing.pt"), prompts="synthetic_cancer_type", manifest=str(tmp_path / "m.csv"),
+              features=str(tmp_path / "feats"), out=str(tmp_path / "runs"))
+    for fn, cls in ((zero_shot, ZeroShotConfig), (few_shot, FewShotConfig)):  # the checkpoint does not even exist:
+        with pytest.raises(MstarError, match=message):                           # the mismatch is found first
+            fn(cls(**kw))
 
 
 def test_manifest_without_split_is_all_test(tmp_path):

@@ -8,11 +8,18 @@ from mstar.errors import MstarError
 pytestmark = pytest.mark.slow  # shares a ~30 s trained stage-1 fixture
 
 
-def test_retrieval_beats_chance(trained_model, zs_cohort, tmp_path):
+def _retrieve(model, cohort, tmp_path, **kw):
+    from mstar.zeroshot.config import RetrievalConfig
     from mstar.zeroshot.retrieve import retrieve
 
-    result = retrieve(trained_model, zs_cohort["manifest"], zs_cohort["features"], reports=zs_cohort["reports"],
-                      rna=zs_cohort["rna"], out=tmp_path, name="r", bootstrap=200)
+    cfg = RetrievalConfig(stage1="model", manifest=str(cohort["manifest"]), features=str(cohort["features"]),
+                          out=str(tmp_path), **kw)
+    return retrieve(cfg, model=model)
+
+
+def test_retrieval_beats_chance(trained_model, zs_cohort, tmp_path):
+    result = _retrieve(trained_model, zs_cohort, tmp_path, reports=str(zs_cohort["reports"]), rna=str(zs_cohort["rna"]),
+                       name="r", bootstrap=200)
     m = result["metrics"]["test"]
     assert result["n_slides"] == 18
     for d in ("slide_to_report", "report_to_slide", "slide_to_gene", "gene_to_slide", "slide_to_slide"):
@@ -32,10 +39,12 @@ def test_retrieval_beats_chance(trained_model, zs_cohort, tmp_path):
 
 
 def test_retrieval_input_errors(trained_model, zs_cohort, tmp_path):
-    from mstar.zeroshot.retrieve import retrieve
-
     with pytest.raises(MstarError, match="--reports and/or --rna"):
-        retrieve(trained_model, zs_cohort["manifest"], zs_cohort["features"], out=tmp_path)
-    with pytest.raises(MstarError, match="no rows in split 'holdout'"):
-        retrieve(trained_model, zs_cohort["manifest"], zs_cohort["features"], reports=zs_cohort["reports"],
-                 split="holdout", out=tmp_path)
+        _retrieve(trained_model, zs_cohort, tmp_path)
+    with pytest.raises(MstarError, match="'split' must be one of test, val, train, all; got 'holdout'"):
+        _retrieve(trained_model, zs_cohort, tmp_path, reports=str(zs_cohort["reports"]), split="holdout")
+    table = pd.read_csv(zs_cohort["manifest"])
+    table[table["fold"] != "val"].to_csv(tmp_path / "noval.csv", index=False)
+    with pytest.raises(MstarError, match="no rows in split 'val'"):
+        _retrieve(trained_model, {**zs_cohort, "manifest": tmp_path / "noval.csv"}, tmp_path,
+                  reports=str(zs_cohort["reports"]), split="val")

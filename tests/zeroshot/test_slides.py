@@ -23,13 +23,16 @@ def extracted(tiny_cohort, tiny_tiles, tmp_path_factory):
 
 def test_zero_shot_heatmaps_on_slides(tiny_cohort, extracted, tmp_path):
     from mstar.pretrain.stage1_model import Stage1Model, build_text_encoder
+    from mstar.zeroshot.config import ZeroShotConfig
     from mstar.zeroshot.zero_shot import zero_shot
     from tests.zeroshot._cohort import VISION
 
     model = Stage1Model(64, 32, build_text_encoder(None, 32, max_tokens=64), None, VISION).eval()
-    result = zero_shot(model, tiny_cohort / "prompts" / "cancer_type.json", tiny_cohort / "manifests" / "diagnosis.csv",
-                       extracted, out=tmp_path, name="slides", top_j=5, bootstrap=50, heatmaps=2,
-                       skip_missing=True, show_progress=False)  # val slides have no features
+    cfg = ZeroShotConfig(stage1="random", prompts=str(tiny_cohort / "prompts" / "cancer_type.json"),
+                         manifest=str(tiny_cohort / "manifests" / "diagnosis.csv"), features=str(extracted),
+                         out=str(tmp_path), name="slides", top_j=5, bootstrap=50, heatmaps=2,
+                         skip_missing=True)  # val slides have no features
+    result = zero_shot(cfg, model=model, progress=False)
     assert len(result["heatmaps"]) == 2
     for png in result["heatmaps"]:
         assert png.endswith("_zeroshot.png") and (tmp_path / "zeroshot" / "slides" / "heatmaps").exists()

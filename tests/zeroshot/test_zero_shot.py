@@ -10,10 +10,13 @@ pytestmark = pytest.mark.slow  # shares a ~30 s trained stage-1 fixture
 
 
 def _run(model, cohort, tmp_path, name, **kw):
+    from mstar.zeroshot.config import ZeroShotConfig
     from mstar.zeroshot.zero_shot import zero_shot
 
-    return zero_shot(model, "synthetic_cancer_type", cohort["manifest"], cohort["features"], out=tmp_path,
-                     name=name, bootstrap=200, heatmaps=0, show_progress=False, **kw)
+    cfg = ZeroShotConfig(stage1=f"model-{id(model)}", prompts="synthetic_cancer_type", manifest=str(cohort["manifest"]),
+                         features=str(cohort["features"]), out=str(tmp_path), name=name, bootstrap=200, heatmaps=0,
+                         **kw)
+    return zero_shot(cfg, model=model, progress=False)
 
 
 def test_zero_shot_beats_chance_and_random_init(trained_model, random_models, zs_cohort, tmp_path):

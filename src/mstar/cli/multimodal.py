@@ -7,23 +7,21 @@ from typing import Annotated, Optional
 
 import typer
 
-from mstar.cli.train import (
+from mstar.cli.options import (
     BatchSize,
     Config,
     Epochs,
     Lr,
     Manifest,
-    MaxPatches,
     Name,
     Out,
     Overwrite,
-    Protocol,
-    Runs,
     Seed,
     Set,
     SkipMissing,
-    train_app,
+    build_config,
 )
+from mstar.cli.train import MaxPatches, Protocol, Runs, print_selection, train_app
 
 MMModel = Annotated[Optional[str], typer.Option(
     "--model", help="mcat | motcat | cmta | porpoise | snn (genomics only) | abmil (WSI only) | late "
@@ -56,15 +54,10 @@ def multimodal_survival(
     opts = {k: v for k, v in locals().items() if k not in ("config", "set_", "overwrite")}
     from rich.console import Console
 
-    from mstar.eval.results import format_ci
-    from mstar.tasks.config import load_config, parse_override
     from mstar.tasks.multimodal import train_multimodal
     from mstar.tasks.multimodal_config import MultimodalConfig
 
-    overrides = dict(parse_override(s) for s in (set_ or []))
-    overrides.update({k: str(v) if isinstance(v, Path) else v for k, v in opts.items()
-                      if v is not None and v is not False})
-    result = train_multimodal(load_config(config, overrides, base=MultimodalConfig), overwrite=overwrite)
+    result = train_multimodal(build_config(MultimodalConfig, config, set_, **opts), overwrite=overwrite)
     console = Console()
     info = result["omics"]
     if info:
@@ -73,10 +66,4 @@ def multimodal_survival(
         for g in info.get("groups", []):
             console.print(f"  {g['group']}: {g['genes_matched']} of {g['genes_listed']} genes matched "
                           f"({g['columns']} columns)")
-    for split in ("val", "test", "val+test"):
-        entry = result["metrics"].get(split, {}).get("c_index")
-        if entry:
-            extra = (f" (mean ± sd over units: {entry['value']:.3f} ± {entry['sd']:.3f})"
-                     if "sd" in entry else "")
-            console.print(f"{split:8s} c_index: {format_ci(entry)}{extra}")
-    console.print(f"run directory: {result['run']}  ({result['meta']['note']})")
+    print_selection(result, "c_index")

@@ -2,29 +2,42 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from mstar.cli import app
-
-PathOpt = Optional[Path]
+from mstar.cli.options import (
+    Config,
+    Device,
+    Features,
+    Name,
+    OldCheckpoint,
+    Out,
+    Overwrite,
+    PathOpt,
+    Reports,
+    Rna,
+    Seed,
+    Set,
+    SkipMissing,
+    Stage1,
+    TextEncoder,
+    build_config,
+    deprecated,
+)
 
 
 @app.command("pretrain")
 def pretrain(
     manifest: Annotated[PathOpt, typer.Option("--manifest", help="Slides with case and cancer type "
                                               "(case,slide,label[,fold] or a survival manifest with Study).")] = None,
-    features: Annotated[PathOpt, typer.Option("--features", help="Folder of <slide>.h5/.pt patch features.")] = None,
-    reports: Annotated[PathOpt, typer.Option("--reports", help="JSON {slide_or_case: report text}.")] = None,
-    rna: Annotated[PathOpt, typer.Option("--rna", help="RNA table (genes x cases CSV/parquet) or a folder of "
-                                         "per-case Gene,Value CSVs.")] = None,
+    features: Features = None, reports: Reports = None, rna: Rna = None,
     text_encoder: Annotated[PathOpt, typer.Option("--text-encoder", help="Local Hugging Face BERT folder "
                                                   "(BioBERT); default: the demo's MiniLM.")] = None,
     gene2vec: Annotated[PathOpt, typer.Option("--gene2vec", help="Gene2Vec-format vectors (frozen gene "
                                               "identities).")] = None,
-    config: Annotated[PathOpt, typer.Option("--config", help="YAML with any stage-1 setting.")] = None,
+    config: Config = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="Training epochs.")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Slides per step per device "
                                                       "(contrastive negatives span all devices).")] = None,
@@ -33,15 +46,8 @@ def pretrain(
                                                        "step (all of them at evaluation).")] = None,
     devices: Annotated[Optional[int], typer.Option("--devices", help="Devices (>1: DDP with gathered "
                                                    "embeddings).")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed.")] = None,
-    out: Annotated[PathOpt, typer.Option("--out", help="Runs folder (runs/pretrain/<name>/ inside).")] = None,
-    name: Annotated[Optional[str], typer.Option("--name", help="Run name (default: <manifest>-stage1).")] = None,
-    skip_missing: Annotated[bool, typer.Option("--skip-missing", help="Drop slides without (or with empty) "
-                                               "features.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Start the run again instead of resuming "
-                                            "it from checkpoints/last.ckpt.")] = False,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Any setting as key=value (YAML value), "
-                                                      "e.g. --set text_train_layers=2.")] = None,
+    seed: Seed = None, out: Out = None, name: Name = None, skip_missing: SkipMissing = False,
+    overwrite: Overwrite = False, set_: Set = None,
 ) -> None:
     """Stage-1 pretraining: align slide, report and RNA embeddings (InfoNCE) and separate cancer types (triplet).
 
@@ -51,15 +57,16 @@ def pretrain(
     from rich.console import Console
 
     from mstar.eval.results import format_ci
-    from mstar.pretrain.stage1_config import load_stage1_config
+    from mstar.pretrain.stage1_config import Stage1Config
     from mstar.pretrain.stage1_train import pretrain as run_pretrain
-    from mstar.tasks.config import parse_override
 
-    overrides = dict(parse_override(s) for s in (set_ or []))
-    overrides.update({k: str(v) if isinstance(v, Path) else v for k, v in opts.items()
-                      if v is not None and v is not False})
-    result = run_pretrain(load_stage1_config(str(config) if config else None, overrides), overwrite=overwrite)
+    result = run_pretrain(build_config(Stage1Config, config, set_, **opts), overwrite=overwrite)
+    if "metrics" not in result:
+        return  # not rank 0
     console = Console()
+    if result.get("finished_before"):
+        console.print(f"{result['run']}: already finished with these settings and inputs (pass --overwrite to "
+                      "train again)")
     val = result.get("metrics", {}).get("val", {})
     for direction in ("slide_to_report", "report_to_slide", "slide_to_gene", "gene_to_slide"):
         shown = [f"R@{k} {format_ci(val[key])} (chance {val[key]['chance']:.3f})"
@@ -75,25 +82,30 @@ def pretrain(
 
 @app.command("embed")
 def embed(
-    checkpoint: Annotated[Path, typer.Option("--checkpoint", help="stage1.pt written by `mstar pretrain`.")],
-    features: Annotated[Path, typer.Option("--features", help="Patch features of the cohort (same encoder).")],
-    out: Annotated[Path, typer.Option("--out", help="h5 file to write (slide/report/gene embeddings).")],
+    stage1: Stage1 = None, features: Features = None,
     manifest: Annotated[PathOpt, typer.Option("--manifest", help="Slides and cases (default: every feature "
                                               "file is a slide).")] = None,
-    reports: Annotated[PathOpt, typer.Option("--reports", help="JSON {slide_or_case: report text}.")] = None,
-    rna: Annotated[PathOpt, typer.Option("--rna", help="RNA table or folder of per-case CSVs.")] = None,
-    text_encoder: Annotated[PathOpt, typer.Option("--text-encoder", help="The text model's folder, if it "
-                                                  "moved since pretraining.")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Slides per forward pass.")] = 8,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
-    skip_missing: Annotated[bool, typer.Option("--skip-missing", help="Drop slides without features.")] = False,
+    reports: Reports = None, rna: Rna = None, text_encoder: TextEncoder = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Slides per forward pass.")] = None,
+    device: Device = None, skip_missing: SkipMissing = False, out: Out = None, name: Name = None,
+    out_h5: Annotated[PathOpt, typer.Option("--out-h5", help="Write the embeddings to this h5 file instead of "
+                                            "<out>/embed/<name>/embeddings.h5.")] = None,
+    overwrite: Overwrite = False, config: Config = None, set_: Set = None, checkpoint: OldCheckpoint = None,
 ) -> None:
     """Write slide, report and gene embeddings of a cohort (h5) from a stage-1 checkpoint."""
     from rich import print as rprint
 
-    from mstar.pretrain.stage1_embed import embed_cohort
+    from mstar.pretrain.stage1_embed import EmbedConfig, embed_cohort
 
-    s = embed_cohort(checkpoint, features, out, manifest, reports, rna, text_encoder=text_encoder,
-                     batch_size=batch_size, device=device, skip_missing=skip_missing)
+    stage1 = deprecated(stage1, checkpoint, "--checkpoint", "--stage1")
+    if out is not None and out.suffix == ".h5":  # the old meaning of --out: the h5 file itself
+        out_h5 = deprecated(out_h5, out, "--out FILE.h5", "--out-h5 FILE.h5 (--out is the runs folder)")
+        out = None
+    cfg = build_config(EmbedConfig, config, set_, stage1=stage1, features=features, manifest=manifest,
+                       reports=reports, rna=rna, text_encoder=text_encoder, batch_size=batch_size, device=device,
+                       skip_missing=skip_missing, out=out, name=name, out_h5=out_h5)
+    s = embed_cohort(cfg, overwrite=overwrite)
+    if s.get("finished_before"):
+        rprint(f"{s['run']}: already finished with these settings and inputs (pass --overwrite to embed again)")
     rprint(f"{s['slides']} slides, {s['reports']} reports, {s['genes']} RNA profiles -> {s['out']} "
            f"({s['dim']}-d, not normalised)")

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from mstar.cli import app
+from mstar.cli.options import Config, OldAggregator, Out, Overwrite, Set, build_config, deprecated
 
 
 @app.command("self-train")
@@ -15,15 +16,18 @@ def self_train_command(
     tiles: Annotated[Optional[Path], typer.Option("--tiles", help="Work folder holding tiles/<slide>.h5.")] = None,
     features: Annotated[Optional[Path], typer.Option(
         "--features", help="Stored patch features of the stage-1 encoder (the teacher's input).")] = None,
-    aggregator: Annotated[Optional[Path], typer.Option(
-        "--aggregator", help="Stage-1 checkpoint (proj.* + vision_encoder.*): the frozen teacher.")] = None,
+    stage1: Annotated[Optional[Path], typer.Option(
+        "--stage1", help="Stage-1 checkpoint (proj.* + vision_encoder.*): the frozen teacher.")] = None,
     encoder: Annotated[Optional[str], typer.Option(
         "--encoder", help="Student architecture: mstar-vitl16, uni, timm:<model>, ...")] = None,
     checkpoint: Annotated[Optional[Path], typer.Option(
         "--checkpoint", help="Initial student weights (plain state_dict), e.g. uni.bin.")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Run directory (created; re-run to resume).")] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", help="YAML with any setting.")] = None,
-    name: Annotated[Optional[str], typer.Option("--name", help="Output encoder name (default <encoder>-s2).")] = None,
+    out: Out = None,
+    config: Config = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Run name (default: the output encoder's name, "
+                                                               "<encoder>-s2).")] = None,
+    encoder_name: Annotated[Optional[str], typer.Option("--encoder-name", help="Output encoder name (default: "
+                                                                               "the run name).")] = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="Epochs (validation after each).")] = None,
     steps_per_epoch: Annotated[Optional[int], typer.Option("--steps-per-epoch", help="Optimiser steps per epoch.")] = None,
     slides_per_step: Annotated[Optional[int], typer.Option(
@@ -43,24 +47,27 @@ def self_train_command(
     workers: Annotated[Optional[int], typer.Option("--workers", help="Patch-reading processes.")] = None,
     slides: Annotated[Optional[Path], typer.Option("--slides", help="Folder of slides if they moved.")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed.")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Start again instead of resuming.")] = False,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Any setting as key=value (YAML value).")] = None,
+    overwrite: Overwrite = False,
+    set_: Set = None,
+    aggregator: OldAggregator = None,
 ) -> None:
     """Stage 2: train a patch encoder to reproduce the stage-1 aggregator's per-patch tokens (+ EMA anchor)."""
-    opts = {k: v for k, v in locals().items() if k not in ("config", "set_", "overwrite")}
+    opts = {k: v for k, v in locals().items() if k not in ("config", "set_", "overwrite", "aggregator")}
+    opts["stage1"] = deprecated(stage1, aggregator, "--aggregator", "--stage1")
     from rich.console import Console
 
     from mstar.eval.results import format_ci
     from mstar.selftrain.config import SelfTrainConfig
     from mstar.selftrain.train import self_train
-    from mstar.tasks.config import load_config, parse_override
 
-    overrides = dict(parse_override(s) for s in (set_ or []))
-    overrides.update({k: str(v) if isinstance(v, Path) else v for k, v in opts.items() if v is not None})
-    result = self_train(load_config(config, overrides, base=SelfTrainConfig), overwrite=overwrite)
+    cfg = build_config(SelfTrainConfig, config, set_, keep_false=("grad_checkpointing",), **opts)
+    result = self_train(cfg, overwrite=overwrite)
     if "metrics" not in result:
         return  # not rank 0
     console = Console()
+    if result.get("finished_before"):
+        console.print(f"{result['run']}: already finished with these settings and inputs (pass --overwrite to "
+                      "train again)")
     for key, label in (("cosine", "held-out cosine(student, target)"), ("knn_balanced_accuracy", "k-NN probe"),
                        ("linear_balanced_accuracy", "linear probe")):
         before = result["metrics"].get("initial", {}).get(key)

@@ -2,79 +2,90 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from mstar.cli import app
+from mstar.cli.options import (
+    BatchSize,
+    Config,
+    Epochs,
+    Features,
+    Lr,
+    Manifest,
+    Name,
+    OldAggregator,
+    Out,
+    Overwrite,
+    PathOpt,
+    Reports,
+    Seed,
+    Set,
+    SkipMissing,
+    Stage1,
+    build_config,
+    deprecated,
+)
 
 train_app = typer.Typer(help="Train a model on slide features and evaluate it with confidence intervals.",
                         no_args_is_help=True)
 app.add_typer(train_app, name="train")
 
-Manifest = Annotated[Optional[Path], typer.Option("--manifest", help="Cohort CSV in an upstream schema.")]
-Features = Annotated[Optional[Path], typer.Option("--features", help="Folder of <slide>.h5/.pt features.")]
-Config = Annotated[Optional[Path], typer.Option("--config", help="YAML with any training setting.")]
 Model = Annotated[Optional[str], typer.Option("--model", help="Aggregator (see `mstar models`).")]
-Aggregator = Annotated[Optional[Path], typer.Option("--aggregator",
-                                                    help="Stage-1 checkpoint initialising TransMIL (mSTAR+).")]
-Epochs = Annotated[Optional[int], typer.Option("--epochs", help="Maximum epochs.")]
-Lr = Annotated[Optional[float], typer.Option("--lr", help="Learning rate.")]
-BatchSize = Annotated[Optional[int], typer.Option("--batch-size", help="Bags per training step.")]
 MaxPatches = Annotated[Optional[int], typer.Option("--max-patches", help="Patches sampled per bag per step.")]
 Runs = Annotated[Optional[int], typer.Option("--runs", help="Repeats with different seeds (mean ± sd).")]
-Seed = Annotated[Optional[int], typer.Option("--seed", help="Random seed.")]
 Protocol = Annotated[Optional[str], typer.Option(
     "--protocol", help="clean (select on val, report test) or upstream (select on val ∪ test: optimistic).")]
-Out = Annotated[Optional[Path], typer.Option("--out", help="Runs folder (runs/<task>/<name>/ inside).")]
-Name = Annotated[Optional[str], typer.Option("--name", help="Run name (default: <manifest>-<model>).")]
-SkipMissing = Annotated[bool, typer.Option("--skip-missing", help="Drop cases without (or with empty) features.")]
-Overwrite = Annotated[bool, typer.Option("--overwrite", help="Start the run again instead of resuming it.")]
-Set = Annotated[Optional[list[str]], typer.Option("--set", help="Any setting as key=value (YAML value).")]
 
 
-def _run(task: str, **opts) -> None:
+def print_selection(result: dict, metric: str) -> None:
+    """The selection metric of every split with its CI, and where the run is."""
     from rich.console import Console
 
     from mstar.eval.results import format_ci
-    from mstar.tasks.config import load_config, parse_override
-    from mstar.tasks.runner import train_task
 
-    overrides = dict(parse_override(s) for s in (opts.pop("set_") or []))
-    overwrite = opts.pop("overwrite")
-    config = opts.pop("config")
-    for key, value in opts.items():
-        if value is not None and value is not False:
-            overrides[key] = str(value) if isinstance(value, Path) else value
-    cfg = load_config(config, {"task": task, **overrides})
-    result = train_task(cfg, overwrite=overwrite)
     console = Console()
-    metric = result["meta"]["selection_metric"]
+    if result.get("finished_before"):
+        console.print(f"{result['run']}: already finished with these settings and inputs (pass --overwrite to "
+                      "train again)")
     for split in ("val", "test", "val+test"):
         entry = result["metrics"].get(split, {}).get(metric)
         if entry:
             extra = f" (mean ± sd over units: {entry['value']:.3f} ± {entry['sd']:.3f})" if "sd" in entry else ""
             console.print(f"{split:8s} {metric}: {format_ci(entry)}{extra}")
-    console.print(f"run directory: {result['run']}  ({result['meta']['note']})")
+    console.print(f"run directory: {result['run']}  ({result['meta'].get('note', '')})")
+
+
+def _run(task: str, **opts) -> None:
+    from mstar.tasks.config import TrainConfig
+    from mstar.tasks.runner import train_task
+
+    opts["stage1"] = deprecated(opts.pop("stage1"), opts.pop("aggregator"), "--aggregator", "--stage1")
+    config, sets, overwrite = opts.pop("config"), opts.pop("set_"), opts.pop("overwrite")
+    cfg = build_config(TrainConfig, config, sets, task=task, **opts)
+    result = train_task(cfg, overwrite=overwrite)
+    print_selection(result, result["meta"]["selection_metric"])
 
 
 @train_app.command("classify")
 def classify(manifest: Manifest = None, features: Features = None, config: Config = None, model: Model = None,
-             aggregator: Aggregator = None, epochs: Epochs = None, lr: Lr = None, batch_size: BatchSize = None,
+             stage1: Stage1 = None, epochs: Epochs = None, lr: Lr = None, batch_size: BatchSize = None,
              max_patches: MaxPatches = None, runs: Runs = None, seed: Seed = None, protocol: Protocol = None,
              out: Out = None, name: Name = None, skip_missing: SkipMissing = False, overwrite: Overwrite = False,
-             set_: Set = None) -> None:
+             set_: Set = None, aggregator: OldAggregator = None) -> None:
     """Slide/case classification (diagnosis, molecular status): cross-entropy, AUC/balanced accuracy/F1."""
     _run("classify", **locals())
 
 
 @train_app.command("survival")
 def survival(manifest: Manifest = None, features: Features = None, config: Config = None, model: Model = None,
-             aggregator: Aggregator = None, epochs: Epochs = None, lr: Lr = None, batch_size: BatchSize = None,
+             stage1: Stage1 = None, epochs: Epochs = None, lr: Lr = None, batch_size: BatchSize = None,
              max_patches: MaxPatches = None, runs: Runs = None, seed: Seed = None, protocol: Protocol = None,
              out: Out = None, name: Name = None, skip_missing: SkipMissing = False, overwrite: Overwrite = False,
-             set_: Set = None) -> None:
+             set_: Set = None, aggregator: OldAggregator = None) -> None:
     """Survival from slides: discrete-time NLL (4 bins), C-index with CIs, Kaplan-Meier risk groups."""
     _run("survival", **locals())
 
@@ -98,19 +109,24 @@ def heatmap(
 
 @app.command("evaluate")
 def evaluate(
-    run: Annotated[Path, typer.Option("--run", help="Run directory (runs/<task>/<name>).")],
-    manifest: Annotated[Path, typer.Option("--manifest", help="Cohort to evaluate on (every row is a test case).")],
-    features: Annotated[Path, typer.Option("--features", help="Features of that cohort (same encoder).")],
+    run: Annotated[PathOpt, typer.Option("--run", help="Run directory (runs/<task>/<name>).")] = None,
+    manifest: Annotated[PathOpt, typer.Option("--manifest", help="Cohort to evaluate on (every row is a test "
+                                                                 "case).")] = None,
+    features: Annotated[PathOpt, typer.Option("--features", help="Features of that cohort (same encoder).")] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Evaluation name (default: manifest stem).")] = None,
-    skip_missing: SkipMissing = False,
+    skip_missing: SkipMissing = False, overwrite: Overwrite = False, config: Config = None, set_: Set = None,
 ) -> None:
     """Evaluate a trained run on another cohort (external validation), with CIs and figures."""
     from rich import print as rprint
 
     from mstar.eval.results import format_ci
-    from mstar.tasks.evaluate import evaluate_run
+    from mstar.tasks.evaluate import EvaluateConfig, evaluate_run
 
-    result = evaluate_run(run, manifest, features, name, skip_missing)
+    cfg = build_config(EvaluateConfig, config, set_, run=run, manifest=manifest, features=features, name=name,
+                       skip_missing=skip_missing)
+    result = evaluate_run(cfg, overwrite=overwrite)
+    if result.get("finished_before"):
+        rprint(f"{result['out']}: already finished with these settings and inputs (pass --overwrite to redo it)")
     metric = result["selection_metric"]
     rprint(f"test {metric}: {format_ci(result['metrics']['test'][metric])}\noutputs: {result['out']}")
 
@@ -153,26 +169,25 @@ def compare(
 
 @train_app.command("report")
 def report(
-    manifest: Manifest = None, features: Features = None,
-    reports: Annotated[Optional[Path], typer.Option("--reports", help="JSON {slide_id: report text}.")] = None,
-    config: Config = None, aggregator: Annotated[Optional[Path], typer.Option(
-        "--aggregator", help="Stage-1 checkpoint whose proj initialises the WSI mapping.")] = None,
+    manifest: Manifest = None, features: Features = None, reports: Reports = None, config: Config = None,
+    stage1: Annotated[PathOpt, typer.Option("--stage1", help="Stage-1 checkpoint whose proj initialises the WSI "
+                                                             "mapping.")] = None,
     epochs: Epochs = None, lr: Lr = None, batch_size: BatchSize = None, seed: Seed = None, out: Out = None,
     name: Name = None, skip_missing: SkipMissing = False, overwrite: Overwrite = False, set_: Set = None,
+    aggregator: OldAggregator = None,
 ) -> None:
     """Report generation (HistGen-style): BLEU-1..4, METEOR, ROUGE-L, CIDEr and clinical accuracy."""
-    opts = {k: v for k, v in locals().items() if k not in ("config", "set_", "overwrite")}
+    opts = {k: v for k, v in locals().items() if k not in ("config", "set_", "overwrite", "aggregator")}
+    opts["stage1"] = deprecated(stage1, aggregator, "--aggregator", "--stage1")
     from rich.console import Console
 
-    from mstar.tasks.config import load_config, parse_override
     from mstar.tasks.report_config import ReportConfig
     from mstar.tasks.report_task import train_report
 
-    overrides = dict(parse_override(s) for s in (set_ or []))
-    overrides.update({k: str(v) if isinstance(v, Path) else v for k, v in opts.items()
-                      if v is not None and v is not False})
-    result = train_report(load_config(config, overrides, base=ReportConfig), overwrite=overwrite)
+    result = train_report(build_config(ReportConfig, config, set_, **opts), overwrite=overwrite, progress=True)
     console = Console()
+    if result.get("finished_before"):
+        console.print(f"{result['run']}: already finished with these settings and inputs")
     for split in ("test", "test_baseline"):
         s = result.get(split)
         if s:
@@ -185,12 +200,22 @@ def report(
 
 @app.command("generate")
 def generate(
-    run: Annotated[Path, typer.Option("--run", help="Report run directory (runs/report/<name>).")],
-    slide: Annotated[str, typer.Option("--slide", help="Slide id (file name without suffix).")],
-    features: Annotated[Optional[Path], typer.Option("--features", help="Features folder (default: the run's).")] = None,
+    run: Annotated[PathOpt, typer.Option("--run", help="Report run directory (runs/report/<name>).")] = None,
+    slide: Annotated[Optional[list[str]], typer.Option("--slide", help="Slide id (repeatable; default: every "
+                                                                       "slide of the features folder).")] = None,
+    features: Annotated[PathOpt, typer.Option("--features", help="Features folder (default: the run's).")] = None,
     beam_size: Annotated[Optional[int], typer.Option("--beam-size", help="Beam width (default: the run's).")] = None,
+    out: Out = None, name: Name = None, overwrite: Overwrite = False, config: Config = None, set_: Set = None,
 ) -> None:
-    """Print the generated pathology report of one slide."""
-    from mstar.tasks.report_task import generate_for_run
+    """Generate pathology reports of slides; print them and write <out>/generate/<name>/generated.csv."""
+    from mstar.tasks.report_config import GenerateConfig
+    from mstar.tasks.report_task import generate as run_generate
 
-    print(generate_for_run(run, slide, features, beam_size))
+    cfg = build_config(GenerateConfig, config, set_, run=run, slides=slide, features=features, beam_size=beam_size,
+                       out=out, name=name)
+    result = run_generate(cfg, overwrite=overwrite)
+    if result.get("finished_before"):
+        print(f"{result['run']}: already finished with these settings and inputs", file=sys.stderr)
+    for sid, text in result["reports"].items():
+        print(text if len(result["reports"]) == 1 else f"{sid}: {text}")
+    print(f"run directory: {result['run']}", file=sys.stderr)

@@ -16,23 +16,24 @@ from torch.utils.data import Dataset
 
 from mstar.data.feature_dirs import feature_file
 from mstar.errors import MstarError
+from mstar.features.io import feature_rows, load_features
 
 
 class BagStore:
-    """Features (and coords) of each case: the concatenation of its slides' bags.
+    """Features (and coords) of each case: the concatenation of its slides' bags. The one bag loader of mstar.
 
     Args:
         feature_dir: folder holding ``<slide>.h5``/``.pt`` (see :func:`resolve_feature_dir`).
-        cases: case ids, in order.
+        cases: case ids, in order (a slide-level store passes slide ids with one slide each).
         slides: slide ids of each case.
         skip_missing: drop cases whose feature files are missing instead of failing.
-        dtype: storage dtype in RAM.
+        dtype: dtype of the bags handed out (and stored in RAM).
+        cache: read every bag once into RAM (default); False reads a case's files on every access (cohorts
+            beyond RAM), knowing only the shapes up front.
     """
 
     def __init__(self, feature_dir: Path, cases: Sequence[str], slides: Sequence[Sequence[str]],
-                 skip_missing: bool = False, dtype: torch.dtype = torch.float16):
-        from mstar.features.io import load_features
-
+                 skip_missing: bool = False, dtype: torch.dtype = torch.float16, cache: bool = True):
         missing = [(c, s) for c, ss in zip(cases, slides) for s in ss if feature_file(feature_dir, s) is None]
         if missing and not skip_missing:
             shown = ", ".join(s for _, s in missing[:10]) + (" ..." if len(missing) > 10 else "")
@@ -40,7 +41,10 @@ class BagStore:
                              "pass --skip-missing to drop those cases")
         dropped = {c for c, _ in missing}
         self.dropped = sorted(dropped)
+        self.feature_dir, self.dtype, self.cache = feature_dir, dtype, cache
         self.cases: list[str] = []
+        self.files: list[list[Path]] = []
+        self.sizes: list[int] = []
         self.features: list[torch.Tensor] = []
         self.coords: list[np.ndarray] = []
         self.slide_of_patch: list[np.ndarray] = []
@@ -48,29 +52,53 @@ class BagStore:
         for case, ss in zip(cases, slides):
             if case in dropped:
                 continue
-            feats, coords, owner = [], [], []
-            for k, s in enumerate(ss):
-                f, xy, _ = load_features(feature_file(feature_dir, s))
-                feats.append(torch.as_tensor(np.asarray(f), dtype=dtype))
-                coords.append(np.asarray(xy).reshape(-1, 2))
-                owner.append(np.full(len(f), k, np.int16))
-            bag = torch.cat(feats) if feats else torch.zeros(0, 0, dtype=dtype)
-            if self.dim is None and bag.shape[0]:
-                self.dim = int(bag.shape[1])
-            elif bag.shape[0] and bag.shape[1] != self.dim:
-                raise MstarError(f"{feature_dir}: case {case} has {bag.shape[1]}-d features, others {self.dim}-d; "
-                                 "were they extracted with different encoders?")
+            files = [feature_file(feature_dir, s) for s in ss]
+            if cache:
+                bag, coords, owner = self._read(files)
+                n, dim = int(bag.shape[0]), int(bag.shape[1]) if bag.ndim == 2 else 0
+                self.features.append(bag)
+                self.coords.append(coords)
+                self.slide_of_patch.append(owner)
+            else:
+                rows = [feature_rows(f) for f in files]
+                n, dim = sum(r[0] for r in rows), next((r[1] for r in rows if r[0]), 0)
+            self._check_dim(case, n, dim)
             self.cases.append(case)
-            self.features.append(bag)
-            self.coords.append(np.concatenate(coords) if coords else np.zeros((0, 2), np.int64))
-            self.slide_of_patch.append(np.concatenate(owner) if owner else np.zeros(0, np.int16))
+            self.files.append(files)
+            self.sizes.append(n)
         self.index = {c: i for i, c in enumerate(self.cases)}
+
+    def _check_dim(self, case: str, n: int, dim: int) -> None:
+        if not n:
+            return
+        if self.dim is None:
+            self.dim = dim
+        elif dim != self.dim:
+            raise MstarError(f"{self.feature_dir}: case {case} has {dim}-d features, others {self.dim}-d; "
+                             "were they extracted with different encoders?")
+
+    def _read(self, files: list[Path]) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+        feats, coords, owner = [], [], []
+        for k, path in enumerate(files):
+            f, xy, _ = load_features(path)
+            feats.append(torch.as_tensor(np.asarray(f), dtype=self.dtype))
+            coords.append(np.asarray(xy).reshape(-1, 2))
+            owner.append(np.full(len(f), k, np.int16))
+        bag = torch.cat(feats) if feats else torch.zeros(0, 0, dtype=self.dtype)
+        return (bag, np.concatenate(coords) if coords else np.zeros((0, 2), np.int64),
+                np.concatenate(owner) if owner else np.zeros(0, np.int16))
 
     def __len__(self) -> int:
         return len(self.cases)
 
     def bag(self, case: str) -> torch.Tensor:
-        return self.features[self.index[case]]
+        """``(N, D)`` features of ``case`` (its slides concatenated in manifest order)."""
+        i = self.index[case]
+        return self.features[i] if self.cache else self._read(self.files[i])[0]
+
+    def empty_cases(self) -> list[str]:
+        """Cases whose bags hold no patch (slides without tissue tiles)."""
+        return [c for c, n in zip(self.cases, self.sizes) if n == 0]
 
     def nbytes(self) -> int:
         return sum(f.numel() * f.element_size() for f in self.features)

@@ -47,3 +47,12 @@ def feature_file(folder: Path, slide_id: str) -> Path | None:
         if candidate.exists():
             return candidate
     return None
+
+
+def feature_files_for(features: str | os.PathLike, slide_ids: list[str]) -> list[Path]:
+    """The feature files of ``slide_ids`` in a features folder (any layout); missing slides are skipped.
+
+    This is what a run reads, so it is what a run's fingerprint digests (other files in the folder, e.g.
+    another cohort extracted into it later, never change the run)."""
+    folder = resolve_feature_dir(features)
+    return [f for f in (feature_file(folder, s) for s in slide_ids) if f is not None]

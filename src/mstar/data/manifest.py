@@ -8,9 +8,14 @@ Recognised schemas (columns, case-insensitive; extra columns are kept):
   split in {train, validation|val, test});
 - multimodal survival: the survival columns plus ``RNA`` (a per-case ``Gene,Value`` CSV file name).
 
+Commands that need no split (zero-shot on a bare list, embedding) or no label (embedding) relax those
+requirements (``require_split``, ``require_label``): a bare ``case_id,slide_id[,label]`` list is then a cohort.
+
 Every schema is normalised to one frame with columns ``case``, ``slides`` (list of slide ids; several
 slides of a case are joined by ``;`` in the CSV and their bags concatenated), ``split`` (train/val/test,
-or absent under cross-validation), and ``label`` or ``time``/``event``.
+or absent under cross-validation or in a bare list), and ``label`` or ``time``/``event``. This is the one
+manifest reader of mstar: every stage reads cohorts through it (:func:`read_manifest`,
+:meth:`Manifest.first_split`, :func:`cohort_labels`).
 """
 
 from __future__ import annotations
@@ -48,10 +53,15 @@ class Manifest:
     """A normalised cohort table. ``folds`` lists CV fold columns (``fold1``...) when the CSV has them."""
 
     path: Path
-    kind: str                      # "classification" | "survival"
+    kind: str                      # "classification" | "survival" | "slides" (no label)
     table: pd.DataFrame
     folds: list[str] = field(default_factory=list)
     rna_column: str | None = None
+
+    @property
+    def has_split(self) -> bool:
+        """True when the manifest assigns cases to train/val/test (a split column or fold columns)."""
+        return bool(self.folds) or "split" in self.table
 
     @property
     def classes(self) -> list[str]:
@@ -65,6 +75,15 @@ class Manifest:
     def split_of(self, unit: str) -> pd.Series:
         """The train/val/test assignment of every row for one evaluation unit."""
         return self.table["split"] if unit == "fixed" else self.table[unit]
+
+    def first_split(self) -> pd.Series | None:
+        """The split of the first evaluation unit (the fixed split, or ``fold1``); None without one.
+
+        Commands that use one split (pretraining's hold-out, zero-/few-shot, report generation) take this
+        one, so every stage reads the same cases as train, val and test."""
+        if not self.has_split:
+            return None
+        return self.split_of(self.split_names()[0]).copy()
 
 
 def _natural_key(text: str):
@@ -80,34 +99,44 @@ def _normalise_split(values: pd.Series, path: Path, column: str) -> pd.Series:
     return lowered.map(SPLIT_ALIASES)
 
 
-def read_manifest(path: str | os.PathLike) -> Manifest:
-    """Read and validate a manifest CSV; raise :class:`MstarError` naming the file and the problem."""
+def read_manifest(path: str | os.PathLike, require_split: bool = True, require_label: bool = True) -> Manifest:
+    """Read and validate a manifest CSV; raise :class:`MstarError` naming the file and the problem.
+
+    Args:
+        path: The CSV.
+        require_split: Fail without a split column (``fold``/``split`` or ``fold1..K``).
+        require_label: Fail without a label (classification) or survival columns; without this, any table
+            with a slide column (``slide``, ``slide_id`` or ``wsi``) is a cohort of kind ``slides``.
+    """
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         raise MstarError(f"{path}: manifest not found")
     try:
         raw = pd.read_csv(path, dtype=str, keep_default_na=False)
     except Exception as exc:  # noqa: BLE001
-        raise MstarError(f"{path}: cannot parse as CSV ({exc})") from exc
+        raise MstarError(f"{path}: cannot parse as CSV ({str(exc).splitlines()[0]})") from exc
     if raw.empty:
         raise MstarError(f"{path}: the manifest has no rows")
     cols = {c.lower().strip(): c for c in raw.columns}
     if {"event", "status", "wsi"} <= set(cols) and ("id" in cols):
         return _survival(path, raw, cols)
     if {"slide", "label"} <= set(cols) or {"slide_id", "label"} <= set(cols):
-        return _classification(path, raw, cols)
+        return _classification(path, raw, cols, require_split)
+    if not require_label and any(c in cols for c in ("slide", "slide_id", "wsi")):
+        return _classification(path, raw, cols, require_split)
     raise MstarError(f"{path}: unrecognised columns {list(raw.columns)}; expected case,slide,label,fold "
                      "(classification) or Study,ID,Event,Status,WSI,split (survival)")
 
 
-def _classification(path: Path, raw: pd.DataFrame, cols: dict) -> Manifest:
-    slide_col = cols.get("slide", cols.get("slide_id"))
-    case_col = cols.get("case", cols.get("case_id", slide_col))
-    table = pd.DataFrame({"case": raw[case_col].astype(str), "slides": raw[slide_col].map(slide_ids),
-                          "label": raw[cols["label"]].astype(str).str.strip()})
-    if (table["label"] == "").any():
-        rows = list(table.index[table["label"] == ""][:5] + 2)
-        raise MstarError(f"{path}: empty 'label' in CSV rows {rows}")
+def _classification(path: Path, raw: pd.DataFrame, cols: dict, require_split: bool = True) -> Manifest:
+    slide_col = next(cols[c] for c in ("slide", "slide_id", "wsi") if c in cols)
+    case_col = next((cols[c] for c in ("case", "case_id", "id") if c in cols), slide_col)
+    table = pd.DataFrame({"case": raw[case_col].astype(str), "slides": raw[slide_col].map(slide_ids)})
+    if "label" in cols:
+        table["label"] = raw[cols["label"]].astype(str).str.strip()
+        if (table["label"] == "").any():
+            rows = list(table.index[table["label"] == ""][:5] + 2)
+            raise MstarError(f"{path}: empty 'label' in CSV rows {rows}")
     folds = sorted((c for c in cols if re.fullmatch(r"fold\d+", c)), key=_natural_key)
     if "fold" in cols or "split" in cols:
         column = cols.get("fold", cols.get("split"))
@@ -116,10 +145,11 @@ def _classification(path: Path, raw: pd.DataFrame, cols: dict) -> Manifest:
     elif folds:
         for f in folds:
             table[f] = _normalise_split(raw[cols[f]], path, cols[f])
-    else:
+    elif require_split:
         raise MstarError(f"{path}: no split column; add 'fold' (train/val/test) or fold1..foldK columns")
     _check_slides(path, table)
-    return Manifest(path=path, kind="classification", table=_keep_extra(table, raw, cols), folds=folds)
+    kind = "classification" if "label" in table else "slides"
+    return Manifest(path=path, kind=kind, table=_keep_extra(table, raw, cols), folds=folds)
 
 
 def _survival(path: Path, raw: pd.DataFrame, cols: dict) -> Manifest:
@@ -154,6 +184,27 @@ def _check_slides(path: Path, table: pd.DataFrame) -> None:
     dup = table["case"][table["case"].duplicated()]
     if len(dup):
         raise MstarError(f"{path}: case ids appear twice ({list(dup[:5])}); join a case's slides with ';' in one row")
+
+
+def cohort_labels(manifest: Manifest, label_column: str = "auto", required: bool = True,
+                  what: str = "label") -> pd.Series:
+    """The label of every case: ``label_column``, or (``auto``) ``label``, else ``study`` (survival manifests).
+
+    Raises:
+        MstarError: ``required`` and no such column, or an empty label in it.
+    """
+    table = manifest.table
+    want = ("label", "study") if label_column == "auto" else (label_column.lower(),)
+    found = next((c for c in want if c in table.columns), None)
+    if found is None:
+        if required:
+            raise MstarError(f"{manifest.path}: no {what} column (looked for {', '.join(want)}); pass "
+                             "--label-column (or set label_column)")
+        return pd.Series("", index=table.index)
+    labels = table[found].astype(str).str.strip()
+    if required and (labels == "").any():
+        raise MstarError(f"{manifest.path}: empty {what} in column '{found}'")
+    return labels
 
 
 def _keep_extra(table: pd.DataFrame, raw: pd.DataFrame, cols: dict) -> pd.DataFrame:

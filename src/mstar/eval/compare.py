@@ -23,6 +23,7 @@ import pandas as pd
 from mstar.errors import MstarError
 from mstar.eval.bootstrap import bootstrap_difference_weighted, difference_stats
 from mstar.eval.classification import classification_stats
+from mstar.eval.over_units import mean_over_units
 from mstar.eval.results import read_predictions_csv
 from mstar.eval.survival import concordance_stats
 
@@ -89,8 +90,6 @@ def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike, split: str 
     Raises:
         MstarError: Different tasks, classes or units, no common case, or truths that disagree.
     """
-    from mstar.tasks.aggregate import mean_over_units
-
     ua, ub = unit_predictions(run_a, split), unit_predictions(run_b, split)
     if set(ua) != set(ub):
         if len(ua) != 1 or len(ub) != 1:

@@ -104,8 +104,8 @@ def plot_training_curves(
 ) -> Path:
     """Training curves from ``log.csv``: one panel per metric, one line per split.
 
-    Columns named ``<split>/<metric>`` (``train/loss``, ``val/auc_macro``) share the panel of their
-    metric; other columns get their own panel. Missing values (a metric not logged every epoch) are
+    Columns named ``<split>/<metric>`` (``train/loss``, ``val/auc_macro``) or ``train_<metric>`` /
+    ``val_<metric>`` share the panel of their metric; other columns get their own panel. Missing values (a metric not logged every epoch) are
     skipped per line.
 
     Returns:
@@ -119,6 +119,8 @@ def plot_training_curves(
         if col == x or not pd.api.types.is_numeric_dtype(df[col]):
             continue
         split, _, metric = col.rpartition("/")
+        if not split and col.startswith(("train_", "val_")):
+            split, _, metric = col.partition("_")
         panels.setdefault(metric, []).append((split or metric, col))
     if not panels:
         raise MstarError("training log has no numeric metric columns to plot")

@@ -110,6 +110,8 @@ def read_metrics_json(path: str | os.PathLike) -> dict[str, dict[str, dict[str, 
                 **entry, "value": _nan(entry["value"]), "ci_low": _nan(entry["ci_low"]),
                 "ci_high": _nan(entry["ci_high"]), "n": int(entry["n"]),
             }  # extra keys (e.g. ``sd``, ``per_unit`` over CV folds) are kept as written
+            if "chance" in entry:
+                out[split][name]["chance"] = _nan(entry["chance"])
     return out
 
 

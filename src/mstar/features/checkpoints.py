@@ -27,6 +27,7 @@ from torch import nn
 
 from mstar.errors import MstarError
 from mstar.features.preprocess import PreprocessConfig
+from mstar.run.checkpoint import save_checkpoint
 from mstar.utils.atomic import atomic_path, write_text_atomic
 
 SIDECAR_FORMAT = "mstar.encoder/1"
@@ -145,13 +146,13 @@ def save_encoder_checkpoint(model: nn.Module, path: str | os.PathLike, *, name: 
     """
     path = Path(path)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import save_file
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save_file
 
+        with atomic_path(path) as tmp:
             save_file(state, str(tmp))
-        else:
-            torch.save(state, tmp)
+    else:
+        save_checkpoint(path, state)
     dim = int(getattr(model, "num_features", 0)) or None
     meta = {"format": SIDECAR_FORMAT, "name": name, "timm_model": timm_model,
             "timm_kwargs": dict(timm_kwargs), "dim": dim, "parent": parent, "weights": path.name,

@@ -132,3 +132,30 @@ def load_features(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, dict
         raise MstarError(f"{path}: {len(feats)} features but {len(coords)} coords; the file is inconsistent, "
                          "re-extract it")
     return feats, coords, attrs
+
+
+def feature_rows(path: str | os.PathLike) -> tuple[int, int, np.ndarray | None]:
+    """``(N, D, coords or None)`` of a features file, without reading the features of an ``.h5``.
+
+    Raises:
+        MstarError: As :func:`load_features`.
+    """
+    path = Path(path)
+    if path.suffix not in (".h5", ".hdf5"):
+        feats, coords, attrs = load_features(path)
+        return int(feats.shape[0]), int(feats.shape[1]), coords if attrs.get("coords_known") else None
+    if not path.is_file():
+        raise MstarError(f"{path}: features file not found; run `mstar extract` first")
+    try:
+        with h5py.File(path, "r") as f:
+            if "features" not in f:
+                raise MstarError(f"{path}: no 'features' dataset; is this a features file?")
+            shape = f["features"].shape
+            coords = np.asarray(f["coords"][:], np.int64).reshape(-1, 2) if "coords" in f else None
+    except OSError as exc:
+        raise MstarError(f"{path}: unreadable HDF5 file ({exc}); delete it and re-run `mstar extract`") from exc
+    if len(shape) == 3 and shape[0] == 1:
+        shape = shape[1:]
+    if len(shape) != 2:
+        raise MstarError(f"{path}: features must be (N, D), got shape {shape}")
+    return int(shape[0]), int(shape[1]), coords

@@ -90,7 +90,7 @@ def multimodal_contrastive_loss(z_slide: Tensor, z_report: Tensor, z_gene: Tenso
         logit_scale: ``1/τ``.
 
     Returns:
-        ``slide_report``, ``slide_gene``, ``report_gene``, ``total`` (their sum; a term with < 2 pairs is 0)
+        ``slide_report``, ``slide_gene``, ``report_gene``, ``loss`` (their sum; a term with < 2 pairs is 0)
         and the pair counts ``n_slide_report``, ``n_slide_gene``, ``n_report_gene`` (0-d long tensors).
     """
     terms = {
@@ -99,7 +99,7 @@ def multimodal_contrastive_loss(z_slide: Tensor, z_report: Tensor, z_gene: Tenso
         "report_gene": clip_loss(z_report, z_gene, logit_scale, has_report, has_gene),
     }
     out = {name: term.loss for name, term in terms.items()}
-    out["total"] = sum(out.values())
+    out["loss"] = sum(out.values())
     out.update({f"n_{name}": torch.tensor(term.n) for name, term in terms.items()})
     return out
 
@@ -181,14 +181,14 @@ def stage1_loss(z_slide: Tensor, z_report: Tensor, z_gene: Tensor, has_report: T
 
     Returns:
         The terms of :func:`multimodal_contrastive_loss` plus ``contrastive`` (their sum), ``triplet``,
-        ``n_triplet`` and ``total``.
+        ``n_triplet`` and ``loss`` (the total).
     """
     out = multimodal_contrastive_loss(z_slide, z_report, z_gene, has_report, has_gene, logit_scale)
     always = torch.ones_like(has_report, dtype=torch.bool)
     present = torch.stack([always, has_report.bool(), has_gene.bool()], dim=1)  # (B, 3)
     tri = multimodal_triplet([z_slide, z_report, z_gene], present, labels, margin)
-    out["contrastive"] = out["total"]
+    out["contrastive"] = out["loss"]
     out["triplet"] = tri.loss
     out["n_triplet"] = torch.tensor(tri.n)
-    out["total"] = out["contrastive"] + triplet_weight * tri.loss
+    out["loss"] = out["contrastive"] + triplet_weight * tri.loss
     return out

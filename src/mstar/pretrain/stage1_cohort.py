@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 
 from mstar.data.bags import BagStore
-from mstar.data.feature_dirs import feature_file, resolve_feature_dir
+from mstar.data.feature_dirs import resolve_feature_dir
 from mstar.errors import MstarError
-from mstar.pretrain.stage1_data import LazyBags, Stage1Items
+from mstar.pretrain.stage1_data import Stage1Items
 from mstar.pretrain.stage1_inputs import gene_rows, match_reports, read_reports, training_vocabulary
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 class Stage1Cohort:
     """What pretraining or embedding needs, split by ``split``."""
 
-    bags: object                          # BagStore keyed by slide id, or LazyBags
+    bags: BagStore                        # keyed by slide id
     in_dim: int
     classes: list[str]
     splits: dict[str, Stage1Items]
@@ -35,25 +35,17 @@ class Stage1Cohort:
 
 
 def _bags(features: str, slides: list[str], cache: bool, skip_missing: bool):
+    """A slide-keyed :class:`BagStore` (float16; in RAM unless ``cache`` is False), its width, the kept slides."""
     feature_dir = resolve_feature_dir(features)
-    if cache:
-        store = BagStore(feature_dir, slides, [[s] for s in slides], skip_missing=skip_missing)
-        empty = [s for s, f in zip(store.cases, store.features) if f.shape[0] == 0]
-        kept, dim = [s for s in store.cases if s not in set(empty)], store.dim
-    else:
-        missing = [s for s in slides if feature_file(feature_dir, s) is None]
-        if missing and not skip_missing:
-            raise MstarError(f"{feature_dir}: no features for {len(missing)} slide(s): {', '.join(missing[:10])}; "
-                             "extract them or pass --skip-missing")
-        kept, empty = [s for s in slides if s not in set(missing)], []
-        store = LazyBags(feature_dir, kept)
-        dim = int(store.bag(kept[0]).shape[1]) if kept else None
+    store = BagStore(feature_dir, slides, [[s] for s in slides], skip_missing=skip_missing, cache=cache)
+    empty = store.empty_cases()
     if empty and not skip_missing:
         raise MstarError(f"{feature_dir}: {len(empty)} slide(s) have empty bags (no tissue tiles): "
                          f"{', '.join(empty[:10])}; pass --skip-missing to drop them")
-    if not kept or dim is None:
+    kept = [s for s in store.cases if s not in set(empty)]
+    if not kept or store.dim is None:
         raise MstarError(f"{feature_dir}: none of the manifest's slides has features")
-    return store, dim, kept
+    return store, store.dim, kept
 
 
 def _rna(path: str | None, layout: str, rows: pd.DataFrame, vocabulary: list[str] | None):

@@ -7,21 +7,20 @@ choices; they are listed in ``docs/pretraining.md``.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import Any, ClassVar
 
 from mstar.errors import MstarError
+from mstar.run.config import RunConfig
+from mstar.run.harness import LOGGERS
 
 GENE_ENCODERS = ("performer", "snn")
 HELDOUT = ("val", "val+test")
 
 
 @dataclass
-class Stage1Config:
+class Stage1Config(RunConfig):
     """Everything a stage-1 pretraining run depends on."""
 
     manifest: str = ""                 # slides with case and cancer type (case,slide,label[,fold])
@@ -60,46 +59,38 @@ class Stage1Config:
     accelerator: str = "auto"          # auto | cpu | gpu
     devices: Any = 1                   # >1: DDP, embeddings gathered across ranks
     num_workers: int = 0
+    logger: str = "csv"                # csv (log.csv) | tensorboard (also <run>/tensorboard/)
     out: str = "runs"
     name: str | None = None
 
-    def validate(self) -> Stage1Config:
-        """Check required fields and ranges; raise :class:`MstarError` naming the field."""
-        for key in ("manifest", "features"):
-            if not getattr(self, key):
-                raise MstarError(f"config: '{key}' is required (--{key})")
+    KIND: ClassVar[str] = "pretrain"
+    REQUIRED: ClassVar[tuple[str, ...]] = ("manifest", "features")
+    CHOICES: ClassVar[dict[str, tuple]] = {"gene_encoder": GENE_ENCODERS, "heldout": HELDOUT, "logger": LOGGERS}
+    AT_LEAST: ClassVar[dict[str, float]] = {"epochs": 1, "batch_size": 1, "dim": 1, "val_every": 1, "max_patches": 1,
+                                            "warmup_fraction": 0, "bootstrap": 0, "num_workers": 0}
+    POSITIVE: ClassVar[tuple[str, ...]] = ("lr", "temperature")
+    FRACTIONS: ClassVar[tuple[str, ...]] = ("val_fraction",)
+    INPUTS: ClassVar[tuple[str, ...]] = ("manifest", "features", "reports", "rna", "text_encoder", "gene2vec")
+    RUNTIME: ClassVar[tuple[str, ...]] = ("out", "name", "num_workers", "accelerator", "devices", "logger",
+                                          "cache_features")
+
+    def check(self) -> None:
         if not self.reports and not self.rna:
             raise MstarError("config: stage 1 needs --reports and/or --rna (slides alone have nothing to align to)")
-        for key in ("epochs", "batch_size", "dim", "val_every"):
-            if int(getattr(self, key)) < 1:
-                raise MstarError(f"config: '{key}' must be at least 1")
-        for key in ("lr", "temperature"):
-            if not float(getattr(self, key)) > 0:
-                raise MstarError(f"config: '{key}' must be positive")
-        if self.gene_encoder not in GENE_ENCODERS:
-            raise MstarError(f"config: gene_encoder must be one of {GENE_ENCODERS}, got {self.gene_encoder!r}")
         if self.gene2vec and self.gene_encoder != "performer":
             raise MstarError("config: gene2vec needs gene_encoder 'performer'")
-        if not 0 < self.val_fraction < 1:
-            raise MstarError("config: 'val_fraction' must be between 0 and 1")
-        if self.heldout not in HELDOUT:
-            raise MstarError(f"config: heldout must be one of {HELDOUT}, got {self.heldout!r}")
-        if not 0 <= self.warmup_fraction < 1:
+        if self.warmup_fraction >= 1:
             raise MstarError("config: 'warmup_fraction' must be in [0, 1)")
-        if self.max_patches is not None and int(self.max_patches) < 1:
-            raise MstarError("config: 'max_patches' must be at least 1 (or null for all patches)")
-        return self
 
-    def run_dir(self) -> Path:
-        """``<out>/pretrain/<name>``; the name defaults to the manifest's stem."""
-        return Path(self.out) / "pretrain" / (self.name or f"{Path(self.manifest).stem}-stage1")
+    def default_name(self) -> str:
+        return f"{Path(self.manifest).stem}-stage1"
 
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(dataclasses.asdict(self), sort_keys=False)
+    def input_paths(self) -> dict[str, Any]:
+        """The manifest, the feature files of its slides, the reports and RNA tables, the encoders' files."""
+        from mstar.data.feature_dirs import feature_files_for
+        from mstar.pretrain.stage1_inputs import read_slide_table
 
+        slides = read_slide_table(self.manifest, self.label_column, self.val_fraction, self.seed)["slide"].tolist()
+        return {"manifest": self.manifest, "features": feature_files_for(self.features, slides),
+                **{k: getattr(self, k) or None for k in ("reports", "rna", "text_encoder", "gene2vec")}}
 
-def load_stage1_config(yaml_path: str | None = None, overrides: dict[str, Any] | None = None) -> Stage1Config:
-    """Defaults, then the YAML file, then ``overrides`` (None values ignored); unknown keys are errors."""
-    from mstar.tasks.config import load_config
-
-    return load_config(yaml_path, overrides, base=Stage1Config)

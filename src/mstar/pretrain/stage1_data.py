@@ -8,34 +8,17 @@ hands rank ``r`` every ``W``-th item of the same order, so the global batch equa
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
 
 def derive_seed(*parts: int) -> int:
     """A 32-bit seed derived from integers (numpy's SeedSequence: nearby inputs give unrelated seeds)."""
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
-
-
-class LazyBags:
-    """Reads a slide's bag from disk on every access (``cache_features: false``; for cohorts beyond RAM)."""
-
-    def __init__(self, feature_dir: Path, slides: Sequence[str]) -> None:
-        from mstar.data.feature_dirs import feature_file
-
-        self.files = {s: feature_file(feature_dir, s) for s in slides}
-
-    def bag(self, slide: str) -> Tensor:
-        from mstar.features.io import load_features
-
-        feats, _, _ = load_features(self.files[slide])
-        return torch.as_tensor(np.asarray(feats), dtype=torch.float16)  # (N, D)
 
 
 @dataclass
@@ -59,8 +42,7 @@ class Stage1Dataset(Dataset):
     """Items of one split; ``dataset[(i, epoch)]`` (training) or ``dataset[i]`` (all patches, inference).
 
     Args:
-        bags: Anything with ``bag(slide) -> (N, D)`` (a :class:`~mstar.data.bags.BagStore` keyed by slide,
-            or :class:`LazyBags`).
+        bags: A :class:`~mstar.data.bags.BagStore` keyed by slide (anything with ``bag(slide) -> (N, D)``).
         items: The split's aligned fields.
         max_patches: Patch subset size at train time (None = all).
         train: Draw random patch subsets.

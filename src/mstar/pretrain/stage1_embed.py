@@ -1,6 +1,7 @@
 """``mstar embed``: slide, report and gene embeddings of any cohort from a stage-1 checkpoint, in one h5 file.
 
-Output (``--out``, one row per slide, rows in manifest order)::
+Output: ``<out>/embed/<name>/embeddings.h5`` beside ``config.yaml`` and ``run.json`` (with ``out_h5`` the h5
+goes to that file and the run folder records it); one row per slide, rows in manifest order::
 
     slide_id, case_id, label       (S,) strings (label "" when the manifest has none)
     slide                          (S, E) float32, CLS of proj → TransMIL over *all* patches
@@ -17,16 +18,64 @@ the checkpoint's vocabulary are ignored with a warning; vocabulary genes absent 
 from __future__ import annotations
 
 import logging
-import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 import torch
 
 from mstar.errors import MstarError
+from mstar.run.config import RunConfig
+from mstar.run.folder import open_run
 
 log = logging.getLogger(__name__)
+H5_NAME = "embeddings.h5"
+
+
+@dataclass
+class EmbedConfig(RunConfig):
+    """Settings of ``mstar embed``."""
+
+    stage1: str = ""                   # stage1.pt written by `mstar pretrain`
+    features: str = ""                 # patch features of the cohort (same encoder as in pretraining)
+    manifest: str | None = None        # slides and cases (any manifest schema); None: every feature file
+    reports: str | None = None         # reports (needs a checkpoint with a report encoder)
+    rna: str | None = None             # RNA table or per-case folder (needs a checkpoint with a gene encoder)
+    rna_layout: str = "auto"
+    text_encoder: str | None = None    # the text model's folder, if it moved since pretraining
+    batch_size: int = 8                # slides (texts, profiles) per forward pass
+    device: str = "auto"
+    skip_missing: bool = False
+    out: str | None = None             # runs folder: <out>/embed/<name>/ (default runs/, or out_h5's folder)
+    name: str | None = None
+    out_h5: str | None = None          # write the h5 here instead (the run folder still holds config.yaml)
+
+    KIND: ClassVar[str] = "embed"
+    REQUIRED: ClassVar[tuple[str, ...]] = ("stage1", "features")
+    AT_LEAST: ClassVar[dict[str, float]] = {"batch_size": 1}
+    INPUTS: ClassVar[tuple[str, ...]] = ("stage1", "manifest", "features", "reports", "rna")
+    RUNTIME: ClassVar[tuple[str, ...]] = ("out", "name", "out_h5", "device", "batch_size", "text_encoder")
+    ALIASES: ClassVar[dict[str, str]] = {"checkpoint": "stage1"}
+
+    def default_name(self) -> str:
+        return Path(self.manifest).stem if self.manifest else Path(self.features).name
+
+    def run_dir(self) -> Path:
+        """``<out>/embed/<name>``; ``out`` defaults to ``runs`` (or, with ``out_h5``, the h5 file's folder)."""
+        out = self.out or (str(Path(self.out_h5).parent) if self.out_h5 else "runs")
+        return Path(out) / self.group() / (self.name or self.default_name())
+
+    def h5_path(self) -> Path:
+        """Where the embeddings go."""
+        return Path(self.out_h5) if self.out_h5 else self.run_dir() / H5_NAME
+
+    def input_paths(self) -> dict[str, Any]:
+        from mstar.data.feature_dirs import resolve_feature_dir
+
+        return {"stage1": self.stage1, "manifest": self.manifest, "features": resolve_feature_dir(self.features),
+                "reports": self.reports, "rna": self.rna}
 
 
 def _slide_rows(manifest: str | None, features: str) -> pd.DataFrame:
@@ -51,28 +100,15 @@ def _encode(fn, inputs: list, batch_size: int) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
-def embed_cohort(checkpoint: str | os.PathLike, features: str | os.PathLike, out: str | os.PathLike,
-                 manifest: str | os.PathLike | None = None, reports: str | os.PathLike | None = None,
-                 rna: str | os.PathLike | None = None, rna_layout: str = "auto",
-                 text_encoder: str | os.PathLike | None = None, batch_size: int = 8, device: str = "auto",
-                 skip_missing: bool = False) -> dict:
+def embed_cohort(cfg: EmbedConfig, overwrite: bool = False) -> dict:
     """Embed every slide of a cohort (and its report and RNA profile) with a stage-1 model.
 
     Args:
-        checkpoint: ``stage1.pt`` written by ``mstar pretrain``.
-        features: Patch features of the cohort (same encoder as in pretraining).
-        out: The h5 file to write (atomically).
-        manifest: Slides with their case (any manifest schema); None: every feature file is a slide.
-        reports: Reports JSON (optional; needs a checkpoint with a report encoder).
-        rna: RNA table or per-case folder (optional; needs a checkpoint with a gene encoder).
-        rna_layout: See :func:`mstar.data.rna.read_rna_table`.
-        text_encoder: The text model's folder, when it moved since pretraining.
-        batch_size: Slides (or texts, profiles) per forward pass.
-        device: ``auto`` (GPU when available), ``cpu`` or ``cuda``.
-        skip_missing: Drop slides without feature files instead of failing.
+        cfg: The settings (see :class:`EmbedConfig`).
+        overwrite: Replace finished embeddings.
 
     Returns:
-        ``{"out", "slides", "reports", "genes", "dim"}`` (counts of embedded items).
+        ``{"out", "run", "slides", "reports", "genes", "dim"}`` (counts of embedded items).
     """
     import h5py
 
@@ -81,7 +117,13 @@ def embed_cohort(checkpoint: str | os.PathLike, features: str | os.PathLike, out
     from mstar.pretrain.stage1_model import load_stage1
     from mstar.utils.atomic import atomic_path
 
-    model, meta = load_stage1(checkpoint, text_encoder)
+    cfg.validate()
+    checkpoint, features, manifest, reports, rna = cfg.stage1, cfg.features, cfg.manifest, cfg.reports, cfg.rna
+    out, device, batch_size = cfg.h5_path(), cfg.device, cfg.batch_size
+    folder = open_run(cfg, overwrite)
+    if folder.finished and out.is_file():
+        return {**folder.record.get("summary", {}), "finished_before": True}
+    model, meta = load_stage1(checkpoint, cfg.text_encoder)
     if reports and model.text is None:
         raise MstarError(f"{checkpoint}: this model has no report encoder (pretrained without --reports); "
                          "drop --reports")
@@ -93,8 +135,8 @@ def embed_cohort(checkpoint: str | os.PathLike, features: str | os.PathLike, out
     rows = _slide_rows(str(manifest) if manifest else None, str(features))
     vocabulary = model.gene_encoder.vocabulary if model.gene_encoder is not None else None
     cohort = build_cohort(rows, str(features), str(reports) if reports else None, str(rna) if rna else None,
-                          rna_layout, vocabulary=vocabulary if rna else None, classes=meta.get("classes"),
-                          skip_missing=skip_missing, splits=("all",))
+                          cfg.rna_layout, vocabulary=vocabulary if rna else None, classes=meta.get("classes"),
+                          skip_missing=cfg.skip_missing, splits=("all",))
     if cohort.in_dim != model.in_dim:
         raise MstarError(f"{features}: {cohort.in_dim}-d patch features, but the checkpoint was pretrained on "
                          f"{model.in_dim}-d ones; use features of the same patch encoder")
@@ -123,8 +165,7 @@ def embed_cohort(checkpoint: str | os.PathLike, features: str | os.PathLike, out
     label_of = dict(zip(rows["slide"], rows["label"].astype(str)))
     labels = [label_of.get(s, "") for s in items.slides]
     text = h5py.string_dtype()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    run = folder.start(cfg)
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
         f.create_dataset("slide_id", data=np.array(items.slides, dtype=object), dtype=text)
         f.create_dataset("case_id", data=np.array(items.cases, dtype=object), dtype=text)
@@ -136,7 +177,8 @@ def embed_cohort(checkpoint: str | os.PathLike, features: str | os.PathLike, out
         f.create_dataset("has_gene", data=has_gene)
         f.attrs.update({"checkpoint": str(checkpoint), "dim": dim, "in_dim": model.in_dim, "normalised": False,
                         "genes": cohort.counts.get("genes", 0)})
-    summary = {"out": str(out), "slides": n, "reports": int(has_report.sum()), "genes": int(has_gene.sum()),
-               "dim": dim}
+    summary = {"out": str(out), "run": str(run), "slides": n, "reports": int(has_report.sum()),
+               "genes": int(has_gene.sum()), "dim": dim}
+    folder.finish(summary=summary)
     log.info("embedded %(slides)d slides, %(reports)d reports, %(genes)d RNA profiles -> %(out)s", summary)
     return summary

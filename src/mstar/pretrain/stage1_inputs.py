@@ -17,12 +17,11 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from mstar.data.manifest import SPLIT_ALIASES, read_manifest, slide_ids
+from mstar.data.manifest import cohort_labels, read_manifest
 from mstar.data.reports import read_reports  # noqa: F401  (re-exported for stage-1 callers)
 from mstar.errors import MstarError
 
@@ -44,60 +43,29 @@ def read_slide_table(path: str | os.PathLike, label_column: str = "auto", val_fr
                      seed: int = 0, require_label: bool = True) -> pd.DataFrame:
     """One row per slide: ``slide``, ``case``, ``label`` (cancer type) and ``split`` (train/val/test).
 
+    The manifest is read by :func:`mstar.data.manifest.read_manifest` and its first split taken
+    (:meth:`~mstar.data.manifest.Manifest.first_split`); cross-validation folds have no ``val``, so the
+    first fold's ``test`` cases become the held-out ``val``.
+
     Args:
         path: Manifest CSV.
         label_column: Cancer-type column (``auto``: ``label``, else ``study``).
         val_fraction: Held-out fraction of cases when the manifest has no split column.
         seed: Seed of that hold-out.
-        require_label: Without a cancer-type column, fail (pretraining) or use ``""`` (embedding).
+        require_label: Without a cancer-type column, fail (pretraining) or use ``""`` (embedding, which also
+            ignores splits).
 
     Raises:
         MstarError: Missing file or columns, no cancer-type column, a slide listed twice.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise MstarError(f"{path}: manifest not found")
-    try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except Exception as exc:  # noqa: BLE001 - any parser failure is reported the same way
-        raise MstarError(f"{path}: cannot parse as CSV ({str(exc).splitlines()[0]})") from exc
-    cols = {c.lower().strip(): c for c in raw.columns}
-    folds = any(c.startswith("fold") and c[4:].isdigit() for c in cols)
-    split_col = cols.get("fold", cols.get("split"))
-    known = ({"event", "status", "wsi", "id"} <= set(cols)
-             or ({"slide", "label"} <= set(cols) or {"slide_id", "label"} <= set(cols)))
-    has_split = require_label and (split_col is not None or folds)  # embedding ignores splits
-    if has_split and known:  # an upstream schema: let the manifest reader validate it
-        manifest = read_manifest(path)
-        table = manifest.table.copy()
-        if manifest.folds:
-            table["split"] = table[manifest.folds[0]].replace({"test": "val"})
-    else:
-        slide_col = next((cols[c] for c in ("slide", "slide_id", "wsi") if c in cols), None)
-        if slide_col is None:
-            raise MstarError(f"{path}: needs a 'slide' (or 'slide_id', 'WSI') column; found {list(raw.columns)}")
-        case_col = next((cols[c] for c in ("case", "case_id", "id") if c in cols), slide_col)
-        table = pd.DataFrame({"case": raw[case_col], "slides": raw[slide_col].map(slide_ids)})
-        for low, orig in cols.items():
-            if low not in table.columns:
-                table[low] = raw[orig]
-        if has_split:
-            if split_col is None:
-                raise MstarError(f"{path}: CV fold columns need the label column too; add 'label'")
-            split = raw[split_col].str.strip().str.lower().map(SPLIT_ALIASES)
-            if split.isna().any():
-                bad = sorted(set(raw[split_col][split.isna()]))[:5]
-                raise MstarError(f"{path}: column '{split_col}' holds {bad}; use train, val or test")
-            table["split"] = split
-    want = ("label", "study") if label_column == "auto" else (label_column.lower(),)
-    found = next((c for c in want if c in table.columns), None)
-    if found is None and require_label:
-        raise MstarError(f"{path}: no cancer-type column (looked for {', '.join(want)}); set label_column")
-    table["label"] = table[found].astype(str).str.strip() if found else ""
-    if found and require_label and (table["label"] == "").any():
-        raise MstarError(f"{path}: empty cancer type in column '{found}'")
-    if not has_split:
+    manifest = read_manifest(path, require_split=False, require_label=False)
+    table = manifest.table.copy()
+    table["label"] = cohort_labels(manifest, label_column, required=require_label, what="cancer-type")
+    split = manifest.first_split() if require_label else None
+    if split is None:
         table["split"] = _stratified_holdout(table["case"], table["label"], val_fraction, seed)
+    else:
+        table["split"] = split.replace({"test": "val"}) if manifest.folds else split
     rows = table[["case", "slides", "label", "split"]].explode("slides").rename(columns={"slides": "slide"})
     rows = rows.dropna(subset=["slide"]).reset_index(drop=True)
     dup = rows["slide"][rows["slide"].duplicated()]

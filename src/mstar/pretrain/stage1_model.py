@@ -156,11 +156,10 @@ def _gene_from_state(sd: Mapping[str, Any]) -> nn.Module:
 
 def save_stage1(path: str | os.PathLike, model: Stage1Model, meta: Mapping[str, Any] | None = None) -> Path:
     """Write ``{'model_state_dict', 'config', 'meta'}`` atomically (tensors and plain Python values only)."""
-    from mstar.utils.atomic import atomic_path
+    from mstar.run.checkpoint import save_checkpoint
 
-    with atomic_path(path) as tmp:
-        torch.save({"model_state_dict": model.state_dict(), "config": model.config(), "meta": dict(meta or {})}, tmp)
-    return Path(path)
+    return save_checkpoint(path, {"model_state_dict": model.state_dict(), "config": model.config(),
+                                  "meta": dict(meta or {})})
 
 
 def load_stage1(source: str | os.PathLike | Mapping[str, Any],

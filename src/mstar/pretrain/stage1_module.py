@@ -3,28 +3,24 @@ held-out retrieval at the end of every ``val_every``-th epoch.
 
 Validation does not use Lightning's validation loop: every rank embeds the whole (small) held-out split
 itself and computes the same figures, so nothing has to be gathered and DDP padding never duplicates a
-held-out slide. ``history`` (one row per epoch) travels inside Lightning's checkpoint, so ``log.csv`` of a
-resumed run is complete.
+held-out slide. The epoch's row (loss terms, held-out figures, temperature, lr) goes to
+:meth:`~mstar.run.module.RunModule.record`, hence to ``log.csv`` and the loggers.
 """
 
 from __future__ import annotations
 
-import math
-import time
-from collections import defaultdict
-
-import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from mstar.errors import MstarError
 from mstar.pretrain.distributed import gather_no_grad, gather_with_grad
 from mstar.pretrain.losses import stage1_loss
 from mstar.pretrain.stage1_data import EpochSampler, Stage1Dataset, collate_stage1, derive_seed
+from mstar.run.module import RunModule
+from mstar.run.schedules import warmup_cosine
 
-LOGGED = ("total", "contrastive", "triplet", "slide_report", "slide_gene", "report_gene")
-SHORT = {"total": "loss", "slide_report": "s_r", "slide_gene": "s_g", "report_gene": "r_g", "triplet": "tri"}
+LOGGED = ("loss", "contrastive", "triplet", "slide_report", "slide_gene", "report_gene")
+SHORT = {"slide_report": "s_r", "slide_gene": "s_g", "report_gene": "r_g", "triplet": "tri"}
 
 
 def stage1_step(model, batch: dict, margin: float = 0.3, triplet_weight: float = 1.0) -> dict[str, torch.Tensor]:
@@ -35,28 +31,11 @@ def stage1_step(model, batch: dict, margin: float = 0.3, triplet_weight: float =
     return stage1_loss(zs, zr, zg, has_report, has_gene, labels, model.logit_scale(), margin, triplet_weight)
 
 
-def _nonfinite_message(loss: torch.Tensor, batch: dict, epoch: int, step: int) -> str:
-    """One line saying where the loss became NaN/inf and, when they are to blame, which slides' features."""
-    bad = [s for s, x, m in zip(batch["slides"], batch["x"], batch["mask"]) if not torch.isfinite(x[m]).all()]
-    where = f"stage-1 loss became {loss.item()} at epoch {epoch}, step {step + 1}"
-    if bad:
-        return f"{where}: features of slide(s) {', '.join(bad[:5])} contain NaN/inf; re-extract them or drop them"
-    return f"{where}; lower --lr (or set grad_clip) and check the RNA table for extreme values"
-
-
-def warmup_cosine(step: int, total: int, warmup: int) -> float:
-    """Learning-rate factor: linear warm-up over ``warmup`` steps, then cosine from 1 to 0 at ``total``."""
-    if warmup and step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
 def epoch_line(row: dict, epochs: int, entries: dict) -> str:
     """``epoch 3/10  loss 4.21 (s_r 1.30 s_g 1.41 r_g 1.20 tri 0.30)  s→r R@1 0.40 (chance 0.07)  2.1 s``."""
-    terms = " ".join(f"{SHORT[k]} {row[f'train/{k}']:.3f}" for k in ("slide_report", "slide_gene", "report_gene",
+    terms = " ".join(f"{SHORT[k]} {row[f'train_{k}']:.3f}" for k in ("slide_report", "slide_gene", "report_gene",
                                                                      "triplet"))
-    text = f"epoch {row['epoch']}/{epochs}  loss {row['train/total']:.3f} ({terms})"
+    text = f"epoch {row['epoch']}/{epochs}  loss {row['train_loss']:.3f} ({terms})"
     for direction, short in (("slide_to_report", "s→r"), ("slide_to_gene", "s→g")):
         entry = entries.get(f"{direction}/recall@1")
         if entry is not None and np.isfinite(entry["value"]) and row.get(f"{direction}/recall@1") is not None:
@@ -67,7 +46,7 @@ def epoch_line(row: dict, epochs: int, entries: dict) -> str:
     return f"{text}  {row['seconds']:.1f} s"
 
 
-class Stage1Module(L.LightningModule):
+class Stage1Module(RunModule):
     """Trains a :class:`~mstar.pretrain.stage1_model.Stage1Model`.
 
     Args:
@@ -75,16 +54,16 @@ class Stage1Module(L.LightningModule):
         cfg: A :class:`~mstar.pretrain.stage1_config.Stage1Config` (optimiser, schedule, loss settings).
         train_data: Training items (random patch subsets).
         evaluate: ``evaluate(model, device) -> {metric: entry}`` on the held-out split, or None.
+        verbose: Print one line per epoch.
     """
+
+    PROGRESS = SHORT
 
     def __init__(self, model, cfg, train_data: Stage1Dataset, evaluate=None, verbose: bool = False) -> None:
         super().__init__()
         self.model, self.cfg, self.train_data, self.evaluate = model, cfg, train_data, evaluate
         self.verbose = verbose
-        self.history: list[dict] = []
         self.last_eval: dict = {}
-        self._sums: dict[str, float] = defaultdict(float)
-        self._steps = 0
 
     def train_dataloader(self) -> DataLoader:
         world, rank = self.trainer.world_size, self.trainer.global_rank
@@ -94,38 +73,33 @@ class Stage1Module(L.LightningModule):
                           collate_fn=collate_stage1, num_workers=self.cfg.num_workers,
                           pin_memory=torch.cuda.is_available(), persistent_workers=False)
 
-    def on_train_epoch_start(self) -> None:
-        self._start, self._sums, self._steps = time.perf_counter(), defaultdict(float), 0
-
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
         """Reseed torch from ``(seed, step, rank)``: dropout and the Performer's feature redraws then depend
         on the step alone, not on what this process ran before (a resumed run is bit-identical)."""
         torch.manual_seed(derive_seed(self.cfg.seed, self.global_step, self.global_rank, 104729))
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def losses(self, batch: dict, batch_idx: int) -> dict[str, torch.Tensor]:
         out = stage1_step(self.model, batch, self.cfg.triplet_margin, self.cfg.triplet_weight)
-        loss = out["total"]
-        if not torch.isfinite(loss):
-            raise MstarError(_nonfinite_message(loss, batch, self.current_epoch + 1, batch_idx))
-        for k in LOGGED:
-            self._sums[k] += float(out[k].detach())
-        self._steps += 1
-        size = batch["x"].shape[0]
-        self.log_dict({SHORT.get(k, k): out[k].detach() for k in ("total", "slide_report", "slide_gene",
-                                                                   "report_gene", "triplet")},
-                      prog_bar=True, batch_size=size)
-        return loss
+        return {k: out[k] for k in LOGGED}
+
+    def nonfinite_message(self, loss: torch.Tensor, batch: dict, batch_idx: int) -> str:
+        """Where the loss became NaN/inf and, when they are to blame, which slides' features."""
+        bad = [s for s, x, m in zip(batch["slides"], batch["x"], batch["mask"]) if not torch.isfinite(x[m]).all()]
+        where = f"stage-1 loss became {loss.item()} at epoch {self.current_epoch + 1}, step {batch_idx + 1}"
+        if bad:
+            return f"{where}: features of slide(s) {', '.join(bad[:5])} contain NaN/inf; re-extract them or drop them"
+        return f"{where}; lower --lr (or set grad_clip) and check the RNA table for extreme values"
 
     def on_train_epoch_end(self) -> None:
         epoch = self.current_epoch + 1
-        row = {"epoch": epoch, **{f"train/{k}": self._sums[k] / max(self._steps, 1) for k in LOGGED}}
+        row = {"epoch": epoch, **self.train_means()}
         if self.evaluate is not None and (epoch % self.cfg.val_every == 0 or epoch == self.trainer.max_epochs):
             self.last_eval = self.evaluate(self.model, self.device)
             row.update({k: v["value"] for k, v in self.last_eval.items()})
         row["temperature"] = float(1.0 / self.model.logit_scale().detach())
         row["lr"] = self.trainer.optimizers[0].param_groups[0]["lr"]
-        row["seconds"] = round(time.perf_counter() - self._start, 3)
-        self.history.append(row)
+        row["seconds"] = round(self.epoch_seconds(), 3)
+        self.record(row)
         if self.verbose and self.trainer.is_global_zero:
             print(epoch_line(row, self.trainer.max_epochs, self.last_eval), flush=True)
 
@@ -149,9 +123,3 @@ class Stage1Module(L.LightningModule):
         warmup = int(self.cfg.warmup_fraction * total)
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, total, warmup))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["stage1_history"] = list(self.history)
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self.history = list(checkpoint.get("stage1_history", []))

@@ -79,7 +79,4 @@ def finished_result(run: Path) -> dict:
     """The result of an already finished run (nothing is retrained)."""
     metrics = read_metrics_json(run / "metrics.json")
     meta = read_metrics_meta(run / "metrics.json")
-    for split in metrics.values():  # chance survives as an extra key
-        for entry in split.values():
-            entry["chance"] = np.nan if entry.get("chance") is None else float(entry["chance"])
     return {"run": str(run), "checkpoint": str(run / "checkpoints" / "stage1.pt"), "metrics": metrics, "meta": meta}

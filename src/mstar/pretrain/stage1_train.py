@@ -9,56 +9,24 @@
     metrics.json              held-out figures of the final model with CIs and chance levels (written last)
     figures/                  training_curves.png, retrieval.png, slide_embeddings.png
 
-Re-running the command resumes from ``last.ckpt``; a finished run (``metrics.json`` present) is not
-retrained; ``overwrite`` starts again.
+Re-running the command resumes from ``last.ckpt``; a finished run with the same settings and inputs is
+reported, not retrained; other inputs stop with a message (``overwrite`` starts again). The run folder and
+the harness are :mod:`mstar.run`'s.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import time
-import warnings
-from pathlib import Path
 
 import lightning as L
-import torch
-from lightning.pytorch.callbacks import Checkpoint
 
 from mstar.errors import MstarError
 from mstar.pretrain.stage1_config import Stage1Config
+from mstar.run.folder import open_run
+from mstar.run.harness import fit, resolve_precision
 
 log = logging.getLogger(__name__)
-for _name in ("lightning.pytorch", "lightning.fabric", "lightning"):
-    logging.getLogger(_name).setLevel(logging.WARNING)
-warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
-warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")  # the frozen text encoder
-
-
-class EpochCheckpoint(Checkpoint):
-    """Writes ``last.ckpt`` atomically at the end of every training epoch.
-
-    A :class:`~lightning.pytorch.callbacks.Checkpoint` subclass, so Lightning runs it *after* the module's
-    ``on_train_epoch_end`` (held-out retrieval and the epoch's ``history`` row are inside the file).
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        tmp = self.path.with_name(f".{self.path.name}.part")
-        trainer.save_checkpoint(tmp)
-        if trainer.is_global_zero:
-            os.replace(tmp, self.path)
-        trainer.strategy.barrier()
-
-
-def _precision(cfg: Stage1Config) -> str:
-    if cfg.precision != "auto":
-        return cfg.precision
-    return "bf16-mixed" if torch.cuda.is_available() and cfg.accelerator != "cpu" else "32-true"
 
 
 def build_model(cfg: Stage1Config, cohort):
@@ -125,50 +93,42 @@ def pretrain(cfg: Stage1Config, overwrite: bool = False, progress: bool = True,
 
     Args:
         cfg: The resolved configuration.
-        overwrite: Delete an existing run directory first.
+        overwrite: Replace an existing run directory.
         progress: Show Lightning's progress bar (loss terms) and a line per epoch.
         callbacks: Extra Lightning callbacks (tests use one to simulate an interruption).
 
     Returns:
-        ``{"run", "checkpoint", "metrics", "meta"}``.
+        ``{"run", "checkpoint", "metrics", "meta"}`` (``finished_before`` when the run was already finished).
     """
     from mstar.pretrain.stage1_data import Stage1Dataset
     from mstar.pretrain.stage1_module import Stage1Module
     from mstar.pretrain.stage1_outputs import finished_result, write_outputs
-    from mstar.utils.atomic import write_text_atomic
 
     cfg.validate()
-    run = cfg.run_dir()
-    launched_rank = int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")))
-    if run.exists() and overwrite and launched_rank == 0:  # DDP children re-run this; only rank 0 deletes
-        shutil.rmtree(run)
-    if (run / "metrics.json").exists() and (run / "checkpoints" / "stage1.pt").exists():
-        return finished_result(run)
+    folder = open_run(cfg, overwrite)
+    if folder.finished:
+        return {**finished_result(folder.path), "finished_before": True}
     start = time.perf_counter()
     cohort = _load(cfg)
-    (run / "checkpoints").mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run / "config.yaml", cfg.to_yaml())
+    resume = folder.resumable
+    run = folder.start(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     model = build_model(cfg, cohort)
     train_ds = Stage1Dataset(cohort.bags, cohort.splits["train"], cfg.max_patches, train=True, seed=cfg.seed)
     val_items = cohort.splits["val"]
-    precision = _precision(cfg)
+    bf16 = resolve_precision(cfg.precision, cfg.accelerator).startswith("bf16")
     evaluate = None
     if len(val_items) >= 2:
-        evaluate = make_evaluator(cfg, val_items, Stage1Dataset(cohort.bags, val_items), precision.startswith("bf16"))
+        evaluate = make_evaluator(cfg, val_items, Stage1Dataset(cohort.bags, val_items), bf16)
     else:
         log.warning("fewer than 2 held-out slides: no validation retrieval")
     module = Stage1Module(model, cfg, train_ds, evaluate, verbose=progress)
     last = run / "checkpoints" / "last.ckpt"
-    trainer = L.Trainer(max_epochs=cfg.epochs, accelerator=cfg.accelerator, devices=cfg.devices,
-                        precision=precision, logger=False, enable_checkpointing=True,
-                        callbacks=[EpochCheckpoint(last), *(callbacks or [])], use_distributed_sampler=False,
-                        limit_val_batches=0, num_sanity_val_steps=0, enable_progress_bar=progress,
-                        enable_model_summary=False, gradient_clip_val=cfg.grad_clip or None,
-                        deterministic=True if not torch.cuda.is_available() else "warn")
-    trainer.fit(module, ckpt_path=str(last) if last.exists() else None)
-    if trainer.interrupted:
-        raise MstarError(f"pretraining interrupted; re-run the same command to resume from {last}")
+    if not resume:
+        last.unlink(missing_ok=True)
+    result = fit(module, cfg, run, resume_from=last, callbacks=list(callbacks or []), grad_clip=cfg.grad_clip,
+                 progress=progress, distributed_sampler=False)
+    trainer = result.trainer
     if not trainer.is_global_zero:
         return {"run": str(run)}
     final = module.last_eval  # the last epoch always evaluates; empty when fit had nothing left to do
@@ -176,8 +136,10 @@ def pretrain(cfg: Stage1Config, overwrite: bool = False, progress: bool = True,
         final = evaluate(model, module.device)
     emb = evaluate.state.get("emb") if evaluate is not None else None
     meta = {"classes": cohort.classes, "counts": cohort.counts, "dropped_slides": cohort.dropped,
-            "epochs": cfg.epochs, "global_step": int(trainer.global_step), "precision": precision,
+            "epochs": cfg.epochs, "global_step": int(trainer.global_step), "precision": result.precision,
             "world_size": int(trainer.world_size), "seconds": round(time.perf_counter() - start, 1),
             "vocabulary_size": len(cohort.vocabulary or []), "in_dim": cohort.in_dim}
-    return write_outputs(run, model, module.history, final, emb, val_items, cohort.classes, meta)
+    out = write_outputs(run, model, module.history, final, emb, val_items, cohort.classes, meta)
+    folder.finish()
+    return out
 

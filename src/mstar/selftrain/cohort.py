@@ -12,10 +12,10 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from mstar.errors import MstarError
+from mstar.features.io import feature_rows
 
 log = logging.getLogger(__name__)
 
@@ -62,29 +62,9 @@ def tiles_folder(path: str | Path) -> Path:
                      "or pass the folder that holds tiles/")
 
 
-def _feature_rows(features_file: Path) -> tuple[int, int, np.ndarray | None]:
-    """``(n, dim, coords or None)`` of a features file without loading the features of an h5."""
-    if features_file.suffix == ".h5":
-        try:
-            with h5py.File(features_file, "r") as f:
-                if "features" not in f:
-                    raise MstarError(f"{features_file}: no 'features' dataset; is this a features file?")
-                shape = f["features"].shape
-                coords = np.asarray(f["coords"][:], np.int64).reshape(-1, 2) if "coords" in f else None
-        except OSError as exc:
-            raise MstarError(f"{features_file}: unreadable HDF5 file ({exc}); re-run `mstar extract`") from exc
-        if len(shape) == 3 and shape[0] == 1:
-            shape = shape[1:]
-        return int(shape[0]), int(shape[-1]), coords
-    from mstar.features.io import load_features
-
-    feats, coords, attrs = load_features(features_file)
-    return int(feats.shape[0]), int(feats.shape[1]), coords if attrs.get("coords_known") else None
-
-
 def _match(slide_id: str, features_file: Path, tiles_file: Path, tile_coords: np.ndarray) -> np.ndarray:
     """The coords of the feature rows, checked against the tiles file."""
-    n, _, coords = _feature_rows(features_file)
+    n, _, coords = feature_rows(features_file)
     if coords is None:
         if n != len(tile_coords):
             raise MstarError(f"{features_file}: {n} features without coords but {tiles_file} has "
@@ -140,7 +120,7 @@ def load_slides(tiles: str | Path, features: str | Path, slides_dir: str | Path 
 
 def features_dim(slide: SelfTrainSlide) -> int:
     """Width D of a slide's stored features."""
-    return _feature_rows(slide.features_file)[1]
+    return feature_rows(slide.features_file)[1]
 
 
 def split_slides(slides: list[SelfTrainSlide], val_fraction: float, seed: int,

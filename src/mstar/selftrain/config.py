@@ -1,39 +1,36 @@
 """Stage-2 self-training configuration: defaults < YAML file < command-line overrides.
 
-The resolved config is written to ``<out>/config.yaml``; ``--config`` on that file reproduces the run.
+The run folder is ``<out>/selftrain/<name>/`` (:mod:`mstar.run`); its ``config.yaml`` re-runs it with
+``--config``.
 What the method notes leave open (optimiser, schedule, batch, augmentation, similarity form) are our
 choices, listed with their reasons in ``docs/selftrain.md``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import Any, ClassVar
 
 from mstar.errors import MstarError
+from mstar.run.config import RunConfig
+from mstar.run.harness import LOGGERS, PRECISIONS
 
 TARGET_MODES = ("stored", "ema")
 EXPORTS = ("student", "ema")
-PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "16-mixed")
 
 
 @dataclass
-class SelfTrainConfig:
+class SelfTrainConfig(RunConfig):
     """Everything a stage-2 run depends on."""
 
     tiles: str = ""                    # work folder holding tiles/<slide>.h5 (or that tiles folder)
     features: str = ""                 # stored patch features of the stage-1 encoder (any layout)
-    aggregator: str = ""               # stage-1 checkpoint {'model_state_dict': {proj.*, vision_encoder.*}}
+    stage1: str = ""                   # stage-1 checkpoint {'model_state_dict': {proj.*, vision_encoder.*}}
     aggregator_args: dict = field(default_factory=dict)  # TransMIL extras not in the weights (num_landmarks)
     encoder: str = ""                  # student architecture: registry name, timm:<model> or a sidecar name
     checkpoint: str | None = None      # student initial weights (default: the registry's random init)
-    out: str = ""                      # run directory
     slides: str | None = None          # folder of slides when the tiles files' slide_path moved
-    name: str | None = None            # output encoder name (default <encoder folder>-s2)
+    encoder_name: str | None = None    # output encoder name (default: the run name, else <encoder folder>-s2)
     targets: str = "stored"            # stored: teacher over stored features | ema: over EMA-student features
     target_refresh_epochs: int = 1     # targets=ema: recompute every N epochs
     max_context_patches: int = 4096    # patches per teacher pass (larger slides: random disjoint groups)
@@ -69,35 +66,45 @@ class SelfTrainConfig:
     bootstrap: int = 1000              # resamples for the confidence intervals in metrics.json
     seed: int = 0
     extract_batch: int = 64            # batch of the validation / target-refresh forward passes
+    logger: str = "csv"                # csv (log.csv) | tensorboard (also <run>/tensorboard/)
+    out: str = "runs"                  # runs folder: the run is <out>/selftrain/<name>
+    name: str | None = None            # run name (default: the output encoder's name)
 
-    def validate(self) -> SelfTrainConfig:
-        """Check required fields and ranges; raise :class:`MstarError` naming the field."""
-        for key in ("tiles", "features", "aggregator", "encoder", "out"):
-            if not getattr(self, key):
-                raise MstarError(f"config: '{key}' is required (--{key})")
-        for key in ("epochs", "steps_per_epoch", "slides_per_step", "patches_per_slide", "max_context_patches",
-                    "target_refresh_epochs", "val_patches_per_slide", "knn_k", "extract_batch"):
-            if int(getattr(self, key)) < 1:
-                raise MstarError(f"config: '{key}' must be at least 1, got {getattr(self, key)!r}")
-        if self.targets not in TARGET_MODES:
-            raise MstarError(f"config: targets must be one of {TARGET_MODES}, got {self.targets!r}")
-        if self.export not in EXPORTS:
-            raise MstarError(f"config: export must be one of {EXPORTS}, got {self.export!r}")
-        if str(self.precision) not in PRECISIONS:
-            raise MstarError(f"config: precision must be one of {PRECISIONS}, got {self.precision!r}")
+    KIND: ClassVar[str] = "selftrain"
+    REQUIRED: ClassVar[tuple[str, ...]] = ("tiles", "features", "stage1", "encoder")
+    CHOICES: ClassVar[dict[str, tuple]] = {"targets": TARGET_MODES, "export": EXPORTS, "precision": PRECISIONS,
+                                           "logger": LOGGERS}
+    AT_LEAST: ClassVar[dict[str, float]] = {
+        "epochs": 1, "steps_per_epoch": 1, "slides_per_step": 1, "patches_per_slide": 1, "max_context_patches": 1,
+        "target_refresh_epochs": 1, "val_patches_per_slide": 1, "knn_k": 1, "extract_batch": 1, "ema_weight": 0,
+        "warmup_steps": 0, "workers": 0, "bootstrap": 0}
+    POSITIVE: ClassVar[tuple[str, ...]] = ("lr",)
+    FRACTIONS: ClassVar[tuple[str, ...]] = ("val_fraction",)
+    INPUTS: ClassVar[tuple[str, ...]] = ("tiles", "features", "stage1", "checkpoint", "patch_labels")
+    RUNTIME: ClassVar[tuple[str, ...]] = ("out", "name", "slides", "accelerator", "devices", "strategy", "workers",
+                                          "logger", "grad_checkpointing")
+    ALIASES: ClassVar[dict[str, str]] = {"aggregator": "stage1"}
+
+    def check(self) -> None:
         if not 0 <= self.momentum_start <= self.momentum_end <= 1:
             raise MstarError("config: need 0 <= momentum_start <= momentum_end <= 1")
-        if self.ema_weight < 0 or self.lr <= 0 or self.workers < 0 or self.warmup_steps < 0:
-            raise MstarError("config: ema_weight and warmup_steps must be >= 0, lr > 0, workers >= 0")
-        if not 0 < self.val_fraction < 1:
-            raise MstarError("config: 'val_fraction' must be between 0 and 1")
         if not 0 < self.min_lr_ratio <= 1:
             raise MstarError("config: 'min_lr_ratio' must be in (0, 1]")
-        return self
 
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.out)
+    def default_name(self) -> str:
+        from mstar.features.encoders import folder_name
 
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(dataclasses.asdict(self), sort_keys=False)
+        return self.encoder_name or f"{folder_name(self.encoder)}-s2"
+
+    def output_name(self) -> str:
+        """The exported encoder's name: ``encoder_name``, else the run name, else ``<encoder folder>-s2``."""
+        return self.encoder_name or self.name or self.default_name()
+
+    def input_paths(self) -> dict[str, Any]:
+        """The tiles and features folders as resolved, the checkpoints, and a patch-labels CSV."""
+        from mstar.data.feature_dirs import resolve_feature_dir
+        from mstar.selftrain.cohort import tiles_folder
+
+        labels = self.patch_labels if self.patch_labels not in (None, "auto", "none") else None
+        return {"tiles": tiles_folder(self.tiles), "features": resolve_feature_dir(self.features),
+                "stage1": self.stage1, "checkpoint": self.checkpoint, "patch_labels": labels}

@@ -24,10 +24,10 @@ import numpy as np
 import torch
 
 from mstar.eval.bootstrap import bootstrap_ci_weighted, weighted_mean_stats
+from mstar.eval.probes import balanced_accuracy, balanced_accuracy_ci, probe_predictions
 from mstar.features.preprocess import PreprocessConfig, preprocess_batch
 from mstar.selftrain.cohort import SelfTrainSlide
 from mstar.selftrain.data import SlideReader
-from mstar.selftrain.probe import balanced_accuracy, balanced_accuracy_ci, probe_predictions
 
 CACHE_BYTES = 512 * 2**20
 

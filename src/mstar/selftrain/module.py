@@ -2,23 +2,21 @@
 
 Per step (every rank): read a batch of augmented patches (:mod:`~mstar.selftrain.data`), look up their
 teacher targets, ``loss = target term + lambda * EMA term`` (:mod:`~mstar.selftrain.loss`), AdamW step,
-then the EMA update with the cosine momentum. Per epoch: validation on rank 0 (every rank waits), then
-``checkpoints/last.ckpt`` is written atomically (the resume point). Epoch 0 (before any step) is validated
+then the EMA update with the cosine momentum. Per epoch: validation on rank 0 (every rank waits); the
+harness then writes ``checkpoints/last.ckpt`` (the resume point). Epoch 0 (before any step) is validated
 too, so ``log.csv`` starts with the initial encoder.
 """
 
 from __future__ import annotations
 
-import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import lightning as L
 import torch
 
-from mstar.errors import MstarError
+from mstar.run.module import RunModule
+from mstar.run.schedules import warmup_cosine
 from mstar.selftrain.augment import Augment
 from mstar.selftrain.config import SelfTrainConfig
 from mstar.selftrain.data import PatchSteps, make_loader
@@ -53,28 +51,27 @@ class RunPlan:
     run: Path
 
 
-def warmup_cosine(step: int, total: int, warmup: int, floor: float) -> float:
-    """LR factor: linear warm-up over ``warmup`` steps, then half cosine from 1 to ``floor`` at ``total``."""
-    if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
-    t = min(1.0, (step - warmup) / max(1, total - warmup))
-    return floor + (1 - floor) * (math.cos(math.pi * t) + 1) / 2
+class SelfTrainModule(RunModule):
+    """Stage-2 training. ``history`` holds one dict per validated epoch (0 = before training).
 
+    Args:
+        cfg: The run's settings.
+        student: The student (backbone + projection).
+        plan: Slides, teacher, labels, preprocessing and the run folder.
+        progress: Print one line per validated epoch.
+    """
 
-class SelfTrainModule(L.LightningModule):
-    """Stage-2 training. ``history`` holds one dict per validated epoch (0 = before training)."""
+    PROGRESS = {"loss": "train_loss", "target": "train_target", "ema": "train_ema"}
+    TERMS = ("loss", "target", "ema")
 
-    def __init__(self, cfg: SelfTrainConfig, student: Student, plan: RunPlan) -> None:
+    def __init__(self, cfg: SelfTrainConfig, student: Student, plan: RunPlan, progress: bool = True) -> None:
         super().__init__()
-        self.cfg, self.student, self.plan = cfg, student, plan
+        self.cfg, self.student, self.plan, self.progress = cfg, student, plan, progress
         self.ema = EMA(student.backbone)
-        self.history: list[dict] = []
         self.initial_entries: dict = {}
         self.initial_arrays: dict = {}
         self.store = TargetStore(plan.slides)
         self.evaluator = None
-        self._losses: dict[str, list[float]] = {}
-        self._epoch_start = time.perf_counter()
         self._refreshed = False  # targets=ema: refreshed at least once in this process
 
     @property
@@ -118,8 +115,7 @@ class SelfTrainModule(L.LightningModule):
             self._validate(0, n_boot=self.cfg.bootstrap)
 
     def on_train_epoch_start(self) -> None:
-        self._epoch_start = time.perf_counter()
-        self._losses = {}
+        super().on_train_epoch_start()
         cfg = self.cfg
         due = self.current_epoch % cfg.target_refresh_epochs == 0 or not self._refreshed  # (also after a resume)
         if cfg.targets == "ema" and due:
@@ -128,28 +124,26 @@ class SelfTrainModule(L.LightningModule):
                                  self.plan.preprocess, self.device, cfg.extract_batch, cfg.max_context_patches,
                                  cfg.seed, self.bf16)
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def losses(self, batch: dict, batch_idx: int) -> dict[str, torch.Tensor]:
         x = batch["images"]  # (B, 3, S, S)
         targets = self.store.lookup(batch["slide"].cpu(), batch["patch"].cpu()).to(x.device)  # (B, E)
         features, projected = self.student(x)  # (B, D), (B, E)
         ema_features = self.ema(x)  # (B, D)
-        terms = self_train_loss(projected, targets, features, ema_features, self.cfg.ema_weight)
-        if not torch.isfinite(terms["loss"]):
-            raise MstarError(f"stage-2 loss became {terms['loss'].item()} at epoch {self.current_epoch}; "
-                             "lower lr or use precision 32-true")
-        for name, value in terms.items():
-            self._losses.setdefault(name, []).append(float(value.detach()))
-        self.log_dict({f"train_{k}": v.detach() for k, v in terms.items()}, prog_bar=True, batch_size=x.shape[0])
-        return terms["loss"]
+        return self_train_loss(projected, targets, features, ema_features, self.cfg.ema_weight)
+
+    def batch_size(self, batch: dict) -> int:
+        return int(batch["images"].shape[0])
+
+    def nonfinite_message(self, loss: torch.Tensor, batch: dict, batch_idx: int) -> str:
+        return (f"stage-2 loss became {loss.item()} at epoch {self.current_epoch + 1}, step {batch_idx + 1}; lower "
+                "lr or use precision 32-true")
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
         momentum = cosine_momentum(self.global_step, self.total_steps, self.cfg.momentum_start, self.cfg.momentum_end)
         self.ema.update(self.student.backbone, momentum)
 
     def on_train_epoch_end(self) -> None:
-        epoch = self.current_epoch + 1
-        self._validate(epoch)
-        self._save_last()
+        self._validate(self.current_epoch + 1)  # the harness's EpochCheckpoint saves after this
 
     # ---- validation and checkpoints ----
     def _validate(self, epoch: int, n_boot: int = 0) -> None:
@@ -161,38 +155,29 @@ class SelfTrainModule(L.LightningModule):
             if epoch == 0:
                 self.initial_entries = entries
                 self.initial_arrays = {k: v.tolist() for k, v in arrays.items()}
-            row = {"epoch": epoch, "step": int(self.global_step)}
-            for name in ("loss", "target", "ema"):
-                values = self._losses.get(name, [])
-                row[f"train_{name}"] = sum(values) / len(values) if values else float("nan")
+            means = self.train_means() if epoch else {}
+            row = {"epoch": epoch, "step": int(self.global_step),
+                   **{f"train_{t}": means.get(f"train_{t}", float("nan")) for t in self.TERMS}}
             row.update({k: v for k, v in result.items() if isinstance(v, (int, float))})
             row["lr"] = self.trainer.optimizers[0].param_groups[0]["lr"] if self.trainer.optimizers else float("nan")
             row["momentum"] = cosine_momentum(self.global_step, self.total_steps, self.cfg.momentum_start,
                                               self.cfg.momentum_end)
-            row["train_seconds"] = time.perf_counter() - self._epoch_start if epoch else 0.0
+            row["train_seconds"] = self.epoch_seconds() if epoch else 0.0
             row["val_seconds"] = time.perf_counter() - start
-            self.history.append(row)
-            if getattr(self, "progress", True):
+            self.record(row)
+            if self.progress:
                 print(f"epoch {epoch}/{self.cfg.epochs}: val cosine {row['val_cosine']:.4f}, "
                       f"k-NN bacc {row['knn_bacc']:.3f}, linear bacc {row['linear_bacc']:.3f}", flush=True)
             self.log("val_cosine", row["val_cosine"], rank_zero_only=True)
         self.trainer.strategy.barrier("selftrain-validate")
 
-    def _save_last(self) -> None:
-        path = self.plan.run / "checkpoints" / "last.ckpt"
-        tmp = path.with_name(".last.ckpt.part")
-        self.trainer.save_checkpoint(tmp)
-        if self.trainer.is_global_zero:
-            os.replace(tmp, path)
-        self.trainer.strategy.barrier("selftrain-checkpoint")
-
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["selftrain_history"] = list(self.history)
+        super().on_save_checkpoint(checkpoint)
         checkpoint["selftrain_initial_entries"] = dict(self.initial_entries)
         checkpoint["selftrain_initial_arrays"] = dict(self.initial_arrays)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self.history = list(checkpoint.get("selftrain_history", []))
+        super().on_load_checkpoint(checkpoint)
         self.initial_entries = dict(checkpoint.get("selftrain_initial_entries", {}))
         self.initial_arrays = dict(checkpoint.get("selftrain_initial_arrays", {}))
 

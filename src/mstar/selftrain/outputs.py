@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from mstar.eval.results import point_entry, read_metrics_json, read_metrics_meta, write_metrics_json
 from mstar.features.checkpoints import save_encoder_checkpoint
+from mstar.run.checkpoint import save_checkpoint
 from mstar.utils.atomic import atomic_path
 
 SHOWN = (("val_cosine", "held-out cosine(student, target)"), ("knn_bacc", "k-NN balanced accuracy"),
@@ -57,9 +57,7 @@ def plot_validation(history: pd.DataFrame, path: Path) -> Path:
 def save_proj(student, path: Path) -> Path:
     """The student's projection as a stage-1-layout checkpoint."""
     state = {f"proj.{k}": v.detach().cpu().clone() for k, v in student.proj.state_dict().items()}
-    with atomic_path(path) as tmp:
-        torch.save({"model_state_dict": state}, tmp)
-    return path
+    return save_checkpoint(path, {"model_state_dict": state})
 
 
 def _entries(row: dict, ci: dict, n: int) -> dict:

@@ -1,10 +1,10 @@
 """A small stage-1-format aggregator trained in seconds: for the demo (without a stage-1 run) and tests.
 
-It is NOT stage 1: a ``proj`` + TransMIL trained to predict each slide's label (cancer type) from its
-stored patch features with cross-entropy on the CLS token. Like stage 1 (whose losses also act on the CLS
-token only) the per-patch output tokens then mix the patch's own (residual) content with slide context
-learned through attention. Saved in the stage-1 layout
-``{'model_state_dict': {proj.*, vision_encoder.*}}``.
+It is NOT stage 1: it is ``mstar train classify`` with a TransMIL whose input projection is linear (the
+stage-1 ``proj``), trained on the manifest's cases to predict their label (cancer type) with cross-entropy on
+the CLS token; its aggregator is then saved in the stage-1 layout ``{'model_state_dict': {proj.*,
+vision_encoder.*}}``. Like stage 1 (whose losses also act on the CLS token only) the per-patch output
+tokens then mix the patch's own (residual) content with slide context learned through attention.
 """
 
 from __future__ import annotations
@@ -12,71 +12,39 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
-
-from mstar.errors import MstarError
-from mstar.models.transmil import TransMIL
 from mstar.models.upstream import to_stage1_state_dict
-from mstar.utils.atomic import atomic_path
+from mstar.run.checkpoint import save_checkpoint
 
 
-def train_toy_stage1(features: str | os.PathLike, slide_labels: dict[str, str], out: str | os.PathLike, *,
+def train_toy_stage1(manifest: str | os.PathLike, features: str | os.PathLike, out: str | os.PathLike, *,
                      dim: int = 32, epochs: int = 30, lr: float = 2e-3, max_patches: int = 256,
                      seed: int = 0) -> dict:
-    """Train and save a toy stage-1 aggregator.
+    """Train (through the supervised runner) and save a toy stage-1 aggregator.
 
     Args:
-        features: folder of ``<slide>.h5``/``.pt`` features (any layout :func:`resolve_feature_dir` accepts).
-        slide_labels: ``{slide_id: label}``; slides without features are skipped.
-        out: checkpoint path (``torch.save``).
-        dim: token width (TransMIL with ``dim // 8``-wide heads).
-        epochs, lr, max_patches, seed: training settings (Adam, one slide per step).
+        manifest: A classification manifest with a train/val/test split (the label is what is learned; the
+            epoch is chosen on ``val``; ``test`` cases are only predicted).
+        features: Their patch features (any layout ``mstar train`` reads).
+        out: The checkpoint to write; the supervised run goes to ``<out folder>/toy_runs/classify/<out stem>``.
+        dim: Token width (TransMIL with ``dim // 8``-wide heads).
+        epochs, lr, max_patches, seed: Training settings (Adam, one bag per step).
 
     Returns:
-        ``{"checkpoint", "train_accuracy", "slides", "classes"}``.
+        ``{"checkpoint", "run", "val_auc", "classes"}``.
     """
-    from mstar.data.feature_dirs import feature_file, resolve_feature_dir
-    from mstar.features.io import load_features
+    from mstar.tasks import run_files
+    from mstar.tasks.config import TrainConfig
+    from mstar.tasks.runner import train_task
 
-    folder = resolve_feature_dir(features)
-    bags, labels = [], []
-    for sid, label in sorted(slide_labels.items()):
-        path = feature_file(folder, sid)
-        if path is None:
-            continue
-        feats = load_features(path)[0]
-        if len(feats):
-            bags.append(torch.from_numpy(np.asarray(feats, np.float32)))
-            labels.append(label)
-    classes = sorted(set(labels))
-    if len(classes) < 2:
-        raise MstarError(f"{folder}: toy stage-1 aggregator needs slides of at least 2 labels, got {classes}")
-    y = torch.tensor([classes.index(v) for v in labels])
-    gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    model = TransMIL(in_dim=bags[0].shape[1], dim=dim, input_proj="linear")
-    head = nn.Linear(dim, len(classes))
-    params = [*model.parameters(), *head.parameters()]
-    opt = torch.optim.Adam(params, lr=lr)
-    model.train()
-    for _ in range(epochs):
-        for i in torch.randperm(len(bags), generator=gen).tolist():
-            bag = bags[i]
-            if len(bag) > max_patches:
-                bag = bag[torch.randperm(len(bag), generator=gen)[:max_patches]]
-            out_i = model(bag.unsqueeze(0))
-            loss = F.cross_entropy(head(out_i.embedding), y[i:i + 1])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    model.eval()
-    with torch.no_grad():
-        pred = [int(head(model(b.unsqueeze(0)).embedding).argmax()) for b in bags]
     out = Path(out)
-    with atomic_path(out) as tmp:
-        torch.save({"model_state_dict": {k: v.detach().clone() for k, v in to_stage1_state_dict(model).items()}}, tmp)
-    return {"checkpoint": str(out), "train_accuracy": float((torch.tensor(pred) == y).float().mean()),
-            "slides": len(bags), "classes": classes}
+    cfg = TrainConfig(task="classify", manifest=str(manifest), features=str(features), model="transmil",
+                      model_args={"dim": dim, "input_proj": "linear"}, epochs=epochs, lr=lr, weight_decay=0.0,
+                      batch_size=1, max_patches=max_patches, patience=epochs, seed=seed, bootstrap=100,
+                      skip_missing=True, out=str(out.parent / "toy_runs"), name=out.stem)
+    result = train_task(cfg, progress=False)
+    unit = sorted((Path(result["run"]) / "units").iterdir())[0]
+    model, info = run_files.load_model(unit / "model.pt")
+    save_checkpoint(out, {"model_state_dict": {k: v.detach().clone()
+                                               for k, v in to_stage1_state_dict(model.aggregator).items()}})
+    val = result["metrics"].get("val", {}).get("auc_macro", {}).get("value", float("nan"))
+    return {"checkpoint": str(out), "run": result["run"], "val_auc": val, "classes": info["classes"]}

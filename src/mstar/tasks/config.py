@@ -1,27 +1,21 @@
-"""Training configuration: defaults < YAML file < command-line overrides, resolved into one object.
-
-The resolved config is written to ``config.yaml`` in the run directory, so a run can be reproduced
-with ``--config runs/<task>/<name>/config.yaml``.
-"""
+"""Settings of the supervised slide-level tasks (``mstar train classify|survival``)."""
 
 from __future__ import annotations
 
-import dataclasses
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-import yaml
-
-from mstar.errors import MstarError
+from mstar.run.config import RunConfig
+from mstar.run.harness import LOGGERS
 
 TASKS = ("classify", "survival")
 PROTOCOLS = ("clean", "upstream")
+AGGREGATOR_PROJ = ("checkpoint", "fresh", "none")
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(RunConfig):
     """Everything a supervised slide-level run depends on."""
 
     task: str = "classify"             # classify | survival
@@ -29,7 +23,7 @@ class TrainConfig:
     features: str = ""                 # folder of <slide>.h5/.pt (any layout)
     model: str = "abmil"               # aggregator name from `mstar models`
     model_args: dict = field(default_factory=dict)
-    aggregator: str | None = None      # stage-1 checkpoint initialising TransMIL ("mSTAR+")
+    stage1: str | None = None          # stage-1 checkpoint initialising TransMIL ("mSTAR+")
     aggregator_lr: float = 2e-5        # learning rate of the pretrained aggregator's parameters
     aggregator_proj: str = "checkpoint"  # checkpoint: keep stage-1 `proj` | fresh: new MLP (upstream TransMIL_Pre)
     epochs: int = 50
@@ -50,68 +44,32 @@ class TrainConfig:
     accelerator: str = "auto"          # auto | cpu | gpu
     devices: Any = 1
     num_workers: int = 0
+    logger: str = "csv"                # csv (log.csv) | tensorboard (also <run>/tensorboard/)
     out: str = "runs"
     name: str | None = None
 
-    tasks: ClassVar[tuple[str, ...]] = TASKS
+    CHOICES: ClassVar[dict[str, tuple]] = {"task": TASKS, "protocol": PROTOCOLS, "aggregator_proj": AGGREGATOR_PROJ,
+                                           "logger": LOGGERS}
+    REQUIRED: ClassVar[tuple[str, ...]] = ("manifest", "features")
+    AT_LEAST: ClassVar[dict[str, float]] = {"epochs": 1, "batch_size": 1, "runs": 1, "n_bins": 1, "patience": 1,
+                                            "max_patches": 1, "bootstrap": 0, "num_workers": 0}
+    POSITIVE: ClassVar[tuple[str, ...]] = ("lr", "aggregator_lr")
+    FRACTIONS: ClassVar[tuple[str, ...]] = ("val_fraction",)
+    INPUTS: ClassVar[tuple[str, ...]] = ("manifest", "features", "stage1")
+    RUNTIME: ClassVar[tuple[str, ...]] = ("out", "name", "num_workers", "accelerator", "devices", "logger")
+    ALIASES: ClassVar[dict[str, str]] = {"aggregator": "stage1"}
 
-    def required(self) -> tuple[str, ...]:
-        """Settings that must be given (a subclass may relax or extend them)."""
-        return ("manifest", "features")
+    def group(self) -> str:
+        return self.task
 
-    def validate(self) -> TrainConfig:
-        if self.task not in self.tasks:
-            raise MstarError(f"config: task must be one of {self.tasks}, got {self.task!r}")
-        if self.protocol not in PROTOCOLS:
-            raise MstarError(f"config: protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
-        for key in self.required():
-            if not getattr(self, key):
-                raise MstarError(f"config: '{key}' is required (--{key})")
-        for key in ("epochs", "batch_size", "runs", "n_bins"):
-            if int(getattr(self, key)) < 1:
-                raise MstarError(f"config: '{key}' must be at least 1")
-        if not 0 < self.val_fraction < 1:
-            raise MstarError("config: 'val_fraction' must be between 0 and 1")
-        return self
+    def default_name(self) -> str:
+        return f"{Path(self.manifest).stem}-{self.model}"
 
-    def run_dir(self) -> Path:
-        name = self.name or f"{Path(self.manifest).stem}-{self.model}"
-        return Path(self.out) / self.task / name
+    def input_paths(self) -> dict[str, Any]:
+        """The manifest, the feature files of its slides, and the stage-1 checkpoint."""
+        from mstar.data.feature_dirs import feature_files_for
+        from mstar.data.manifest import read_manifest
 
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(dataclasses.asdict(self), sort_keys=False)
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """``key=value`` with the value parsed as YAML (numbers, booleans, lists, dicts)."""
-    if "=" not in text:
-        raise MstarError(f"--set expects key=value, got {text!r}")
-    key, value = text.split("=", 1)
-    return key.strip(), yaml.safe_load(value) if value.strip() else None
-
-
-def load_config(yaml_path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None,
-                base: type = TrainConfig):
-    """Resolve defaults, then the YAML file, then ``overrides`` (``None`` values are ignored)."""
-    valid = {f.name for f in dataclasses.fields(base)}
-    values: dict[str, Any] = {}
-    if yaml_path:
-        path = Path(yaml_path)
-        if not path.exists():
-            raise MstarError(f"{path}: config file not found")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise MstarError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
-        if not isinstance(loaded, dict):
-            raise MstarError(f"{path}: expected a mapping of settings at the top level")
-        unknown = sorted(set(loaded) - valid)
-        if unknown:
-            raise MstarError(f"{path}: unknown settings {unknown}; valid: {sorted(valid)}")
-        values.update(loaded)
-    for key, value in (overrides or {}).items():
-        if key not in valid:
-            raise MstarError(f"unknown setting {key!r}; valid: {sorted(valid)}")
-        if value is not None:
-            values[key] = value
-    return base(**values)
+        slides = [s for ss in read_manifest(self.manifest).table["slides"] for s in ss]
+        return {"manifest": self.manifest, "features": feature_files_for(self.features, slides),
+                "stage1": self.stage1}

@@ -7,7 +7,9 @@ training. Outputs go to ``<run>/evaluations/<name>/``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -17,32 +19,65 @@ from mstar.data.bags import BagStore
 from mstar.data.feature_dirs import resolve_feature_dir
 from mstar.data.manifest import read_manifest
 from mstar.errors import MstarError
-from mstar.eval.results import write_metrics_json, write_predictions_csv
+from mstar.eval.over_units import mean_over_units, unit_metrics
+from mstar.eval.results import read_metrics_json, read_metrics_meta, write_metrics_json, write_predictions_csv
+from mstar.run.config import RunConfig
+from mstar.run.folder import open_run
 from mstar.tasks import run_files
-from mstar.tasks.aggregate import mean_over_units, unit_metrics
 from mstar.tasks.config import TASKS, TrainConfig
 from mstar.tasks.figures import write_figures
 from mstar.tasks.objectives import ClassificationObjective, SurvivalObjective
+from mstar.tasks.runner import predict
 
 
-def evaluate_run(run: str | Path, manifest: str | Path, features: str | Path, name: str | None = None,
-                 skip_missing: bool = False) -> dict:
-    """Predict ``manifest`` with every finished unit of ``run``; write metrics, predictions and figures."""
-    run = run_files.find_run(run)
-    settings = yaml.safe_load((run / "config.yaml").read_text())
-    if settings.get("task") not in TASKS:
-        raise MstarError(f"{run}: `mstar evaluate` applies classify/survival runs; this is a "
-                         f"{settings.get('task')} run")
-    cfg = TrainConfig(**settings)
-    table = read_manifest(manifest).table
+@dataclass
+class EvaluateConfig(RunConfig):
+    """Settings of ``mstar evaluate``: a finished run applied to another cohort."""
+
+    run: str = ""                      # the trained run folder (runs/<task>/<name>)
+    manifest: str = ""                 # the cohort; every row is a test case
+    features: str = ""                 # its features (the encoder the run was trained on)
+    skip_missing: bool = False
+    name: str | None = None            # evaluation name (default: the manifest's stem)
+
+    KIND: ClassVar[str] = "evaluation"
+    REQUIRED: ClassVar[tuple[str, ...]] = ("run", "manifest", "features")
+    INPUTS: ClassVar[tuple[str, ...]] = ("run", "manifest", "features")
+
+    def run_dir(self) -> Path:
+        """``<run>/evaluations/<name>``: the evaluation lives with the run it evaluates."""
+        return Path(self.run) / "evaluations" / (self.name or Path(self.manifest).stem)
+
+    def input_paths(self) -> dict[str, Any]:
+        from mstar.data.feature_dirs import feature_files_for
+
+        slides = [s for ss in read_manifest(self.manifest, require_split=False).table["slides"] for s in ss]
+        units = sorted(Path(self.run).glob("units/*/model.pt"))
+        return {"models": units, "manifest": self.manifest, "features": feature_files_for(self.features, slides)}
+
+
+def evaluate_run(cfg: EvaluateConfig, overwrite: bool = False) -> dict:
+    """Predict ``cfg.manifest`` with every finished unit of ``cfg.run``; write metrics, predictions, figures."""
+    cfg.validate()
+    run = run_files.find_run(cfg.run)
+    task = (yaml.safe_load((run / "config.yaml").read_text()) or {}).get("task")
+    if task not in TASKS:
+        raise MstarError(f"{run}: `mstar evaluate` applies classify/survival runs; this is a {task} run")
+    settings = TrainConfig.load(run / "config.yaml")
+    manifest, features, skip_missing = cfg.manifest, cfg.features, cfg.skip_missing
+    folder = open_run(cfg, overwrite)
+    if folder.finished:
+        out = folder.path
+        return {"out": str(out), "metrics": read_metrics_json(out / "metrics.json"),
+                "selection_metric": read_metrics_meta(out / "metrics.json")["selection_metric"],
+                "finished_before": True}
     units = sorted(p for p in (run / "units").iterdir() if run_files.is_done(p)) if (run / "units").exists() else []
     if not units:
         raise MstarError(f"{run}: no finished unit to evaluate")
+    table = read_manifest(manifest, require_split=False).table
     store = BagStore(resolve_feature_dir(features), table["case"].tolist(), table["slides"].tolist(),
                      skip_missing=skip_missing)
     table = table[table["case"].isin(store.cases)].reset_index(drop=True)
-    from mstar.tasks.runner import predict
-
     preds, per_unit = [], []
     for udir in units:
         model, info = run_files.load_model(udir / "model.pt")
@@ -50,25 +85,27 @@ def evaluate_run(run: str | Path, manifest: str | Path, features: str | Path, na
             raise MstarError(f"{features}: {store.dim}-d features, but the run was trained on {info['in_dim']}-d; "
                              "extract with the same encoder")
         if info["head"] == "classification":
-            objective = ClassificationObjective(info["classes"], cfg.ordinal or False)
+            objective = ClassificationObjective(info["classes"], settings.ordinal or False)
             unknown = sorted(set(table["label"]) - set(info["classes"]))
             if unknown:
                 raise MstarError(f"{manifest}: labels {unknown} were not seen in training ({info['classes']})")
         else:
             objective = SurvivalObjective(info["n_outputs"])
             objective.edges = np.asarray(info["bin_edges"])
-        p = predict(model, objective, store, table, cfg)
+        p = predict(model, objective, store, table, settings)
         p.insert(0, "split", "test")
         p.insert(0, "unit", udir.name)
         preds.append(p)
         per_unit.append((objective.stats_fn(p), len(p), tuple(sorted(p["case"]))))
-    name = name or Path(manifest).stem
-    out = run / "evaluations" / name
+    out = folder.start(cfg)
     all_preds = pd.concat(preds, ignore_index=True)
-    metrics = {"test": (unit_metrics(per_unit[0][0], per_unit[0][1], cfg.bootstrap, cfg.seed) if len(per_unit) == 1
-                        else mean_over_units(per_unit, cfg.bootstrap, cfg.seed))}
+    boot, seed = settings.bootstrap, settings.seed
+    metrics = {"test": (unit_metrics(per_unit[0][0], per_unit[0][1], boot, seed) if len(per_unit) == 1
+                        else mean_over_units(per_unit, boot, seed))}
     write_predictions_csv(out / "predictions.csv", all_preds)
     write_metrics_json(out / "metrics.json", metrics, meta={"run": str(run), "manifest": str(manifest),
-                                                              "units": [u.name for u in units]})
+                                                              "units": [u.name for u in units],
+                                                              "selection_metric": objective.selection_metric})
     write_figures(out, objective, all_preds)
+    folder.finish()
     return {"out": str(out), "metrics": metrics, "selection_metric": objective.selection_metric}

@@ -1,33 +1,47 @@
-"""The Lightning module shared by every supervised slide-level task (an MILModel + an objective)."""
+"""The module of every supervised slide-level task: an MILModel trained with an objective's loss."""
 
 from __future__ import annotations
 
 import math
-import time
+from typing import NamedTuple
 
-import lightning as L
 import numpy as np
 import pandas as pd
 import torch
 
 from mstar.models.mil import MILModel
+from mstar.run.module import RunModule
 
 
-def model_kwargs(extra: list) -> dict:
-    """Extra model inputs of a batch: its 5th element (a dict such as ``{"omics": ...}``), if any."""
-    return extra[0] if extra else {}
+class BagBatch(NamedTuple):
+    """A padded batch of bags: ``x`` (B, N, D), ``mask`` (B, N), targets, case ids and extra model inputs
+    (e.g. ``{"omics": ...}`` for multimodal models)."""
+
+    x: torch.Tensor
+    mask: torch.Tensor
+    target: torch.Tensor
+    cases: list[str]
+    inputs: dict
 
 
-class SlideTaskModule(L.LightningModule):
+def as_batch(batch) -> BagBatch:
+    """A collated tuple ``(x, mask, target, cases[, inputs])`` as a :class:`BagBatch`."""
+    x, mask, target, cases, *extra = batch
+    return BagBatch(x, mask, target, cases, extra[0] if extra else {})
+
+
+class SlideTaskModule(RunModule):
     """Trains ``model`` with ``objective.loss``; scores each validation epoch with ``objective.score``.
 
     Args:
         model: aggregator + head.
         objective: a :mod:`mstar.tasks.objectives` objective.
         lr, weight_decay, epochs: Adam with cosine annealing over ``epochs`` (stepped per epoch), as upstream.
-        slow_params: names (prefixes) of parameters trained at ``slow_lr`` (a pretrained aggregator).
         truth: per-case truth columns used to score validation predictions.
+        slow_prefixes: names (prefixes) of parameters trained at ``slow_lr`` (a pretrained aggregator).
     """
+
+    PROGRESS = {"loss": "train_loss"}
 
     def __init__(self, model: MILModel, objective, lr: float, weight_decay: float, epochs: int,
                  truth: pd.DataFrame, slow_prefixes: tuple[str, ...] = (), slow_lr: float | None = None):
@@ -37,32 +51,23 @@ class SlideTaskModule(L.LightningModule):
         self.truth = truth.set_index("case")
         self.slow_prefixes, self.slow_lr = slow_prefixes, slow_lr
         self._val_rows: list[pd.DataFrame] = []
-        self.history: list[dict] = []
-        self._train_losses: list[float] = []
 
     def forward(self, x, mask, **kwargs):
         return self.model(x, mask, **kwargs)
 
-    def on_train_epoch_start(self):
-        self._epoch_start = time.perf_counter()
+    def losses(self, batch, batch_idx: int) -> dict[str, torch.Tensor]:
+        b = as_batch(batch)
+        return {"loss": self.objective.loss(self.model(b.x, b.mask, **b.inputs), b.target)}
 
-    def training_step(self, batch, batch_idx):
-        x, mask, target, _, *extra = batch
-        loss = self.objective.loss(self.model(x, mask, **model_kwargs(extra)), target)
-        if not torch.isfinite(loss):
-            from mstar.errors import MstarError
-
-            raise MstarError(f"training loss became {loss.item()} at epoch {self.current_epoch}; lower --lr or "
-                             "check the features for NaN/inf values")
-        self._train_losses.append(float(loss.detach()))
-        self.log("train_loss", loss, batch_size=x.shape[0], prog_bar=True)
-        return loss
+    def nonfinite_message(self, loss, batch, batch_idx: int) -> str:
+        return (f"training loss became {loss.item()} at epoch {self.current_epoch + 1}, step {batch_idx + 1}; lower "
+                "--lr or check the features for NaN/inf values")
 
     def validation_step(self, batch, batch_idx):
-        x, mask, target, cases, *extra = batch
-        out = self.model(x, mask, **model_kwargs(extra))
-        loss = self.objective.loss(out, target)
-        rows = pd.DataFrame({"case": cases, **self.objective.outputs(out)})
+        b = as_batch(batch)
+        out = self.model(b.x, b.mask, **b.inputs)
+        loss = self.objective.loss(out, b.target)
+        rows = pd.DataFrame({"case": b.cases, **self.objective.outputs(out)})
         rows["loss"] = float(loss)  # batch mean, repeated on each of its rows
         self._val_rows.append(rows)
 
@@ -76,14 +81,12 @@ class SlideTaskModule(L.LightningModule):
         score = float(score) if np.isfinite(score) else -math.inf
         val_loss = float(preds["loss"].mean())  # mean over cases
         self.log("val_score", score, prog_bar=True)
-        self.log("val_loss", val_loss)
         if not self.trainer.sanity_checking:
-            train_loss = float(np.mean(self._train_losses)) if self._train_losses else float("nan")
-            self._train_losses = []
-            self.history.append({"epoch": self.current_epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
-                                 f"val_{self.objective.selection_metric}": score,
-                                 "lr": self.trainer.optimizers[0].param_groups[0]["lr"],
-                                 "seconds": round(time.perf_counter() - getattr(self, "_epoch_start", time.perf_counter()), 3)})
+            train = self.train_means().get("train_loss", float("nan"))
+            self.record({"epoch": self.current_epoch + 1, "train_loss": train, "val_loss": val_loss,
+                         f"val_{self.objective.selection_metric}": score,
+                         "lr": self.trainer.optimizers[0].param_groups[0]["lr"],
+                         "seconds": round(self.epoch_seconds(), 3)})
 
     def configure_optimizers(self):
         slow, fast = [], []

@@ -15,6 +15,7 @@ Also written: ``omics.json`` (source, modalities, layout, signature genes matche
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -87,7 +88,7 @@ class MultimodalTask(SlideTask):
             rows = table[table["case"].isin(keep)]
             bags = BagStore(resolve_feature_dir(cfg.features), rows["case"].tolist(), rows["slides"].tolist(),
                             skip_missing=cfg.skip_missing)
-            empty = [c for c, f in zip(bags.cases, bags.features) if f.shape[0] == 0]
+            empty = bags.empty_cases()
             if empty and not cfg.skip_missing:
                 raise MstarError(f"{cfg.features}: {len(empty)} case(s) have empty bags (no tissue tiles): "
                                  f"{', '.join(empty[:10])}; pass --skip-missing to drop them")
@@ -127,6 +128,10 @@ class MultimodalTask(SlideTask):
                 "omic_columns": None if layout is None else layout.columns,
                 "omics_scaler": None if store.scaler is None else store.scaler.to_dict()}
 
+    def finish(self, cfg: MultimodalConfig, run: Path, result: dict) -> None:
+        """``omics.json``: the omics source, modalities, layout and signature genes matched per group."""
+        write_json(run / "omics.json", self.summary)
+
 
 def _summary(table, layout, signatures) -> dict:
     out = {"source": str(table.source), "modalities": [s.lstrip("_") for s in table.suffixes if s],
@@ -144,8 +149,7 @@ def train_multimodal(cfg: MultimodalConfig, overwrite: bool = False, progress: b
     Returns:
         ``{"run", "metrics", "meta", "omics"}`` (``omics``: what was matched and used).
     """
-    task = MultimodalTask()
-    result = train_task(cfg, overwrite=overwrite, progress=progress, task=task)
-    write_json(Path(result["run"]) / "omics.json", task.summary)
-    result["omics"] = task.summary
+    result = train_task(cfg, overwrite=overwrite, progress=progress, task=MultimodalTask())
+    omics = Path(result["run"]) / "omics.json"
+    result["omics"] = json.loads(omics.read_text()) if omics.is_file() else {}
     return result

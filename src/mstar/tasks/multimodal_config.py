@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from mstar.data.omics import MODALITIES
 from mstar.errors import MstarError
+from mstar.run.config import stem_of
 from mstar.tasks.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,8 @@ class MultimodalConfig(TrainConfig):
     epochs: int = 20                   # MCAT/MOTCat/CMTA train 20 epochs
     batch_size: int = 8
 
-    tasks: ClassVar[tuple[str, ...]] = (TASK,)
+    CHOICES: ClassVar[dict[str, tuple]] = {**TrainConfig.CHOICES, "task": (TASK,), "omics": OMICS_MODES}
+    INPUTS: ClassVar[tuple[str, ...]] = ("manifest", "features", "rna", "signatures", "folds")
 
     @property
     def registry_name(self) -> str:
@@ -56,29 +58,33 @@ class MultimodalConfig(TrainConfig):
             need.append("rna")  # WSI-only ABMIL needs no omics (with --rna it keeps the cases that have them)
         return tuple(need)
 
-    def validate(self) -> MultimodalConfig:
+    def check(self) -> None:
         if self.registry_name not in MODELS.values():
             raise MstarError(f"config: model {self.model!r} is not a multimodal survival model; use one of "
                              f"{', '.join(MODELS)}")
-        if self.omics not in OMICS_MODES:
-            raise MstarError(f"config: omics must be one of {OMICS_MODES}, got {self.omics!r}")
         if self.registry_name in GROUP_MODELS and self.omics == "full":
             raise MstarError(f"config: {self.model} takes one input per signature group; drop omics=full")
-        if isinstance(self.modalities, str):
-            self.modalities = [m.strip() for m in self.modalities.split(",") if m.strip()]
         unknown = [m for m in self.modalities or [] if m not in MODALITIES]
         if unknown:
             raise MstarError(f"config: unknown modalities {unknown}; use some of {', '.join(MODALITIES)}")
-        if self.aggregator:
-            raise MstarError("config: --aggregator (stage-1 TransMIL) does not apply to multimodal survival")
-        super().validate()
-        return self
+        if self.stage1:
+            raise MstarError("config: --stage1 (a stage-1 TransMIL) does not apply to multimodal survival")
 
-    def run_dir(self) -> Path:
-        stem = Path(self.manifest).name
-        for suffix in (".gz", ".csv", ".tsv", ".txt"):
-            stem = stem.removesuffix(suffix)
-        return Path(self.out) / self.task / (self.name or f"{stem}-{self.model}")
+    def default_name(self) -> str:
+        return f"{stem_of(self.manifest)}-{self.model}"
+
+    def input_paths(self) -> dict[str, Any]:
+        """The manifest, the feature files of its cases, the omics table, signatures and folds."""
+        from mstar.data.cohort_tables import read_survival_cohort
+        from mstar.data.feature_dirs import feature_files_for
+
+        features = None
+        if self.features:
+            slides = [s for ss in read_survival_cohort(self.manifest, self.folds).table["slides"] for s in ss]
+            features = feature_files_for(self.features, slides)
+        return {"manifest": self.manifest, "features": features, "rna": self.rna or None,
+                "signatures": self.signatures_path() if self.omics_mode == "groups" else None,
+                "folds": self.folds}
 
     def signatures_path(self) -> Path | None:
         """``signatures`` if given, else a ``signatures.csv`` beside (or one folder above) the omics table or

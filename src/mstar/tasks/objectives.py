@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from mstar.errors import MstarError
+from mstar.models.losses import nll_surv_loss
 from mstar.models.output import MILOutput
 
 
@@ -124,8 +125,6 @@ class SurvivalObjective:
         return [torch.tensor([b, c], dtype=torch.float32) for b, c in zip(bins, cens)]
 
     def loss(self, out: MILOutput, target: torch.Tensor) -> torch.Tensor:
-        from mstar.tasks.losses import nll_surv_loss
-
         s = out.survival
         return nll_surv_loss(s.hazards.float(), s.S.float(), target[:, 0].long(), target[:, 1].float())
 

@@ -1,25 +1,24 @@
-"""Configuration of report generation (`mstar train report`), resolved like the other tasks' configs."""
+"""Settings of report generation (`mstar train report`), resolved like every command's settings."""
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, ClassVar
 
-import yaml
-
-from mstar.errors import MstarError
+from mstar.run.config import RunConfig
+from mstar.run.harness import LOGGERS
 
 
 @dataclass
-class ReportConfig:
+class ReportConfig(RunConfig):
     """Everything a report-generation run depends on (HistGen's recipe by default)."""
 
     manifest: str = ""                 # case,slide,label,fold (one report per slide)
     features: str = ""
     reports: str = ""                  # JSON {slide_id: text} or HistGen's {"train": [{"id", "report"}], ...}
     model_args: dict = field(default_factory=dict)   # ReportGenerator options (d_model, region_size, ...)
-    aggregator: str | None = None      # stage-1 checkpoint: its `proj` becomes the WSI mapping (needs d_vf=512)
+    stage1: str | None = None          # stage-1 checkpoint: its `proj` becomes the WSI mapping (needs d_vf=512)
     epochs: int = 40
     lr: float = 1e-4
     weight_decay: float = 5e-5
@@ -35,19 +34,63 @@ class ReportConfig:
     bootstrap: int = 1000
     seed: int = 0
     skip_missing: bool = False
+    precision: str = "auto"            # auto (bf16-mixed on GPU, 32 on CPU) | 32 | bf16-mixed
+    accelerator: str = "auto"          # auto | cpu | gpu
+    devices: Any = 1
+    logger: str = "csv"                # csv (log.csv) | tensorboard (also <run>/tensorboard/)
     out: str = "runs"
     name: str | None = None
 
-    def validate(self) -> ReportConfig:
-        for key in ("manifest", "features", "reports"):
-            if not getattr(self, key):
-                raise MstarError(f"config: '{key}' is required (--{key})")
-        if self.epochs < 1 or self.batch_size < 1 or self.beam_size < 1:
-            raise MstarError("config: epochs, batch_size and beam_size must be at least 1")
-        return self
+    KIND: ClassVar[str] = "report"
+    REQUIRED: ClassVar[tuple[str, ...]] = ("manifest", "features", "reports")
+    CHOICES: ClassVar[dict[str, tuple]] = {"logger": LOGGERS}
+    AT_LEAST: ClassVar[dict[str, float]] = {"epochs": 1, "batch_size": 1, "beam_size": 1, "val_beam_size": 1,
+                                            "val_every": 1, "min_freq": 1, "bootstrap": 0}
+    POSITIVE: ClassVar[tuple[str, ...]] = ("lr",)
+    INPUTS: ClassVar[tuple[str, ...]] = ("manifest", "features", "reports", "stage1")
+    RUNTIME: ClassVar[tuple[str, ...]] = ("out", "name", "accelerator", "devices", "logger")
+    ALIASES: ClassVar[dict[str, str]] = {"aggregator": "stage1"}
 
-    def run_dir(self) -> Path:
-        return Path(self.out) / "report" / (self.name or f"{Path(self.manifest).stem}-histgen")
+    def default_name(self) -> str:
+        return f"{Path(self.manifest).stem}-histgen"
 
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(dataclasses.asdict(self), sort_keys=False)
+    def input_paths(self) -> dict[str, Any]:
+        """The manifest, the feature files of its slides, the reports and the stage-1 checkpoint."""
+        from mstar.data.feature_dirs import feature_files_for
+        from mstar.data.manifest import read_manifest
+
+        slides = [s for ss in read_manifest(self.manifest).table["slides"] for s in ss]
+        return {"manifest": self.manifest, "features": feature_files_for(self.features, slides),
+                "reports": self.reports, "stage1": self.stage1}
+
+
+@dataclass
+class GenerateConfig(RunConfig):
+    """Settings of ``mstar generate``: reports of slides from a trained report run."""
+
+    run: str = ""                      # the report run folder (runs/report/<name>)
+    slides: list[str] = field(default_factory=list)  # slide ids (default: every slide of the features folder)
+    features: str | None = None        # features folder (default: the run's)
+    beam_size: int | None = None       # beam width (default: the run's)
+    out: str = "runs"
+    name: str | None = None
+
+    KIND: ClassVar[str] = "generate"
+    REQUIRED: ClassVar[tuple[str, ...]] = ("run",)
+    AT_LEAST: ClassVar[dict[str, float]] = {"beam_size": 1}
+    INPUTS: ClassVar[tuple[str, ...]] = ("run", "features")
+
+    def default_name(self) -> str:
+        return Path(self.run).name
+
+    def input_paths(self) -> dict[str, Any]:
+        """The trained model and vocabulary, and the feature files read."""
+        from mstar.data.feature_dirs import feature_files_for, resolve_feature_dir
+
+        run = Path(self.run)
+        features = None
+        if self.features and self.slides:
+            features = feature_files_for(self.features, list(self.slides))
+        elif self.features:
+            features = resolve_feature_dir(self.features)
+        return {"model": run / "model.pt", "vocabulary": run / "vocab.json", "features": features}

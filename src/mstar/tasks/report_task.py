@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
 import pandas as pd
 import torch
-import yaml
 
 from mstar.data.bags import BagStore
 from mstar.data.feature_dirs import resolve_feature_dir
@@ -17,8 +15,10 @@ from mstar.data.manifest import read_manifest
 from mstar.data.reports import read_reports
 from mstar.errors import MstarError
 from mstar.eval.results import write_metrics_json, write_predictions_csv
-from mstar.tasks.report_config import ReportConfig
-from mstar.utils.atomic import atomic_path, write_text_atomic
+from mstar.run.checkpoint import save_checkpoint
+from mstar.run.folder import open_run
+from mstar.tasks.report_config import GenerateConfig, ReportConfig
+from mstar.utils.atomic import write_text_atomic
 
 
 def _load(cfg: ReportConfig):
@@ -33,27 +33,29 @@ def _load(cfg: ReportConfig):
     return features, split_of, store.dim
 
 
-def train_report(cfg: ReportConfig, overwrite: bool = False) -> dict:
-    """Train, select by validation BLEU-4, evaluate on test (with the template baseline) and save."""
+def train_report(cfg: ReportConfig, overwrite: bool = False, progress: bool = False) -> dict:
+    """Train, select by validation BLEU-4, evaluate on test (with the template baseline) and save.
+
+    A finished run with the same settings and inputs is reported (``finished_before``), not retrained.
+    """
+    from mstar.eval.clinical import clinical_accuracy
+    from mstar.eval.report_baseline import baseline_reports
     from mstar.eval.text_metrics import report_generation_metrics
     from mstar.models.report import ReportGenerator, Vocabulary
-    from mstar.models.report.clinical import clinical_accuracy
-    from mstar.models.report.inference import baseline_reports, generate_reports
-    from mstar.models.report.train import build_items, fit_report_model
+    from mstar.models.report.inference import generate_reports
     from mstar.models.report.vocab import clean_report
+    from mstar.tasks.report_train import build_items, fit_report_model
 
     cfg.validate()
+    folder = open_run(cfg, overwrite)
+    if folder.finished:
+        return {"run": str(folder.path), "finished_before": True,
+                **json.loads((folder.path / "summary.json").read_text())}
     start = time.perf_counter()
     torch.manual_seed(cfg.seed)
     reports = read_reports(cfg.reports)
     features, split_of, dim = _load(cfg)
-    run = cfg.run_dir()
-    if run.exists() and overwrite:
-        shutil.rmtree(run)
-    if (run / "metrics.json").exists():
-        return {"run": str(run), "resumed": True, **json.loads((run / "summary.json").read_text())}
-    run.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run / "config.yaml", cfg.to_yaml())
+    run = folder.start(cfg)
     items, counts = {}, {}
     for split in ("train", "val", "test"):
         ids = [s for s, sp in split_of.items() if sp == split]
@@ -61,18 +63,16 @@ def train_report(cfg: ReportConfig, overwrite: bool = False) -> dict:
     vocab = Vocabulary.build([it.report for it in items["train"]], min_freq=cfg.min_freq)
     vocab.save(run / "vocab.json")
     model = ReportGenerator(len(vocab), in_dim=dim, **cfg.model_args)
-    if cfg.aggregator:
+    if cfg.stage1:
         from mstar.models.report.init import init_from_stage1
 
-        init_from_stage1(model, cfg.aggregator)
+        init_from_stage1(model, cfg.stage1)
     fit = fit_report_model(model, items["train"], items["val"], vocab, epochs=cfg.epochs, lr=cfg.lr,
                            weight_decay=cfg.weight_decay, gamma=cfg.gamma, batch_size=cfg.batch_size,
-                           grad_clip_value=cfg.grad_clip_value,
-                           beam_size=cfg.val_beam_size or cfg.beam_size, val_every=cfg.val_every, seed=cfg.seed)
-    with atomic_path(run / "model.pt") as tmp:
-        torch.save({"model_state_dict": model.state_dict(), "info": {"config": model.config}}, tmp)
-    with atomic_path(run / "log.csv") as tmp:
-        pd.DataFrame(fit.history).to_csv(tmp, index=False)
+                           grad_clip_value=cfg.grad_clip_value, beam_size=cfg.val_beam_size or cfg.beam_size,
+                           val_every=cfg.val_every, seed=cfg.seed, settings=cfg, run=run, progress=progress)
+    model.cpu()
+    save_checkpoint(run / "model.pt", {"model_state_dict": model.state_dict(), "info": {"config": model.config}})
     metrics, rows, summary = {}, [], {"best_epoch": fit.best_epoch, "skipped": counts}
     train_texts = [it.report for it in items["train"]]
     for split in ("val", "test"):
@@ -103,28 +103,60 @@ def train_report(cfg: ReportConfig, overwrite: bool = False) -> dict:
     from mstar.eval.plots import plot_training_curves
 
     plot_training_curves(pd.DataFrame(fit.history), run / "figures" / "training_curves.png")
-    return {"run": str(run), "resumed": False, **summary}
+    folder.finish()
+    return {"run": str(run), "finished_before": False, **summary}
+
+
+def load_report_model(run: str | Path):
+    """``(model, vocabulary, settings)`` of a finished report run."""
+    from mstar.models.report import ReportGenerator, Vocabulary
+
+    run = Path(run)
+    if not (run / "model.pt").is_file() or not (run / "config.yaml").is_file():
+        raise MstarError(f"{run}: no trained report model (model.pt, config.yaml); pass runs/report/<name>")
+    cfg = ReportConfig.load(run / "config.yaml")
+    vocab = Vocabulary.load(run / "vocab.json")
+    blob = torch.load(run / "model.pt", map_location="cpu", weights_only=False)
+    model = ReportGenerator(**blob["info"]["config"])
+    model.load_state_dict(blob["model_state_dict"])
+    return model.eval(), vocab, cfg
 
 
 def generate_for_run(run: str | Path, slide_id: str, features: str | Path | None = None,
                      beam_size: int | None = None) -> str:
     """The generated report of one slide with a trained run's model."""
-    from mstar.features.io import load_features
-    from mstar.models.report import ReportGenerator, Vocabulary
-    from mstar.models.report.inference import generate_for_slide
     from mstar.data.feature_dirs import feature_file
+    from mstar.features.io import load_features
+    from mstar.models.report.inference import generate_for_slide
 
-    run = Path(run)
-    if not (run / "model.pt").exists():
-        raise MstarError(f"{run}: no trained report model (model.pt); pass runs/report/<name>")
-    cfg = ReportConfig(**yaml.safe_load((run / "config.yaml").read_text()))
-    vocab = Vocabulary.load(run / "vocab.json")
-    blob = torch.load(run / "model.pt", map_location="cpu", weights_only=False)
-    model = ReportGenerator(**blob["info"]["config"])
-    model.load_state_dict(blob["model_state_dict"])
-    model.eval()
+    model, vocab, cfg = load_report_model(run)
     folder = resolve_feature_dir(features or cfg.features)
     path = feature_file(folder, slide_id)
     bag = {} if path is None else {slide_id: torch.as_tensor(load_features(path)[0]).float()}
     return generate_for_slide(model, vocab, bag, slide_id, beam_size=beam_size or cfg.beam_size,
                               length_penalty=cfg.length_penalty)
+
+
+def generate(cfg: GenerateConfig, overwrite: bool = False) -> dict:
+    """Generate the reports of ``cfg.slides`` (default: every slide of the features folder) with a trained run;
+    write ``generated.csv`` (slide, report) into ``<out>/generate/<name>/``.
+
+    Returns:
+        ``{"run", "reports": {slide: text}}``.
+    """
+    from mstar.data.feature_dirs import FEATURE_SUFFIXES
+
+    cfg.validate()
+    folder = open_run(cfg, overwrite)
+    if folder.finished:
+        table = pd.read_csv(folder.path / "generated.csv", keep_default_na=False)
+        return {"run": str(folder.path), "reports": dict(zip(table["slide"], table["report"])),
+                "finished_before": True}
+    _, _, trained = load_report_model(cfg.run)
+    features = resolve_feature_dir(cfg.features or trained.features)
+    slides = list(cfg.slides) or sorted({p.stem for p in features.iterdir() if p.suffix in FEATURE_SUFFIXES})
+    reports = {s: generate_for_run(cfg.run, s, features, cfg.beam_size) for s in slides}
+    run = folder.start(cfg)
+    write_predictions_csv(run / "generated.csv", pd.DataFrame({"slide": list(reports), "report": list(reports.values())}))
+    folder.finish()
+    return {"run": str(run), "reports": reports}

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from mstar.errors import MstarError
+from mstar.run.checkpoint import save_checkpoint
 from mstar.utils.atomic import atomic_path
 
 
@@ -31,8 +32,7 @@ def is_done(path: Path) -> bool:
 
 def save_model(path: Path, model: torch.nn.Module, info: dict) -> None:
     """``model.pt``: ``{"model_state_dict", "info"}`` (info holds what is needed to rebuild the model)."""
-    with atomic_path(path) as tmp:
-        torch.save({"model_state_dict": model.state_dict(), "info": info}, tmp)
+    save_checkpoint(path, {"model_state_dict": model.state_dict(), "info": info})
 
 
 def load_model(path: Path) -> tuple[torch.nn.Module, dict]:

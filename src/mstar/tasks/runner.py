@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import shutil
 import time
-import warnings
 from pathlib import Path
 
 import lightning as L
@@ -17,28 +15,20 @@ from mstar.data.bags import BagDataset, BagStore, collate_bags
 from mstar.data.feature_dirs import resolve_feature_dir
 from mstar.data.manifest import read_manifest
 from mstar.errors import MstarError
-from mstar.eval.results import write_metrics_json, write_predictions_csv
+from mstar.eval.over_units import mean_over_units, unit_metrics
+from mstar.eval.results import read_metrics_json, read_metrics_meta, write_metrics_json, write_predictions_csv
+from mstar.run.callbacks import BestEpoch
+from mstar.run.folder import open_run
+from mstar.run.harness import fit
+from mstar.run.module import write_log
 from mstar.tasks import run_files
-from mstar.tasks.aggregate import mean_over_units, unit_metrics
 from mstar.tasks.config import TrainConfig
-from mstar.tasks.lightning_module import SlideTaskModule, model_kwargs
+from mstar.tasks.lightning_module import SlideTaskModule, as_batch
 from mstar.tasks.objectives import make_objective
-from mstar.tasks.selection import BestEpoch
 from mstar.tasks.units import Unit, make_units
-from mstar.utils.atomic import atomic_path, write_text_atomic
 
 log = logging.getLogger(__name__)
-for _name in ("lightning.pytorch", "lightning.fabric", "lightning"):  # no GPU/TPU banners or tips in our output
-    logging.getLogger(_name).setLevel(logging.WARNING)
-warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
-warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 HEAD = {"classify": "classification", "survival": "survival"}
-
-
-def _precision(cfg: TrainConfig) -> str:
-    if cfg.precision != "auto":
-        return cfg.precision
-    return "bf16-mixed" if torch.cuda.is_available() and cfg.accelerator != "cpu" else "32-true"
 
 
 def _loader(store, rows, targets, cfg, train: bool, seed: int) -> DataLoader:
@@ -56,21 +46,21 @@ def build_model(cfg: TrainConfig, n_outputs: int, in_dim: int):
     """The aggregator + head of ``cfg``, initialised from a stage-1 aggregator when asked."""
     from mstar.models.registry import create_mil_model
 
-    if not cfg.aggregator:
+    if not cfg.stage1:
         return create_mil_model(cfg.model, HEAD[cfg.task], n_outputs, in_dim=in_dim, **cfg.model_args)
     from mstar.models.heads import make_head
     from mstar.models.mil import MILModel
     from mstar.models.upstream import load_stage1_aggregator
 
     if cfg.model != "transmil":
-        raise MstarError(f"--aggregator initialises a TransMIL; got --model {cfg.model}")
-    aggregator = load_stage1_aggregator(cfg.aggregator, in_dim=in_dim, proj=cfg.aggregator_proj, **cfg.model_args)
+        raise MstarError(f"--stage1 initialises a TransMIL; got --model {cfg.model}")
+    aggregator = load_stage1_aggregator(cfg.stage1, in_dim=in_dim, proj=cfg.aggregator_proj, **cfg.model_args)
     return MILModel(aggregator, make_head(HEAD[cfg.task], aggregator.embed_dim, n_outputs))
 
 
 def rebuild_args(cfg: TrainConfig, model) -> dict:
     """Constructor arguments that rebuild ``model.aggregator`` (geometry read from a stage-1 checkpoint)."""
-    if not cfg.aggregator:
+    if not cfg.stage1:
         return dict(cfg.model_args)
     agg = model.aggregator
     heads = agg.layer1.attn.heads
@@ -81,7 +71,7 @@ def rebuild_args(cfg: TrainConfig, model) -> dict:
 
 def slow_prefixes(cfg: TrainConfig) -> tuple[str, ...]:
     """Parameters trained at ``aggregator_lr``: the pretrained trunk (and the stage-1 projection if kept)."""
-    if not cfg.aggregator:
+    if not cfg.stage1:
         return ()
     trunk = ("aggregator.cls_token", "aggregator.pos_layer", "aggregator.layer1", "aggregator.layer2",
              "aggregator.norm")
@@ -94,9 +84,10 @@ def predict(model, objective, store, rows: pd.DataFrame, cfg: TrainConfig) -> pd
     model.eval()
     loader = _loader(store, rows, objective.targets(rows), cfg, train=False, seed=0)
     parts = []
-    for x, mask, _, cases, *extra in loader:
-        out = model(x, mask, **model_kwargs(extra))
-        parts.append(pd.DataFrame({"case": cases, **objective.outputs(out)}))
+    for batch in loader:
+        b = as_batch(batch)
+        out = model(b.x, b.mask, **b.inputs)
+        parts.append(pd.DataFrame({"case": b.cases, **objective.outputs(out)}))
     out = pd.concat(parts, ignore_index=True)
     truth = pd.DataFrame({"case": rows["case"].to_numpy(), **objective.truth_columns(rows)})
     return truth.merge(out, on="case", how="left")
@@ -127,6 +118,9 @@ class SlideTask:
                 "classes": getattr(objective, "classes", None),
                 "bin_edges": None if getattr(objective, "edges", None) is None else objective.edges.tolist()}
 
+    def finish(self, cfg: TrainConfig, run: Path, result: dict) -> None:
+        """Write what the task adds to a finished run folder (nothing for slide-only tasks)."""
+
 
 def train_unit(cfg: TrainConfig, unit: Unit, table: pd.DataFrame, store: BagStore, where: str,
                out_dir: Path, progress: bool, task: SlideTask | None = None) -> pd.DataFrame:
@@ -148,13 +142,11 @@ def train_unit(cfg: TrainConfig, unit: Unit, table: pd.DataFrame, store: BagStor
     truth = pd.DataFrame({"case": selection["case"].to_numpy(), **objective.truth_columns(selection)})
     module = SlideTaskModule(model, objective, cfg.lr, cfg.weight_decay, cfg.epochs, truth,
                              slow_prefixes=slow_prefixes(cfg), slow_lr=cfg.aggregator_lr)
-    best = BestEpoch(cfg.patience)
-    trainer = L.Trainer(max_epochs=cfg.epochs, callbacks=[best], logger=False, enable_checkpointing=False,
-                        accelerator=cfg.accelerator, devices=cfg.devices, precision=_precision(cfg),
-                        enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
-                        deterministic=True)
-    trainer.fit(module, _loader(store, rows["train"], objective.targets(rows["train"]), cfg, True, unit.seed),
-                _loader(store, selection, objective.targets(selection), cfg, False, 0))
+    best = BestEpoch(f"val_{objective.selection_metric}", patience=cfg.patience, tie="loss")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fit(module, cfg, out_dir, callbacks=[best], progress=progress,
+        train_loader=_loader(store, rows["train"], objective.targets(rows["train"]), cfg, True, unit.seed),
+        val_loader=_loader(store, selection, objective.targets(selection), cfg, False, 0))
     model.load_state_dict(best.best_state)
     best_epoch = best.best_epoch
     preds = []
@@ -170,10 +162,7 @@ def train_unit(cfg: TrainConfig, unit: Unit, table: pd.DataFrame, store: BagStor
     metrics = {split: unit_metrics(objective.stats_fn(p), len(p), cfg.bootstrap, cfg.seed)
                for split, p in preds.groupby("split", sort=False)}
     info = {**task.model_info(cfg, model, store, objective), "best_epoch": best_epoch, "unit": unit.name}
-    out_dir.mkdir(parents=True, exist_ok=True)
     run_files.save_model(out_dir / "model.pt", model, info)
-    with atomic_path(out_dir / "log.csv") as tmp:
-        pd.DataFrame(module.history).to_csv(tmp, index=False)
     write_predictions_csv(out_dir / "predictions.csv", preds)
     write_metrics_json(out_dir / "metrics.json", metrics, meta={"best_epoch": best_epoch})
     run_files.write_json(out_dir / "done.json", {"best_epoch": best_epoch})
@@ -185,7 +174,7 @@ def _load_table(cfg: TrainConfig):
     feature_dir = resolve_feature_dir(cfg.features)
     table = manifest.table
     store = BagStore(feature_dir, table["case"].tolist(), table["slides"].tolist(), skip_missing=cfg.skip_missing)
-    empty = [c for c, f in zip(store.cases, store.features) if f.shape[0] == 0]
+    empty = store.empty_cases()
     if empty and not cfg.skip_missing:
         raise MstarError(f"{feature_dir}: {len(empty)} case(s) have empty bags (no tissue tiles): "
                          f"{', '.join(empty[:10])}; pass --skip-missing to drop them")
@@ -198,19 +187,19 @@ def _load_table(cfg: TrainConfig):
 
 def train_task(cfg: TrainConfig, overwrite: bool = False, progress: bool = True,
                task: SlideTask | None = None) -> dict:
-    """Train every unit of ``cfg`` (resuming finished ones) and write the run directory.
+    """Train every unit of ``cfg`` (resuming finished ones) and write the run folder.
 
-    ``task`` supplies the inputs and the model (default: slide bags + an aggregator and head).
+    ``task`` supplies the inputs and the model (default: slide bags + an aggregator and head). A finished
+    run with the same settings and inputs is reported, not retrained (``result["finished_before"]``).
     """
     cfg.validate()
     task = task or SlideTask()
     start = time.perf_counter()
+    folder = open_run(cfg, overwrite)
+    if folder.finished:
+        return finished_result(folder.path)
     manifest, table, store, dropped = task.load(cfg)
-    run = cfg.run_dir()
-    if run.exists() and overwrite:
-        shutil.rmtree(run)
-    run.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run / "config.yaml", cfg.to_yaml())
+    run = folder.start(cfg)
     units = make_units(manifest, cfg.protocol, cfg.runs, cfg.seed, cfg.val_fraction)
     for u in units:  # units index the manifest table; re-align to the kept rows
         u.split = u.split.loc[manifest.table["case"].isin(table["case"])].reset_index(drop=True)
@@ -221,8 +210,18 @@ def train_task(cfg: TrainConfig, overwrite: bool = False, progress: bool = True,
             all_preds.append(pd.read_csv(udir / "predictions.csv", keep_default_na=False, na_values=[""]))
             continue
         all_preds.append(train_unit(cfg, unit, table, store, str(manifest.path), udir, progress, task))
-    return finish_run(cfg, run, units, all_preds, dropped, time.perf_counter() - start,
-                      objective=task.objective(cfg, table))
+    result = finish_run(cfg, run, units, all_preds, dropped, time.perf_counter() - start,
+                        objective=task.objective(cfg, table))
+    task.finish(cfg, run, result)
+    folder.finish()
+    return result
+
+
+def finished_result(run: Path) -> dict:
+    """The result of a finished run folder (nothing is retrained)."""
+    log.info("%s: already finished with these settings and inputs; pass --overwrite to train again", run)
+    return {"run": str(run), "metrics": read_metrics_json(run / "metrics.json"),
+            "meta": read_metrics_meta(run / "metrics.json"), "finished_before": True}
 
 
 def finish_run(cfg: TrainConfig, run: Path, units, all_preds, dropped, seconds: float,
@@ -245,8 +244,7 @@ def finish_run(cfg: TrainConfig, run: Path, units, all_preds, dropped, seconds: 
         path = run_files.unit_dir(run, u.name) / "log.csv"
         if path.exists():
             logs.append(pd.read_csv(path).assign(unit=u.name))
-    with atomic_path(run / "log.csv") as tmp:
-        pd.concat(logs, ignore_index=True).to_csv(tmp, index=False)
+    write_log(run / "log.csv", pd.concat(logs, ignore_index=True).to_dict(orient="records"))
     write_predictions_csv(run / "predictions.csv", preds)
     meta = {"task": cfg.task, "protocol": cfg.protocol, "selection_metric": objective.selection_metric,
             "units": [u.name for u in units], "dropped_cases": dropped, "seconds": round(seconds, 1),

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mstar.data.manifest import read_manifest, slide_ids
+from mstar.data.manifest import cohort_labels, read_manifest
 from mstar.errors import MstarError
 
 
@@ -30,43 +30,16 @@ class EvalCohort:
         return self.table[self.table["split"] == name]
 
 
-def _label_column(table: pd.DataFrame, label_column: str, path: Path) -> str:
-    want = ("label", "study") if label_column == "auto" else (label_column.lower(),)
-    found = next((c for c in want if c in table.columns), None)
-    if found is None:
-        raise MstarError(f"{path}: no label column (looked for {', '.join(want)}); pass --label-column")
-    return found
-
-
 def read_eval_table(path: str | os.PathLike, label_column: str = "auto") -> pd.DataFrame:
-    """``case, slides, label, split`` per case (see the module docstring for the accepted schemas)."""
-    path = Path(path)
-    if not path.is_file():
-        raise MstarError(f"{path}: manifest not found")
-    raw = pd.read_csv(path, dtype=str, keep_default_na=False)
-    cols = {c.lower().strip(): c for c in raw.columns}
-    has_split = "fold" in cols or "split" in cols or any(c.startswith("fold") and c[4:].isdigit() for c in cols)
-    if has_split:
-        manifest = read_manifest(path)
-        table = manifest.table.copy()
-        if manifest.folds:
-            table["split"] = table[manifest.folds[0]]
-    else:
-        slide_col = next((cols[c] for c in ("slide", "slide_id", "wsi") if c in cols), None)
-        if slide_col is None:
-            raise MstarError(f"{path}: needs a 'slide' (or 'slide_id') column")
-        case_col = next((cols[c] for c in ("case", "case_id", "id") if c in cols), slide_col)
-        table = pd.DataFrame({"case": raw[case_col].astype(str), "slides": raw[slide_col].map(slide_ids),
-                              "split": "test"})
-        for low, orig in cols.items():
-            if low not in table.columns:
-                table[low] = raw[orig]
-    column = _label_column(table, label_column, path)
-    table["label"] = table[column].astype(str).str.strip()
-    if (table["label"] == "").any():
-        raise MstarError(f"{path}: empty label in column '{column}'")
-    if table["case"].duplicated().any():
-        raise MstarError(f"{path}: case ids appear twice; join a case's slides with ';' in one row")
+    """``case, slides, label, split`` per case (see the module docstring for the accepted schemas).
+
+    The manifest is read by :func:`mstar.data.manifest.read_manifest`; its first split decides (a bare list
+    without one is all ``test``)."""
+    manifest = read_manifest(path, require_split=False)
+    table = manifest.table.copy()
+    table["label"] = cohort_labels(manifest, label_column)
+    split = manifest.first_split()
+    table["split"] = "test" if split is None else split
     return table[["case", "slides", "label", "split"]].reset_index(drop=True)
 
 

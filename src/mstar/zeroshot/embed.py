@@ -21,7 +21,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mstar.data.feature_dirs import feature_file
 from mstar.errors import MstarError
 
 log = logging.getLogger(__name__)
@@ -41,18 +40,6 @@ class CaseEmbeddings:
 
     def index(self) -> dict[str, int]:
         return {c: i for i, c in enumerate(self.cases)}
-
-
-def load_bag(folder: Path, slides: list[str]) -> tuple[np.ndarray | None, list[str]]:
-    """Concatenated ``(N, D)`` features of ``slides`` (None when any file is missing) and the missing ids."""
-    from mstar.features.io import load_features
-
-    files = [feature_file(folder, s) for s in slides]
-    missing = [s for s, f in zip(slides, files) if f is None]
-    if missing:
-        return None, missing
-    parts = [np.asarray(load_features(f)[0], dtype=np.float32) for f in files]
-    return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32), []
 
 
 @torch.no_grad()
@@ -78,23 +65,23 @@ def embed_cases(model, feature_dir: Path, table: pd.DataFrame, class_emb: Tensor
         skip_missing: Drop cases with missing or empty bags (with a warning) instead of failing.
         show_progress: Show a progress bar.
     """
+    from mstar.data.bags import BagStore
     from mstar.utils.progress import track
 
     device = class_emb.device
     keep, pool = set(keep_patches), dict(support_pool or {})
     out = CaseEmbeddings([], np.zeros((0, class_emb.shape[1]), np.float32), [])
     slides_emb = []
-    rows = list(zip(table["case"], table["slides"]))
-    for case, slides in track(rows, len(rows), "embedding cases", enabled=show_progress):
-        bag, missing = load_bag(feature_dir, list(slides))
-        problem = (f"no features for slide(s) {missing}" if missing else
-                   "an empty bag (no tissue tiles)" if bag.shape[0] == 0 else None)
-        if problem:
-            if not skip_missing:
-                raise MstarError(f"{feature_dir}: case {case} has {problem}; extract them or pass --skip-missing")
-            out.dropped.append(case)
-            continue
-        x = torch.from_numpy(bag).to(device)  # (N, D)
+    store = BagStore(feature_dir, table["case"].tolist(), [list(s) for s in table["slides"]],
+                     skip_missing=skip_missing, dtype=torch.float32, cache=False)  # one case in RAM at a time
+    empty = set(store.empty_cases())
+    if empty and not skip_missing:
+        raise MstarError(f"{feature_dir}: {len(empty)} case(s) have empty bags (no tissue tiles): "
+                         f"{', '.join(sorted(empty)[:10])}; pass --skip-missing to drop them")
+    out.dropped = [c for c in table["case"] if c not in store.index or c in empty]
+    rows = [c for c in table["case"] if c in store.index and c not in empty]
+    for case in track(rows, len(rows), "embedding cases", enabled=show_progress):
+        x = store.bag(case).to(device)  # (N, D)
         if x.shape[1] != model.in_dim:
             raise MstarError(f"{feature_dir}: case {case} has {x.shape[1]}-d features, the stage-1 model expects "
                              f"{model.in_dim}-d; use the features it was trained on")

@@ -14,22 +14,21 @@ bootstrap) and ``figures/fewshot_<metric>.png`` (metric vs k per method).
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from mstar.errors import MstarError
+from mstar.run.folder import open_run
+from mstar.zeroshot.config import FewShotConfig
 from mstar.zeroshot.few_shot_methods import linear_probe, prototype_scores, simpleshot, text_prototypes
-from mstar.zeroshot.scoring import DEFAULT_JS, choose_j, point_metrics, softmax
+from mstar.zeroshot.scoring import choose_j, point_metrics, softmax
 
 log = logging.getLogger(__name__)
 
-METHODS = ("text_prototypes", "simpleshot", "linear_probe")
 SUMMARISED = ("balanced_accuracy", "f1_weighted", "auc_macro")
 
 
@@ -91,48 +90,38 @@ def run_draws(d: FewShotData, classes: list[str], shots: Sequence[int], runs: in
     return records
 
 
-def few_shot(checkpoint, prompts: str | os.PathLike, manifest: str | os.PathLike, features: str | os.PathLike,
-             shots: Sequence[int] = (1, 2, 4, 8), runs: int = 10, methods: Sequence[str] = METHODS,
-             out: str | os.PathLike = "runs", name: str | None = None, js: Sequence[int] = DEFAULT_JS,
-             top_j: int | None = None, top_patches: int = 100, label_column: str = "auto",
-             temperature: float = 0.07, seed: int = 0, device: str = "auto",
-             text_encoder: str | os.PathLike | None = None, skip_missing: bool = False,
-             show_progress: bool = True) -> dict:
+def few_shot(cfg: FewShotConfig, model=None, overwrite: bool = False, progress: bool = True) -> dict:
     """Run the few-shot protocol and write the run directory.
 
     Args:
-        checkpoint: Stage-1 checkpoint (or a ``Stage1Model``).
-        prompts: Prompt JSON (text-guided prototypes need the class texts).
-        manifest: Cohort CSV with train (support pool), val (j choice) and test (query) rows.
-        features: Patch features of the cohort.
-        shots: Support cases per class; values above the smallest training class are skipped.
-        runs: Seeded support draws per k.
-        methods: Subset of ``text_prototypes``, ``simpleshot``, ``linear_probe``.
-        out: Runs folder; the run is ``<out>/fewshot/<name>``.
-        name: Run name (default ``<manifest stem>-<prompts stem>``).
-        js: Pooling sizes for the text prototypes.
-        top_j: Fixed j instead of choosing it on val.
-        top_patches: Support patches averaged per prototype.
-        label_column, temperature, seed, device, text_encoder, skip_missing, show_progress: As in zero-shot.
+        cfg: The settings (support pool: ``train``; j choice: ``val``; queries: ``test``). Shots above the
+            smallest training class are skipped with a warning.
+        model: An already loaded ``Stage1Model`` to use instead of loading ``cfg.stage1``.
+        overwrite: Replace an existing run folder.
+        progress: Progress bar while embedding.
 
     Returns:
         ``{"run", "summary" (DataFrame), "runs" (DataFrame), "metrics", "shots", "skipped_shots"}``.
     """
     from mstar.data.feature_dirs import resolve_feature_dir
     from mstar.eval.plots import plot_metric_vs_k
-    from mstar.eval.results import write_metrics_json
+    from mstar.eval.results import read_metrics_meta, write_metrics_json
     from mstar.utils.atomic import atomic_path
     from mstar.zeroshot.embed import embed_cases
     from mstar.zeroshot.loading import prepare
 
+    cfg.validate()
+    folder = open_run(cfg, overwrite)
+    if folder.finished:
+        meta = read_metrics_meta(folder.path / "metrics.json")
+        return {"run": str(folder.path), "summary": pd.read_csv(folder.path / "summary.csv"),
+                "runs": pd.read_csv(folder.path / "runs.csv"), "shots": meta["shots"],
+                "skipped_shots": meta["skipped_shots"], "finished_before": True}
+    manifest, methods, shots, runs, top_j = cfg.manifest, cfg.methods, cfg.shots, cfg.runs, cfg.top_j
     start = time.perf_counter()
-    unknown = sorted(set(methods) - set(METHODS))
-    if unknown or not methods:
-        raise MstarError(f"--methods: unknown {unknown}; choose from {', '.join(METHODS)}")
-    if runs < 1 or not shots or min(shots) < 1:
-        raise MstarError("--runs and every --shots value must be at least 1")
-    js = sorted({int(j) for j in js} | ({int(top_j)} if top_j else set()))
-    prep = prepare(checkpoint, prompts, manifest, label_column, text_encoder, device)
+    js = sorted({int(j) for j in cfg.js} | ({int(top_j)} if top_j else set()))
+    prep = prepare(model if model is not None else cfg.stage1, cfg.prompts, manifest, cfg.label_column,
+                   cfg.text_encoder, cfg.device)
     classes, n_c = prep.cohort.classes, len(prep.cohort.classes)
     table = prep.cohort.table
     for split in ("train", "test"):
@@ -141,9 +130,9 @@ def few_shot(checkpoint, prompts: str | os.PathLike, manifest: str | os.PathLike
     use_text = "text_prototypes" in methods
     query_cases = table.loc[table["split"].isin(["val", "test"]), "case"].tolist() if use_text else []
     pool = dict(zip(table.loc[table["split"] == "train", "case"], table.loc[table["split"] == "train", "y"]))
-    emb = embed_cases(prep.model, resolve_feature_dir(features), table, prep.class_emb, keep_patches=query_cases,
-                      support_pool=pool if use_text else None, top=top_patches, skip_missing=skip_missing,
-                      show_progress=show_progress)
+    emb = embed_cases(prep.model, resolve_feature_dir(cfg.features), table, prep.class_emb,
+                      keep_patches=query_cases, support_pool=pool if use_text else None, top=cfg.top_patches,
+                      skip_missing=cfg.skip_missing, show_progress=progress)
     rows = table.set_index("case").loc[emb.cases].reset_index()
     split, y = rows["split"].to_numpy(), rows["y"].to_numpy()
     train, val, test = (np.flatnonzero(split == s) for s in ("train", "val", "test"))
@@ -167,11 +156,12 @@ def few_shot(checkpoint, prompts: str | os.PathLike, manifest: str | os.PathLike
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1):  # tiny fits: BLAS threads only add synchronisation (10x on a busy CPU)
-        records = run_draws(data, classes, kept, runs, methods, js, top_j, top_patches, temperature, seed)
+        records = run_draws(data, classes, kept, runs, methods, js, top_j, cfg.top_patches, cfg.temperature,
+                            cfg.seed)
     runs_df = pd.DataFrame(records)
     summary = _summary(runs_df)
 
-    run_dir = Path(out) / "fewshot" / (name or f"{Path(manifest).stem}-{Path(str(prompts)).stem}")
+    run_dir = folder.start(cfg)
     (run_dir / "figures").mkdir(parents=True, exist_ok=True)
     for fname, df in (("runs.csv", runs_df), ("summary.csv", summary)):
         with atomic_path(run_dir / fname) as tmp:
@@ -184,10 +174,11 @@ def few_shot(checkpoint, prompts: str | os.PathLike, manifest: str | os.PathLike
                          title=f"few-shot {metric} on test (median, IQR over {runs} draws)")
     meta = {"task": "few-shot", "prompts": prep.prompts.source, "manifest": str(manifest), "classes": classes,
             "shots": kept, "skipped_shots": skipped, "runs": runs, "methods": list(methods), "js": js,
-            "top_j": top_j, "top_patches": top_patches, "seed": seed, "n_query": int(len(test)),
+            "top_j": top_j, "top_patches": cfg.top_patches, "seed": cfg.seed, "n_query": int(len(test)),
             "train_counts": {c: int(n) for c, n in zip(classes, counts)}, "dropped_cases": emb.dropped,
             "seconds": round(time.perf_counter() - start, 1),
             "note": "value = median over support draws; iqr_low/iqr_high = quartiles; query = test split"}
     write_metrics_json(run_dir / "metrics.json", {"test": entries}, meta=meta)
+    folder.finish()
     return {"run": str(run_dir), "summary": summary, "runs": runs_df, "metrics": {"test": entries},
             "shots": kept, "skipped_shots": skipped}

@@ -18,13 +18,13 @@ Output ``runs/retrieval/<name>/``: ``metrics.json``, ``retrieval.csv`` (one row 
 
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 
 import numpy as np
 
 from mstar.errors import MstarError
+from mstar.run.folder import open_run
+from mstar.zeroshot.config import RetrievalConfig
 
 KS = (1, 5, 10, 50)
 
@@ -43,33 +43,19 @@ def slide_to_slide_entries(slide_emb: np.ndarray, labels: np.ndarray, n_boot: in
     return {f"slide_to_slide/{k}": {**v, "chance": chance[k]} for k, v in metrics.items()}
 
 
-def retrieve(checkpoint, manifest: str | os.PathLike, features: str | os.PathLike,
-             reports: str | os.PathLike | None = None, rna: str | os.PathLike | None = None,
-             rna_layout: str = "auto", split: str = "test", label_column: str = "auto",
-             out: str | os.PathLike = "runs", name: str | None = None, bootstrap: int = 1000, seed: int = 0,
-             batch_size: int = 8, device: str = "auto", text_encoder: str | os.PathLike | None = None,
-             skip_missing: bool = False) -> dict:
+def retrieve(cfg: RetrievalConfig, model=None, overwrite: bool = False) -> dict:
     """Embed the slides (and their reports / RNA) of one split and score every retrieval direction.
 
     Args:
-        checkpoint: Stage-1 checkpoint (or a ``Stage1Model``).
-        manifest: Slides with case, label and split.
-        features: Patch features.
-        reports: Reports JSON (``{slide_or_case: text}``) or None.
-        rna: RNA table/folder or None; genes are matched to the model's vocabulary.
-        rna_layout: Layout of the RNA table (see ``mstar.data.rna.read_rna_table``).
-        split: ``test`` (default), ``val``, ``train`` or ``all``.
-        label_column: Cancer-type column for slide→slide.
-        out: Runs folder; the run is ``<out>/retrieval/<name>``.
-        name: Run name (default ``<manifest stem>-<split>``).
-        bootstrap, seed: Bootstrap settings of the CIs.
-        batch_size: Slides per forward pass.
-        device, text_encoder, skip_missing: As in zero-shot.
+        cfg: The settings (``split``: test by default; reports and RNA are matched by slide or case id, genes
+            to the model's vocabulary).
+        model: An already loaded ``Stage1Model`` to use instead of loading ``cfg.stage1``.
+        overwrite: Replace an existing run folder.
 
     Returns:
         ``{"run", "metrics" ({split: entries}), "n_slides"}``.
     """
-    from mstar.eval.results import metrics_table, write_metrics_json
+    from mstar.eval.results import metrics_table, read_metrics_json, read_metrics_meta, write_metrics_json
     from mstar.pretrain.stage1_cohort import build_cohort
     from mstar.pretrain.stage1_data import Stage1Dataset
     from mstar.pretrain.stage1_eval import embed_dataset, retrieval_entries
@@ -78,15 +64,19 @@ def retrieve(checkpoint, manifest: str | os.PathLike, features: str | os.PathLik
     from mstar.utils.atomic import atomic_path
     from mstar.zeroshot.loading import load_model
 
+    cfg.validate()
+    folder = open_run(cfg, overwrite)
+    if folder.finished:
+        return {"run": str(folder.path), "metrics": read_metrics_json(folder.path / "metrics.json"),
+                "n_slides": read_metrics_meta(folder.path / "metrics.json")["n_slides"], "finished_before": True}
     start = time.perf_counter()
-    if not reports and not rna:
-        raise MstarError("retrieval needs --reports and/or --rna (slide→slide alone is `mstar few-shot`'s SimpleShot)")
-    rows = read_slide_table(manifest, label_column, require_label=True)
+    manifest, split, reports, rna, checkpoint = cfg.manifest, cfg.split, cfg.reports, cfg.rna, cfg.stage1
+    rows = read_slide_table(manifest, cfg.label_column, require_label=True)
     if split == "all":
         rows = rows.assign(split="all")
     elif split not in set(rows["split"]):
         raise MstarError(f"{manifest}: no rows in split {split!r} (has {sorted(set(rows['split']))}); use --split")
-    model, _ = load_model(checkpoint, text_encoder, device)
+    model, _ = load_model(model if model is not None else checkpoint, cfg.text_encoder, cfg.device)
     if reports and model.text is None:
         raise MstarError(f"{checkpoint}: the model has no report encoder; drop --reports")
     vocabulary = None
@@ -94,21 +84,21 @@ def retrieve(checkpoint, manifest: str | os.PathLike, features: str | os.PathLik
         if model.gene_encoder is None:
             raise MstarError(f"{checkpoint}: the model has no gene encoder (trained without --rna); drop --rna")
         vocabulary = model.gene_encoder.vocabulary
-    cohort = build_cohort(rows, str(features), str(reports) if reports else None, str(rna) if rna else None,
-                          rna_layout, vocabulary=vocabulary, skip_missing=skip_missing, splits=(split,))
+    cohort = build_cohort(rows, str(cfg.features), str(reports) if reports else None, str(rna) if rna else None,
+                          cfg.rna_layout, vocabulary=vocabulary, skip_missing=cfg.skip_missing, splits=(split,))
     items = cohort.splits[split]
     if len(items) < 2:
         raise MstarError(f"{manifest}: {len(items)} slide(s) in split {split!r}; retrieval needs at least 2")
     device_ = next(model.parameters()).device
-    emb = embed_dataset(model, Stage1Dataset(cohort.bags, items), batch_size, device_)
+    emb = embed_dataset(model, Stage1Dataset(cohort.bags, items), cfg.batch_size, device_)
     keys = {"slide": items.slides, "report": items.report_keys if reports else [None] * len(items),
             "gene": [c if h else None for c, h in zip(items.cases, items.has_gene)]}
-    entries = retrieval_entries(emb, keys, bootstrap, seed, ks=KS)
-    entries.update(slide_to_slide_entries(emb["slide"], emb["labels"], bootstrap, seed))
+    entries = retrieval_entries(emb, keys, cfg.bootstrap, cfg.seed, ks=KS)
+    entries.update(slide_to_slide_entries(emb["slide"], emb["labels"], cfg.bootstrap, cfg.seed))
     if not entries:
         raise MstarError(f"split {split!r}: no direction has two or more matched pairs (check report/RNA ids)")
 
-    run = Path(out) / "retrieval" / (name or f"{Path(manifest).stem}-{split}")
+    run = folder.start(cfg)
     (run / "figures").mkdir(parents=True, exist_ok=True)
     metrics = {split: entries}
     table = metrics_table(metrics)
@@ -117,8 +107,10 @@ def retrieve(checkpoint, manifest: str | os.PathLike, features: str | os.PathLik
         table.to_csv(tmp, index=False)
     plot_retrieval(entries, run / "figures" / "retrieval.png", ks=KS)
     meta = {"task": "retrieval", "manifest": str(manifest), "split": split, "n_slides": len(items),
-            "counts": {k: v for k, v in cohort.counts.items()}, "classes": cohort.classes, "bootstrap": bootstrap,
-            "seed": seed, "dropped_slides": cohort.dropped, "seconds": round(time.perf_counter() - start, 1),
+            "counts": {k: v for k, v in cohort.counts.items()}, "classes": cohort.classes,
+            "bootstrap": cfg.bootstrap, "seed": cfg.seed, "dropped_slides": cohort.dropped,
+            "seconds": round(time.perf_counter() - start, 1),
             "note": "chance = expected value under a uniformly random ranking of the same gallery"}
     write_metrics_json(run / "metrics.json", metrics, meta=meta)
+    folder.finish()
     return {"run": str(run), "metrics": metrics, "n_slides": len(items)}

@@ -15,16 +15,15 @@ weighted F1, ROC-AUC with bootstrap CIs), ``predictions.csv`` (one row per val/t
 from __future__ import annotations
 
 import logging
-import os
 import time
-from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from mstar.errors import MstarError
-from mstar.zeroshot.scoring import DEFAULT_JS, choose_j, metric_entries, pooled_scores, softmax
+from mstar.run.folder import open_run
+from mstar.zeroshot.config import ZeroShotConfig
+from mstar.zeroshot.scoring import choose_j, metric_entries, pooled_scores, softmax
 
 log = logging.getLogger(__name__)
 
@@ -44,56 +43,50 @@ def _prediction_table(rows: pd.DataFrame, classes: list[str], scores: dict[str, 
     return table
 
 
-def zero_shot(checkpoint, prompts: str | os.PathLike, manifest: str | os.PathLike, features: str | os.PathLike,
-              out: str | os.PathLike = "runs", name: str | None = None, js: Sequence[int] = DEFAULT_JS,
-              top_j: int | None = None, label_column: str = "auto", temperature: float = 0.07,
-              bootstrap: int = 1000, seed: int = 0, heatmaps: int = 4, device: str = "auto",
-              text_encoder: str | os.PathLike | None = None, skip_missing: bool = False,
-              show_progress: bool = True) -> dict:
+def zero_shot(cfg: ZeroShotConfig, model=None, overwrite: bool = False, progress: bool = True) -> dict:
     """Run zero-shot classification of the manifest's val and test cases and write the run directory.
 
     Args:
-        checkpoint: Stage-1 checkpoint (or a ``Stage1Model``).
-        prompts: Prompt JSON (or a packaged set name).
-        manifest: Cohort CSV; ``val`` rows choose j, ``test`` rows are reported.
-        features: Patch features of the cohort (the encoder the stage-1 model was trained on).
-        out: Runs folder; the run is ``<out>/zeroshot/<name>``.
-        name: Run name (default ``<manifest stem>-<prompts stem>``).
-        js: Pooling sizes j reported.
-        top_j: Use this j instead of choosing one on validation.
-        label_column: Label column (``auto``: label, else study).
-        temperature: Softmax temperature of the probabilities.
-        bootstrap: Bootstrap resamples of the CIs.
-        seed: Bootstrap seed.
-        heatmaps: Number of test slides with a similarity heatmap (0: none).
-        device: ``auto``, ``cpu``, ``cuda``...
-        text_encoder: The text model's folder if it moved since pretraining.
-        skip_missing: Drop cases without features instead of failing.
-        show_progress: Progress bar while embedding.
+        cfg: The settings (``val`` rows choose j, ``test`` rows are reported).
+        model: An already loaded ``Stage1Model`` to use instead of loading ``cfg.stage1`` (the demo shares one).
+        overwrite: Replace an existing run folder.
+        progress: Progress bar while embedding.
 
     Returns:
         ``{"run", "metrics", "chosen_j", "j_source", "classes", "heatmaps"}``.
     """
     from mstar.data.feature_dirs import resolve_feature_dir
     from mstar.eval.plots import plot_confusion
-    from mstar.eval.results import write_metrics_json, write_predictions_csv
+    from mstar.eval.results import (
+        read_metrics_json,
+        read_metrics_meta,
+        write_metrics_json,
+        write_predictions_csv,
+    )
     from mstar.zeroshot.embed import embed_cases
     from mstar.zeroshot.figures import plot_topj
     from mstar.zeroshot.heatmaps import draw_heatmaps
     from mstar.zeroshot.loading import prepare
 
+    cfg.validate()
+    folder = open_run(cfg, overwrite)
+    if folder.finished:
+        meta = read_metrics_meta(folder.path / "metrics.json")
+        return {"run": str(folder.path), "metrics": read_metrics_json(folder.path / "metrics.json"),
+                "chosen_j": meta["chosen_j"], "j_source": meta["j_source"], "classes": meta["classes"],
+                "heatmaps": meta["heatmaps"], "finished_before": True}
+    manifest, features, top_j, temperature = cfg.manifest, cfg.features, cfg.top_j, cfg.temperature
     start = time.perf_counter()
-    js = sorted({int(j) for j in js} | ({int(top_j)} if top_j else set()))
-    if not js or js[0] < 1:
-        raise MstarError("--js: pooling sizes must be positive integers, e.g. 1,5,10,50,100")
-    prep = prepare(checkpoint, prompts, manifest, label_column, text_encoder, device)
+    js = sorted({int(j) for j in cfg.js} | ({int(top_j)} if top_j else set()))
+    prep = prepare(model if model is not None else cfg.stage1, cfg.prompts, manifest, cfg.label_column,
+                   cfg.text_encoder, cfg.device)
     classes, cohort = prep.cohort.classes, prep.cohort
     rows = cohort.table[cohort.table["split"].isin(["val", "test"])].reset_index(drop=True)
     if not (rows["split"] == "test").any():
         raise MstarError(f"{manifest}: no test rows to evaluate (fold/split 'test'); zero-shot reports the test set")
     feature_dir = resolve_feature_dir(features)
-    emb = embed_cases(prep.model, feature_dir, rows, prep.class_emb, skip_missing=skip_missing,
-                      show_progress=show_progress)
+    emb = embed_cases(prep.model, feature_dir, rows, prep.class_emb, skip_missing=cfg.skip_missing,
+                      show_progress=progress)
     rows = rows.set_index("case").loc[emb.cases].reset_index()
     scores = {"slide": emb.slide @ prep.class_emb.cpu().numpy().T}  # (S, C)
     scores.update({f"patch_top{j}": s for j, s in pooled_scores(emb.logits, js).items()})
@@ -117,10 +110,10 @@ def zero_shot(checkpoint, prompts: str | os.PathLike, manifest: str | os.PathLik
         for key in ["slide", "patch", *(f"patch_top{j}" for j in js)]:
             extra = {"j": chosen, "j_source": source} if key == "patch" else None
             entries.update(metric_entries(y[sel], softmax(scores[key][sel], temperature), classes, key,
-                                          bootstrap, seed, extra))
+                                          cfg.bootstrap, cfg.seed, extra))
         metrics[name_] = entries
 
-    run = Path(out) / "zeroshot" / (name or f"{Path(manifest).stem}-{Path(str(prompts)).stem}")
+    run = folder.start(cfg)
     (run / "figures").mkdir(parents=True, exist_ok=True)
     table = _prediction_table(rows, classes, scores, {"slide": "slide", "patch": "patch"}, temperature)
     write_predictions_csv(run / "predictions.csv", table)
@@ -136,20 +129,21 @@ def zero_shot(checkpoint, prompts: str | os.PathLike, manifest: str | os.PathLik
         v = {k: metrics["val"][f"{k}/balanced_accuracy"]["value"] for k in ("slide", "patch")}
         primary = "patch" if v["patch"] > v["slide"] else "slide"
     drawn: list[str] = []
-    if heatmaps:
+    if cfg.heatmaps:
         test_rows = rows[test].assign(predicted=scores[primary][test].argmax(axis=1))
-        drawn = draw_heatmaps(prep.model, prep.class_emb, feature_dir, test_rows, classes, run / "heatmaps", heatmaps,
-                              predicted_by=primary)
-    meta = {"task": "zero-shot", "checkpoint": str(checkpoint) if not hasattr(checkpoint, "proj") else "<model>",
+        drawn = draw_heatmaps(prep.model, prep.class_emb, feature_dir, test_rows, classes, run / "heatmaps",
+                              cfg.heatmaps, predicted_by=primary)
+    meta = {"task": "zero-shot", "stage1": cfg.stage1,
             "prompts": prep.prompts.source, "manifest": str(manifest), "features": str(feature_dir),
             "classes": classes, "js": js, "chosen_j": chosen, "j_source": source,
             "val_by_j": {str(j): {k: v if np.isfinite(v) else None for k, v in m.items()}
                          for j, m in val_table.items()}, "temperature": temperature,
-            "bootstrap": bootstrap, "seed": seed, "dropped_cases": emb.dropped, "heatmaps": drawn,
+            "bootstrap": cfg.bootstrap, "seed": cfg.seed, "dropped_cases": emb.dropped, "heatmaps": drawn,
             "heatmap_scorer": primary,
             "seconds": round(time.perf_counter() - start, 1),
             "note": "'patch' = patch_top<j> with j chosen on val (never on test); chance = 1/C for balanced "
                     "accuracy, 0.5 for AUC"}
     write_metrics_json(run / "metrics.json", metrics, meta=meta)
+    folder.finish()
     return {"run": str(run), "metrics": metrics, "chosen_j": chosen, "j_source": source, "classes": classes,
             "heatmaps": drawn}

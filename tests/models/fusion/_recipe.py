@@ -7,6 +7,7 @@ Weights come from :func:`tests.models._upstream_recipe.seeded_state_dict` with t
 from __future__ import annotations
 
 import torch
+
 from tests.models._upstream_recipe import load_fixture, seeded_bag, seeded_state_dict
 
 __all__ = ["CHUNK_CASES", "FUSION_WEIGHT_SEEDS", "MOTCAT_CHUNK_SIZE", "OMIC_SIZES", "PORPOISE_OMIC_DIM",

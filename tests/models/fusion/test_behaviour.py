@@ -10,7 +10,7 @@ import torch
 from mstar.errors import MstarError
 from mstar.models import create_model
 from mstar.models.fusion import FusionOutput, MOTCat, fusion_survival_loss, split_chunks
-from mstar.tasks.losses import nll_surv_loss
+from mstar.models.losses import nll_surv_loss
 
 D, SIZES = 24, (3, 4, 5, 6, 7, 8)
 NAMES = ("mcat", "motcat", "porpoise", "cmta", "snn", "abmil_surv", "late_fusion")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+
+from mstar.models.fusion import CMTA, MCAT, ABMILSurvival, MOTCat, Porpoise, fusion_survival_loss
+from mstar.models.upstream import upstream_to_mil
 from tests.models.fusion._recipe import (
     CHUNK_CASES,
     FUSION_WEIGHT_SEEDS,
@@ -15,9 +18,6 @@ from tests.models.fusion._recipe import (
     seeded_omics,
     seeded_state_dict,
 )
-
-from mstar.models.fusion import CMTA, MCAT, ABMILSurvival, MOTCat, Porpoise, fusion_survival_loss
-from mstar.models.upstream import upstream_to_mil
 
 TOL = {"atol": 1e-5, "rtol": 1e-5}
 

@@ -6,13 +6,13 @@ import math
 
 import pytest
 import torch
-from tests.models.fusion._recipe import FUSION_WEIGHT_SEEDS, OMIC_SIZES, PORPOISE_OMIC_DIM, seeded_state_dict
-from tests.models.fusion._tables import TABLES
 
 from mstar.errors import MstarError
 from mstar.models import create_model
 from mstar.models.fusion import CMTA, MCAT, Porpoise, fusion_from_upstream, upstream_kind
 from mstar.models.fusion.motcat import MOTCat
+from tests.models.fusion._recipe import FUSION_WEIGHT_SEEDS, OMIC_SIZES, PORPOISE_OMIC_DIM, seeded_state_dict
+from tests.models.fusion._tables import TABLES
 
 CLASSES = {"mcat": MCAT, "motcat": MOTCat, "porpoise": Porpoise, "cmta": CMTA}
 

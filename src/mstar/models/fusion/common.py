@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from mstar.errors import MstarError
 from mstar.models.blocks import GatedAttention, all_real, check_bags, snn_block
 from mstar.models.dropout import FastDropout
+from mstar.models.losses import nll_surv_loss
 from mstar.models.output import SurvivalOutput
 
 OmicsInput = Sequence[Tensor] | Tensor
@@ -72,8 +73,6 @@ def fusion_survival_loss(out: FusionOutput, y: Tensor, c: Tensor, alpha: float =
         c: ``(B,)`` censorship (1 = censored).
         alpha: NLLSurv alpha (upstream ``define_loss('nll_surv*')``: 0).
     """
-    from mstar.tasks.losses import nll_surv_loss  # lazy: the loss lives with the tasks
-
     if out.chunks is None:
         loss = nll_surv_loss(out.survival.hazards, out.survival.S, y, c, alpha=alpha)
     else:

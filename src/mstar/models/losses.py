@@ -1,4 +1,4 @@
-"""Objectives of the downstream tasks.
+"""Survival losses of the slide-level and multimodal models.
 
 NLLSurv: the negative log-likelihood of discrete-time survival (Zadeh & Schmid 2020; MCAT lineage, used by
 mSTAR with ``alpha = 0``). For a patient in bin ``y`` with censorship ``c`` (1 = event NOT observed) and

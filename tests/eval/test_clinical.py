@@ -7,7 +7,7 @@ from mstar.data.synthetic.reports import MARKER_SENTENCES, write_report
 from mstar.data.synthetic.truth import draw_cohort_truth
 from mstar.data.synthetic.types import CANCER_TYPES
 from mstar.errors import MstarError
-from mstar.models.report.clinical import clinical_accuracy, extract_cancer_type, extract_marker
+from mstar.eval.clinical import clinical_accuracy, extract_cancer_type, extract_marker
 from mstar.models.report.vocab import clean_report
 
 

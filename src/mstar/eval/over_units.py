@@ -1,4 +1,4 @@
-"""Metrics over several units (CV folds, repeated runs) with a bootstrap CI of their mean.
+"""Metrics over several evaluation units (CV folds, repeated runs) with a bootstrap CI of their mean.
 
 One unit: its metrics with percentile bootstrap CIs. Several units: ``value`` is the mean over units,
 ``sd`` their standard deviation, and the CI comes from resampling every unit's evaluation set at once

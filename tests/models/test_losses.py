@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mstar.errors import MstarError
-from mstar.tasks.losses import NLLSurvLoss, nll_surv_loss
+from mstar.models.losses import NLLSurvLoss, nll_surv_loss
 
 _spec = importlib.util.spec_from_file_location(
     "_upstream_recipe_for_losses", Path(__file__).resolve().parents[1] / "models" / "_upstream_recipe.py")

@@ -1,4 +1,4 @@
-"""Plain-PyTorch training of the report model (HistGen's recipe), for the CLI/Lightning wiring to call.
+"""Training of the report model on the run harness (HistGen's recipe).
 
 Recipe (HistGen via mSTAR's ``train_TCGA.sh``): teacher forcing, token NLL averaged over the non-pad
 target tokens (``<eos>`` included), Adam (amsgrad, weight decay 5e-5, lr 1e-4), gradients clipped by
@@ -9,19 +9,23 @@ epoch with the best validation BLEU-4 is kept (a later epoch wins a tie, as upst
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader, Sampler
 
 from mstar.errors import MstarError
 from mstar.eval.text_metrics import report_generation_metrics
 from mstar.models.report.generator import ReportGenerator
 from mstar.models.report.inference import ReportItem, generate_reports, pad_bags
 from mstar.models.report.vocab import PAD_ID, Vocabulary, clean_report
+from mstar.run.callbacks import BestEpoch
+from mstar.run.harness import fit
+from mstar.run.module import RunModule
 
 
 def build_items(features: Mapping[str, torch.Tensor], reports: Mapping[str, str | None],
@@ -68,15 +72,83 @@ def report_loss(model: ReportGenerator, feats: torch.Tensor, mask: torch.Tensor,
                            ignore_index=PAD_ID)
 
 
+class ShuffledBatches(Sampler):
+    """Index batches of one epoch: a permutation drawn from ``generator`` (advanced once per epoch), cut in
+    consecutive chunks of ``batch_size``."""
+
+    def __init__(self, n: int, batch_size: int, generator: torch.Generator) -> None:
+        self.n, self.batch_size, self.generator = n, batch_size, generator
+
+    def __len__(self) -> int:
+        return -(-self.n // self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = torch.randperm(self.n, generator=self.generator).tolist()
+        for b in range(0, self.n, self.batch_size):
+            yield order[b:b + self.batch_size]
+
+
+class ReportModule(RunModule):
+    """Teacher-forced training of a :class:`ReportGenerator`; validation BLEU after each validated epoch."""
+
+    PROGRESS = {"loss": "train_loss"}
+    WEIGHT_BY_BATCH = True
+
+    def __init__(self, model: ReportGenerator, vocab: Vocabulary, val_items: Sequence[ReportItem], lr: float,
+                 weight_decay: float, gamma: float, beam_size: int, val_max_len: int | None, val_every: int,
+                 on_epoch_end: Callable[[dict[str, Any], ReportGenerator], None] | None = None) -> None:
+        super().__init__()
+        self.model, self.vocab, self.val_items = model, vocab, list(val_items)
+        self.lr, self.weight_decay, self.gamma = lr, weight_decay, gamma
+        self.beam_size, self.val_max_len, self.val_every = beam_size, val_max_len, val_every
+        self.on_epoch_end_fn = on_epoch_end
+        self.refs = {it.slide_id: clean_report(it.report) for it in self.val_items}
+        self.generated: dict[int, dict[str, str]] = {}
+
+    def losses(self, batch: list[ReportItem], batch_idx: int) -> dict[str, torch.Tensor]:
+        feats, mask = pad_bags([it.features.to(device=self.device, dtype=torch.float32) for it in batch])
+        tokens = token_batch(self.vocab, [it.report for it in batch], self.model.max_len).to(self.device)
+        return {"loss": report_loss(self.model, feats, mask, tokens)}
+
+    def batch_size(self, batch: list[ReportItem]) -> int:
+        return len(batch)
+
+    def transfer_batch_to_device(self, batch, device, dataloader_idx):  # items move inside losses()
+        return batch
+
+    def on_train_epoch_start(self) -> None:
+        super().on_train_epoch_start()
+        self._epoch_lr = self.trainer.optimizers[0].param_groups[0]["lr"]  # the epoch's rate (stepped before the end)
+
+    def on_train_epoch_end(self) -> None:
+        epoch = self.current_epoch + 1
+        row: dict[str, Any] = {"epoch": epoch, "train_loss": self.train_means()["train_loss"], "lr": self._epoch_lr}
+        if epoch % self.val_every == 0 or epoch == self.trainer.max_epochs:
+            generated = generate_reports(self.model, self.vocab, self.val_items, beam_size=self.beam_size,
+                                         max_len=self.val_max_len)
+            scores = report_generation_metrics(generated, self.refs, meteor=False).scores
+            row.update({f"val_{k}": v for k, v in scores.items()})
+            self.generated[epoch] = generated
+        row["seconds"] = self.epoch_seconds()
+        self.record(row)
+        if self.on_epoch_end_fn is not None:
+            self.on_epoch_end_fn(row, self.model)
+
+    def configure_optimizers(self):
+        opt = torch.optim.Adam(self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay, amsgrad=True)
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=self.gamma)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+
 @dataclass
-class FitResult:
+class ReportFit:
     """Outcome of :func:`fit_report_model`.
 
     Attributes:
         history: One row per epoch: ``epoch, train_loss, lr, seconds, val_bleu_1..4, val_rouge_l, val_cider``.
         best_epoch: Epoch (1-based) with the best validation BLEU-4.
         best_bleu_4: That BLEU-4.
-        best_state: The model's ``state_dict`` at that epoch (CPU tensors).
+        best_state: The model's ``state_dict`` at that epoch.
         val_generated: Validation reports generated at the best epoch.
     """
 
@@ -93,11 +165,11 @@ def fit_report_model(model: ReportGenerator, train_items: Sequence[ReportItem],
                      grad_clip_value: float | None = 0.1, beam_size: int = 3, val_max_len: int | None = None,
                      val_every: int = 1, seed: int = 0, restore_best: bool = True,
                      on_epoch_end: Callable[[dict[str, Any], ReportGenerator], None] | None = None,
-                     ) -> FitResult:
+                     settings: Any = None, run: Path | None = None, progress: bool = False) -> ReportFit:
     """Train with teacher forcing; keep the epoch with the best validation BLEU-4.
 
     Args:
-        model: The report model (its device is used).
+        model: The report model.
         train_items: Training slides with non-empty reports (see :func:`build_items`).
         val_items: Validation slides with non-empty reports.
         vocab: Vocabulary built from the training reports.
@@ -113,54 +185,30 @@ def fit_report_model(model: ReportGenerator, train_items: Sequence[ReportItem],
             validated epochs can be selected.
         seed: Seed of the shuffling.
         restore_best: Load the best state into ``model`` before returning.
-        on_epoch_end: Called with the history row and the model after each epoch (run-dir writing).
+        on_epoch_end: Called with the history row and the model after each epoch.
+        settings: Device, precision and logger settings for the harness (a ``ReportConfig``; default CPU-or-GPU
+            auto, 32-bit on CPU, log only).
+        run: Run folder for ``log.csv`` (and TensorBoard); None keeps nothing on disk.
+        progress: Lightning's progress bar.
 
     Returns:
-        :class:`FitResult`.
+        :class:`ReportFit`.
     """
     if not train_items:
         raise MstarError("no training slides with a report: report generation cannot be trained")
     if not val_items:
         raise MstarError("no validation slides with a report: the best epoch is chosen by validation BLEU-4")
-    device = next(model.parameters()).device
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay, amsgrad=True)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=gamma)
-    gen = torch.Generator().manual_seed(seed)
-    refs = {it.slide_id: clean_report(it.report) for it in val_items}
-    max_len = model.max_len
-    history: list[dict[str, Any]] = []
-    best: FitResult | None = None
-    for epoch in range(1, epochs + 1):
-        start, total, count = time.perf_counter(), 0.0, 0
-        model.train()
-        order = torch.randperm(len(train_items), generator=gen).tolist()
-        for b in range(0, len(order), batch_size):
-            chunk = [train_items[i] for i in order[b:b + batch_size]]
-            feats, mask = pad_bags([it.features.to(device=device, dtype=torch.float32) for it in chunk])
-            tokens = token_batch(vocab, [it.report for it in chunk], max_len).to(device)
-            loss = report_loss(model, feats, mask, tokens)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if grad_clip_value is not None:
-                torch.nn.utils.clip_grad_value_(model.parameters(), grad_clip_value)
-            opt.step()
-            total, count = total + float(loss.detach()) * len(chunk), count + len(chunk)
-        row = {"epoch": epoch, "train_loss": total / count, "lr": opt.param_groups[0]["lr"]}
-        sched.step()
-        if epoch % val_every == 0 or epoch == epochs:
-            generated = generate_reports(model, vocab, val_items, beam_size=beam_size, max_len=val_max_len)
-            scores = report_generation_metrics(generated, refs, meteor=False).scores
-            row.update({f"val_{k}": v for k, v in scores.items()})
-        row["seconds"] = time.perf_counter() - start
-        history.append(row)
-        if "val_bleu_4" in row and (best is None or row["val_bleu_4"] >= best.best_bleu_4):
-            state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-            best = FitResult(history, epoch, row["val_bleu_4"], state, generated)
-        if on_epoch_end is not None:
-            on_epoch_end(row, model)
-    assert best is not None
+    module = ReportModule(model, vocab, val_items, lr, weight_decay, gamma, beam_size, val_max_len, val_every,
+                          on_epoch_end)
+    items = list(train_items)
+    loader = DataLoader(items, batch_sampler=ShuffledBatches(len(items), batch_size, torch.Generator().manual_seed(seed)),
+                        collate_fn=list, generator=torch.Generator())  # never draws from the global RNG
+    best = BestEpoch("val_bleu_4", patience=None, tie="later", tol=0.0)
+    fit(module, settings, run, train_loader=loader, epochs=epochs, callbacks=[best], grad_clip=grad_clip_value,
+        grad_clip_algorithm="value", progress=progress)
+    if best.best_state is None:
+        raise MstarError("report training validated no epoch; check val_every")
     if restore_best:
         model.load_state_dict(best.best_state)
-    best.history = history
-    return best
-
+    return ReportFit(module.history, best.best_epoch, best.best_score, best.best_state,
+                     module.generated.get(best.best_epoch, {}))

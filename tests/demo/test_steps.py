@@ -1,7 +1,7 @@
 import shutil
 
 from mstar.demo import DemoContext
-from mstar.features.demo_step import step_extract
+from mstar.demo.steps import step_extract
 from mstar.features.io import load_features
 
 

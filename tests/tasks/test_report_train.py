@@ -4,16 +4,11 @@ import pytest
 import torch
 
 from mstar.errors import MstarError
+from mstar.eval.report_baseline import most_common_report
 from mstar.models.report.generator import ReportGenerator
-from mstar.models.report.inference import (
-    ReportItem,
-    generate_for_slide,
-    generate_reports,
-    most_common_report,
-    pad_bags,
-)
-from mstar.models.report.train import build_items, fit_report_model, report_loss, token_batch
+from mstar.models.report.inference import ReportItem, generate_for_slide, generate_reports, pad_bags
 from mstar.models.report.vocab import PAD_ID, Vocabulary
+from mstar.tasks.report_train import build_items, fit_report_model, report_loss, token_batch
 
 TINY = dict(in_dim=6, d_vf=16, d_model=16, d_ff=32, n_heads=2, num_layers=1, encoder_layers=1, region_size=5,
             cmm_size=16, cmm_dim=16, topk=4, prototype_num=4, max_len=10, dropout=0.0, drop_prob_lm=0.0)
@@ -91,7 +86,7 @@ def test_most_common_report():
 def test_medoid_bleu_matches_pycocoevalcap():
     from pycocoevalcap.bleu.bleu import Bleu
 
-    from mstar.models.report.inference import _bleu4_against, _ngram_counts
+    from mstar.eval.report_baseline import _bleu4_against, _ngram_counts
 
     cand = "the tumor is big and red . margins free ."
     refs = ["the tumor is big .", "margins free . the tumor is red and big .", "no tumor ."]

@@ -1,7 +1,7 @@
 """Clinical check beyond n-grams: does a report state the right cancer type and TP53 status?
 
 Rules for the synthetic cohort's wording (``data/synthetic/types.py`` names, ``reports.py`` marker
-sentences), applied to the cleaned text (``vocab.clean_report``) so they work on raw reports and on
+sentences), applied to the cleaned text (:func:`mstar.data.report_text.clean_report`) so they work on raw reports and on
 generated, already-cleaned ones alike:
 
 - cancer type: a report states type T when it contains one of T's diagnosis names (whole words) and no
@@ -20,9 +20,9 @@ from collections.abc import Hashable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from mstar.data.report_text import clean_report
 from mstar.data.synthetic.types import CANCER_TYPES
 from mstar.errors import MstarError
-from mstar.models.report.vocab import clean_report
 
 _NAMES = {code: tuple(clean_report(name).removesuffix(" .") for name in ct.names)
           for code, ct in CANCER_TYPES.items()}

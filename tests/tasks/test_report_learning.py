@@ -14,17 +14,11 @@ import torch
 from mstar.data.synthetic.reports import write_report
 from mstar.data.synthetic.truth import draw_cohort_truth
 from mstar.data.synthetic.types import cancer_codes
+from mstar.eval.clinical import clinical_accuracy
+from mstar.eval.report_baseline import baseline_reports
 from mstar.eval.text_metrics import report_generation_metrics
-from mstar.models.report import (
-    ReportGenerator,
-    Vocabulary,
-    build_items,
-    clean_report,
-    clinical_accuracy,
-    fit_report_model,
-    generate_reports,
-)
-from mstar.models.report.inference import baseline_reports
+from mstar.models.report import ReportGenerator, Vocabulary, clean_report, generate_reports
+from mstar.tasks.report_train import build_items, fit_report_model
 
 DIM = 32
 
