@@ -44,9 +44,11 @@ def make_bags(root: Path, n_bags: int, n_patches: int, dim: int, seed: int = 0) 
             feats[hot] += direction
         torch.save(torch.from_numpy(feats), root / "pt" / f"S{i:04d}.pt")
         split = "val" if i % 5 == 0 else "train"
-        rows.append({"case": f"C{i:04d}", "slide": f"S{i:04d}", "label": ["neg", "pos"][label], "fold": split})
+        rows.append({"case": f"C{i:04d}", "slide": f"S{i:04d}", "label": ["neg", "pos"][label],
+                     "fold": split})
     table = pd.DataFrame(rows)
-    table = pd.concat([table, table[table.fold == "val"].head(2).assign(case=lambda d: d.case + "t", fold="test")])
+    table = pd.concat([table,
+                       table[table.fold == "val"].head(2).assign(case=lambda d: d.case + "t", fold="test")])
     table.to_csv(root / "manifest.csv", index=False)
     return root
 
@@ -92,7 +94,8 @@ def upstream_loop(root: Path, dim: int, epochs: int, seed: int = 0) -> tuple[flo
     return float(np.mean(times)), auc
 
 
-def ours(root: Path, epochs: int, batch_size: int, lr: float, max_patches: int | None) -> tuple[float, float, float]:
+def ours(root: Path, epochs: int, batch_size: int, lr: float,
+         max_patches: int | None) -> tuple[float, float, float]:
     """`mstar train classify` (Lightning, RAM cache, padded batches); returns s/epoch, load s, val AUC."""
     cfg = TrainConfig(task="classify", manifest=str(root / "manifest.csv"), features=str(root / "pt"),
                       out=str(root / "runs"), name=f"b{batch_size}-p{max_patches}", epochs=epochs, lr=lr,

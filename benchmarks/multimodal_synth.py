@@ -1,13 +1,14 @@
 """Multimodal survival on the `mstar synth` cohort: does a model given slides + RNA beat either alone?
 
 Each modality of the synthetic cohort sees the cancer type and TP53 but only its own half of the remaining
-risk (``mstar/data/synthetic/truth.py``), so the oracle C-index rises from ~0.68 (either half) to ~0.73 (both).
-This script makes a cohort (resumable: an existing ``--root`` is reused), tiles it, extracts ``timm:test_vit``
-features, writes 5 case-level folds, and trains SNN (RNA), ABMIL (slides), MCAT, Porpoise and two late-fusion
-variants with ``mstar train multimodal-survival``'s code path, for each training seed. It prints the pooled
-out-of-fold C-index with its bootstrap CI and the per-fold sd, then, for every fusion model, the paired
-bootstrap CI of its C-index minus each single-modality model's (`mstar compare`: same resampled patients for
-both, the test of "fusion beats X"; separate CIs of correlated models overlap even when one is better).
+risk (``mstar/data/synthetic/truth.py``), so the oracle C-index rises from ~0.68 (either half) to ~0.73
+(both). This script makes a cohort (resumable: an existing ``--root`` is reused), tiles it, extracts
+``timm:test_vit`` features, writes 5 case-level folds, and trains SNN (RNA), ABMIL (slides), MCAT, Porpoise
+and two late-fusion variants with ``mstar train multimodal-survival``'s code path, for each training seed. It
+prints the pooled out-of-fold C-index with its bootstrap CI and the per-fold sd, then, for every fusion model,
+the paired bootstrap CI of its C-index minus each single-modality model's (`mstar compare`: same resampled
+patients for both, the test of "fusion beats X"; separate CIs of correlated models overlap even when one is
+better).
 
     python benchmarks/multimodal_synth.py --root /tmp/mm-synth --cases 150 --seeds 0,1
 """
@@ -71,7 +72,8 @@ def main() -> None:
         for name in args.models.split(","):
             model, model_args = MODELS[name]
             cfg = MultimodalConfig(
-                model=model, name=f"{name}-seed{seed}", manifest=str(cohort / "manifests" / "multimodal_survival.csv"),
+                model=model, name=f"{name}-seed{seed}",
+                manifest=str(cohort / "manifests" / "multimodal_survival.csv"),
                 features="" if model == "snn" else str(args.root / "work" / "features" / "timm-test_vit"),
                 rna=str(cohort / "rna" / "cases"), signatures=str(cohort / "signatures.csv"),
                 out=str(args.root / "runs"), folds=str(args.root / "folds"), epochs=20, lr=5e-4, batch_size=8,
@@ -82,7 +84,8 @@ def main() -> None:
             rows.append({"model": name, "seed": seed, "c_index": entry["value"], "ci_low": entry["ci_low"],
                          "ci_high": entry["ci_high"], "fold_sd": entry.get("sd"), "n": entry["n"]})
             print(f"{name:12s} seed {seed}  C-index {entry['value']:.3f} [{entry['ci_low']:.3f}, "
-                  f"{entry['ci_high']:.3f}]  fold sd {entry.get('sd', float('nan')):.3f}  n={entry['n']}", flush=True)
+                  f"{entry['ci_high']:.3f}]  fold sd {entry.get('sd', float('nan')):.3f}  n={entry['n']}",
+                  flush=True)
     table = pd.DataFrame(rows)
     print("\nmean over seeds:")
     print(table.groupby("model", sort=False)["c_index"].agg(["mean", "min", "max"]).round(3).to_string())

@@ -1,4 +1,4 @@
-"""Stage-1 training step: our batched, masked slide branch vs a per-slide loop (upstream TransMIL is batch-1 only).
+"""Stage-1 training step: our batched, masked slide branch vs a per-slide loop (upstream's batch-1 TransMIL).
 
 Both sides run the same full stage-1 step on the same inputs: slide branch (``proj`` Linear(D→512) → TransMIL
 512, 2 Nystrom layers + PPEG), report branch (frozen-BERT [CLS] vectors, cached as in our pretraining, →
@@ -66,7 +66,8 @@ def _step(model, proj_text, opt, inputs, naive: bool, bf16: bool) -> float:
     x, mask, cls, values, labels, has = inputs
     device = x.device
     start = time.perf_counter()
-    ctx = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else torch.autocast(device.type, enabled=False)
+    ctx = (torch.autocast(device.type, dtype=torch.bfloat16) if bf16
+           else torch.autocast(device.type, enabled=False))
     with ctx:
         if naive:
             z_slide = torch.cat([model.encode_slide(x[i:i + 1]) for i in range(x.shape[0])])  # (B, 512)
@@ -74,7 +75,8 @@ def _step(model, proj_text, opt, inputs, naive: bool, bf16: bool) -> float:
             z_slide = model.encode_slide(x, mask)  # (B, 512)
         z_report = proj_text(cls)  # (B, 512)
         z_gene = model.encode_gene(values)  # (B, 512)
-    out = stage1_loss(z_slide.float(), z_report.float(), z_gene.float(), has, has, labels, model.logit_scale())
+    out = stage1_loss(z_slide.float(), z_report.float(), z_gene.float(), has, has, labels,
+                      model.logit_scale())
     opt.zero_grad(set_to_none=True)
     out["loss"].backward()
     opt.step()
@@ -134,9 +136,11 @@ def main() -> None:
     print(f"stage-1 step: {args.slides} slides x {args.patches} patches x {args.dim}-d, {args.genes} genes, "
           f"{where}{', bf16 autocast' if 'gpu' in ours else ', fp32'}")
     for r in (ours, naive):
-        mem = f"peak +{r['peak_mib']:.0f} MiB RSS" + (f", +{r['peak_gpu_mib']:.0f} MiB GPU" if "peak_gpu_mib" in r else "")
+        mem = f"peak +{r['peak_mib']:.0f} MiB RSS" + (f", +{r['peak_gpu_mib']:.0f} MiB GPU"
+                                                        if "peak_gpu_mib" in r else "")
         label = "ours (batched, masked)" if r["side"] == "ours" else "naive (per-slide loop)"
-        print(f"{label:26s} {r['s_per_step']:8.2f} s/step  {args.slides / r['s_per_step']:7.2f} slides/s  {mem}"
+        print(f"{label:26s} {r['s_per_step']:8.2f} s/step  "
+              f"{args.slides / r['s_per_step']:7.2f} slides/s  {mem}"
               f"  (steps: {', '.join(f'{t:.2f}' for t in r['times'])})")
     print(f"speed ratio naive/ours: {naive['s_per_step'] / ours['s_per_step']:.2f}x   "
           f"max |batched - looped| slide embedding: {ours['max_abs_diff']:.2e}")

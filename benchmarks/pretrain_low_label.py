@@ -76,8 +76,8 @@ def downstream(manifest: Path, features: Path, out: Path, name: str, ckpt: str |
                   model="transmil", epochs=args.epochs, lr=args.lr, batch_size=8, patience=args.patience,
                   max_patches=256, bootstrap=1000, seed=0)
     if ckpt:
-        cfg = TrainConfig(**common, stage1=ckpt, aggregator_proj="checkpoint", aggregator_lr=args.aggregator_lr,
-                          model_args={"num_landmarks": 32})
+        cfg = TrainConfig(**common, stage1=ckpt, aggregator_proj="checkpoint",
+                          aggregator_lr=args.aggregator_lr, model_args={"num_landmarks": 32})
     else:  # the same architecture: Linear input projection (no ReLU), random init
         cfg = TrainConfig(**common, model_args={**geo, "input_proj": "linear"})
     return train_task(cfg, progress=False)["metrics"]["test"]["auc_macro"]
@@ -98,11 +98,13 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=120)
     parser.add_argument("--seeds", type=int, default=5, help="labelled subsamples (paired across arms)")
     parser.add_argument("--fraction", type=float, default=0.25, help="labelled fraction of the train cases")
-    parser.add_argument("--tasks", nargs="+", default=["diagnosis", "molecular"], choices=("diagnosis", "molecular"))
+    parser.add_argument("--tasks", nargs="+", default=["diagnosis", "molecular"],
+                        choices=("diagnosis", "molecular"))
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--patience", type=int, default=10)
     parser.add_argument("--lr", type=float, default=1e-3, help="head / random-init learning rate")
-    parser.add_argument("--aggregator-lr", type=float, default=2e-4, help="pretrained aggregator learning rate")
+    parser.add_argument("--aggregator-lr", type=float, default=2e-4,
+                        help="pretrained aggregator learning rate")
     parser.add_argument("--stage1-epochs", type=int, default=30)
     parser.add_argument("--work", type=Path, default=Path("/tmp/mstar-lowlabel"))
     args = parser.parse_args()
@@ -121,7 +123,8 @@ def main() -> None:
     pre = pretrain(cfg, progress=False)
     val = pre["metrics"]["val"]
     print(f"stage 1: {pre['meta']['counts']['train_slides']} training slides; held-out slide→report R@1 "
-          f"{val['slide_to_report/recall@1']['value']:.2f} (chance {val['slide_to_report/recall@1']['chance']:.2f})")
+          f"{val['slide_to_report/recall@1']['value']:.2f} "
+          f"(chance {val['slide_to_report/recall@1']['chance']:.2f})")
     rows = []
     for task in args.tasks:
         for seed in range(args.seeds):
@@ -131,8 +134,9 @@ def main() -> None:
             for arm, ckpt in (("random", None), ("stage1", pre["checkpoint"])):
                 name = f"{task}-f{args.fraction}-{arm}-s{seed}"
                 entry = downstream(manifest, features, args.work / "runs", name, ckpt, args)
-                rows.append({"task": task, "seed": seed, "arm": arm, "n_train": n_train, "auc": entry["value"],
-                             "ci_low": entry["ci_low"], "ci_high": entry["ci_high"], "n_test": entry["n"]})
+                rows.append({"task": task, "seed": seed, "arm": arm, "n_train": n_train,
+                             "auc": entry["value"], "ci_low": entry["ci_low"], "ci_high": entry["ci_high"],
+                             "n_test": entry["n"]})
                 print(f"  {task:9s} seed {seed} {arm:6s} train {n_train:3d}  test AUC {entry['value']:.3f} "
                       f"[{entry['ci_low']:.3f}, {entry['ci_high']:.3f}] (n={entry['n']})", flush=True)
     table = pd.DataFrame(rows)

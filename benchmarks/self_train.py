@@ -13,7 +13,8 @@ RSS, activation memory saved for backward (exact bytes through ``saved_tensors_h
 
 (2) Data path, same patches: ours (:class:`~mstar.selftrain.data.PatchSteps`: read, one batched uint8 resize
 to the encoder input, batched affine colour jitter, normalisation) vs naive (per patch: OpenSlide
-``read_region``, PIL ``convert``, torchvision ``RandomHorizontalFlip``/``ColorJitter``/``Resize``/``ToTensor``/
+``read_region``, PIL ``convert``, torchvision ``RandomHorizontalFlip``/``ColorJitter``/``Resize``/\
+``ToTensor``/
 ``Normalize``); both keep one open handle per slide.
 """
 
@@ -48,7 +49,8 @@ def _slides(work: Path):
     out = []
     for tf in sorted(tiles_folder(work).glob("*.h5")):
         t = load_slide_tiles(tf)
-        out.append(SelfTrainSlide(t.slide_id, t.slide_path, t.coords, t.read_level, t.read_px, t.mpp, tf, tf, t.attrs))
+        out.append(SelfTrainSlide(t.slide_id, t.slide_path, t.coords, t.read_level, t.read_px, t.mpp, tf, tf,
+                                  t.attrs))
     return out
 
 
@@ -126,7 +128,8 @@ def data_path(work: Path, encoder: str, batch: int, steps: int) -> dict:
     for k in range(1, steps + 1):
         ours[k]
     t_ours = (time.perf_counter() - start) / (steps * batch)
-    naive = transforms.Compose([transforms.RandomHorizontalFlip(), transforms.ColorJitter(0.1, 0.1, 0.1, 0.02),
+    naive = transforms.Compose([transforms.RandomHorizontalFlip(),
+                                transforms.ColorJitter(0.1, 0.1, 0.1, 0.02),
                                 transforms.Resize(prep.input_px), transforms.ToTensor(),
                                 transforms.Normalize(prep.mean, prep.std)])
     handles: dict[int, openslide.OpenSlide] = {}
@@ -141,7 +144,8 @@ def data_path(work: Path, encoder: str, batch: int, steps: int) -> dict:
             handle = handles[int(s)]
             for p in ps:
                 x, y = t.coords[int(p)]
-                tile = handle.read_region((int(x), int(y)), t.read_level, (t.read_px, t.read_px)).convert("RGB")
+                tile = handle.read_region((int(x), int(y)), t.read_level,
+                                          (t.read_px, t.read_px)).convert("RGB")
                 images.append(naive(tile))
         torch.stack(images)
     t_naive = (time.perf_counter() - start) / (steps * batch)
@@ -149,14 +153,16 @@ def data_path(work: Path, encoder: str, batch: int, steps: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--encoder", default="timm:vit_small_patch16_224")
     parser.add_argument("--batch", type=int, default=32, help="patches per step")
     parser.add_argument("--steps", type=int, default=3, help="timed steps (after one warm-up)")
     parser.add_argument("--target-dim", type=int, default=512)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--work", type=Path, default=None, help="folder with tiles/ (default: 3 synthetic cases)")
+    parser.add_argument("--work", type=Path, default=None,
+                        help="folder with tiles/ (default: 3 synthetic cases)")
     parser.add_argument("--data-steps", type=int, default=10)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--ckpt", action="store_true", help=argparse.SUPPRESS)
@@ -179,11 +185,14 @@ def main() -> None:
           f"({'bf16' if args.device.startswith('cuda') else 'fp32'}, {torch.get_num_threads()} threads)")
     for name, r in rows.items():
         extra = f", CUDA peak {r['cuda_peak_mib']:.0f} MiB" if "cuda_peak_mib" in r else ""
-        print(f"  {name:14s} {r['patches_per_s']:7.2f} patches/s ({r['step_s']:.2f} s/step), activations saved "
-              f"for backward {r['activations_mib']:8.1f} MiB, peak RSS {r['peak_rss_mib']:.0f} MiB{extra}")
+        print(f"  {name:14s} {r['patches_per_s']:7.2f} patches/s ({r['step_s']:.2f} s/step), "
+              f"activations saved for backward {r['activations_mib']:8.1f} MiB, "
+              f"peak RSS {r['peak_rss_mib']:.0f} MiB{extra}")
     print(f"  checkpointing/plain: speed x{ck['patches_per_s'] / plain['patches_per_s']:.2f}, activations "
-          f"x{ck['activations_mib'] / plain['activations_mib']:.3f}, peak RSS x{ck['peak_rss_mib'] / plain['peak_rss_mib']:.2f}"
-          + (f", CUDA peak x{ck['cuda_peak_mib'] / plain['cuda_peak_mib']:.2f}" if "cuda_peak_mib" in ck else ""))
+          f"x{ck['activations_mib'] / plain['activations_mib']:.3f}, "
+          f"peak RSS x{ck['peak_rss_mib'] / plain['peak_rss_mib']:.2f}"
+          + (f", CUDA peak x{ck['cuda_peak_mib'] / plain['cuda_peak_mib']:.2f}"
+             if "cuda_peak_mib" in ck else ""))
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or _synthetic_work(Path(tmp), 3)
         d = data_path(work, args.encoder, args.batch, args.data_steps)

@@ -46,7 +46,8 @@ def jaccard(a: np.ndarray, b: np.ndarray) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=12)
-    parser.add_argument("--real", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    parser.add_argument("--real", type=Path,
+                        default=Path(__file__).resolve().parents[1].parent / "shared" / "data"
                         / "slides" / "CMU-1-Small-Region.svs")
     args = parser.parse_args()
     params = TileParams()

@@ -55,7 +55,8 @@ def tiny_tiles(tiny_cohort: Path, tmp_path_factory) -> Path:
     return out
 
 
-# ---- small extraction inputs: three slides of the tiny cohort (0.25 and 0.5 µm/px scans), five tiles each ----
+# ---- small extraction inputs: three slides of the tiny cohort (0.25 and 0.5 µm/px scans),
+# five tiles each ----
 TILES_PER_SLIDE = 5
 
 

@@ -18,7 +18,8 @@ def test_every_export_resolves_to_the_library_object():
 
     for name in mstar.__all__:
         assert getattr(mstar, name) is not None, name
-    assert mstar.TrainConfig is TrainConfig and mstar.train is train_task and mstar.load_features is load_features
+    assert (mstar.TrainConfig is TrainConfig and mstar.train is train_task
+            and mstar.load_features is load_features)
     assert mstar.__version__ and "train" in dir(mstar)
 
 
@@ -30,8 +31,8 @@ def test_import_is_light():
 
 def test_train_and_evaluate_from_python(tmp_path):
     manifest, features = classification_cohort(tmp_path / "cohort", n_cases=45, seed=1)
-    cfg = mstar.TrainConfig(task="classify", manifest=str(manifest), features=str(features), epochs=8, lr=1e-3,
-                            batch_size=8, bootstrap=50, model_args={"dim": 32, "attn_dim": 16},
+    cfg = mstar.TrainConfig(task="classify", manifest=str(manifest), features=str(features), epochs=8,
+                            lr=1e-3, batch_size=8, bootstrap=50, model_args={"dim": 32, "attn_dim": 16},
                             out=str(tmp_path / "runs"))
     result = mstar.train(cfg, progress=False)
     assert result["metrics"]["test"]["auc_macro"]["value"] > 0.8

@@ -11,7 +11,8 @@ def _write(tmp_path, text, name="m.csv"):
 
 
 def test_classification_schema_with_multi_slide_cases(tmp_path):
-    m = read_manifest(_write(tmp_path, "case,slide,label,fold\nA,a1;a2,LUAD,train\nB,b1,LUSC,val\nC,c1,LUAD,test\n"))
+    m = read_manifest(_write(tmp_path, "case,slide,label,fold\nA,a1;a2,LUAD,train\nB,b1,LUSC,val\n"
+                                       "C,c1,LUAD,test\n"))
     assert m.kind == "classification" and m.split_names() == ["fixed"]
     assert m.table["slides"].tolist() == [["a1", "a2"], ["b1"], ["c1"]]
     assert m.table["split"].tolist() == ["train", "val", "test"] and m.classes == ["LUAD", "LUSC"]

@@ -79,7 +79,8 @@ def test_slides_and_rna_each_see_half_of_the_risk():
     months = np.array([c.survival_months for c in cases])
     risk, slide, rna = (np.array([getattr(c, k) for c in cases]) for k in ("risk", "risk_slide", "risk_rna"))
     shared = np.array([CANCER_TYPES[c.cancer_type].hazard_offset + 0.6 * c.marker for c in cases])
-    np.testing.assert_allclose((slide - shared) + (rna - shared), risk - shared, atol=2e-4)  # halves add up to z
+    np.testing.assert_allclose((slide - shared) + (rna - shared), risk - shared,
+                               atol=2e-4)  # halves add up to z
     assert abs(np.corrcoef(slide - shared, rna - shared)[0, 1]) < 0.05  # independent halves
     c = {name: concordance_index_censored(event, months, score)[0]
          for name, score in (("slide", slide), ("rna", rna), ("both", slide + rna))}

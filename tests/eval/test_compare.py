@@ -76,8 +76,9 @@ def test_cv_folds_are_scored_one_by_one_and_averaged(tmp_path):
     models["b"] = models["b"] + 100.0 * fold  # fold 1's model outputs a shifted scale
     for name, r in models.items():
         (tmp_path / name).mkdir()
-        pd.DataFrame({"unit": [f"fold{k}" for k in fold], "split": "test", "case": [f"C{i:03d}" for i in range(n)],
-                      "time": time, "event": event, "risk": r}).to_csv(tmp_path / name / "predictions.csv", index=False)
+        pd.DataFrame({"unit": [f"fold{k}" for k in fold], "split": "test",
+                      "case": [f"C{i:03d}" for i in range(n)], "time": time, "event": event,
+                      "risk": r}).to_csv(tmp_path / name / "predictions.csv", index=False)
     out = compare_runs(tmp_path / "a", tmp_path / "b", n_resamples=200)
     per_fold = [concordance_index_censored(event[fold == k], time[fold == k], models["a"][fold == k])[0]
                 - concordance_index_censored(event[fold == k], time[fold == k], models["b"][fold == k])[0]
@@ -87,7 +88,8 @@ def test_cv_folds_are_scored_one_by_one_and_averaged(tmp_path):
     assert d["value"] == pytest.approx(np.mean(per_fold)) and d["per_unit"] == pytest.approx(per_fold)
     assert d["ci_low"] <= d["value"] <= d["ci_high"]
     (tmp_path / "c").mkdir()
-    pd.read_csv(tmp_path / "b" / "predictions.csv").assign(unit="run0").to_csv(tmp_path / "c" / "predictions.csv")
+    pd.read_csv(tmp_path / "b" / "predictions.csv").assign(unit="run0").to_csv(
+        tmp_path / "c" / "predictions.csv")
     with pytest.raises(MstarError, match="different units"):
         compare_runs(tmp_path / "a", tmp_path / "c")
 

@@ -88,7 +88,8 @@ def test_stage1_fresh_mode_is_upstream_transmil_pre(tmp_path):
     ckpt, proj, trunk = _stage1_checkpoint(prefix="")
     torch.save(ckpt, tmp_path / "stage1.pt")
     model = load_stage1_aggregator(tmp_path / "stage1.pt", in_dim=16, proj="fresh", num_landmarks=8)
-    assert [type(m).__name__ for m in model._fc1] == ["Linear", "ReLU", "FastDropout"]  # an nn.Dropout subclass
+    assert [type(m).__name__ for m in model._fc1] == ["Linear", "ReLU",
+                                                      "FastDropout"]  # an nn.Dropout subclass
     assert not torch.equal(model._fc1[0].weight, proj.weight)  # upstream ignores `proj`
     for key, value in trunk.state_dict().items():
         assert torch.equal(model.state_dict()[key], value), key

@@ -18,7 +18,8 @@ TYPES = {"BRCA": "invasive ductal carcinoma of the breast", "LUAD": "adenocarcin
          "KIRC": "clear cell renal cell carcinoma"}
 GRADES = {1: "well differentiated (grade 1)", 2: "moderately differentiated (grade 2)",
           3: "poorly differentiated (grade 3)"}
-MARKER = {0: "TP53 immunostain shows a wild-type pattern.", 1: "TP53 immunostain shows an aberrant mutant pattern."}
+MARKER = {0: "TP53 immunostain shows a wild-type pattern.",
+          1: "TP53 immunostain shows an aberrant mutant pattern."}
 
 # Small model settings shared by the stage-1 tests (seconds per run on 2 CPU cores).
 TINY = dict(dim=32, vision_args={"heads": 2, "dim_head": 16, "num_landmarks": 8},

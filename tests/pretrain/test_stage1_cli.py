@@ -1,4 +1,5 @@
-"""`mstar pretrain` writes the run directory; `mstar embed` writes slide/report/gene embeddings of any cohort."""
+"""`mstar pretrain` writes the run directory; `mstar embed` writes slide/report/gene embeddings of any
+cohort."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
     paths = stage1_cohort(root / "cohort", n_cases=30)
     config = root / "tiny.yaml"
-    config.write_text(yaml.safe_dump({k: v for k, v in TINY.items() if k not in ("lr", "batch_size", "max_patches")}))
+    config.write_text(yaml.safe_dump({k: v for k, v in TINY.items()
+                                      if k not in ("lr", "batch_size", "max_patches")}))
     args = ["pretrain", "--manifest", str(paths["manifest"]), "--features", str(paths["features"]),
             "--reports", str(paths["reports"]), "--rna", str(paths["rna"]), "--config", str(config),
             "--epochs", "1", "--batch-size", "8", "--lr", "0.002", "--max-patches", "24",
@@ -82,7 +84,8 @@ def test_embed_writes_every_modality_and_masks_unknown_and_missing_genes(run, tm
     mask = ~np.isnan(values)
     assert not mask[vocab.index("G29")]
     with torch.no_grad():
-        want = model.encode_gene(torch.from_numpy(np.nan_to_num(values))[None], torch.from_numpy(mask)[None])[0]
+        want = model.encode_gene(torch.from_numpy(np.nan_to_num(values))[None],
+                                 torch.from_numpy(mask)[None])[0]
     np.testing.assert_allclose(gene0, want.numpy(), rtol=1e-4, atol=1e-5)
 
 
@@ -91,10 +94,12 @@ def test_embed_without_a_manifest_takes_every_feature_file_and_checks_the_width(
 
     root, paths, _ = run
     ckpt = root / "runs" / "pretrain" / "cli" / "checkpoints" / "stage1.pt"
-    cfg = EmbedConfig(stage1=str(ckpt), features=str(paths["features"]), out=str(tmp_path / "runs"), device="cpu")
+    cfg = EmbedConfig(stage1=str(ckpt), features=str(paths["features"]), out=str(tmp_path / "runs"),
+                      device="cpu")
     summary = embed_cohort(cfg)
     h5 = tmp_path / "runs" / "embed" / "features" / "embeddings.h5"
-    assert summary == {"out": str(h5), "run": str(h5.parent), "slides": 30, "reports": 0, "genes": 0, "dim": 32}
+    assert summary == {"out": str(h5), "run": str(h5.parent), "slides": 30, "reports": 0, "genes": 0,
+                       "dim": 32}
     assert yaml.safe_load((h5.parent / "config.yaml").read_text())["stage1"] == str(ckpt)
     with h5py.File(h5) as f:
         assert not f["has_report"][:].any() and f.attrs["in_dim"] == 16
@@ -111,8 +116,8 @@ def test_embed_old_spellings_still_work_with_a_deprecation_line(run, tmp_path):
     root, paths, _ = run
     ckpt = root / "runs" / "pretrain" / "cli" / "checkpoints" / "stage1.pt"
     out = tmp_path / "old.h5"
-    result = CliRunner().invoke(app, ["embed", "--checkpoint", str(ckpt), "--features", str(paths["features"]),
-                                      "--out", str(out), "--device", "cpu"])
+    result = CliRunner().invoke(app, ["embed", "--checkpoint", str(ckpt), "--features",
+                                      str(paths["features"]), "--out", str(out), "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert "--checkpoint is deprecated" in result.output and "--out FILE.h5 is deprecated" in result.output
     with h5py.File(out) as f:

@@ -1,4 +1,5 @@
-"""Two gloo ranks running the real stage-1 step on their sampler shards reproduce one process on the global batch.
+"""Two gloo ranks running the real stage-1 step on their sampler shards reproduce one process on the global
+batch.
 
 This covers what ``test_distributed.py`` does not: the :class:`EpochSampler` sharding (rank r takes every
 W-th item of the same order), the stage-1 model's three branches and :func:`stage1_step`'s gathering.
@@ -69,7 +70,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow  # two spawned interpreters load torch, Lightning and the text encoder (~20-75 s on 2 busy cores)
+@pytest.mark.slow  # two spawned interpreters load torch, Lightning and the text encoder
+                   # (~20-75 s on 2 busy cores)
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="needs gloo")
 def test_two_ranks_of_the_stage1_step_equal_one_process_with_the_global_batch(tmp_path):
     from tests.pretrain._cohort import stage1_cohort

@@ -1,5 +1,5 @@
-"""Pretraining aligns the modalities: held-out slide→report retrieval far above chance and the untrained model,
-and slide embeddings that separate cancer types."""
+"""Pretraining aligns the modalities: held-out slide→report retrieval far above chance and the untrained
+model, and slide embeddings that separate cancer types."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from mstar.pretrain.stage1_data import Stage1Dataset
 from mstar.pretrain.stage1_train import _load, build_model, make_evaluator, pretrain
 from tests.pretrain._cohort import TINY, stage1_cohort
 
-pytestmark = pytest.mark.slow  # 25-45 s: 15 epochs on 64 cases (measured: R@1 0.38 vs chance 0.06, untrained 0.06)
+pytestmark = pytest.mark.slow  # 25-45 s: 15 epochs on 64 cases
+                               # (measured: R@1 0.38 vs chance 0.06, untrained 0.06)
 
 
 def test_pretraining_lifts_heldout_retrieval_and_separates_cancer_types(tmp_path):

@@ -1,4 +1,5 @@
-"""Stage-1 pretraining runs: checkpoint layout and downstream loading, missing modalities, resume, bad inputs."""
+"""Stage-1 pretraining runs: checkpoint layout and downstream loading, missing modalities, resume, bad
+inputs."""
 
 from __future__ import annotations
 
@@ -60,7 +61,8 @@ def test_checkpoint_keys_are_upstreams_and_the_downstream_loaders_read_them(shor
         again = load_stage1_aggregator(ddp, proj="checkpoint", num_landmarks=8).eval()
         torch.testing.assert_close(again(bag).embedding, model.encode_slide(bag))
     fresh = load_stage1_aggregator(short_run["checkpoint"], in_dim=16, proj="fresh")
-    torch.testing.assert_close(fresh.layer2.attn.to_qkv.weight, sd["vision_encoder.layer2.attn.to_qkv.weight"])
+    torch.testing.assert_close(fresh.layer2.attn.to_qkv.weight,
+                               sd["vision_encoder.layer2.attn.to_qkv.weight"])
 
 
 def test_the_supervised_runner_starts_from_the_pretrained_aggregator(short_run, cohort, tmp_path):
@@ -73,7 +75,8 @@ def test_the_supervised_runner_starts_from_the_pretrained_aggregator(short_run, 
                       model_args={"num_landmarks": 8}, out=str(tmp_path / "runs"), max_patches=24)
     model = build_model(cfg, 3, 16)
     torch.testing.assert_close(model.aggregator.cls_token, ckpt["vision_encoder.cls_token"])
-    torch.testing.assert_close(model.aggregator._fc1[0].weight, ckpt["proj.weight"])  # aggregator_proj=checkpoint
+    torch.testing.assert_close(model.aggregator._fc1[0].weight,
+                               ckpt["proj.weight"])  # aggregator_proj=checkpoint
     result = train_task(cfg, progress=False)
     assert result["metrics"]["test"]["auc_macro"]["n"] > 0
 

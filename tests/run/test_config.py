@@ -39,8 +39,8 @@ def _load(*sets: str, path=None) -> Toy:
 
 
 def test_yaml_strings_become_their_field_types():
-    cfg = _load("lr=1e-4", "epochs=3.0", "max_patches=null", "ordinal=yes", "model_args={dim: 8}", "shots=1,4,16",
-                "mode=b", "name=2024")
+    cfg = _load("lr=1e-4", "epochs=3.0", "max_patches=null", "ordinal=yes", "model_args={dim: 8}",
+                "shots=1,4,16", "mode=b", "name=2024")
     assert cfg.lr == 1e-4 and isinstance(cfg.lr, float)  # YAML reads 1e-4 as the string '1e-4'
     assert cfg.epochs == 3 and isinstance(cfg.epochs, int)
     assert cfg.max_patches is None and cfg.ordinal is True

@@ -36,7 +36,8 @@ def job(tmp_path) -> Job:
     (tmp_path / "feats").mkdir()
     for s in ("s1", "s2"):
         (tmp_path / "feats" / f"{s}.h5").write_bytes(s.encode())
-    return Job(table=str(tmp_path / "table.csv"), folder=str(tmp_path / "feats"), out=str(tmp_path / "runs")).validate()
+    return Job(table=str(tmp_path / "table.csv"), folder=str(tmp_path / "feats"),
+               out=str(tmp_path / "runs")).validate()
 
 
 def _finish(cfg: Job, overwrite: bool = False):
@@ -74,8 +75,10 @@ def test_same_inputs_are_finished_and_runtime_settings_do_not_matter(job):
 def test_changed_settings_or_inputs_stop_with_what_changed(job, tmp_path, change, named):
     _finish(job)
     change(job, tmp_path)
-    with pytest.raises(MstarError, match=rf"runs/job/job: this run was made from other settings or inputs \({named}"
-                                         r".*\); pass --overwrite to redo it, or --name to start a new run beside it"):
+    with pytest.raises(MstarError, match=rf"runs/job/job: this run was made from other settings or inputs "
+                                         rf"\({named}"
+                                         r".*\); pass --overwrite to redo it, or --name to start a new run "
+                                         r"beside it"):
         open_run(job)
     folder = _finish(job, overwrite=True)  # --overwrite replaces it
     assert json.loads((folder.path / "run.json").read_text())["status"] == "finished"

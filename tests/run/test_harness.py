@@ -53,7 +53,8 @@ def test_epoch_means_of_every_term_reach_log_csv(tmp_path):
     module = Line()
     fit(module, _settings(), tmp_path, train_loader=_loader(), progress=False)
     log = pd.read_csv(tmp_path / "log.csv")
-    assert list(log.columns) == ["epoch", "train_loss", "train_mse", "train_reg"] and list(log["epoch"]) == [1, 2, 3]
+    assert (list(log.columns) == ["epoch", "train_loss", "train_mse", "train_reg"]
+            and list(log["epoch"]) == [1, 2, 3])
     assert (log["train_loss"] - log["train_mse"] - log["train_reg"]).abs().max() < 1e-6
     assert log["train_mse"].iloc[-1] < log["train_mse"].iloc[0] / 4  # it learns
 
@@ -73,7 +74,8 @@ def test_tensorboard_event_files_hold_the_logged_numbers(tmp_path):
 
 
 def test_a_non_finite_loss_is_a_one_line_error_naming_epoch_and_step(tmp_path):
-    with pytest.raises(MstarError, match=r"^training loss became nan at epoch 2, step 1; lower the learning rate"):
+    with pytest.raises(MstarError,
+                       match=r"^training loss became nan at epoch 2, step 1; lower the learning rate"):
         fit(Line(poison_epoch=1), _settings(), tmp_path, train_loader=_loader(), progress=False)
 
 
@@ -89,22 +91,24 @@ class Stop(L.Callback):
 def test_resume_from_the_epoch_checkpoint_continues_bit_identically(tmp_path):
     L.seed_everything(0, verbose=False)
     full = Line()
-    fit(full, _settings(), tmp_path / "full", train_loader=_loader(), resume_from=tmp_path / "full" / "last.ckpt",
-        progress=False)
+    fit(full, _settings(), tmp_path / "full", train_loader=_loader(),
+        resume_from=tmp_path / "full" / "last.ckpt", progress=False)
     L.seed_everything(0, verbose=False)
     with pytest.raises(RuntimeError, match="stop"):
-        fit(Line(), _settings(), tmp_path / "cut", train_loader=_loader(), resume_from=tmp_path / "cut" / "last.ckpt",
-            callbacks=[Stop(RuntimeError)], progress=False)
+        fit(Line(), _settings(), tmp_path / "cut", train_loader=_loader(),
+            resume_from=tmp_path / "cut" / "last.ckpt", callbacks=[Stop(RuntimeError)], progress=False)
     resumed = Line()
-    fit(resumed, _settings(), tmp_path / "cut", train_loader=_loader(), resume_from=tmp_path / "cut" / "last.ckpt",
-        progress=False)
+    fit(resumed, _settings(), tmp_path / "cut", train_loader=_loader(),
+        resume_from=tmp_path / "cut" / "last.ckpt", progress=False)
     assert torch.equal(full.model.weight, resumed.model.weight)
-    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "full" / "log.csv"), pd.read_csv(tmp_path / "cut" / "log.csv"))
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "full" / "log.csv"),
+                                  pd.read_csv(tmp_path / "cut" / "log.csv"))
 
 
 def test_ctrl_c_reaches_the_caller_as_keyboard_interrupt(tmp_path):
     with pytest.raises(KeyboardInterrupt):  # not Lightning's SystemExit: the CLI then says how to resume
-        fit(Line(), _settings(), tmp_path, train_loader=_loader(), callbacks=[Stop(KeyboardInterrupt)], progress=False)
+        fit(Line(), _settings(), tmp_path, train_loader=_loader(), callbacks=[Stop(KeyboardInterrupt)],
+            progress=False)
 
 
 def test_precision_resolution():

@@ -44,7 +44,8 @@ def save_random_stage1(path: Path, in_dim: int = 64, dim: int = 16, seed: int = 
 
     torch.manual_seed(seed)
     model = TransMIL(in_dim=in_dim, dim=dim, input_proj="linear")
-    torch.save({"model_state_dict": {k: v.detach().clone() for k, v in to_stage1_state_dict(model).items()}}, path)
+    torch.save({"model_state_dict": {k: v.detach().clone() for k, v in to_stage1_state_dict(model).items()}},
+               path)
     return path
 
 

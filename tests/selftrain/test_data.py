@@ -77,14 +77,17 @@ def test_synthetic_patch_labels_follow_the_truth_masks(slides, tiny_cohort):
         mask = cv2.imread(str(tiny_cohort / "masks" / f"{s.slide_id}.png"), cv2.IMREAD_UNCHANGED)
         scale = s.attrs["mpp_level0"] / truth["mask_mpp"]
         for (x, y), label in zip(s.coords, lab):
-            cx, cy = int((x + s.attrs["tile_px_level0"] / 2) * scale), int((y + s.attrs["tile_px_level0"] / 2) * scale)
+            cx, cy = (int((x + s.attrs["tile_px_level0"] / 2) * scale),
+                      int((y + s.attrs["tile_px_level0"] / 2) * scale))
             if label and mask[cy, cx] > 0:  # the label agrees with the mask at the tile centre in most cases
-                counts["tumour" if label != NORMAL else "normal"] += int((mask[cy, cx] == 2) == (label != NORMAL))
+                counts["tumour" if label != NORMAL else "normal"] += int(
+                    (mask[cy, cx] == 2) == (label != NORMAL))
     assert counts["tumour"] > 30 and counts["normal"] > 30
     assert patch_labels("none", slides) == {}
 
 
-def test_target_cache_is_reused_and_ema_refresh_with_the_extractor_reproduces_it(slides, random_stage1, tmp_path):
+def test_target_cache_is_reused_and_ema_refresh_with_the_extractor_reproduces_it(slides, random_stage1,
+                                                                                 tmp_path):
     teacher = Teacher(random_stage1)
     store = TargetStore(slides[:3])
     assert store.build(tmp_path, teacher, "sha-a", 4096, 0) == 3
@@ -97,6 +100,7 @@ def test_target_cache_is_reused_and_ema_refresh_with_the_extractor_reproduces_it
     lookup = store.lookup(torch.tensor([1, 0]), torch.tensor([2, 5]))
     np.testing.assert_array_equal(lookup.numpy(), np.stack([stored[1][2], stored[0][5]]))
     enc = create_encoder(ENCODER)
-    refresh_from_encoder(store, [0, 1, 2], enc.model, teacher, enc.preprocess, torch.device("cpu"), 16, 4096, 0)
+    refresh_from_encoder(store, [0, 1, 2], enc.model, teacher, enc.preprocess, torch.device("cpu"), 16, 4096,
+                         0)
     for i in range(3):  # the EMA of an unchanged encoder is the extractor: same features, same targets
         np.testing.assert_allclose(np.asarray(store.arrays[i], np.float32), stored[i], atol=2e-2)

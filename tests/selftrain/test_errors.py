@@ -16,8 +16,8 @@ from .conftest import ENCODER, FEATURES, save_random_stage1
 
 
 def _cfg(work, aggregator, out, **kw) -> SelfTrainConfig:
-    return SelfTrainConfig(tiles=str(work), features=str(work / "features" / FEATURES), stage1=str(aggregator),
-                           encoder=ENCODER, out=str(out), **kw)
+    return SelfTrainConfig(tiles=str(work), features=str(work / "features" / FEATURES),
+                           stage1=str(aggregator), encoder=ENCODER, out=str(out), **kw)
 
 
 def test_aggregator_width_must_match_the_features(st_work, tmp_path):
@@ -53,7 +53,8 @@ def test_cli_reports_one_line(st_work, tmp_path, capsys):
         main(["self-train", "--tiles", str(st_work), "--features", str(st_work / "features" / FEATURES),
               "--stage1", str(agg), "--encoder", ENCODER, "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err.strip()
-    assert exit_info.value.code == 1 and err.startswith("error: ") and "\n" not in err and "64-d features" in err
+    assert (exit_info.value.code == 1 and err.startswith("error: ") and "\n" not in err
+            and "64-d features" in err)
     with pytest.raises(SystemExit):
         main(["self-train", "--tiles", str(st_work)])
     assert "'features' is required (--features)" in capsys.readouterr().err

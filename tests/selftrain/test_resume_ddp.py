@@ -17,8 +17,8 @@ from mstar.selftrain.train import self_train
 
 from .conftest import ENCODER, FEATURES
 
-TINY = dict(epochs=2, steps_per_epoch=3, slides_per_step=2, patches_per_slide=4, lr=1e-4, val_patches_per_slide=8,
-            probe_slides=4, bootstrap=50)
+TINY = dict(epochs=2, steps_per_epoch=3, slides_per_step=2, patches_per_slide=4, lr=1e-4,
+            val_patches_per_slide=8, probe_slides=4, bootstrap=50)
 
 
 class Crash(L.Callback):
@@ -31,8 +31,8 @@ class Crash(L.Callback):
 
 def _cfg(work, aggregator, out, **kw) -> SelfTrainConfig:
     """Settings of a run in ``<out>/selftrain/r``."""
-    return SelfTrainConfig(tiles=str(work), features=str(work / "features" / FEATURES), stage1=str(aggregator),
-                           encoder=ENCODER, out=str(out), name="r", **{**TINY, **kw})
+    return SelfTrainConfig(tiles=str(work), features=str(work / "features" / FEATURES),
+                           stage1=str(aggregator), encoder=ENCODER, out=str(out), name="r", **{**TINY, **kw})
 
 
 @pytest.mark.slow
@@ -40,7 +40,8 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(st_work, random_sta
     # targets=ema: the resumed epoch also recomputes its targets from the restored EMA encoder
     full = self_train(_cfg(st_work, random_stage1, tmp_path / "full", targets="ema"), progress=False)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        self_train(_cfg(st_work, random_stage1, tmp_path / "cut", targets="ema"), progress=False, callbacks=[Crash()])
+        self_train(_cfg(st_work, random_stage1, tmp_path / "cut", targets="ema"), progress=False,
+                   callbacks=[Crash()])
     cut = tmp_path / "cut" / "selftrain" / "r"
     assert (cut / "checkpoints" / "last.ckpt").exists() and not (cut / "metrics.json").exists()
     resumed = self_train(_cfg(st_work, random_stage1, tmp_path / "cut", targets="ema"), progress=False)

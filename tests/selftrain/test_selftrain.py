@@ -42,13 +42,16 @@ def test_self_training_raises_held_out_cosine_and_keeps_patch_probes(demo):
     metrics = json.loads(Path(result["run"], "metrics.json").read_text())
     change = metrics["change"]
     assert result["cosine_after"] > result["cosine_before"] + 0.1
-    assert change["cosine"]["ci_low"] > 0 and metrics["final"]["cosine"]["ci_low"] > metrics["initial"]["cosine"]["ci_high"]
-    assert metrics["initial"]["cosine"]["n"] > 150 and metrics["initial"]["linear_balanced_accuracy"]["n"] > 150
+    assert (change["cosine"]["ci_low"] > 0
+            and metrics["final"]["cosine"]["ci_low"] > metrics["initial"]["cosine"]["ci_high"])
+    assert (metrics["initial"]["cosine"]["n"] > 150
+            and metrics["initial"]["linear_balanced_accuracy"]["n"] > 150)
     for probe in ("knn", "linear"):
         assert result[f"{probe}_after"] >= result[f"{probe}_before"] - PROBE_TOLERANCE, probe
         assert change[f"{probe}_balanced_accuracy"]["ci_high"] >= 0, probe  # no significant decrease
     log = pd.read_csv(result["run"] + "/log.csv")
-    assert list(log["epoch"]) == [0, 1, 2, 3] and log["val_cosine"].iloc[-1] == pytest.approx(result["cosine_after"])
+    assert (list(log["epoch"]) == [0, 1, 2, 3]
+            and log["val_cosine"].iloc[-1] == pytest.approx(result["cosine_after"]))
     assert (log["train_target"].iloc[1:] < 1).all() and (log["momentum"].diff().iloc[1:] > 0).all()
     assert (log["probe_n_test"] > 150).all()
     run = result["run"]
@@ -75,8 +78,8 @@ def test_output_is_a_plain_timm_state_dict_that_mstar_extract_loads_strictly(dem
         shutil.copy(p, sub / "tiles" / p.name)
     runner = CliRunner()
     for name in (sidecar["name"], "timm:test_vit"):  # through the sidecar, and as the plain timm architecture
-        res = runner.invoke(app, ["extract", str(sub), "--encoder", name, "--checkpoint", weights, "--workers", "0",
-                                  "--device", "cpu"])
+        res = runner.invoke(app, ["extract", str(sub), "--encoder", name, "--checkpoint", weights,
+                                  "--workers", "0", "--device", "cpu"])
         assert res.exit_code == 0, res.output
     from mstar.features.encoders import folder_name
     from mstar.features.preprocess import PreprocessConfig, preprocess_batch
@@ -95,7 +98,8 @@ def test_output_is_a_plain_timm_state_dict_that_mstar_extract_loads_strictly(dem
     # the re-extracted cohort features of the demo step came from the same weights
     with h5py.File(work / "features" / folder_name(sidecar["name"]) / f"{slides[0].slide_id}.h5", "r") as f:
         np.testing.assert_allclose(f["features"][:4], direct, atol=1e-4)
-    assert not np.allclose(direct, h5py.File(work / "features" / FEATURES / f"{slides[0].slide_id}.h5")["features"][:4],
+    assert not np.allclose(direct, h5py.File(work / "features" / FEATURES
+                                             / f"{slides[0].slide_id}.h5")["features"][:4],
                            atol=1e-3)  # and they differ from the features before stage 2
 
 

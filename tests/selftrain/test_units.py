@@ -92,7 +92,8 @@ def test_teacher_splits_large_slides_into_groups_that_cover_every_patch(random_s
 
 
 def test_teacher_rejects_features_of_another_width(random_stage1):
-    with pytest.raises(MstarError, match=r"feats\.h5: 32-d features, but the aggregator random_stage1\.pt projects 64-d"):
+    with pytest.raises(MstarError, match=r"feats\.h5: 32-d features, but the aggregator random_stage1\.pt "
+                                         r"projects 64-d"):
         Teacher(random_stage1).check_dim(32, "feats.h5", "fix it")
 
 
@@ -122,7 +123,8 @@ def test_colour_jitter_equals_torchvision_brightness_contrast_saturation_and_kee
     m = colour_matrices(b, c, s, np.zeros(2))
     xf = x.float()
     mean_gray = (xf.mean(dim=(1, 2)) @ GRAY).view(2, 1, 1, 1)
-    ours = torch.einsum("bhwc,bdc->bhwd", xf, m) + torch.tensor((1 - c) * b).float().view(2, 1, 1, 1) * mean_gray
+    ours = (torch.einsum("bhwc,bdc->bhwd", xf, m)
+            + torch.tensor((1 - c) * b).float().view(2, 1, 1, 1) * mean_gray)
     for i in range(2):
         ref = x[i].permute(2, 0, 1).float() / 255
         ref = TF.adjust_saturation(TF.adjust_contrast(TF.adjust_brightness(ref, b[i]), c[i]), s[i]) * 255
@@ -138,7 +140,8 @@ def test_student_starts_from_the_stage1_proj_and_checkpointing_gives_equal_gradi
     for ckpt in (False, True):
         student, enc = build_student("timm:test_vit", None, proj, train_proj=True, grad_checkpointing=ckpt)
         torch.testing.assert_close(student.proj.weight, proj["weight"])
-        x = torch.randn(2, 3, enc.preprocess.input_px, enc.preprocess.input_px, generator=torch.Generator().manual_seed(0))
+        x = torch.randn(2, 3, enc.preprocess.input_px, enc.preprocess.input_px,
+                        generator=torch.Generator().manual_seed(0))
         f, z = student(x)
         (f.sum() + z.square().sum()).backward()
         grads.append({n: p.grad.clone() for n, p in student.named_parameters()})

@@ -20,7 +20,8 @@ def test_cmu_tiles_cover_tissue_and_none_of_the_background(cmu_slide, tmp_path):
     summary = tile_many([cmu_slide], tmp_path, show_progress=False)
     assert summary.loc[0, "status"] == "ok"
     coords, attrs = read_tiles(tmp_path / "tiles" / "CMU-1-Small-Region.h5")
-    assert attrs["mpp_level0"] == pytest.approx(0.499) and attrs["read_px"] == 256 and attrs["read_level"] == 0
+    assert (attrs["mpp_level0"] == pytest.approx(0.499) and attrs["read_px"] == 256
+            and attrs["read_level"] == 0)
     assert attrs["patch_size"] == 256 and attrs["patch_level"] == 0  # CLAM attrs describe this read
     with open_slide(cmu_slide) as slide:
         for x, y in coords:
@@ -28,7 +29,8 @@ def test_cmu_tiles_cover_tissue_and_none_of_the_background(cmu_slide, tmp_path):
             assert _stained(tile).mean() > 0.1, f"tile at {(x, y)} is mostly glass"
         overview = slide.read_downsampled(8)
     stained = _stained(overview)
-    stained = cv2.morphologyEx(stained.astype(np.uint8), cv2.MORPH_OPEN, np.ones((5, 5), np.uint8)).astype(bool)
+    stained = cv2.morphologyEx(stained.astype(np.uint8), cv2.MORPH_OPEN,
+                               np.ones((5, 5), np.uint8)).astype(bool)
     covered = np.zeros_like(stained)
     for x, y in coords // 8:
         covered[y:y + 32, x:x + 32] = True

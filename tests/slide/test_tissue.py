@@ -7,7 +7,8 @@ MPP = 8.0  # µm/px of the test images
 
 
 def _scene(seed=0):
-    """White glass with noise, a pink tissue disc (radius 400 µm) with a 160 µm hole, a speck, a pen stroke."""
+    """White glass with noise, a pink tissue disc (radius 400 µm) with a 160 µm hole, a speck, a pen
+    stroke."""
     rng = np.random.default_rng(seed)
     img = np.clip(rng.normal(243, 3, (160, 200, 3)), 0, 255).astype(np.uint8)
     truth = np.zeros(img.shape[:2], np.uint8)
@@ -46,7 +47,8 @@ def test_blank_and_noisy_glass_has_no_tissue():
 
 def test_tile_tissue_fraction_matches_brute_force():
     rng = np.random.default_rng(2)
-    mask = TissueMask(tissue=rng.random((50, 70)) > 0.6, pen=np.zeros((50, 70), bool), downsample=16.0, mask_mpp=4.0)
+    mask = TissueMask(tissue=rng.random((50, 70)) > 0.6, pen=np.zeros((50, 70), bool), downsample=16.0,
+                      mask_mpp=4.0)
     coords = grid_coords(70 * 16, 50 * 16, 128, 96)
     got = tile_tissue_fraction(mask, coords, 128)
     for (x, y), frac in zip(coords, got):

@@ -19,8 +19,8 @@ def write_bag(path: Path, feats: np.ndarray, attrs: dict | None = None) -> None:
             f.attrs[k] = v
 
 
-def classification_cohort(root: Path, n_cases: int = 60, dim: int = 16, classes=("A", "B", "C"), seed: int = 0,
-                          signal: float = 1.5, folds: int = 0) -> tuple[Path, Path]:
+def classification_cohort(root: Path, n_cases: int = 60, dim: int = 16, classes=("A", "B", "C"),
+                          seed: int = 0, signal: float = 1.5, folds: int = 0) -> tuple[Path, Path]:
     """Bags of 20-60 patches; a class-specific direction is added to a third of each bag's patches."""
     rng = np.random.default_rng(seed)
     directions = rng.normal(size=(len(classes), dim))

@@ -25,8 +25,9 @@ def complementary_cohort(root: Path, n_cases: int = 200, dim: int = 16, genes_pe
     """Bags (``features/<slide>.h5``), per-case RNA files (``rna/<case>.csv``), ``signatures.csv`` and the
     upstream multimodal manifest ``multimodal.csv`` (split 50/20/30 % train/val/test).
 
-    Slides: a fraction ``sigmoid(1.5 a)`` of each bag's patches carries a fixed direction. RNA: the genes of the
-    "Oncogenes" group are ``b`` plus noise, the others noise. Times: exponential with hazard ``exp(a + b)``.
+    Slides: a fraction ``sigmoid(1.5 a)`` of each bag's patches carries a fixed direction. RNA: the genes of
+    the "Oncogenes" group are ``b`` plus noise, the others noise. Times: exponential with hazard
+    ``exp(a + b)``.
     """
     rng = np.random.default_rng(seed)
     direction = rng.normal(size=dim)

@@ -19,7 +19,8 @@ def run_on_tiny_cohort(tiny_cohort, tiny_tiles, tmp_path_factory):
     for tiles in (tiny_tiles / "tiles").glob("*.h5"):
         coords, attrs = read_tiles(tiles)
         feats = rng.normal(size=(len(coords), 8))
-        write_bag(feats_dir / tiles.name, feats, {k: v for k, v in attrs.items() if not isinstance(v, np.ndarray)})
+        write_bag(feats_dir / tiles.name, feats,
+                  {k: v for k, v in attrs.items() if not isinstance(v, np.ndarray)})
         import h5py
 
         with h5py.File(feats_dir / tiles.name, "a") as f:

@@ -33,7 +33,8 @@ def _cfg(tmp_path, paths, model, **kw):
 
 @pytest.mark.slow
 def test_fusion_beats_both_unimodal_baselines(tmp_path, cohort):
-    """Risk = a + b, slides show a, RNA shows b: MCAT and late fusion > SNN (RNA only) and > ABMIL (slides only).
+    """Risk = a + b, slides show a, RNA shows b: MCAT and late fusion > SNN (RNA only) and > ABMIL (slides
+    only).
 
     Each model at the learning rate its validation C-index preferred in {2e-4, 1e-3}; the baselines at the
     setting where they did best (20 epochs of 16 bags), MCAT as upstream (lr 2e-4), 30 epochs of 8 bags.
@@ -54,12 +55,14 @@ def test_fusion_beats_both_unimodal_baselines(tmp_path, cohort):
     # significant gain over both is shown on 1,332 `mstar synth` cases (benchmarks/multimodal_synth.py).
     runs = tmp_path / "runs" / "multimodal-survival"
     for fusion in ("mcat", "late"):
-        diff = compare_runs(runs / fusion, runs / "abmil", n_resamples=500)["metrics"]["c_index"]["difference"]
+        diff = compare_runs(runs / fusion, runs / "abmil",
+                            n_resamples=500)["metrics"]["c_index"]["difference"]
         assert diff["ci_low"] > 0, (fusion, diff)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model,args", [("mcat", {}), ("porpoise", {}), ("motcat", {}), ("cmta", {"dim": 32})])
+@pytest.mark.parametrize("model,args", [("mcat", {}), ("porpoise", {}), ("motcat", {}),
+                                        ("cmta", {"dim": 32})])
 def test_every_fusion_model_trains_and_writes_the_run_directory(tmp_path, model, args):
     paths = complementary_cohort(tmp_path / "c", n_cases=40, seed=1)
     result = train_multimodal(_cfg(tmp_path, paths, model, epochs=2, batch_size=8, model_args=args),
@@ -77,7 +80,8 @@ def test_every_fusion_model_trains_and_writes_the_run_directory(tmp_path, model,
     blob = torch.load(run / "units" / "fixed" / "model.pt", weights_only=False)
     train = pd.read_csv(paths["manifest"]).query("split == 'train'")["ID"]
     first = pd.concat([pd.read_csv(paths["rna"] / f"{c}.csv")["Value"] for c in train], axis=1).iloc[0]
-    assert blob["info"]["omics_scaler"]["mean"][0] == pytest.approx(first.mean(), abs=1e-4)  # training cases only
+    assert (blob["info"]["omics_scaler"]["mean"][0]
+            == pytest.approx(first.mean(), abs=1e-4))  # training cases only
 
 
 def test_folds_give_per_fold_c_index_and_genomic_only_snn_needs_no_slides(tmp_path):
@@ -91,14 +95,16 @@ def test_folds_give_per_fold_c_index_and_genomic_only_snn_needs_no_slides(tmp_pa
             folds / f"splits_{k}.csv")
     result = train_multimodal(_cfg(tmp_path, paths, "snn", features="", folds=str(folds), epochs=3),
                               progress=False)
-    entry = read_metrics_json(tmp_path / "runs" / "multimodal-survival" / "snn" / "metrics.json")["test"]["c_index"]
+    entry = read_metrics_json(tmp_path / "runs" / "multimodal-survival" / "snn"
+                              / "metrics.json")["test"]["c_index"]
     assert len(entry["per_unit"]) == 2 and entry["n"] == 40 and entry["sd"] >= 0
     assert entry["value"] == pytest.approx(np.mean(entry["per_unit"]))
     assert result["meta"]["units"] == ["fold0", "fold1"]
     from mstar.tasks.evaluate import EvaluateConfig, evaluate_run
 
     with pytest.raises(MstarError, match="this is a multimodal-survival run"):
-        evaluate_run(EvaluateConfig(run=result["run"], manifest=str(paths["manifest"]), features=str(paths["features"])))
+        evaluate_run(EvaluateConfig(run=result["run"], manifest=str(paths["manifest"]),
+                                    features=str(paths["features"])))
 
 
 def test_cli_trains_and_reports_signature_matches(tmp_path):
@@ -144,9 +150,9 @@ def test_genomic_only_snn_on_one_tcga_fold(tmp_path, shared_data):
     folds = tmp_path / "folds"
     folds.mkdir()
     (folds / "splits_0.csv").write_bytes((data / "splits" / "gbmlgg" / "splits_0.csv").read_bytes())
-    result = train_multimodal(MultimodalConfig(model="snn", manifest=str(table), rna=str(table), folds=str(folds),
-                                               out=str(tmp_path / "runs"), epochs=10, lr=2e-4, batch_size=32,
-                                               bootstrap=100), progress=False)
+    result = train_multimodal(MultimodalConfig(model="snn", manifest=str(table), rna=str(table),
+                                               folds=str(folds), out=str(tmp_path / "runs"), epochs=10,
+                                               lr=2e-4, batch_size=32, bootstrap=100), progress=False)
     entry = result["metrics"]["test"]["c_index"]
     assert entry["n"] == 114 and entry["value"] > 0.5
     assert result["omics"]["modalities"] == ["mut", "cnv", "rnaseq"] and result["omics"]["cases"] == 569
@@ -154,7 +160,8 @@ def test_genomic_only_snn_on_one_tcga_fold(tmp_path, shared_data):
 
 def _demo_layout(root):
     """The demo's cohort files (manifests, per-case RNA, signatures) without slides, plus 64-d bags whose
-    patches shift with the tumour fraction (the demo's random-init encoder features are weakly informative)."""
+    patches shift with the tumour fraction (the demo's random-init encoder features are weakly
+    informative)."""
     from mstar.data.synthetic.cohort import _manifests
     from mstar.data.synthetic.rna import expression_table, signature_table
     from mstar.data.synthetic.truth import draw_cohort_truth
@@ -191,5 +198,6 @@ def test_demo_step_trains_snn_abmil_mcat_and_late_fusion(tmp_path):
     assert list(result["test"]) == ["snn", "abmil", "mcat", "late"]
     for entry in result["test"].values():
         assert 0 <= entry["ci_low"] <= entry["value"] <= entry["ci_high"] <= 1 and entry["n"] >= 8
-    assert result["summary"].startswith("test C-index: SNN (RNA)") and "late fusion (both)" in result["summary"]
+    assert (result["summary"].startswith("test C-index: SNN (RNA)")
+            and "late fusion (both)" in result["summary"])
     print(result["summary"], f"{seconds:.0f} s")

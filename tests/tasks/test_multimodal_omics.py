@@ -17,14 +17,15 @@ def wide(tmp_path):
     """A TCGA-style wide table: case A has two slides (identical rows), B and C one each."""
     frame = pd.DataFrame({
         "Unnamed: 0": [0, 1, 2, 3], "case_id": ["A", "A", "B", "C"],
-        "slide_id": ["A-DX1.svs", "A-DX2.svs", "B-DX1.svs", "C-DX1.svs"], "survival_months": [10.0, 10.0, 3.5, 40],
-        "censorship": [0, 0, 1, 0], "age": [50, 50, 61, 70],
-        "TP53_rnaseq": [1.0, 1.0, 2.0, 4.0], "TP53_cnv": [-1, -1, 0, 1], "KRAS_rnaseq": [0.5, 0.5, 0.1, np.nan],
-        "EGFR_mut": [0, 0, 1, 0], "MYC_cnv": [2, 2, 0, 0], "ZZZ_rnaseq": [1, 1, 1, 1]})
+        "slide_id": ["A-DX1.svs", "A-DX2.svs", "B-DX1.svs", "C-DX1.svs"],
+        "survival_months": [10.0, 10.0, 3.5, 40], "censorship": [0, 0, 1, 0], "age": [50, 50, 61, 70],
+        "TP53_rnaseq": [1.0, 1.0, 2.0, 4.0], "TP53_cnv": [-1, -1, 0, 1],
+        "KRAS_rnaseq": [0.5, 0.5, 0.1, np.nan], "EGFR_mut": [0, 0, 1, 0], "MYC_cnv": [2, 2, 0, 0],
+        "ZZZ_rnaseq": [1, 1, 1, 1]})
     path = tmp_path / "tcga_x.csv.gz"
     frame.to_csv(path, index=False)
-    sig = pd.DataFrame({"Tumor Suppressor Genes": ["TP53", "RB1", "PTEN"], "Oncogenes": ["KRAS", "MYC", "TP53"],
-                        "Protein Kinases": ["EGFR", None, None]})
+    sig = pd.DataFrame({"Tumor Suppressor Genes": ["TP53", "RB1", "PTEN"],
+                        "Oncogenes": ["KRAS", "MYC", "TP53"], "Protein Kinases": ["EGFR", None, None]})
     sig.to_csv(tmp_path / "signatures.csv", index=False)
     return path
 
@@ -43,7 +44,8 @@ def test_wide_table_keeps_suffixed_columns_one_row_per_case(wide):
 def test_signature_groups_match_every_modality_of_a_gene_and_report_counts(wide):
     match = match_signatures(read_omics(wide), wide.parent / "signatures.csv")
     assert match.names == ["Tumor Suppressor Genes", "Oncogenes", "Protein Kinases"]
-    assert match.columns == [["TP53_cnv", "TP53_rnaseq"], ["KRAS_rnaseq", "MYC_cnv", "TP53_cnv", "TP53_rnaseq"],
+    assert match.columns == [["TP53_cnv", "TP53_rnaseq"],
+                             ["KRAS_rnaseq", "MYC_cnv", "TP53_cnv", "TP53_rnaseq"],
                              ["EGFR_mut"]]  # sorted by name, as MCAT
     assert [(r["genes_matched"], r["genes_listed"], r["columns"]) for r in match.summary()] == \
         [(1, 3, 2), (3, 3, 4), (1, 1, 1)]
@@ -108,7 +110,8 @@ def test_cases_without_omics_are_listed(wide):
 def test_per_case_rna_files_named_by_the_manifest(tmp_path):
     folder = tmp_path / "rna"
     folder.mkdir()
-    pd.DataFrame({"Gene": ["TP53", "KRAS", "TP53"], "Value": [1.0, 2.0, 3.0]}).to_csv(folder / "p1.csv", index=False)
+    pd.DataFrame({"Gene": ["TP53", "KRAS", "TP53"], "Value": [1.0, 2.0, 3.0]}).to_csv(folder / "p1.csv",
+                                                                                      index=False)
     pd.DataFrame({"Gene": ["KRAS", "TP53"], "Value": [5.0, 6.0]}).to_csv(folder / "p2.csv", index=False)
     table = read_omics(folder, case_files={"case1": "p1.csv", "case2": "p2.csv"})
     assert table.values.loc["case1", "TP53"] == 2.0 and table.values.loc["case2", "KRAS"] == 5.0
@@ -136,7 +139,8 @@ def test_the_synthetic_cohort_rna_matches_its_signatures(tmp_path):
 def test_wide_manifest_and_mcat_folds(wide, tmp_path):
     manifest = read_wide_manifest(wide)
     t = manifest.table.set_index("case")
-    assert t.loc["A", "slides"] == ["A-DX1", "A-DX2"] and bool(t.loc["A", "event"]) and not t.loc["B", "event"]
+    assert (t.loc["A", "slides"] == ["A-DX1", "A-DX2"] and bool(t.loc["A", "event"])
+            and not t.loc["B", "event"])
     folds = tmp_path / "splits"
     folds.mkdir()
     pd.DataFrame({"train": ["A", "B"], "val": ["C", None]}).to_csv(folds / "splits_0.csv")

@@ -35,11 +35,12 @@ def report_run(tmp_path_factory):
     (root / "reports.json").write_text(json.dumps(reports))
     cfg = ReportConfig(manifest=str(root / "manifest.csv"), features=str(root / "features"),
                        reports=str(root / "reports.json"), out=str(root / "runs"), epochs=20, lr=4e-3,
-                       gamma=0.95, grad_clip_value=None, batch_size=8, min_freq=3, val_every=10, beam_size=3, val_beam_size=1,
-                       bootstrap=100, meteor=False, length_penalty=1.0,
+                       gamma=0.95, grad_clip_value=None, batch_size=8, min_freq=3, val_every=10, beam_size=3,
+                       val_beam_size=1, bootstrap=100, meteor=False, length_penalty=1.0,
                        model_args={"d_model": 32, "d_ff": 64, "n_heads": 4, "d_vf": 64, "cmm_size": 64,
-                                   "cmm_dim": 32, "topk": 16, "prototype_num": 16, "region_size": 16, "drop_prob_lm": 0.1,
-                                   "num_layers": 2, "encoder_layers": 2, "max_len": 64, "dropout": 0.0})
+                                   "cmm_dim": 32, "topk": 16, "prototype_num": 16, "region_size": 16,
+                                   "drop_prob_lm": 0.1, "num_layers": 2, "encoder_layers": 2, "max_len": 64,
+                                   "dropout": 0.0})
     return train_report(cfg), root
 
 
@@ -74,7 +75,8 @@ def test_cli_trains_one_epoch_and_generates(report_run):
     from mstar.cli import app
 
     fitted, root = report_run
-    args = ["train", "report", "--config", str(Path(fitted["run"]) / "config.yaml"),  # the tiny model's settings
+    args = ["train", "report",
+            "--config", str(Path(fitted["run"]) / "config.yaml"),  # the tiny model's settings
             "--manifest", str(root / "manifest.csv"), "--features", str(root / "features"),
             "--reports", str(root / "reports.json"), "--out", str(root / "cli"), "--epochs", "1",
             "--set", "beam_size=1", "--set", "bootstrap=10"]
@@ -84,8 +86,10 @@ def test_cli_trains_one_epoch_and_generates(report_run):
     run = root / "cli" / "report" / "manifest-histgen"
     assert (run / "metrics.json").exists()
     sid = pd.read_csv(root / "manifest.csv")["slide"][5]
-    result = CliRunner().invoke(app, ["generate", "--run", str(run), "--slide", sid, "--out", str(root / "gen")])
+    result = CliRunner().invoke(app, ["generate", "--run", str(run), "--slide", sid, "--out",
+                                      str(root / "gen")])
     assert result.exit_code == 0, result.output
-    table = pd.read_csv(root / "gen" / "generate" / "manifest-histgen" / "generated.csv", keep_default_na=False)
+    table = pd.read_csv(root / "gen" / "generate" / "manifest-histgen" / "generated.csv",
+                        keep_default_na=False)
     assert table["slide"].tolist() == [sid] and table["report"][0] == generate_for_run(run, sid)
     assert result.output.startswith(table["report"][0]) and len(table["report"][0].split()) > 3

@@ -92,4 +92,5 @@ def test_medoid_bleu_matches_pycocoevalcap():
     refs = ["the tumor is big .", "margins free . the tumor is red and big .", "no tumor ."]
     want = Bleu(4).compute_score({i: [r] for i, r in enumerate(refs)}, {i: [cand] for i in range(3)},
                                  verbose=0)[0][3]
-    assert _bleu4_against(_ngram_counts(cand), [_ngram_counts(r) for r in refs]) == pytest.approx(want, rel=1e-12)
+    assert (_bleu4_against(_ngram_counts(cand), [_ngram_counts(r) for r in refs])
+            == pytest.approx(want, rel=1e-12))

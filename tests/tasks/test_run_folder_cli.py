@@ -23,9 +23,9 @@ def data(tmp_path_factory):
 
 
 def _args(root, manifest, features, *extra):
-    return ["train", "classify", "--manifest", str(manifest), "--features", str(features), "--out", str(root / "runs"),
-            "--epochs", "2", "--batch-size", "8", "--set", "bootstrap=20", "--set", "model_args={dim: 16, attn_dim: 8}",
-            *extra]
+    return ["train", "classify", "--manifest", str(manifest), "--features", str(features),
+            "--out", str(root / "runs"), "--epochs", "2", "--batch-size", "8", "--set", "bootstrap=20",
+            "--set", "model_args={dim: 16, attn_dim: 8}", *extra]
 
 
 def test_set_values_are_typed_and_bad_ones_are_one_line_errors(data, capsys):
@@ -50,7 +50,8 @@ def test_rerun_from_config_yaml_is_finished_and_changed_inputs_stop(data, capsys
     run = root / "runs" / "classify" / "again"
     metrics = (run / "metrics.json").read_text()
     res = runner.invoke(app, ["train", "classify", "--config", str(run / "config.yaml")])
-    assert res.exit_code == 0 and "already finished with these settings and inputs" in " ".join(res.output.split())
+    assert (res.exit_code == 0
+            and "already finished with these settings and inputs" in " ".join(res.output.split()))
     assert (run / "metrics.json").read_text() == metrics  # nothing was recomputed
     with pytest.raises(SystemExit):
         main(["train", "classify", "--config", str(run / "config.yaml"), "--epochs", "3"])
@@ -81,5 +82,6 @@ def test_logger_tensorboard_writes_event_files_readable_back(data):
     events = EventAccumulator(str(unit / "tensorboard"))
     events.Reload()
     log = pd.read_csv(unit / "log.csv")
-    assert [e.value for e in events.Scalars("epoch/val_auc_macro")] == pytest.approx(log["val_auc_macro"].tolist())
+    assert ([e.value for e in events.Scalars("epoch/val_auc_macro")]
+            == pytest.approx(log["val_auc_macro"].tolist()))
     assert [e.value for e in events.Scalars("epoch/train_loss")] == pytest.approx(log["train_loss"].tolist())

@@ -67,7 +67,8 @@ def test_cross_validation_and_repeated_runs_report_mean_and_sd(tmp_path):
 
 def test_survival_orders_patients_by_planted_risk(tmp_path):
     manifest, features = survival_cohort(tmp_path / "surv")
-    train_task(_cfg(tmp_path, manifest, features, task="survival", epochs=30, lr=5e-3, patience=30), progress=False)
+    train_task(_cfg(tmp_path, manifest, features, task="survival", epochs=30, lr=5e-3, patience=30),
+               progress=False)
     run = tmp_path / "runs" / "survival" / "survival-abmil"
     metrics = read_metrics_json(run / "metrics.json")
     assert metrics["test"]["c_index"]["value"] > 0.6
@@ -79,7 +80,8 @@ def test_survival_orders_patients_by_planted_risk(tmp_path):
 
 
 def test_upstream_protocol_is_explicit_and_labelled(tmp_path, cls_data):
-    result = train_task(_cfg(tmp_path, *cls_data, task="classify", epochs=2, protocol="upstream"), progress=False)
+    result = train_task(_cfg(tmp_path, *cls_data, task="classify", epochs=2, protocol="upstream"),
+                        progress=False)
     assert "val+test" in result["metrics"] and "optimistic" in result["meta"]["note"]
 
 
@@ -91,7 +93,8 @@ def test_missing_features_are_listed_or_skipped(tmp_path, cls_data):
     table.to_csv(bad, index=False)
     with pytest.raises(MstarError, match="NOPE-1.*--skip-missing"):
         train_task(_cfg(tmp_path, bad, features, task="classify", epochs=1), progress=False)
-    result = train_task(_cfg(tmp_path, bad, features, task="classify", epochs=1, skip_missing=True), progress=False)
+    result = train_task(_cfg(tmp_path, bad, features, task="classify", epochs=1, skip_missing=True),
+                        progress=False)
     assert result["meta"]["dropped_cases"] == ["C000"]
 
 
@@ -113,5 +116,6 @@ def test_evaluate_applies_a_run_to_an_external_cohort(tmp_path, cls_data):
     ext_manifest, ext_features = classification_cohort(tmp_path / "external", n_cases=30, seed=0)
     cfg = EvaluateConfig(run=str(run), manifest=str(ext_manifest), features=str(ext_features), name="ext")
     result = evaluate_run(cfg)
-    assert result["metrics"]["test"]["auc_macro"]["value"] > 0.85 and result["metrics"]["test"]["auc_macro"]["n"] == 30
+    assert (result["metrics"]["test"]["auc_macro"]["value"] > 0.85
+            and result["metrics"]["test"]["auc_macro"]["n"] == 30)
     assert (run / "evaluations" / "ext" / "figures" / "roc_test.png").exists()

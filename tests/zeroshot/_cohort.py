@@ -44,7 +44,8 @@ def make_cohort(root: Path, n_cases: int = 60, dim: int = 16, seed: int = 0, sig
         slide, case = f"S{i:03d}", f"C{i:03d}"
         write_bag(root / "features" / f"{slide}.h5", feats)
         t = CANCER_TYPES[code]
-        name, proc = t.names[int(rng.integers(len(t.names)))], t.procedures[int(rng.integers(len(t.procedures)))]
+        name, proc = (t.names[int(rng.integers(len(t.names)))],
+                      t.procedures[int(rng.integers(len(t.procedures)))])
         reports[slide] = (f"FINAL DIAGNOSIS: {proc.capitalize()}: {name}, grade {int(rng.integers(1, 4))}. "
                           f"{DISTRACTORS[int(rng.integers(len(DISTRACTORS)))]}")
         profile = rng.normal(size=len(genes))
@@ -85,7 +86,8 @@ def train_stage1(model, cohort: dict, steps: int = 40, batch: int = 16, lr: floa
     train = manifest[manifest["fold"] == "train"].reset_index(drop=True)
     reports = json.loads(Path(cohort["reports"]).read_text())
     rna = read_rna_table(cohort["rna"])
-    bags = [torch.tensor(np.asarray(load_features(cohort["features"] / f"{s}.h5")[0])) for s in train["slide"]]
+    bags = [torch.tensor(np.asarray(load_features(cohort["features"] / f"{s}.h5")[0]))
+            for s in train["slide"]]
     labels = torch.tensor(pd.Categorical(train["label"], categories=TYPES).codes, dtype=torch.long)
     genes = torch.tensor(rna.loc[train["case"]].to_numpy(np.float32))
     params = [p for p in model.parameters() if p.requires_grad]

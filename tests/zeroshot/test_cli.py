@@ -27,8 +27,9 @@ def test_cli_zero_shot_few_shot_retrieve(trained_checkpoint, zs_cohort, tmp_path
     assert doc["_meta"]["js"] == [1, 10] and doc["test"]["slide/balanced_accuracy"]["value"] >= 0.75
 
     few = [a for a in args if a not in ("--bootstrap", "100")]
-    res = runner.invoke(app, ["few-shot", *few, "--prompts", "synthetic_cancer_type", "--shots", "1,4", "--runs",
-                              "2", "--methods", "simpleshot,linear_probe", "--name", "fs"], env={"COLUMNS": "200"})
+    res = runner.invoke(app, ["few-shot", *few, "--prompts", "synthetic_cancer_type", "--shots", "1,4",
+                              "--runs", "2", "--methods", "simpleshot,linear_probe", "--name", "fs"],
+                        env={"COLUMNS": "200"})
     assert res.exit_code == 0, res.output
     assert "linear_probe" in res.output and (tmp_path / "fewshot" / "fs" / "runs.csv").exists()
 
@@ -41,7 +42,8 @@ def test_cli_zero_shot_few_shot_retrieve(trained_checkpoint, zs_cohort, tmp_path
 
 def test_cli_errors_are_one_line(zs_cohort, tmp_path, capsys):
     bad = tmp_path / "p.json"
-    bad.write_text(json.dumps({"0": {"classnames": {"BRCA": ["x"], "LUAD": ["y"]}, "templates": ["CLASSNAME"]}}))
+    bad.write_text(json.dumps({"0": {"classnames": {"BRCA": ["x"], "LUAD": ["y"]},
+                                     "templates": ["CLASSNAME"]}}))
     with pytest.raises(SystemExit) as exit_:
         main(["zero-shot", *_common(tmp_path / "none.pt", zs_cohort, tmp_path), "--prompts", str(bad)])
     assert exit_.value.code == 1

@@ -40,7 +40,8 @@ def test_packaged_prompts_match_the_synthetic_report_wording():
 
 def test_class_embedding_is_mean_of_normalised_then_renormalised(tmp_path):
     path = _write(tmp_path / "p.json", {"0": {"classnames": {"a": ["alpha", "first letter"], "b": "beta"},
-                                              "templates": ["CLASSNAME.", "an image of CLASSNAME", "x CLASSNAME y"]}})
+                                              "templates": ["CLASSNAME.", "an image of CLASSNAME",
+                                                            "x CLASSNAME y"]}})
     prompts = read_prompts(path)
     encode = _fake_encoder()
     w = class_embeddings(encode, prompts, batch_size=2)  # batches split across synonyms
@@ -85,7 +86,8 @@ def test_prompt_manifest_mismatch_both_ways(tmp_path):
     check_labels(prompts, ["KIRC", "BRCA", "LUSC", "BRCA"], "m.csv")  # same set: fine
     with pytest.raises(MstarError, match=r"prompt class\(es\) \['KIRC'\] are not labels of m.csv"):
         check_labels(prompts, ["BRCA", "LUSC"], "m.csv")
-    with pytest.raises(MstarError, match=r"m.csv: label\(s\) \['LUAD'\] have no entry in .*prompts_synthetic"):
+    with pytest.raises(MstarError,
+                       match=r"m.csv: label\(s\) \['LUAD'\] have no entry in .*prompts_synthetic"):
         check_labels(prompts, ["BRCA", "LUSC", "KIRC", "LUAD"], "m.csv")
 
 
@@ -102,11 +104,11 @@ def test_commands_check_prompts_before_loading_anything(tmp_path, labels, messag
     pd.DataFrame(rows).to_csv(tmp_path / "m.csv", index=False)
     (tmp_path / "feats").mkdir()
     (tmp_path / "feats" / "s0.h5").write_bytes(b"")
-    kw = dict(stage1=str(tmp_path / "missing.pt"), prompts="synthetic_cancer_type", manifest=str(tmp_path / "m.csv"),
-              features=str(tmp_path / "feats"), out=str(tmp_path / "runs"))
-    for fn, cls in ((zero_shot, ZeroShotConfig), (few_shot, FewShotConfig)):  # the checkpoint does not even exist:
-        with pytest.raises(MstarError, match=message):                           # the mismatch is found first
-            fn(cls(**kw))
+    kw = dict(stage1=str(tmp_path / "missing.pt"), prompts="synthetic_cancer_type",
+              manifest=str(tmp_path / "m.csv"), features=str(tmp_path / "feats"), out=str(tmp_path / "runs"))
+    for fn, cls in ((zero_shot, ZeroShotConfig), (few_shot, FewShotConfig)):  # the checkpoint does not
+        with pytest.raises(MstarError, match=message):                           # even exist: the mismatch
+            fn(cls(**kw))                                                        # is found first
 
 
 def test_manifest_without_split_is_all_test(tmp_path):

@@ -18,8 +18,8 @@ def _retrieve(model, cohort, tmp_path, **kw):
 
 
 def test_retrieval_beats_chance(trained_model, zs_cohort, tmp_path):
-    result = _retrieve(trained_model, zs_cohort, tmp_path, reports=str(zs_cohort["reports"]), rna=str(zs_cohort["rna"]),
-                       name="r", bootstrap=200)
+    result = _retrieve(trained_model, zs_cohort, tmp_path, reports=str(zs_cohort["reports"]),
+                       rna=str(zs_cohort["rna"]), name="r", bootstrap=200)
     m = result["metrics"]["test"]
     assert result["n_slides"] == 18
     for d in ("slide_to_report", "report_to_slide", "slide_to_gene", "gene_to_slide", "slide_to_slide"):

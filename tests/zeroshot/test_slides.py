@@ -1,4 +1,5 @@
-"""Zero-shot on real (synthetic) slides: features of the tiny cohort's test slides, heatmaps over the slides."""
+"""Zero-shot on real (synthetic) slides: features of the tiny cohort's test slides, heatmaps over the
+slides."""
 
 import shutil
 

@@ -13,9 +13,9 @@ def _run(model, cohort, tmp_path, name, **kw):
     from mstar.zeroshot.config import ZeroShotConfig
     from mstar.zeroshot.zero_shot import zero_shot
 
-    cfg = ZeroShotConfig(stage1=f"model-{id(model)}", prompts="synthetic_cancer_type", manifest=str(cohort["manifest"]),
-                         features=str(cohort["features"]), out=str(tmp_path), name=name, bootstrap=200, heatmaps=0,
-                         **kw)
+    cfg = ZeroShotConfig(stage1=f"model-{id(model)}", prompts="synthetic_cancer_type",
+                         manifest=str(cohort["manifest"]), features=str(cohort["features"]),
+                         out=str(tmp_path), name=name, bootstrap=200, heatmaps=0, **kw)
     return zero_shot(cfg, model=model, progress=False)
 
 
@@ -26,7 +26,8 @@ def test_zero_shot_beats_chance_and_random_init(trained_model, random_models, zs
     assert slide["n"] == 18 and slide["chance"] == pytest.approx(1 / 3)
     assert slide["value"] >= 0.75 and slide["ci_low"] > 1 / 3  # well above chance, CI included
     assert test["slide/auc_macro"]["value"] >= 0.85
-    random = [_run(m, zs_cohort, tmp_path, f"random{i}")["metrics"]["test"]["slide/balanced_accuracy"]["value"]
+    random = [_run(m, zs_cohort, tmp_path,
+                   f"random{i}")["metrics"]["test"]["slide/balanced_accuracy"]["value"]
               for i, m in enumerate(random_models)]
     assert slide["value"] > np.mean(random) + 0.25 and slide["value"] > max(random)
 
@@ -44,14 +45,16 @@ def test_zero_shot_outputs_and_j_chosen_on_validation(trained_model, zs_cohort, 
     assert doc["_meta"]["j_source"] == "val" and doc["test"]["patch/balanced_accuracy"]["j"] == chosen
     val_bacc = {j: doc["val"][f"patch_top{j}/balanced_accuracy"]["value"] for j in DEFAULT_JS}
     assert val_bacc[chosen] == max(val_bacc.values())
-    assert doc["test"]["patch/balanced_accuracy"]["value"] == doc["test"][f"patch_top{chosen}/balanced_accuracy"]["value"]
+    assert (doc["test"]["patch/balanced_accuracy"]["value"]
+            == doc["test"][f"patch_top{chosen}/balanced_accuracy"]["value"])
     pred = pd.read_csv(run / "predictions.csv")
     assert len(pred) == 36 and set(pred["split"]) == {"val", "test"}
     assert {"slide_predicted", "patch_predicted", "slide_prob_BRCA", "patch_prob_KIRC"} <= set(pred.columns)
     probs = pred[[f"slide_prob_{c}" for c in ("BRCA", "LUSC", "KIRC")]].to_numpy()
     assert np.allclose(probs.sum(1), 1)
     test = pred[pred["split"] == "test"]
-    assert (test["slide_predicted"] == test["label"]).mean() == pytest.approx(doc["test"]["slide/accuracy"]["value"])
+    assert ((test["slide_predicted"] == test["label"]).mean()
+            == pytest.approx(doc["test"]["slide/accuracy"]["value"]))
     for fig in ("confusion_slide.png", "confusion_patch.png", "topj.png"):
         assert (run / "figures" / fig).stat().st_size > 1000
 

@@ -13,10 +13,12 @@ from mstar.cli import app
 
 @app.command("demo")
 def demo(
-    out: Annotated[Path, typer.Option("--out", help="Folder for everything the demo writes.")] = Path("demo_out"),
+    out: Annotated[Path, typer.Option(
+        "--out", help="Folder for everything the demo writes.")] = Path("demo_out"),
     cases: Annotated[int, typer.Option("--cases", min=12, help="Synthetic cases to generate.")] = 60,
     seed: Annotated[int, typer.Option("--seed", help="Random seed of the cohort and of training.")] = 0,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes.")] = min(2, os.cpu_count() or 1),
+    workers: Annotated[int, typer.Option(
+        "--workers", min=1, help="Worker processes.")] = min(2, os.cpu_count() or 1),
 ) -> None:
     """Run every stage on a synthetic cohort (offline, CPU) and print a summary table."""
     from rich.console import Console
@@ -26,7 +28,8 @@ def demo(
 
     console = Console()
     ctx = DemoContext(out=out, cases=cases, seed=seed, workers=workers)
-    results = run_demo(ctx, on_step=lambda r: console.print(f"[green]done[/green] {r.name} ({r.seconds:.1f} s)"))
+    results = run_demo(ctx, on_step=lambda r: console.print(f"[green]done[/green] {r.name} "
+                                                            f"({r.seconds:.1f} s)"))
     table = Table(title=f"mstar demo: {out}")
     for col in ("stage", "seconds", "outputs", "key numbers"):
         table.add_column(col, overflow="fold")

@@ -9,8 +9,8 @@ Vocabulary (the same word means the same thing in every command):
 - ``--config``: a YAML of settings (a run folder's ``config.yaml`` re-runs it); ``--set key=value``: any
   setting, converted to its type.
 
-Old spellings (``--aggregator``, ``--checkpoint`` for a stage-1 checkpoint, ``embed --out FILE.h5``) still work
-for one release and print a deprecation line.
+Old spellings (``--aggregator``, ``--checkpoint`` for a stage-1 checkpoint, ``embed --out FILE.h5``) still
+work for one release and print a deprecation line.
 """
 
 from __future__ import annotations
@@ -25,25 +25,32 @@ from mstar.run.config import RunConfig, parse_override
 
 PathOpt = Optional[Path]
 
-Config = Annotated[PathOpt, typer.Option("--config", help="YAML with any setting (a run's config.yaml re-runs it).")]
-Set = Annotated[Optional[list[str]], typer.Option("--set", help="Any setting as key=value (YAML value), repeatable.")]
+Config = Annotated[PathOpt, typer.Option(
+    "--config", help="YAML with any setting (a run's config.yaml re-runs it).")]
+Set = Annotated[Optional[list[str]], typer.Option(
+    "--set", help="Any setting as key=value (YAML value), repeatable.")]
 Out = Annotated[PathOpt, typer.Option("--out", help="Runs folder: the run folder is <out>/<kind>/<name>.")]
 Name = Annotated[Optional[str], typer.Option("--name", help="Run name (default from the inputs).")]
-Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace the run folder instead of resuming it.")]
-Manifest = Annotated[PathOpt, typer.Option("--manifest", help="Cohort CSV (case,slide,label,fold or another schema).")]
+Overwrite = Annotated[bool, typer.Option(
+    "--overwrite", help="Replace the run folder instead of resuming it.")]
+Manifest = Annotated[PathOpt, typer.Option(
+    "--manifest", help="Cohort CSV (case,slide,label,fold or another schema).")]
 Features = Annotated[PathOpt, typer.Option("--features", help="Folder of <slide>.h5/.pt patch features.")]
-Stage1 = Annotated[PathOpt, typer.Option("--stage1", help="Stage-1 checkpoint (runs/pretrain/<name>/checkpoints/"
-                                                         "stage1.pt).")]
+Stage1 = Annotated[PathOpt, typer.Option(
+    "--stage1", help="Stage-1 checkpoint (runs/pretrain/<name>/checkpoints/stage1.pt).")]
 OldAggregator = Annotated[PathOpt, typer.Option("--aggregator", hidden=True, help="Deprecated: --stage1.")]
 OldCheckpoint = Annotated[PathOpt, typer.Option("--checkpoint", hidden=True, help="Deprecated: --stage1.")]
 Seed = Annotated[Optional[int], typer.Option("--seed", help="Random seed.")]
-SkipMissing = Annotated[bool, typer.Option("--skip-missing", help="Drop cases without (or with empty) features.")]
+SkipMissing = Annotated[bool, typer.Option(
+    "--skip-missing", help="Drop cases without (or with empty) features.")]
 Epochs = Annotated[Optional[int], typer.Option("--epochs", help="Maximum epochs.")]
 Lr = Annotated[Optional[float], typer.Option("--lr", help="Learning rate.")]
 BatchSize = Annotated[Optional[int], typer.Option("--batch-size", help="Items per training step.")]
 Device = Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda, cuda:1 ...")]
-TextEncoder = Annotated[PathOpt, typer.Option("--text-encoder", help="Text model folder, if moved since pretraining.")]
-LabelColumn = Annotated[Optional[str], typer.Option("--label-column", help="Label column (auto: label, else study).")]
+TextEncoder = Annotated[PathOpt, typer.Option(
+    "--text-encoder", help="Text model folder, if moved since pretraining.")]
+LabelColumn = Annotated[Optional[str], typer.Option(
+    "--label-column", help="Label column (auto: label, else study).")]
 Reports = Annotated[PathOpt, typer.Option("--reports", help="Reports: JSON {slide_or_case: text}.")]
 Rna = Annotated[PathOpt, typer.Option("--rna", help="RNA table (genes x cases, cases x genes) or a folder of "
                                                      "per-case Gene,Value CSVs.")]
@@ -53,12 +60,13 @@ def deprecated(new: Any, old: Any, old_flag: str, new_flag: str) -> Any:
     """``new``, or ``old`` (with a deprecation line on stderr) when only the old spelling was given."""
     if old is None or old is False:
         return new
-    print(f"warning: {old_flag} is deprecated and will be removed in mstar 0.3; use {new_flag}", file=sys.stderr)
+    print(f"warning: {old_flag} is deprecated and will be removed in mstar 0.3; use {new_flag}",
+          file=sys.stderr)
     return new if new is not None else old
 
 
-def build_config(cls: type[RunConfig], config: Path | None, sets: list[str] | None, keep_false: tuple[str, ...] = (),
-                 **options: Any) -> RunConfig:
+def build_config(cls: type[RunConfig], config: Path | None, sets: list[str] | None,
+                 keep_false: tuple[str, ...] = (), **options: Any) -> RunConfig:
     """Defaults < ``--config`` YAML < ``--set`` < explicit options, converted and validated.
 
     Options left at ``None`` (and ``False`` for plain on/off flags, unless listed in ``keep_false``) were not

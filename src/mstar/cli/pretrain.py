@@ -1,4 +1,5 @@
-"""`mstar pretrain` (stage 1: slides + reports + RNA) and `mstar embed` (embeddings from a stage-1 checkpoint)."""
+"""`mstar pretrain` (stage 1: slides + reports + RNA) and `mstar embed` (embeddings from a stage-1
+checkpoint)."""
 
 from __future__ import annotations
 
@@ -30,8 +31,9 @@ from mstar.cli.options import (
 
 @app.command("pretrain")
 def pretrain(
-    manifest: Annotated[PathOpt, typer.Option("--manifest", help="Slides with case and cancer type "
-                                              "(case,slide,label[,fold] or a survival manifest with Study).")] = None,
+    manifest: Annotated[PathOpt, typer.Option(
+        "--manifest", help="Slides with case and cancer type (case,slide,label[,fold] or a survival manifest "
+                           "with Study).")] = None,
     features: Features = None, reports: Reports = None, rna: Rna = None,
     text_encoder: Annotated[PathOpt, typer.Option("--text-encoder", help="Local Hugging Face BERT folder "
                                                   "(BioBERT); default: the demo's MiniLM.")] = None,
@@ -41,7 +43,8 @@ def pretrain(
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="Training epochs.")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Slides per step per device "
                                                       "(contrastive negatives span all devices).")] = None,
-    lr: Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate (AdamW, warm-up + cosine).")] = None,
+    lr: Annotated[Optional[float], typer.Option(
+        "--lr", help="Peak learning rate (AdamW, warm-up + cosine).")] = None,
     max_patches: Annotated[Optional[int], typer.Option("--max-patches", help="Patches sampled per slide per "
                                                        "step (all of them at evaluation).")] = None,
     devices: Annotated[Optional[int], typer.Option("--devices", help="Devices (>1: DDP with gathered "
@@ -49,7 +52,7 @@ def pretrain(
     seed: Seed = None, out: Out = None, name: Name = None, skip_missing: SkipMissing = False,
     overwrite: Overwrite = False, set_: Set = None,
 ) -> None:
-    """Stage-1 pretraining: align slide, report and RNA embeddings (InfoNCE) and separate cancer types (triplet).
+    """Stage-1 pretraining: align slide, report and RNA embeddings; separate cancer types (triplet).
 
     Re-running the same command resumes an interrupted run; a finished run is reported, not retrained.
     """
@@ -65,8 +68,8 @@ def pretrain(
         return  # not rank 0
     console = Console()
     if result.get("finished_before"):
-        console.print(f"{result['run']}: already finished with these settings and inputs (pass --overwrite to "
-                      "train again)")
+        console.print(f"{result['run']}: already finished with these settings and inputs (pass --overwrite "
+                      "to train again)")
     val = result.get("metrics", {}).get("val", {})
     for direction in ("slide_to_report", "report_to_slide", "slide_to_gene", "gene_to_slide"):
         shown = [f"R@{k} {format_ci(val[key])} (chance {val[key]['chance']:.3f})"
@@ -86,10 +89,11 @@ def embed(
     manifest: Annotated[PathOpt, typer.Option("--manifest", help="Slides and cases (default: every feature "
                                               "file is a slide).")] = None,
     reports: Reports = None, rna: Rna = None, text_encoder: TextEncoder = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Slides per forward pass.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(
+        "--batch-size", help="Slides per forward pass.")] = None,
     device: Device = None, skip_missing: SkipMissing = False, out: Out = None, name: Name = None,
-    out_h5: Annotated[PathOpt, typer.Option("--out-h5", help="Write the embeddings to this h5 file instead of "
-                                            "<out>/embed/<name>/embeddings.h5.")] = None,
+    out_h5: Annotated[PathOpt, typer.Option("--out-h5", help="Write the embeddings to this h5 file instead "
+                                            "of <out>/embed/<name>/embeddings.h5.")] = None,
     overwrite: Overwrite = False, config: Config = None, set_: Set = None, checkpoint: OldCheckpoint = None,
 ) -> None:
     """Write slide, report and gene embeddings of a cohort (h5) from a stage-1 checkpoint."""
@@ -102,10 +106,11 @@ def embed(
         out_h5 = deprecated(out_h5, out, "--out FILE.h5", "--out-h5 FILE.h5 (--out is the runs folder)")
         out = None
     cfg = build_config(EmbedConfig, config, set_, stage1=stage1, features=features, manifest=manifest,
-                       reports=reports, rna=rna, text_encoder=text_encoder, batch_size=batch_size, device=device,
-                       skip_missing=skip_missing, out=out, name=name, out_h5=out_h5)
+                       reports=reports, rna=rna, text_encoder=text_encoder, batch_size=batch_size,
+                       device=device, skip_missing=skip_missing, out=out, name=name, out_h5=out_h5)
     s = embed_cohort(cfg, overwrite=overwrite)
     if s.get("finished_before"):
-        rprint(f"{s['run']}: already finished with these settings and inputs (pass --overwrite to embed again)")
+        rprint(f"{s['run']}: already finished with these settings and inputs "
+               "(pass --overwrite to embed again)")
     rprint(f"{s['slides']} slides, {s['reports']} reports, {s['genes']} RNA profiles -> {s['out']} "
            f"({s['dim']}-d, not normalised)")

@@ -49,12 +49,13 @@ def print_selection(result: dict, metric: str) -> None:
 
     console = Console()
     if result.get("finished_before"):
-        console.print(f"{result['run']}: already finished with these settings and inputs (pass --overwrite to "
-                      "train again)")
+        console.print(f"{result['run']}: already finished with these settings and inputs (pass --overwrite "
+                      "to train again)")
     for split in ("val", "test", "val+test"):
         entry = result["metrics"].get(split, {}).get(metric)
         if entry:
-            extra = f" (mean ± sd over units: {entry['value']:.3f} ± {entry['sd']:.3f})" if "sd" in entry else ""
+            extra = (f" (mean ± sd over units: {entry['value']:.3f} ± {entry['sd']:.3f})" if "sd" in entry
+                     else "")
             console.print(f"{split:8s} {metric}: {format_ci(entry)}{extra}")
     console.print(f"run directory: {result['run']}  ({result['meta'].get('note', '')})")
 
@@ -74,8 +75,8 @@ def _run(task: str, **opts) -> None:
 def classify(manifest: Manifest = None, features: Features = None, config: Config = None, model: Model = None,
              stage1: Stage1 = None, epochs: Epochs = None, lr: Lr = None, batch_size: BatchSize = None,
              max_patches: MaxPatches = None, runs: Runs = None, seed: Seed = None, protocol: Protocol = None,
-             out: Out = None, name: Name = None, skip_missing: SkipMissing = False, overwrite: Overwrite = False,
-             set_: Set = None, aggregator: OldAggregator = None) -> None:
+             out: Out = None, name: Name = None, skip_missing: SkipMissing = False,
+             overwrite: Overwrite = False, set_: Set = None, aggregator: OldAggregator = None) -> None:
     """Slide/case classification (diagnosis, molecular status): cross-entropy, AUC/balanced accuracy/F1."""
     _run("classify", **locals())
 
@@ -84,8 +85,8 @@ def classify(manifest: Manifest = None, features: Features = None, config: Confi
 def survival(manifest: Manifest = None, features: Features = None, config: Config = None, model: Model = None,
              stage1: Stage1 = None, epochs: Epochs = None, lr: Lr = None, batch_size: BatchSize = None,
              max_patches: MaxPatches = None, runs: Runs = None, seed: Seed = None, protocol: Protocol = None,
-             out: Out = None, name: Name = None, skip_missing: SkipMissing = False, overwrite: Overwrite = False,
-             set_: Set = None, aggregator: OldAggregator = None) -> None:
+             out: Out = None, name: Name = None, skip_missing: SkipMissing = False,
+             overwrite: Overwrite = False, set_: Set = None, aggregator: OldAggregator = None) -> None:
     """Survival from slides: discrete-time NLL (4 bins), C-index with CIs, Kaplan-Meier risk groups."""
     _run("survival", **locals())
 
@@ -94,9 +95,11 @@ def survival(manifest: Manifest = None, features: Features = None, config: Confi
 def heatmap(
     run: Annotated[Path, typer.Option("--run", help="Run directory (runs/<task>/<name>).")],
     slide: Annotated[str, typer.Option("--slide", help="Slide id (file name without suffix).")],
-    unit: Annotated[Optional[str], typer.Option("--unit", help="Which fold/run's model (default: first).")] = None,
+    unit: Annotated[Optional[str], typer.Option(
+        "--unit", help="Which fold/run's model (default: first).")] = None,
     top_k: Annotated[int, typer.Option("--top-k", help="Number of top tiles in the grid.")] = 16,
-    features: Annotated[Optional[Path], typer.Option("--features", help="Features folder (default: the run's).")] = None,
+    features: Annotated[Optional[Path], typer.Option(
+        "--features", help="Features folder (default: the run's).")] = None,
 ) -> None:
     """Attention / per-patch evidence heatmap over the slide thumbnail, plus the top-k tiles."""
     from rich import print as rprint
@@ -112,8 +115,10 @@ def evaluate(
     run: Annotated[PathOpt, typer.Option("--run", help="Run directory (runs/<task>/<name>).")] = None,
     manifest: Annotated[PathOpt, typer.Option("--manifest", help="Cohort to evaluate on (every row is a test "
                                                                  "case).")] = None,
-    features: Annotated[PathOpt, typer.Option("--features", help="Features of that cohort (same encoder).")] = None,
-    name: Annotated[Optional[str], typer.Option("--name", help="Evaluation name (default: manifest stem).")] = None,
+    features: Annotated[PathOpt, typer.Option(
+        "--features", help="Features of that cohort (same encoder).")] = None,
+    name: Annotated[Optional[str], typer.Option(
+        "--name", help="Evaluation name (default: manifest stem).")] = None,
     skip_missing: SkipMissing = False, overwrite: Overwrite = False, config: Config = None, set_: Set = None,
 ) -> None:
     """Evaluate a trained run on another cohort (external validation), with CIs and figures."""
@@ -126,7 +131,8 @@ def evaluate(
                        skip_missing=skip_missing)
     result = evaluate_run(cfg, overwrite=overwrite)
     if result.get("finished_before"):
-        rprint(f"{result['out']}: already finished with these settings and inputs (pass --overwrite to redo it)")
+        rprint(f"{result['out']}: already finished with these settings and inputs "
+               "(pass --overwrite to redo it)")
     metric = result["selection_metric"]
     rprint(f"test {metric}: {format_ci(result['metrics']['test'][metric])}\noutputs: {result['out']}")
 
@@ -137,7 +143,8 @@ def compare(
     split: Annotated[str, typer.Option("--split", help="Split whose predictions are compared.")] = "test",
     bootstrap: Annotated[int, typer.Option("--bootstrap", help="Resamples of cases.")] = 1000,
     seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the result to this JSON file.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option(
+        "--json", help="Also write the result to this JSON file.")] = None,
 ) -> None:
     """Is run A better than run B? Paired bootstrap CI of A - B on the cases both predicted."""
     from rich.console import Console
@@ -170,8 +177,8 @@ def compare(
 @train_app.command("report")
 def report(
     manifest: Manifest = None, features: Features = None, reports: Reports = None, config: Config = None,
-    stage1: Annotated[PathOpt, typer.Option("--stage1", help="Stage-1 checkpoint whose proj initialises the WSI "
-                                                             "mapping.")] = None,
+    stage1: Annotated[PathOpt, typer.Option("--stage1", help="Stage-1 checkpoint whose proj initialises the "
+                                                             "WSI mapping.")] = None,
     epochs: Epochs = None, lr: Lr = None, batch_size: BatchSize = None, seed: Seed = None, out: Out = None,
     name: Name = None, skip_missing: SkipMissing = False, overwrite: Overwrite = False, set_: Set = None,
     aggregator: OldAggregator = None,
@@ -184,7 +191,8 @@ def report(
     from mstar.tasks.report_config import ReportConfig
     from mstar.tasks.report_task import train_report
 
-    result = train_report(build_config(ReportConfig, config, set_, **opts), overwrite=overwrite, progress=True)
+    result = train_report(build_config(ReportConfig, config, set_, **opts), overwrite=overwrite,
+                          progress=True)
     console = Console()
     if result.get("finished_before"):
         console.print(f"{result['run']}: already finished with these settings and inputs")
@@ -201,18 +209,20 @@ def report(
 @app.command("generate")
 def generate(
     run: Annotated[PathOpt, typer.Option("--run", help="Report run directory (runs/report/<name>).")] = None,
-    slide: Annotated[Optional[list[str]], typer.Option("--slide", help="Slide id (repeatable; default: every "
-                                                                       "slide of the features folder).")] = None,
-    features: Annotated[PathOpt, typer.Option("--features", help="Features folder (default: the run's).")] = None,
-    beam_size: Annotated[Optional[int], typer.Option("--beam-size", help="Beam width (default: the run's).")] = None,
+    slide: Annotated[Optional[list[str]], typer.Option(
+        "--slide", help="Slide id (repeatable; default: every slide of the features folder).")] = None,
+    features: Annotated[PathOpt, typer.Option(
+        "--features", help="Features folder (default: the run's).")] = None,
+    beam_size: Annotated[Optional[int], typer.Option(
+        "--beam-size", help="Beam width (default: the run's).")] = None,
     out: Out = None, name: Name = None, overwrite: Overwrite = False, config: Config = None, set_: Set = None,
 ) -> None:
     """Generate pathology reports of slides; print them and write <out>/generate/<name>/generated.csv."""
     from mstar.tasks.report_config import GenerateConfig
     from mstar.tasks.report_task import generate as run_generate
 
-    cfg = build_config(GenerateConfig, config, set_, run=run, slides=slide, features=features, beam_size=beam_size,
-                       out=out, name=name)
+    cfg = build_config(GenerateConfig, config, set_, run=run, slides=slide, features=features,
+                       beam_size=beam_size, out=out, name=name)
     result = run_generate(cfg, overwrite=overwrite)
     if result.get("finished_before"):
         print(f"{result['run']}: already finished with these settings and inputs", file=sys.stderr)

@@ -1,4 +1,5 @@
-"""`mstar zero-shot`, `mstar few-shot`, `mstar retrieve`: using a stage-1 model without (or with few) labels."""
+"""`mstar zero-shot`, `mstar few-shot`, `mstar retrieve`: using a stage-1 model without (or with few)
+labels."""
 
 from __future__ import annotations
 
@@ -28,13 +29,16 @@ from mstar.cli.options import (
     deprecated,
 )
 
-Prompts = Annotated[Optional[str], typer.Option("--prompts", help="Prompt JSON {\"0\": {classnames, templates}} or "
-                                                                  "a packaged set (synthetic_cancer_type).")]
-Js = Annotated[Optional[str], typer.Option("--js", help="Top-j pooling sizes (patches per class), comma-separated "
-                                                        "(default 1,5,10,50,100).")]
-TopJ = Annotated[Optional[int], typer.Option("--top-j", help="Fix j instead of choosing it on the val split.")]
+Prompts = Annotated[Optional[str], typer.Option(
+    "--prompts", help="Prompt JSON {\"0\": {classnames, templates}} or a packaged set "
+                      "(synthetic_cancer_type).")]
+Js = Annotated[Optional[str], typer.Option(
+    "--js", help="Top-j pooling sizes (patches per class), comma-separated (default 1,5,10,50,100).")]
+TopJ = Annotated[Optional[int], typer.Option(
+    "--top-j", help="Fix j instead of choosing it on the val split.")]
 Temperature = Annotated[Optional[float], typer.Option("--temperature", help="Softmax temperature (0.07).")]
-Bootstrap = Annotated[Optional[int], typer.Option("--bootstrap", help="Bootstrap resamples of the CIs (1000).")]
+Bootstrap = Annotated[Optional[int], typer.Option(
+    "--bootstrap", help="Bootstrap resamples of the CIs (1000).")]
 
 
 def _entry(metrics: dict, key: str) -> str:
@@ -45,8 +49,8 @@ def _entry(metrics: dict, key: str) -> str:
 
 def _finished(console, result: dict) -> None:
     if result.get("finished_before"):
-        console.print(f"{result['run']}: already finished with these settings and inputs (pass --overwrite to "
-                      "run again)")
+        console.print(f"{result['run']}: already finished with these settings and inputs (pass --overwrite "
+                      "to run again)")
 
 
 @app.command("zero-shot")
@@ -54,8 +58,8 @@ def zero_shot_cmd(
     stage1: Stage1 = None, prompts: Prompts = None, manifest: Manifest = None, features: Features = None,
     label_column: LabelColumn = None, js: Js = None, top_j: TopJ = None, temperature: Temperature = None,
     bootstrap: Bootstrap = None, seed: Seed = None,
-    heatmaps: Annotated[Optional[int], typer.Option("--heatmaps", help="Test slides with a similarity heatmap "
-                                                                      "(0: none; default 4).")] = None,
+    heatmaps: Annotated[Optional[int], typer.Option(
+        "--heatmaps", help="Test slides with a similarity heatmap (0: none; default 4).")] = None,
     out: Out = None, name: Name = None, device: Device = None, text_encoder: TextEncoder = None,
     skip_missing: SkipMissing = False, overwrite: Overwrite = False, config: Config = None, set_: Set = None,
     checkpoint: OldCheckpoint = None,
@@ -85,14 +89,14 @@ def few_shot_cmd(
     shots: Annotated[Optional[str], typer.Option("--shots", help="Support slides per class, comma-separated "
                                                                  "(default 1,2,4,8).")] = None,
     runs: Annotated[Optional[int], typer.Option("--runs", help="Seeded support draws per k (10).")] = None,
-    methods: Annotated[Optional[str], typer.Option("--methods", help="Comma-separated subset of text_prototypes, "
-                                                                     "simpleshot, linear_probe.")] = None,
+    methods: Annotated[Optional[str], typer.Option(
+        "--methods", help="Comma-separated subset of text_prototypes, simpleshot, linear_probe.")] = None,
     top_patches: Annotated[Optional[int], typer.Option("--top-patches", help="Support patches per text "
                                                                              "prototype (100).")] = None,
     label_column: LabelColumn = None, js: Js = None, top_j: TopJ = None, temperature: Temperature = None,
-    seed: Seed = None, out: Out = None, name: Name = None, device: Device = None, text_encoder: TextEncoder = None,
-    skip_missing: SkipMissing = False, overwrite: Overwrite = False, config: Config = None, set_: Set = None,
-    checkpoint: OldCheckpoint = None,
+    seed: Seed = None, out: Out = None, name: Name = None, device: Device = None,
+    text_encoder: TextEncoder = None, skip_missing: SkipMissing = False, overwrite: Overwrite = False,
+    config: Config = None, set_: Set = None, checkpoint: OldCheckpoint = None,
 ) -> None:
     """Few-shot slide classification: text-guided prototypes, SimpleShot and a linear probe vs k."""
     opts = {k: v for k, v in locals().items() if k not in ("config", "set_", "overwrite", "checkpoint")}
@@ -128,12 +132,13 @@ def few_shot_cmd(
 def retrieve_cmd(
     stage1: Stage1 = None, manifest: Manifest = None, features: Features = None, reports: Reports = None,
     rna: Rna = None,
-    rna_layout: Annotated[Optional[str], typer.Option("--rna-layout", help="auto, genes_x_cases, cases_x_genes, "
-                                                                           "wide, per_case.")] = None,
-    split: Annotated[Optional[str], typer.Option("--split", help="Split to retrieve within: test (default), val, "
-                                                                 "train or all.")] = None,
+    rna_layout: Annotated[Optional[str], typer.Option(
+        "--rna-layout", help="auto, genes_x_cases, cases_x_genes, wide, per_case.")] = None,
+    split: Annotated[Optional[str], typer.Option(
+        "--split", help="Split to retrieve within: test (default), val, train or all.")] = None,
     label_column: LabelColumn = None, bootstrap: Bootstrap = None, seed: Seed = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Slides per forward pass.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(
+        "--batch-size", help="Slides per forward pass.")] = None,
     out: Out = None, name: Name = None, device: Device = None, text_encoder: TextEncoder = None,
     skip_missing: SkipMissing = False, overwrite: Overwrite = False, config: Config = None, set_: Set = None,
     checkpoint: OldCheckpoint = None,
@@ -153,6 +158,7 @@ def retrieve_cmd(
     _finished(console, result)
     for direction in sorted({k.split("/")[0] for k in entries}):
         r5, mean_ap = entries[f"{direction}/recall@5"], entries[f"{direction}/map"]
-        console.print(f"{direction:16s} R@5 {_entry(entries, f'{direction}/recall@5')} (chance {r5['chance']:.3f})  "
+        console.print(f"{direction:16s} R@5 {_entry(entries, f'{direction}/recall@5')} "
+                      f"(chance {r5['chance']:.3f})  "
                       f"mAP {_entry(entries, f'{direction}/map')} (chance {mean_ap['chance']:.3f})")
     console.print(f"{result['n_slides']} slides of split {cfg.split!r}; run directory: {result['run']}")

@@ -37,8 +37,8 @@ class BagStore:
         missing = [(c, s) for c, ss in zip(cases, slides) for s in ss if feature_file(feature_dir, s) is None]
         if missing and not skip_missing:
             shown = ", ".join(s for _, s in missing[:10]) + (" ..." if len(missing) > 10 else "")
-            raise MstarError(f"{feature_dir}: no features for {len(missing)} slide(s): {shown}; extract them or "
-                             "pass --skip-missing to drop those cases")
+            raise MstarError(f"{feature_dir}: no features for {len(missing)} slide(s): {shown}; extract them "
+                             "or pass --skip-missing to drop those cases")
         dropped = {c for c, _ in missing}
         self.dropped = sorted(dropped)
         self.feature_dir, self.dtype, self.cache = feature_dir, dtype, cache
@@ -107,8 +107,8 @@ class BagStore:
 class BagDataset(Dataset):
     """(features, target, case) per case; random patch subsets of at most ``max_patches`` when training."""
 
-    def __init__(self, store: BagStore, cases: Sequence[str], targets: Sequence, max_patches: int | None = None,
-                 train: bool = False, seed: int = 0):
+    def __init__(self, store: BagStore, cases: Sequence[str], targets: Sequence,
+                 max_patches: int | None = None, train: bool = False, seed: int = 0):
         self.store, self.cases, self.targets = store, list(cases), list(targets)
         self.max_patches, self.train = max_patches, train
         self.generator = torch.Generator().manual_seed(seed)

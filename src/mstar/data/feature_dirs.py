@@ -29,7 +29,8 @@ def resolve_feature_dir(path: str | os.PathLike) -> Path:
     candidates = []
     for sub in ("features", "pt_files", "h5_files"):
         if (path / sub).is_dir():
-            candidates += [p for p in [path / sub, *sorted((path / sub).iterdir())] if p.is_dir() and _has_features(p)]
+            candidates += [p for p in [path / sub, *sorted((path / sub).iterdir())]
+                           if p.is_dir() and _has_features(p)]
     candidates += [p for p in sorted(path.glob("features_*")) if p.is_dir() and _has_features(p)]
     if len(candidates) == 1:
         return candidates[0]

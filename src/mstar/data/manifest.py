@@ -9,7 +9,8 @@ Recognised schemas (columns, case-insensitive; extra columns are kept):
 - multimodal survival: the survival columns plus ``RNA`` (a per-case ``Gene,Value`` CSV file name).
 
 Commands that need no split (zero-shot on a bare list, embedding) or no label (embedding) relax those
-requirements (``require_split``, ``require_label``): a bare ``case_id,slide_id[,label]`` list is then a cohort.
+requirements (``require_split``, ``require_label``): a bare ``case_id,slide_id[,label]`` list is then a
+cohort.
 
 Every schema is normalised to one frame with columns ``case``, ``slides`` (list of slide ids; several
 slides of a case are joined by ``;`` in the CSV and their bags concatenated), ``split`` (train/val/test,
@@ -99,7 +100,8 @@ def _normalise_split(values: pd.Series, path: Path, column: str) -> pd.Series:
     return lowered.map(SPLIT_ALIASES)
 
 
-def read_manifest(path: str | os.PathLike, require_split: bool = True, require_label: bool = True) -> Manifest:
+def read_manifest(path: str | os.PathLike, require_split: bool = True,
+                  require_label: bool = True) -> Manifest:
     """Read and validate a manifest CSV; raise :class:`MstarError` naming the file and the problem.
 
     Args:
@@ -159,7 +161,8 @@ def _survival(path: Path, raw: pd.DataFrame, cols: dict) -> Manifest:
         time = pd.to_numeric(raw[cols["event"]])
         status = pd.to_numeric(raw[cols["status"]])
     except ValueError as exc:
-        raise MstarError(f"{path}: columns Event (months) and Status (1 = death) must be numeric ({exc})") from exc
+        raise MstarError(f"{path}: columns Event (months) and Status (1 = death) must be numeric "
+                         f"({exc})") from exc
     if not status.isin([0, 1]).all():
         raise MstarError(f"{path}: column Status must be 0 (censored) or 1 (death observed)")
     if (time < 0).any() or time.isna().any():
@@ -183,12 +186,14 @@ def _check_slides(path: Path, table: pd.DataFrame) -> None:
         raise MstarError(f"{path}: rows {list(empty[:5] + 2)} name no slide")
     dup = table["case"][table["case"].duplicated()]
     if len(dup):
-        raise MstarError(f"{path}: case ids appear twice ({list(dup[:5])}); join a case's slides with ';' in one row")
+        raise MstarError(f"{path}: case ids appear twice ({list(dup[:5])}); join a case's slides with ';' "
+                         "in one row")
 
 
 def cohort_labels(manifest: Manifest, label_column: str = "auto", required: bool = True,
                   what: str = "label") -> pd.Series:
-    """The label of every case: ``label_column``, or (``auto``) ``label``, else ``study`` (survival manifests).
+    """The label of every case: ``label_column``, or (``auto``) ``label``, else ``study`` (survival
+    manifests).
 
     Raises:
         MstarError: ``required`` and no such column, or an empty label in it.

@@ -20,7 +20,8 @@ def read_reports(path: str | os.PathLike) -> dict[str, str]:
         raise MstarError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
     if isinstance(doc, dict) and doc and all(isinstance(v, list) for v in doc.values()):
         try:
-            return {str(r["id"]): "" if r["report"] is None else str(r["report"]) for v in doc.values() for r in v}
+            return {str(r["id"]): "" if r["report"] is None else str(r["report"])
+                    for v in doc.values() for r in v}
         except (KeyError, TypeError) as err:
             raise MstarError(f"{path}: split lists must hold objects with 'id' and 'report'") from err
     if not isinstance(doc, dict):

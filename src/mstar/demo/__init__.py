@@ -47,7 +47,8 @@ class DemoStep:
 
 
 def _lazy(name: str) -> Callable[[DemoContext], tuple[str, str]]:
-    """A step function of :mod:`mstar.demo.steps`, imported only when the step runs (keeps `mstar --help` light)."""
+    """A step function of :mod:`mstar.demo.steps`, imported only when the step runs (keeps `mstar --help`
+    light)."""
 
     def run(ctx: DemoContext) -> tuple[str, str]:
         from mstar.demo import steps

@@ -29,8 +29,8 @@ from mstar.eval.results import format_ci
 
 @contextlib.contextmanager
 def torch_threads(n: int | None) -> Iterator[None]:
-    """Torch intra-op threads set to ``n`` inside the block (tiny models run several times faster on one thread
-    of a small, busy CPU); ``None`` leaves them alone."""
+    """Torch intra-op threads set to ``n`` inside the block (tiny models run several times faster on one
+    thread of a small, busy CPU); ``None`` leaves them alone."""
     import torch
 
     before = torch.get_num_threads()
@@ -108,7 +108,8 @@ def step_classify(ctx) -> tuple[str, str]:
     result = _supervised(ctx, "classify", "diagnosis.csv")
     test = result["metrics"]["test"]
     return result["run"], (f"test macro-AUC {format_ci(test['auc_macro'])}, "
-                           f"balanced acc. {format_ci(test['balanced_accuracy'])} (n={test['auc_macro']['n']})")
+                           f"balanced acc. {format_ci(test['balanced_accuracy'])} "
+                           f"(n={test['auc_macro']['n']})")
 
 
 def step_survival(ctx) -> tuple[str, str]:
@@ -154,7 +155,8 @@ def step_pretrain(out: Path, cohort: Path, features: Path, seed: int = 0, thread
     for direction in ("slide_to_report", "report_to_slide", "slide_to_gene"):
         r1, r5 = val.get(f"{direction}/recall@1"), val.get(f"{direction}/recall@5")
         if r1 is not None and r5 is not None:
-            numbers[direction] = {"r1": r1["value"], "r5": r5["value"], "r1_ci": (r1["ci_low"], r1["ci_high"]),
+            numbers[direction] = {"r1": r1["value"], "r5": r5["value"],
+                                  "r1_ci": (r1["ci_low"], r1["ci_high"]),
                                   "chance_r1": r1["chance"], "chance_r5": r5["chance"], "n": r1["n"]}
     if "slide_knn_accuracy" in val:
         numbers["knn_accuracy"] = val["slide_knn_accuracy"]["value"]
@@ -164,7 +166,8 @@ def step_pretrain(out: Path, cohort: Path, features: Path, seed: int = 0, thread
 
 
 def pretrain_summary(numbers: dict) -> str:
-    """``held-out slide→report R@1 0.42 [0.23, 0.62] (chance 0.04), R@5 ...; slide→RNA ...; k-NN type ...``."""
+    """``held-out slide→report R@1 0.42 [0.23, 0.62] (chance 0.04), R@5 ...; slide→RNA ...;
+    k-NN type ...``."""
     parts = []
     for direction, label in (("slide_to_report", "slide→report"), ("slide_to_gene", "slide→RNA")):
         d = numbers.get(direction)
@@ -195,14 +198,14 @@ def slide_folds(manifest: Path) -> dict[str, str]:
 
 
 def step_selftrain(out: Path, *, work: Path, cohort: Path, stage1: Path | None = None,
-                   encoder: str = DEMO_ENCODER, seed: int = 0, compare: bool = True, before: dict | None = None,
-                   threads: int | None = 1, settings: dict | None = None,
+                   encoder: str = DEMO_ENCODER, seed: int = 0, compare: bool = True,
+                   before: dict | None = None, threads: int | None = 1, settings: dict | None = None,
                    held_out_folds: tuple[str, ...] = ("test",)) -> dict:
     """Self-train the demo encoder and (optionally) compare cancer-type classification before/after.
 
     Without ``stage1`` the toy stage-1-format aggregator is trained first (``mstar train classify``'s code on
-    ``diagnosis.csv``: train split fitted, val selects the epoch). The manifest's ``held_out_folds`` slides are
-    held out of self-training (its validation slides), so the downstream test set never feeds the student.
+    ``diagnosis.csv``: train split fitted, val selects the epoch). The manifest's ``held_out_folds`` slides
+    are held out of self-training (its validation slides), so the downstream test set never feeds the student.
 
     Args:
         out: Runs folder of this step (``selftrain/<name>``, ``toy_stage1.pt``).
@@ -218,8 +221,9 @@ def step_selftrain(out: Path, *, work: Path, cohort: Path, stage1: Path | None =
         held_out_folds: Manifest folds held out of self-training.
 
     Returns:
-        ``run``, ``encoder``, ``seconds``, ``cosine_before/after``, ``knn_before/after``, ``linear_before/after``
-        (held-out balanced accuracies) and, with ``compare``, ``downstream`` and ``auc_before/after``.
+        ``run``, ``encoder``, ``seconds``, ``cosine_before/after``, ``knn_before/after``,
+        ``linear_before/after`` (held-out balanced accuracies) and, with ``compare``, ``downstream`` and
+        ``auc_before/after``.
     """
     from mstar.selftrain.config import SelfTrainConfig
     from mstar.selftrain.toy_aggregator import train_toy_stage1
@@ -238,18 +242,20 @@ def step_selftrain(out: Path, *, work: Path, cohort: Path, stage1: Path | None =
         have = {p.stem for p in features.glob("*.h5")}
         held_out = sorted(s for s, f in folds.items() if f in held_out_folds and s in have)
         cfg = SelfTrainConfig(tiles=str(work), features=str(features), stage1=str(stage1), encoder=encoder,
-                              out=str(out), val_slides=held_out, seed=seed, **{**DEMO_SELFTRAIN, **(settings or {})})
+                              out=str(out), val_slides=held_out, seed=seed,
+                              **{**DEMO_SELFTRAIN, **(settings or {})})
         res = self_train(cfg, progress=False)
         initial, final = res["metrics"]["initial"], res["metrics"]["final"]
         result.update({"run": res["run"], "encoder": res["encoder"]})
-        for key, name in (("cosine", "cosine"), ("knn", "knn_balanced_accuracy"), ("linear", "linear_balanced_accuracy")):
+        for key, name in (("cosine", "cosine"), ("knn", "knn_balanced_accuracy"),
+                          ("linear", "linear_balanced_accuracy")):
             result[f"{key}_before"] = initial.get(name, {}).get("value", float("nan"))
             result[f"{key}_after"] = final.get(name, {}).get("value", float("nan"))
         if compare:
             from mstar.selftrain.downstream import compare_downstream
 
-            cmp = compare_downstream(res["run"], work, manifest, features, DEMO_TRAINING, seed=seed, before=before,
-                                     extract_kwargs={"device": "cpu", "workers": 0})
+            cmp = compare_downstream(res["run"], work, manifest, features, DEMO_TRAINING, seed=seed,
+                                     before=before, extract_kwargs={"device": "cpu", "workers": 0})
             table = cmp["table"].set_index("metric")
             result["downstream"] = cmp["table"].to_dict(orient="records")
             if "auc_macro" in table.index:
@@ -265,8 +271,9 @@ def demo_selftrain(ctx) -> tuple[str, str]:
     r = step_selftrain(ctx.out / "runs", work=ctx.work, cohort=ctx.cohort, stage1=stage1.get("checkpoint"),
                        seed=ctx.seed, before=ctx.results.get("classify"))
     ctx.results["selftrain"] = r
-    text = (f"held-out cosine(student, target) {r['cosine_before']:.3f} -> {r['cosine_after']:.3f}; patch probes "
-            f"k-NN {r['knn_before']:.2f} -> {r['knn_after']:.2f}, linear {r['linear_before']:.2f} -> "
+    text = (f"held-out cosine(student, target) {r['cosine_before']:.3f} -> {r['cosine_after']:.3f}; "
+            f"patch probes k-NN {r['knn_before']:.2f} -> {r['knn_after']:.2f}, "
+            f"linear {r['linear_before']:.2f} -> "
             f"{r['linear_after']:.2f}")
     if "auc_before" in r:
         text += f"; cancer-type test macro-AUC {r['auc_before']:.3f} -> {r['auc_after']:.3f}"
@@ -276,9 +283,11 @@ def demo_selftrain(ctx) -> tuple[str, str]:
 # ---- zero-shot, few-shot, retrieval ----
 def step_zero_few_shot(out: Path, stage1, manifest: Path, features: Path, reports: Path | None = None,
                        rna: Path | None = None, prompts: str | Path = DEMO_PROMPTS,
-                       shots: Sequence[int] = DEMO_ZERO_FEW_SHOT["shots"], runs: int = DEMO_ZERO_FEW_SHOT["runs"],
+                       shots: Sequence[int] = DEMO_ZERO_FEW_SHOT["shots"],
+                       runs: int = DEMO_ZERO_FEW_SHOT["runs"],
                        bootstrap: int = DEMO_ZERO_FEW_SHOT["bootstrap"],
-                       heatmaps: int = DEMO_ZERO_FEW_SHOT["heatmaps"], seed: int = 0, threads: int | None = 1) -> dict:
+                       heatmaps: int = DEMO_ZERO_FEW_SHOT["heatmaps"], seed: int = 0,
+                       threads: int | None = 1) -> dict:
     """Zero-shot cancer type, few-shot curves and retrieval, each written under ``out`` (a runs folder).
 
     Args:
@@ -314,18 +323,21 @@ def step_zero_few_shot(out: Path, stage1, manifest: Path, features: Path, report
         zs = zero_shot(ZeroShotConfig(prompts=str(prompts), bootstrap=bootstrap, heatmaps=heatmaps, **common),
                        model=model, progress=False)
         test = zs["metrics"]["test"]
-        fs = few_shot(FewShotConfig(prompts=str(prompts), shots=list(shots), runs=runs, **common), model=model,
-                      progress=False)
+        fs = few_shot(FewShotConfig(prompts=str(prompts), shots=list(shots), runs=runs, **common),
+                      model=model, progress=False)
         bacc = fs["summary"][fs["summary"]["metric"] == "balanced_accuracy"]
-        curves = {m: {int(r["k"]): float(r["median"]) for _, r in g.iterrows()} for m, g in bacc.groupby("method")}
-        result = {"zero_shot": {"slide": test["slide/balanced_accuracy"], "patch": test["patch/balanced_accuracy"],
-                                "chosen_j": zs["chosen_j"], "chance": 1.0 / len(zs["classes"]), "run": zs["run"]},
+        curves = {m: {int(r["k"]): float(r["median"]) for _, r in g.iterrows()}
+                  for m, g in bacc.groupby("method")}
+        result = {"zero_shot": {"slide": test["slide/balanced_accuracy"],
+                                "patch": test["patch/balanced_accuracy"], "chosen_j": zs["chosen_j"],
+                                "chance": 1.0 / len(zs["classes"]), "run": zs["run"]},
                   "few_shot": curves, "few_shot_run": fs["run"], "retrieval": {}}
         use_rna = rna if rna and getattr(model, "gene_encoder", None) is not None else None
         use_reports = reports if model.text is not None else None
         if use_reports or use_rna:
             ret = retrieve(RetrievalConfig(reports=str(use_reports) if use_reports else None,
-                                           rna=str(use_rna) if use_rna else None, bootstrap=bootstrap, **common),
+                                           rna=str(use_rna) if use_rna else None, bootstrap=bootstrap,
+                                           **common),
                            model=model)
             entries = next(iter(ret["metrics"].values()))
             for d in sorted({k.split("/")[0] for k in entries}):
@@ -351,8 +363,8 @@ def demo_zero_few_shot(ctx) -> tuple[str, str]:
     """Zero-shot, few-shot and retrieval with the stage-1 model the pretraining step trained."""
     numbers = step_zero_few_shot(ctx.out / "runs", ctx.results["pretrain"]["checkpoint"],
                                  ctx.cohort / "manifests" / "diagnosis.csv", demo_features(ctx.work),
-                                 reports=ctx.cohort / "reports.json", rna=ctx.cohort / "rna" / "expression.csv",
-                                 seed=ctx.seed)
+                                 reports=ctx.cohort / "reports.json",
+                                 rna=ctx.cohort / "rna" / "expression.csv", seed=ctx.seed)
     ctx.results["zero_few_shot"] = numbers
     return numbers["zero_shot"]["run"], numbers["summary"]
 
@@ -385,12 +397,14 @@ def step_multimodal(out: Path, cohort: Path | None = None, features: Path | None
     runs, test = {}, {}
     for model, args in (models or DEMO_MULTIMODAL_MODELS).items():
         cfg = MultimodalConfig(model=model, manifest=str(cohort / "manifests" / "multimodal_survival.csv"),
-                               features="" if model == "snn" else str(features), rna=str(cohort / "rna" / "cases"),
+                               features="" if model == "snn" else str(features),
+                               rna=str(cohort / "rna" / "cases"),
                                signatures=str(cohort / "signatures.csv"), out=str(out / "runs"), seed=seed,
                                model_args=args, **DEMO_MULTIMODAL)
         result = train_multimodal(cfg, progress=False)
         runs[model], test[model] = result["run"], result["metrics"]["test"]["c_index"]
-    names = {"snn": "SNN (RNA)", "abmil": "ABMIL (slides)", "mcat": "MCAT (both)", "late": "late fusion (both)"}
+    names = {"snn": "SNN (RNA)", "abmil": "ABMIL (slides)", "mcat": "MCAT (both)",
+             "late": "late fusion (both)"}
     summary = ", ".join(f"{names.get(m, m)} {format_ci(e)}" for m, e in test.items())
     n = next(iter(test.values()))["n"]
     return {"runs": runs, "test": test, "summary": f"test C-index: {summary} (n={n})"}
@@ -405,17 +419,19 @@ def demo_multimodal(ctx) -> tuple[str, str]:
 
 # ---- report generation ----
 def step_report(ctx) -> tuple[str, str]:
-    """A tiny HistGen-style generator on the demo reports; test BLEU-4 and cancer type stated, vs the template."""
+    """A tiny HistGen-style generator on the demo reports; test BLEU-4 and cancer type stated, vs the
+    template."""
     from mstar.tasks.report_config import ReportConfig
     from mstar.tasks.report_task import train_report
 
-    cfg = ReportConfig(manifest=str(ctx.cohort / "manifests" / "diagnosis.csv"), features=str(demo_features(ctx.work)),
-                       reports=str(ctx.cohort / "reports.json"), out=str(ctx.out / "runs"), seed=ctx.seed,
-                       **DEMO_REPORT)
+    cfg = ReportConfig(manifest=str(ctx.cohort / "manifests" / "diagnosis.csv"),
+                       features=str(demo_features(ctx.work)), reports=str(ctx.cohort / "reports.json"),
+                       out=str(ctx.out / "runs"), seed=ctx.seed, **DEMO_REPORT)
     result = train_report(cfg)
     ctx.results["report"] = result
     test, base = result["test"], result["test_baseline"]
     meteor = f", METEOR {test['meteor']:.3f}" if "meteor" in test else " (METEOR skipped: no Java)"
-    return result["run"], (f"test BLEU-4 {test['bleu_4']:.3f} (template baseline {base['bleu_4']:.3f}){meteor}, "
+    return result["run"], (f"test BLEU-4 {test['bleu_4']:.3f} "
+                           f"(template baseline {base['bleu_4']:.3f}){meteor}, "
                            f"cancer type stated correctly {test['cancer_type_accuracy']:.0%} "
                            f"(baseline {base['cancer_type_accuracy']:.0%})")

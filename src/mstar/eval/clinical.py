@@ -1,8 +1,8 @@
 """Clinical check beyond n-grams: does a report state the right cancer type and TP53 status?
 
 Rules for the synthetic cohort's wording (``data/synthetic/types.py`` names, ``reports.py`` marker
-sentences), applied to the cleaned text (:func:`mstar.data.report_text.clean_report`) so they work on raw reports and on
-generated, already-cleaned ones alike:
+sentences), applied to the cleaned text (:func:`mstar.data.report_text.clean_report`) so they work on raw
+reports and on generated, already-cleaned ones alike:
 
 - cancer type: a report states type T when it contains one of T's diagnosis names (whole words) and no
   name of another type; otherwise nothing is stated (``None``) and the report counts as wrong.

@@ -41,7 +41,8 @@ def unit_predictions(run: str | os.PathLike, split: str = "test") -> dict[str, p
         raise MstarError(f"{path}: needs 'split' and 'case' columns (a run directory of `mstar train`)")
     rows = preds[preds["split"] == split]
     if rows.empty:
-        raise MstarError(f"{path}: no predictions for split '{split}'; it has {sorted(preds['split'].unique())}")
+        raise MstarError(f"{path}: no predictions for split '{split}'; "
+                         f"it has {sorted(preds['split'].unique())}")
     if "risk" in rows.columns and {"time", "event"} <= set(rows.columns):
         keep = ["time", "event", "risk"]
     elif "y" in rows.columns and any(c.startswith("prob_") for c in rows.columns):
@@ -93,25 +94,25 @@ def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike, split: str 
     ua, ub = unit_predictions(run_a, split), unit_predictions(run_b, split)
     if set(ua) != set(ub):
         if len(ua) != 1 or len(ub) != 1:
-            raise MstarError(f"{run_a} and {run_b} have different units ({sorted(ua)} vs {sorted(ub)}); compare "
-                             "runs made with the same folds and --runs")
+            raise MstarError(f"{run_a} and {run_b} have different units ({sorted(ua)} vs {sorted(ub)}); "
+                             "compare runs made with the same folds and --runs")
         ub = {next(iter(ua)): next(iter(ub.values()))}
     units, points_a, points_b, only_a, only_b = [], [], [], 0, 0
     for name, a in ua.items():
         b = ub[name]
         if list(a.columns) != list(b.columns):
-            raise MstarError(f"{run_a} and {run_b} are not the same task/classes: columns {list(a.columns)} vs "
-                             f"{list(b.columns)}")
+            raise MstarError(f"{run_a} and {run_b} are not the same task/classes: columns {list(a.columns)} "
+                             f"vs {list(b.columns)}")
         common = a.index.intersection(b.index)
         if common.empty:
-            raise MstarError(f"{run_a} and {run_b} share no case in split '{split}' (unit {name}); compare runs "
-                             "on one cohort")
+            raise MstarError(f"{run_a} and {run_b} share no case in split '{split}' (unit {name}); compare "
+                             "runs on one cohort")
         only_a, only_b = only_a + len(a) - len(common), only_b + len(b) - len(common)
         a, b = a.loc[common], b.loc[common]
         truth = ["time", "event"] if "risk" in a.columns else ["y"]
         if not a[truth].equals(b[truth]):
-            raise MstarError(f"{run_a} and {run_b} disagree on the truth ({', '.join(truth)}) of common cases; "
-                             "were they trained on different manifests?")
+            raise MstarError(f"{run_a} and {run_b} disagree on the truth ({', '.join(truth)}) of common "
+                             "cases; were they trained on different manifests?")
         stats_a, stats_b = _stats_fn(a), _stats_fn(b)
         points_a.append(_point(stats_a, len(common)))
         points_b.append(_point(stats_b, len(common)))
@@ -124,6 +125,7 @@ def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike, split: str 
                                 seed, alpha)
     metrics = {k: {"a": float(np.nanmean([p[k] for p in points_a])),
                    "b": float(np.nanmean([p[k] for p in points_b])), "difference": diffs[k]} for k in diffs}
-    return {"task": "survival" if "risk" in next(iter(ua.values())).columns else "classification", "split": split,
-            "n": int(sum(u[2] for u in units)), "units": list(ua), "only_a": only_a, "only_b": only_b,
+    return {"task": "survival" if "risk" in next(iter(ua.values())).columns else "classification",
+            "split": split, "n": int(sum(u[2] for u in units)), "units": list(ua), "only_a": only_a,
+            "only_b": only_b,
             "metrics": metrics}

@@ -105,8 +105,8 @@ def plot_training_curves(
     """Training curves from ``log.csv``: one panel per metric, one line per split.
 
     Columns named ``<split>/<metric>`` (``train/loss``, ``val/auc_macro``) or ``train_<metric>`` /
-    ``val_<metric>`` share the panel of their metric; other columns get their own panel. Missing values (a metric not logged every epoch) are
-    skipped per line.
+    ``val_<metric>`` share the panel of their metric; other columns get their own panel. Missing values (a
+    metric not logged every epoch) are skipped per line.
 
     Returns:
         The written path (width 4 in per panel, at most 3 panels per row, 3.5 in per row).

@@ -106,7 +106,8 @@ def probe_predictions(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarr
     """``{"knn": pred, "linear": pred}`` for the test rows (NaN-free features expected)."""
     if len(np.unique(train_y)) < 2:
         return {}
-    return {"knn": knn_predict(train_x, train_y, test_x, k), "linear": linear_predict(train_x, train_y, test_x, seed)}
+    return {"knn": knn_predict(train_x, train_y, test_x, k),
+            "linear": linear_predict(train_x, train_y, test_x, seed)}
 
 
 def paired_change_ci(y: np.ndarray, before: np.ndarray, after: np.ndarray, n_resamples: int = 1000,

@@ -19,7 +19,8 @@ from mstar.eval.text_metrics import bleu_from_statistics
 
 def _ngram_counts(text: str) -> tuple[int, list[Counter]]:
     words = text.split()
-    return len(words), [Counter(tuple(words[i:i + n]) for i in range(len(words) - n + 1)) for n in range(1, 5)]
+    return len(words), [Counter(tuple(words[i:i + n]) for i in range(len(words) - n + 1))
+                        for n in range(1, 5)]
 
 
 def _bleu4_against(cand: tuple[int, list[Counter]], refs: list[tuple[int, list[Counter]]]) -> float:

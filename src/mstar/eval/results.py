@@ -72,7 +72,8 @@ def write_metrics_json(
             missing = [k for k in ENTRY_KEYS if k not in entry]
             if missing:
                 raise MstarError(f"metrics.json entry {split}/{name} lacks {missing}")
-            doc[split][name] = {k: _to_json(v) for k, v in {**{k: entry[k] for k in ENTRY_KEYS}, **entry}.items()}
+            doc[split][name] = {k: _to_json(v)
+                                for k, v in {**{k: entry[k] for k in ENTRY_KEYS}, **entry}.items()}
     if meta is not None:
         doc[META_KEY] = dict(meta)
     text = json.dumps(doc, indent=2, allow_nan=False) + "\n"

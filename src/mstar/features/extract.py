@@ -225,8 +225,8 @@ def extract_features(root: str | os.PathLike, encoder: str | Encoder, *,
     root = Path(root)
     slides_dir = Path(slides_dir) if slides_dir is not None else None
     if batch_size < 1 or (workers is not None and workers < 0) or (threads is not None and threads < 1):
-        raise MstarError(f"--batch-size {batch_size}, --threads {threads}, --workers {workers}: batch size and "
-                         "threads must be >= 1, workers >= 0")
+        raise MstarError(f"--batch-size {batch_size}, --threads {threads}, --workers {workers}: batch size "
+                         "and threads must be >= 1, workers >= 0")
     files = tiles_files(root)
     info = init_distributed()
     threads_before = torch.get_num_threads()

@@ -153,7 +153,8 @@ def feature_rows(path: str | os.PathLike) -> tuple[int, int, np.ndarray | None]:
             shape = f["features"].shape
             coords = np.asarray(f["coords"][:], np.int64).reshape(-1, 2) if "coords" in f else None
     except OSError as exc:
-        raise MstarError(f"{path}: unreadable HDF5 file ({exc}); delete it and re-run `mstar extract`") from exc
+        raise MstarError(f"{path}: unreadable HDF5 file ({exc}); delete it and re-run "
+                         "`mstar extract`") from exc
     if len(shape) == 3 and shape[0] == 1:
         shape = shape[1:]
     if len(shape) != 2:

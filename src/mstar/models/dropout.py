@@ -18,7 +18,8 @@ from torch import Tensor, nn
 _BITS = 15  # random bits per 16-bit word used for the comparison (the 64-bit draw has 63 random bits)
 
 
-def keep_mask(shape: torch.Size | tuple[int, ...], p: float, generator: torch.Generator | None = None) -> Tensor:
+def keep_mask(shape: torch.Size | tuple[int, ...], p: float,
+              generator: torch.Generator | None = None) -> Tensor:
     """Bool ``shape`` tensor, each element True with probability ``1 - p`` (``p`` quantised to 2**-15)."""
     n = 1
     for s in shape:

@@ -119,9 +119,9 @@ class GeneEncoder(_GeneModule):
     """
 
     def __init__(self, vocabulary: list[str], proj_dim: int = 512, dim: int = 200, depth: int = 1,
-                 heads: int = 10, dim_head: int = 64, n_bins: int = 7, pool: str = "cls", binding: str = "product",
-                 nb_features: int | None = None, dropout: float = 0.0, gene_embeddings: Tensor | None = None,
-                 freeze_gene_embeddings: bool = False) -> None:
+                 heads: int = 10, dim_head: int = 64, n_bins: int = 7, pool: str = "cls",
+                 binding: str = "product", nb_features: int | None = None, dropout: float = 0.0,
+                 gene_embeddings: Tensor | None = None, freeze_gene_embeddings: bool = False) -> None:
         super().__init__(vocabulary, dict(
             proj_dim=proj_dim, dim=dim, depth=depth, heads=heads, dim_head=dim_head, n_bins=n_bins, pool=pool,
             binding=binding, nb_features=nb_features, dropout=dropout,

@@ -152,8 +152,8 @@ class TextEncoder(nn.Module):
         try:
             result = self.load_state_dict(ours, strict=False)
         except RuntimeError as err:  # shape mismatch: another model family or width
-            raise MstarError("text-encoder checkpoint does not fit this text model (e.g. BioBERT 768 vs MiniLM "
-                             "384 wide); pass --text-encoder the model it was trained with") from err
+            raise MstarError("text-encoder checkpoint does not fit this text model (e.g. BioBERT 768 vs "
+                             "MiniLM 384 wide); pass --text-encoder the model it was trained with") from err
         missing = [k for k in result.missing_keys if "position_ids" not in k]
         if missing:
             raise MstarError(f"text-encoder checkpoint lacks {len(missing)} keys (first: {missing[0]}); "

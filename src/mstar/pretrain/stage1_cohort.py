@@ -35,7 +35,8 @@ class Stage1Cohort:
 
 
 def _bags(features: str, slides: list[str], cache: bool, skip_missing: bool):
-    """A slide-keyed :class:`BagStore` (float16; in RAM unless ``cache`` is False), its width, the kept slides."""
+    """A slide-keyed :class:`BagStore` (float16; in RAM unless ``cache`` is False), its width, the kept
+    slides."""
     feature_dir = resolve_feature_dir(features)
     store = BagStore(feature_dir, slides, [[s] for s in slides], skip_missing=skip_missing, cache=cache)
     empty = store.empty_cases()
@@ -51,7 +52,8 @@ def _bags(features: str, slides: list[str], cache: bool, skip_missing: bool):
 def _rna(path: str | None, layout: str, rows: pd.DataFrame, vocabulary: list[str] | None):
     """``(values (S, G), mask (S, G), has (S,), vocabulary)`` for the slides of ``rows``."""
     if not path:
-        return np.zeros((len(rows), 0), np.float32), np.zeros((len(rows), 0), bool), np.zeros(len(rows), bool), None
+        return (np.zeros((len(rows), 0), np.float32), np.zeros((len(rows), 0), bool),
+                np.zeros(len(rows), bool), None)
     from mstar.data.rna import match_genes, read_rna_table
 
     table = read_rna_table(path, layout=layout)
@@ -89,7 +91,8 @@ def build_cohort(rows: pd.DataFrame, features: str, reports: str | None, rna: st
     """
     rows = rows[rows["split"].isin(splits)].reset_index(drop=True)
     if rows.empty:
-        raise MstarError(f"manifest: no slides in splits {list(splits)} (test rows are kept out of pretraining)")
+        raise MstarError(f"manifest: no slides in splits {list(splits)} "
+                         "(test rows are kept out of pretraining)")
     bags, in_dim, kept = _bags(features, rows["slide"].tolist(), cache_features, skip_missing)
     dropped = sorted(set(rows["slide"]) - set(kept))
     if dropped:
@@ -113,8 +116,8 @@ def build_cohort(rows: pd.DataFrame, features: str, reports: str | None, rna: st
     for split in splits:
         sel = np.flatnonzero(rows["split"].to_numpy() == split)
         items[split] = Stage1Items(
-            slides=rows["slide"].iloc[sel].tolist(), cases=rows["case"].iloc[sel].tolist(), labels=labels[sel],
-            texts=[texts[i] for i in sel], report_keys=[keys[i] for i in sel], gene_values=values[sel],
-            gene_mask=mask[sel], has_gene=has[sel])
+            slides=rows["slide"].iloc[sel].tolist(), cases=rows["case"].iloc[sel].tolist(),
+            labels=labels[sel], texts=[texts[i] for i in sel], report_keys=[keys[i] for i in sel],
+            gene_values=values[sel], gene_mask=mask[sel], has_gene=has[sel])
         counts[f"{split}_slides"] = len(sel)
     return Stage1Cohort(bags, in_dim, list(classes), items, vocabulary, counts, dropped)

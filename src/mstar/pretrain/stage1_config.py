@@ -39,7 +39,8 @@ class Stage1Config(RunConfig):
     gene_args: dict = field(default_factory=dict)   # e.g. {dim: 200, depth: 1} or {hidden: [256, 256]}
     gene2vec: str | None = None        # Gene2Vec-format vectors (frozen gene identities, performer only)
     dim: int = 512                     # embedding width of every branch (and TransMIL)
-    vision_args: dict = field(default_factory=dict)  # TransMIL extras: heads, dim_head, num_landmarks, attn_dropout
+    vision_args: dict = field(default_factory=dict)  # TransMIL extras: heads, dim_head, num_landmarks,
+                                                     # attn_dropout
     epochs: int = 50
     batch_size: int = 16               # slides per step per device (global batch = batch_size x devices)
     max_patches: int | None = 4096     # random patch subset per slide per step (all at inference)
@@ -65,9 +66,11 @@ class Stage1Config(RunConfig):
 
     KIND: ClassVar[str] = "pretrain"
     REQUIRED: ClassVar[tuple[str, ...]] = ("manifest", "features")
-    CHOICES: ClassVar[dict[str, tuple]] = {"gene_encoder": GENE_ENCODERS, "heldout": HELDOUT, "logger": LOGGERS}
-    AT_LEAST: ClassVar[dict[str, float]] = {"epochs": 1, "batch_size": 1, "dim": 1, "val_every": 1, "max_patches": 1,
-                                            "warmup_fraction": 0, "bootstrap": 0, "num_workers": 0}
+    CHOICES: ClassVar[dict[str, tuple]] = {"gene_encoder": GENE_ENCODERS, "heldout": HELDOUT,
+                                           "logger": LOGGERS}
+    AT_LEAST: ClassVar[dict[str, float]] = {"epochs": 1, "batch_size": 1, "dim": 1, "val_every": 1,
+                                            "max_patches": 1, "warmup_fraction": 0, "bootstrap": 0,
+                                            "num_workers": 0}
     POSITIVE: ClassVar[tuple[str, ...]] = ("lr", "temperature")
     FRACTIONS: ClassVar[tuple[str, ...]] = ("val_fraction",)
     INPUTS: ClassVar[tuple[str, ...]] = ("manifest", "features", "reports", "rna", "text_encoder", "gene2vec")
@@ -76,7 +79,8 @@ class Stage1Config(RunConfig):
 
     def check(self) -> None:
         if not self.reports and not self.rna:
-            raise MstarError("config: stage 1 needs --reports and/or --rna (slides alone have nothing to align to)")
+            raise MstarError("config: stage 1 needs --reports and/or --rna "
+                             "(slides alone have nothing to align to)")
         if self.gene2vec and self.gene_encoder != "performer":
             raise MstarError("config: gene2vec needs gene_encoder 'performer'")
         if self.warmup_fraction >= 1:
@@ -90,7 +94,8 @@ class Stage1Config(RunConfig):
         from mstar.data.feature_dirs import feature_files_for
         from mstar.pretrain.stage1_inputs import read_slide_table
 
-        slides = read_slide_table(self.manifest, self.label_column, self.val_fraction, self.seed)["slide"].tolist()
+        slides = read_slide_table(self.manifest, self.label_column, self.val_fraction,
+                                  self.seed)["slide"].tolist()
         return {"manifest": self.manifest, "features": feature_files_for(self.features, slides),
                 **{k: getattr(self, k) or None for k in ("reports", "rna", "text_encoder", "gene2vec")}}
 

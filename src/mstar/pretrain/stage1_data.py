@@ -67,7 +67,8 @@ class Stage1Dataset(Dataset):
             bag = bag[keep.sort().values]  # (max_patches, D), patch order kept
         text = it.texts[i]
         return {"x": bag, "text": text or "", "has_report": text is not None,
-                "gene_values": torch.from_numpy(it.gene_values[i]), "gene_mask": torch.from_numpy(it.gene_mask[i]),
+                "gene_values": torch.from_numpy(it.gene_values[i]),
+                "gene_mask": torch.from_numpy(it.gene_mask[i]),
                 "has_gene": bool(it.has_gene[i]), "label": int(it.labels[i]), "slide": it.slides[i],
                 "case": it.cases[i]}
 

@@ -63,7 +63,8 @@ class EmbedConfig(RunConfig):
         return Path(self.manifest).stem if self.manifest else Path(self.features).name
 
     def run_dir(self) -> Path:
-        """``<out>/embed/<name>``; ``out`` defaults to ``runs`` (or, with ``out_h5``, the h5 file's folder)."""
+        """``<out>/embed/<name>``; ``out`` defaults to ``runs`` (or, with ``out_h5``, the h5 file's
+        folder)."""
         out = self.out or (str(Path(self.out_h5).parent) if self.out_h5 else "runs")
         return Path(out) / self.group() / (self.name or self.default_name())
 
@@ -74,8 +75,8 @@ class EmbedConfig(RunConfig):
     def input_paths(self) -> dict[str, Any]:
         from mstar.data.feature_dirs import resolve_feature_dir
 
-        return {"stage1": self.stage1, "manifest": self.manifest, "features": resolve_feature_dir(self.features),
-                "reports": self.reports, "rna": self.rna}
+        return {"stage1": self.stage1, "manifest": self.manifest,
+                "features": resolve_feature_dir(self.features), "reports": self.reports, "rna": self.rna}
 
 
 def _slide_rows(manifest: str | None, features: str) -> pd.DataFrame:
@@ -118,7 +119,8 @@ def embed_cohort(cfg: EmbedConfig, overwrite: bool = False) -> dict:
     from mstar.utils.atomic import atomic_path
 
     cfg.validate()
-    checkpoint, features, manifest, reports, rna = cfg.stage1, cfg.features, cfg.manifest, cfg.reports, cfg.rna
+    checkpoint, features, manifest, reports, rna = (cfg.stage1, cfg.features, cfg.manifest, cfg.reports,
+                                                    cfg.rna)
     out, device, batch_size = cfg.h5_path(), cfg.device, cfg.batch_size
     folder = open_run(cfg, overwrite)
     if folder.finished and out.is_file():
@@ -128,7 +130,8 @@ def embed_cohort(cfg: EmbedConfig, overwrite: bool = False) -> dict:
         raise MstarError(f"{checkpoint}: this model has no report encoder (pretrained without --reports); "
                          "drop --reports")
     if rna and model.gene_encoder is None:
-        raise MstarError(f"{checkpoint}: this model has no gene encoder (pretrained without --rna); drop --rna")
+        raise MstarError(f"{checkpoint}: this model has no gene encoder (pretrained without --rna); "
+                         "drop --rna")
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        ("cpu" if device == "auto" else device))
     model.to(dev)
@@ -138,8 +141,8 @@ def embed_cohort(cfg: EmbedConfig, overwrite: bool = False) -> dict:
                           cfg.rna_layout, vocabulary=vocabulary if rna else None, classes=meta.get("classes"),
                           skip_missing=cfg.skip_missing, splits=("all",))
     if cohort.in_dim != model.in_dim:
-        raise MstarError(f"{features}: {cohort.in_dim}-d patch features, but the checkpoint was pretrained on "
-                         f"{model.in_dim}-d ones; use features of the same patch encoder")
+        raise MstarError(f"{features}: {cohort.in_dim}-d patch features, but the checkpoint was pretrained "
+                         f"on {model.in_dim}-d ones; use features of the same patch encoder")
     items = cohort.splits["all"]
     n, dim = len(items), model.dim
     data = Stage1Dataset(cohort.bags, items)
@@ -152,7 +155,8 @@ def embed_cohort(cfg: EmbedConfig, overwrite: bool = False) -> dict:
     z_report = np.full((n, dim), np.nan, np.float32)
     has_report = np.array([t is not None for t in items.texts])
     if has_report.any():
-        z_report[has_report] = _encode(model.encode_text, [t for t in items.texts if t is not None], batch_size)
+        z_report[has_report] = _encode(model.encode_text, [t for t in items.texts if t is not None],
+                                       batch_size)
     z_gene = np.full((n, dim), np.nan, np.float32)
     has_gene = items.has_gene.astype(bool)
     if has_gene.any():
@@ -170,13 +174,14 @@ def embed_cohort(cfg: EmbedConfig, overwrite: bool = False) -> dict:
         f.create_dataset("slide_id", data=np.array(items.slides, dtype=object), dtype=text)
         f.create_dataset("case_id", data=np.array(items.cases, dtype=object), dtype=text)
         f.create_dataset("label", data=np.array(labels, dtype=object), dtype=text)
-        f.create_dataset("report_key", data=np.array([k or "" for k in items.report_keys], dtype=object), dtype=text)
+        f.create_dataset("report_key", data=np.array([k or "" for k in items.report_keys], dtype=object),
+                         dtype=text)
         for name, value in (("slide", z_slide), ("report", z_report), ("gene", z_gene)):
             f.create_dataset(name, data=value.astype(np.float32))
         f.create_dataset("has_report", data=has_report)
         f.create_dataset("has_gene", data=has_gene)
-        f.attrs.update({"checkpoint": str(checkpoint), "dim": dim, "in_dim": model.in_dim, "normalised": False,
-                        "genes": cohort.counts.get("genes", 0)})
+        f.attrs.update({"checkpoint": str(checkpoint), "dim": dim, "in_dim": model.in_dim,
+                        "normalised": False, "genes": cohort.counts.get("genes", 0)})
     summary = {"out": str(out), "run": str(run), "slides": n, "reports": int(has_report.sum()),
                "genes": int(has_gene.sum()), "dim": dim}
     folder.finish(summary=summary)

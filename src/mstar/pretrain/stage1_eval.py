@@ -1,4 +1,5 @@
-"""Embedding a split and scoring it: cross-modal retrieval (Recall@K with CIs and chance) and cancer separation.
+"""Embedding a split and scoring it: cross-modal retrieval (Recall@K with CIs and chance) and cancer
+separation.
 
 Retrieval galleries hold each *distinct* item once: reports by the id they were found under (a case-level
 report shared by two slides is one gallery entry), RNA profiles by case. Slide ``i`` and report/profile
@@ -134,5 +135,6 @@ def separation_entries(slide_emb: np.ndarray, labels: np.ndarray, k: int = 5, n_
     from sklearn.metrics import silhouette_score
 
     sil = float(silhouette_score(z, labels, metric="cosine"))
-    out["slide_silhouette"] = {"value": sil, "ci_low": float("nan"), "ci_high": float("nan"), "n": n, "chance": 0.0}
+    out["slide_silhouette"] = {"value": sil, "ci_low": float("nan"), "ci_high": float("nan"), "n": n,
+                               "chance": 0.0}
     return out

@@ -9,8 +9,9 @@
 
 State-dict keys are upstream's: ``proj.*``, ``vision_encoder.*``, ``text_encoder.bert.*``, ``proj_text.*``
 (the text encoder's two parts are registered at the top level), plus ``gene_encoder.*`` and
-``logit_scale.log_scale``. :func:`save_stage1` writes ``{'model_state_dict': ..., 'config': ..., 'meta': ...}``,
-which upstream's loaders, :func:`mstar.models.upstream.load_stage1_aggregator` and :func:`load_stage1` read.
+``logit_scale.log_scale``. :func:`save_stage1` writes
+``{'model_state_dict': ..., 'config': ..., 'meta': ...}``, which upstream's loaders,
+:func:`mstar.models.upstream.load_stage1_aggregator` and :func:`load_stage1` read.
 """
 
 from __future__ import annotations
@@ -42,20 +43,23 @@ class Stage1Model(nn.Module):
         temperature: Initial InfoNCE temperature.
     """
 
-    def __init__(self, in_dim: int, dim: int = 512, text: nn.Module | None = None, gene: nn.Module | None = None,
-                 vision_args: Mapping[str, Any] | None = None, temperature: float = 0.07) -> None:
+    def __init__(self, in_dim: int, dim: int = 512, text: nn.Module | None = None,
+                 gene: nn.Module | None = None, vision_args: Mapping[str, Any] | None = None,
+                 temperature: float = 0.07) -> None:
         super().__init__()
         self.in_dim, self.dim, self.temperature = int(in_dim), int(dim), float(temperature)
         self.vision_args = dict(vision_args or {})
         self.proj = nn.Linear(self.in_dim, self.dim)
         xavier_init_(self.proj)
         self.vision_encoder = TransMIL(in_dim=self.dim, dim=self.dim, input_proj="none", **self.vision_args)
-        object.__setattr__(self, "_text", text)  # tokeniser + freezing logic; its modules are registered below
+        object.__setattr__(self, "_text", text)  # tokeniser + freezing logic;
+                                                 # its modules are registered below
         self._cls_cache: dict[str, Tensor] = {}
         self.text_encoder = self.proj_text = None
         if text is not None:
             if text.proj_text.out_features != self.dim:
-                raise MstarError(f"text encoder projects to {text.proj_text.out_features}, the model to {self.dim}")
+                raise MstarError(f"text encoder projects to {text.proj_text.out_features}, "
+                                 f"the model to {self.dim}")
             self.text_encoder, self.proj_text = text.text_encoder, text.proj_text
         if gene is not None and gene.config["proj_dim"] != self.dim:
             raise MstarError(f"gene encoder projects to {gene.config['proj_dim']}, the model to {self.dim}")
@@ -180,16 +184,18 @@ def load_stage1(source: str | os.PathLike | Mapping[str, Any],
 
     ckpt = read_checkpoint(source)
     if "config" not in ckpt or "model_state_dict" not in ckpt:
-        raise MstarError(f"{source}: not an mstar stage-1 checkpoint (no 'config'); upstream checkpoints load "
-                         "their aggregator with `mstar train ... --aggregator`")
+        raise MstarError(f"{source}: not an mstar stage-1 checkpoint (no 'config'); upstream checkpoints "
+                         "load their aggregator with `mstar train ... --aggregator`")
     sd = strip_module_prefix(ckpt["model_state_dict"])
     cfg = dict(ckpt["config"])
     text = None
     if cfg.get("text"):
         t = cfg["text"]
-        text = build_text_encoder(text_encoder or t["path"], cfg["dim"], t["max_tokens"], t["train_last_layers"])
+        text = build_text_encoder(text_encoder or t["path"], cfg["dim"], t["max_tokens"],
+                                  t["train_last_layers"])
     gene = _gene_from_state(sd) if cfg.get("has_gene") else None
-    model = Stage1Model(cfg["in_dim"], cfg["dim"], text, gene, cfg.get("vision_args"), cfg.get("temperature", 0.07))
+    model = Stage1Model(cfg["in_dim"], cfg["dim"], text, gene, cfg.get("vision_args"),
+                        cfg.get("temperature", 0.07))
     _load_checked(model, {k: v for k, v in sd.items() if not k.endswith("position_ids")}, str(source))
     return model.eval(), dict(ckpt.get("meta", {}))
 

@@ -23,7 +23,8 @@ LOGGED = ("loss", "contrastive", "triplet", "slide_report", "slide_gene", "repor
 SHORT = {"slide_report": "s_r", "slide_gene": "s_g", "report_gene": "r_g", "triplet": "tri"}
 
 
-def stage1_step(model, batch: dict, margin: float = 0.3, triplet_weight: float = 1.0) -> dict[str, torch.Tensor]:
+def stage1_step(model, batch: dict, margin: float = 0.3,
+                triplet_weight: float = 1.0) -> dict[str, torch.Tensor]:
     """Embed the local batch, gather embeddings over ranks (with gradients) and compute every loss term."""
     z = model(batch)
     zs, zr, zg = (gather_with_grad(z[k].float()) for k in ("slide", "report", "gene"))  # (B_global, dim)
@@ -33,8 +34,8 @@ def stage1_step(model, batch: dict, margin: float = 0.3, triplet_weight: float =
 
 def epoch_line(row: dict, epochs: int, entries: dict) -> str:
     """``epoch 3/10  loss 4.21 (s_r 1.30 s_g 1.41 r_g 1.20 tri 0.30)  s→r R@1 0.40 (chance 0.07)  2.1 s``."""
-    terms = " ".join(f"{SHORT[k]} {row[f'train_{k}']:.3f}" for k in ("slide_report", "slide_gene", "report_gene",
-                                                                     "triplet"))
+    terms = " ".join(f"{SHORT[k]} {row[f'train_{k}']:.3f}"
+                     for k in ("slide_report", "slide_gene", "report_gene", "triplet"))
     text = f"epoch {row['epoch']}/{epochs}  loss {row['train_loss']:.3f} ({terms})"
     for direction, short in (("slide_to_report", "s→r"), ("slide_to_gene", "s→g")):
         entry = entries.get(f"{direction}/recall@1")
@@ -69,8 +70,8 @@ class Stage1Module(RunModule):
         world, rank = self.trainer.world_size, self.trainer.global_rank
         sampler = EpochSampler(len(self.train_data), self.cfg.seed, rank, world)
         drop_last = len(sampler) >= self.cfg.batch_size
-        return DataLoader(self.train_data, batch_size=self.cfg.batch_size, sampler=sampler, drop_last=drop_last,
-                          collate_fn=collate_stage1, num_workers=self.cfg.num_workers,
+        return DataLoader(self.train_data, batch_size=self.cfg.batch_size, sampler=sampler,
+                          drop_last=drop_last, collate_fn=collate_stage1, num_workers=self.cfg.num_workers,
                           pin_memory=torch.cuda.is_available(), persistent_workers=False)
 
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
@@ -84,16 +85,19 @@ class Stage1Module(RunModule):
 
     def nonfinite_message(self, loss: torch.Tensor, batch: dict, batch_idx: int) -> str:
         """Where the loss became NaN/inf and, when they are to blame, which slides' features."""
-        bad = [s for s, x, m in zip(batch["slides"], batch["x"], batch["mask"]) if not torch.isfinite(x[m]).all()]
+        bad = [s for s, x, m in zip(batch["slides"], batch["x"], batch["mask"])
+               if not torch.isfinite(x[m]).all()]
         where = f"stage-1 loss became {loss.item()} at epoch {self.current_epoch + 1}, step {batch_idx + 1}"
         if bad:
-            return f"{where}: features of slide(s) {', '.join(bad[:5])} contain NaN/inf; re-extract them or drop them"
+            return (f"{where}: features of slide(s) {', '.join(bad[:5])} contain NaN/inf; "
+                    "re-extract them or drop them")
         return f"{where}; lower --lr (or set grad_clip) and check the RNA table for extreme values"
 
     def on_train_epoch_end(self) -> None:
         epoch = self.current_epoch + 1
         row = {"epoch": epoch, **self.train_means()}
-        if self.evaluate is not None and (epoch % self.cfg.val_every == 0 or epoch == self.trainer.max_epochs):
+        if self.evaluate is not None and (epoch % self.cfg.val_every == 0
+                                          or epoch == self.trainer.max_epochs):
             self.last_eval = self.evaluate(self.model, self.device)
             row.update({k: v["value"] for k, v in self.last_eval.items()})
         row["temperature"] = float(1.0 / self.model.logit_scale().detach())
@@ -117,7 +121,8 @@ class Stage1Module(RunModule):
         groups = [{"params": decay, "lr": self.cfg.lr, "weight_decay": self.cfg.weight_decay},
                   {"params": no_decay, "lr": self.cfg.lr, "weight_decay": 0.0}]
         if text_layers:
-            groups.append({"params": text_layers, "lr": self.cfg.text_lr, "weight_decay": self.cfg.weight_decay})
+            groups.append({"params": text_layers, "lr": self.cfg.text_lr,
+                           "weight_decay": self.cfg.weight_decay})
         optimizer = torch.optim.AdamW([g for g in groups if g["params"]])
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = int(self.cfg.warmup_fraction * total)

@@ -1,4 +1,5 @@
-"""Files of a finished stage-1 run: ``stage1.pt``, ``log.csv``, figures, and ``metrics.json`` (written last)."""
+"""Files of a finished stage-1 run: ``stage1.pt``, ``log.csv``, figures, and ``metrics.json`` (written
+last)."""
 
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ def plot_retrieval(metrics: dict, path: Path, ks=(1, 5, 10)) -> Path | None:
     return save_figure(fig, path)
 
 
-def write_figures(run: Path, history: pd.DataFrame, metrics: dict, emb: dict | None, labels: list[str]) -> None:
+def write_figures(run: Path, history: pd.DataFrame, metrics: dict, emb: dict | None,
+                  labels: list[str]) -> None:
     """``training_curves.png``, ``retrieval.png`` and ``slide_embeddings.png`` (PCA of held-out slides)."""
     from mstar.eval.plots import plot_embeddings_2d, plot_training_curves
 
@@ -68,8 +70,8 @@ def write_outputs(run: Path, model, history: list[dict], final: dict, emb: dict 
     labels = [classes[i] for i in val_items.labels] if emb is not None else []
     write_figures(run, frame, final, emb, labels)
     metrics = {"val": final} if final else {}
-    meta = {**meta, "note": "held-out (val) slides of the final model; 'chance' = expected under random ranking "
-                            "(retrieval) or the majority-class rate (k-NN)",
+    meta = {**meta, "note": "held-out (val) slides of the final model; 'chance' = expected under random "
+                            "ranking (retrieval) or the majority-class rate (k-NN)",
             "checkpoint": str(ckpt)}
     write_metrics_json(run / "metrics.json", metrics, meta=json.loads(json.dumps(meta, default=str)))
     return {"run": str(run), "checkpoint": str(ckpt), "metrics": metrics, "meta": meta}
@@ -79,4 +81,5 @@ def finished_result(run: Path) -> dict:
     """The result of an already finished run (nothing is retrained)."""
     metrics = read_metrics_json(run / "metrics.json")
     meta = read_metrics_meta(run / "metrics.json")
-    return {"run": str(run), "checkpoint": str(run / "checkpoints" / "stage1.pt"), "metrics": metrics, "meta": meta}
+    return {"run": str(run), "checkpoint": str(run / "checkpoints" / "stage1.pt"), "metrics": metrics,
+            "meta": meta}

@@ -34,7 +34,8 @@ def build_model(cfg: Stage1Config, cohort):
     from mstar.models.gene_encoder import GeneEncoder, SNNGeneEncoder
     from mstar.pretrain.stage1_model import Stage1Model, build_text_encoder
 
-    text = build_text_encoder(cfg.text_encoder, cfg.dim, cfg.max_tokens, cfg.text_train_layers) if cfg.reports else None
+    text = (build_text_encoder(cfg.text_encoder, cfg.dim, cfg.max_tokens, cfg.text_train_layers)
+            if cfg.reports else None)
     gene = None
     if cohort.vocabulary is not None:
         if cfg.gene_encoder == "snn":
@@ -83,7 +84,8 @@ def _load(cfg: Stage1Config):
     cohort = build_cohort(rows, cfg.features, cfg.reports, cfg.rna, cfg.rna_layout,
                           cache_features=cfg.cache_features, skip_missing=cfg.skip_missing)
     if len(cohort.splits["train"]) < 2:
-        raise MstarError(f"{cfg.manifest}: {len(cohort.splits['train'])} training slide(s); at least 2 are needed")
+        raise MstarError(f"{cfg.manifest}: {len(cohort.splits['train'])} training slide(s); "
+                         "at least 2 are needed")
     return cohort
 
 

@@ -29,7 +29,8 @@ class EpochCheckpoint(Checkpoint):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # only rank 0 writes the file (Lightning's strategies), but every rank takes part in saving
-        with atomic_path(self.path) if trainer.is_global_zero else contextlib.nullcontext(self.path) as target:
+        with (atomic_path(self.path) if trainer.is_global_zero
+              else contextlib.nullcontext(self.path)) as target:
             trainer.save_checkpoint(target)
         trainer.strategy.barrier("mstar-epoch-checkpoint")
 
@@ -53,7 +54,8 @@ class BestEpoch(Checkpoint):
 
     def __init__(self, score_key: str, patience: int | None = None, tie: str = "loss",
                  loss_key: str = "val_loss", tol: float = 1e-9) -> None:
-        self.score_key, self.patience, self.tie, self.loss_key, self.tol = score_key, patience, tie, loss_key, tol
+        self.score_key, self.patience, self.tie, self.loss_key, self.tol = (
+            score_key, patience, tie, loss_key, tol)
         self.best_score, self.best_loss = -math.inf, math.inf
         self.best_epoch = 0
         self.best_state: dict | None = None

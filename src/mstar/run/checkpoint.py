@@ -24,5 +24,6 @@ def save_checkpoint(path: str | os.PathLike, obj: Any) -> Path:
             torch.save(obj, tmp)
     except (OSError, RuntimeError) as exc:
         reason = (getattr(exc, "strerror", None) or str(exc)).splitlines()[0]
-        raise MstarError(f"{path}: could not be written ({reason}); free disk space or pass another --out") from None
+        raise MstarError(f"{path}: could not be written ({reason}); free disk space or pass another "
+                         "--out") from None
     return path

@@ -176,7 +176,8 @@ class RunConfig:
         if key not in cls.field_names():
             close = difflib.get_close_matches(key, cls.field_names(), n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise MstarError(f"{where}: unknown setting '{key}'{hint} (valid: {', '.join(cls.field_names())})")
+            raise MstarError(f"{where}: unknown setting '{key}'{hint} "
+                             f"(valid: {', '.join(cls.field_names())})")
         return key
 
     @classmethod
@@ -255,7 +256,8 @@ class RunConfig:
 
     def run_dir(self) -> Path:
         """``<out>/<group>/<name>``."""
-        return Path(getattr(self, "out", "runs")) / self.group() / (getattr(self, "name", None) or self.default_name())
+        return (Path(getattr(self, "out", "runs")) / self.group()
+                / (getattr(self, "name", None) or self.default_name()))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -98,7 +98,8 @@ def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     old_i, new_i = old.get("inputs", {}), new.get("inputs", {})
     for key in sorted(set(old_i) | set(new_i)):
         if old_i.get(key) != new_i.get(key):
-            out.append(f"input '{key}' {'changed' if old_i.get(key) and new_i.get(key) else 'added or removed'}")
+            out.append(f"input '{key}' "
+                       f"{'changed' if old_i.get(key) and new_i.get(key) else 'added or removed'}")
     return out
 
 

@@ -43,7 +43,8 @@ def read_record(path: Path) -> dict | None:
     try:
         return json.loads(record.read_text())
     except json.JSONDecodeError as exc:
-        raise MstarError(f"{record}: unreadable ({exc.msg}); pass --overwrite to start the run again") from None
+        raise MstarError(f"{record}: unreadable ({exc.msg}); pass --overwrite to start the run "
+                         "again") from None
 
 
 @dataclass
@@ -126,8 +127,8 @@ def open_run(cfg: RunConfig, overwrite: bool = False, path: Path | None = None) 
         return RunFolder(path, False, record)
     if not overwrite and environment_rank() == 0 and path.is_dir() and any(path.iterdir()):
         # (other DDP ranks may see rank 0's folder half-written: rank 0 alone judges it)
-        raise MstarError(f"{path}: holds files but no {RECORD} (not a run folder of this mstar version); pass "
-                         "--overwrite to replace it, or --name to start a new run beside it")
+        raise MstarError(f"{path}: holds files but no {RECORD} (not a run folder of this mstar version); "
+                         "pass --overwrite to replace it, or --name to start a new run beside it")
     record = {"kind": cfg.KIND, "status": "running", "started_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
               "fingerprint": new}
     return RunFolder(path, False, record, replace=overwrite and path.exists())

@@ -67,7 +67,8 @@ def quiet_lightning() -> Iterator[None]:
 
 
 def make_logger(kind: str, run: Path, version: str = "") -> Any:
-    """``False`` (the CSV log is written by the module) or a TensorBoard logger writing ``run/tensorboard``."""
+    """``False`` (the CSV log is written by the module) or a TensorBoard logger writing
+    ``run/tensorboard``."""
     if kind == "csv":
         return False
     if kind != "tensorboard":
@@ -75,7 +76,8 @@ def make_logger(kind: str, run: Path, version: str = "") -> Any:
     try:
         import tensorboard  # noqa: F401
     except ImportError:
-        raise MstarError("logger=tensorboard needs the tensorboard package: pip install 'mstar[tensorboard]'") from None
+        raise MstarError("logger=tensorboard needs the tensorboard package: "
+                         "pip install 'mstar[tensorboard]'") from None
     from lightning.pytorch.loggers import TensorBoardLogger
 
     return TensorBoardLogger(save_dir=str(run), name="tensorboard", version=version, default_hp_metric=False)
@@ -93,8 +95,9 @@ class Fitted:
         return bool(self.trainer.is_global_zero)
 
 
-def fit(module: RunModule, settings: Any, run: Path | None, *, train_loader: Any = None, val_loader: Any = None,
-        epochs: int | None = None, resume_from: Path | None = None, callbacks: Sequence[Any] = (),
+def fit(module: RunModule, settings: Any, run: Path | None, *, train_loader: Any = None,
+        val_loader: Any = None, epochs: int | None = None, resume_from: Path | None = None,
+        callbacks: Sequence[Any] = (),
         grad_clip: float | None = None, grad_clip_algorithm: str = "norm", progress: bool = True,
         log_name: str = "log.csv", logger_version: str = "", distributed_sampler: bool = True) -> Fitted:
     """Train ``module`` with the settings every stage shares.

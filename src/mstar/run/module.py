@@ -56,8 +56,8 @@ class RunModule(L.LightningModule):
 
     def nonfinite_message(self, loss: torch.Tensor, batch: Any, batch_idx: int) -> str:
         """One line saying where the loss stopped being finite and what to try."""
-        return (f"training loss became {loss.item()} at epoch {self.current_epoch + 1}, step {batch_idx + 1}; "
-                "lower the learning rate and check the inputs for NaN/inf values")
+        return (f"training loss became {loss.item()} at epoch {self.current_epoch + 1}, "
+                f"step {batch_idx + 1}; lower the learning rate and check the inputs for NaN/inf values")
 
     # ---- the shared step ----
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
@@ -70,7 +70,8 @@ class RunModule(L.LightningModule):
         for name, value in terms.items():
             self._sums[name] += float(value.detach()) * weight
         self._weight += weight
-        self.log_dict({self.PROGRESS.get(k, k): v.detach() for k, v in terms.items()}, prog_bar=True, batch_size=n)
+        self.log_dict({self.PROGRESS.get(k, k): v.detach() for k, v in terms.items()}, prog_bar=True,
+                      batch_size=n)
         return loss
 
     def on_train_epoch_start(self) -> None:

@@ -78,7 +78,8 @@ def _match(slide_id: str, features_file: Path, tiles_file: Path, tile_coords: np
     return coords
 
 
-def load_slides(tiles: str | Path, features: str | Path, slides_dir: str | Path | None = None) -> list[SelfTrainSlide]:
+def load_slides(tiles: str | Path, features: str | Path,
+                slides_dir: str | Path | None = None) -> list[SelfTrainSlide]:
     """Pair every features file with its tiles file and slide.
 
     Raises:
@@ -96,23 +97,25 @@ def load_slides(tiles: str | Path, features: str | Path, slides_dir: str | Path 
             feature_files[p.stem] = p  # .h5 sorts before .pt: h5 preferred
     if not feature_files:
         raise MstarError(f"{feat_dir}: no feature files (.h5/.pt); run `mstar extract` first")
-    tile_ids = {p.stem.removesuffix("_patches"): p for p in tiles_dir.glob("*.h5") if not p.name.startswith(".")}
+    tile_ids = {p.stem.removesuffix("_patches"): p for p in tiles_dir.glob("*.h5")
+                if not p.name.startswith(".")}
     out = []
     for sid, ff in feature_files.items():
         tf = tile_ids.get(sid)
         if tf is None:
-            raise MstarError(f"{ff}: no tiles file {tiles_dir / (sid + '.h5')}; pass the --tiles folder these "
-                             "features were extracted from (stage 2 reads the patch images through it)")
+            raise MstarError(f"{ff}: no tiles file {tiles_dir / (sid + '.h5')}; pass the --tiles folder "
+                             "these features were extracted from (stage 2 reads the patch images through it)")
         t = load_slide_tiles(tf, Path(slides_dir) if slides_dir else None)
         coords = _match(sid, ff, tf, t.coords)
         if len(coords) == 0:
             log.warning("%s: no patches; skipped", ff)
             continue
-        out.append(SelfTrainSlide(sid, t.slide_path, coords, t.read_level, t.read_px, t.mpp, ff, tf, dict(t.attrs)))
+        out.append(SelfTrainSlide(sid, t.slide_path, coords, t.read_level, t.read_px, t.mpp, ff, tf,
+                                  dict(t.attrs)))
     unused = sorted(set(tile_ids) - set(feature_files))
     if unused:
-        log.warning("%d tiles file(s) have no features in %s (e.g. %s); they are not used", len(unused), feat_dir,
-                    unused[0])
+        log.warning("%d tiles file(s) have no features in %s (e.g. %s); they are not used", len(unused),
+                    feat_dir, unused[0])
     if not out:
         raise MstarError(f"{feat_dir}: no slide has both features and patches")
     return out
@@ -138,7 +141,8 @@ def split_slides(slides: list[SelfTrainSlide], val_fraction: float, seed: int,
         held = set(val_slides)
     else:
         if len(slides) < 2:
-            raise MstarError(f"{len(slides)} slide(s): stage 2 needs at least 2 (one held out for validation)")
+            raise MstarError(f"{len(slides)} slide(s): stage 2 needs at least 2 "
+                             "(one held out for validation)")
         n_val = min(len(slides) - 1, max(1, round(val_fraction * len(slides))))
         order = sorted(ids, key=lambda s: zlib.crc32(f"{seed}:{s}".encode()))
         held = set(order[:n_val])

@@ -72,17 +72,17 @@ class SelfTrainConfig(RunConfig):
 
     KIND: ClassVar[str] = "selftrain"
     REQUIRED: ClassVar[tuple[str, ...]] = ("tiles", "features", "stage1", "encoder")
-    CHOICES: ClassVar[dict[str, tuple]] = {"targets": TARGET_MODES, "export": EXPORTS, "precision": PRECISIONS,
-                                           "logger": LOGGERS}
+    CHOICES: ClassVar[dict[str, tuple]] = {"targets": TARGET_MODES, "export": EXPORTS,
+                                           "precision": PRECISIONS, "logger": LOGGERS}
     AT_LEAST: ClassVar[dict[str, float]] = {
-        "epochs": 1, "steps_per_epoch": 1, "slides_per_step": 1, "patches_per_slide": 1, "max_context_patches": 1,
-        "target_refresh_epochs": 1, "val_patches_per_slide": 1, "knn_k": 1, "extract_batch": 1, "ema_weight": 0,
-        "warmup_steps": 0, "workers": 0, "bootstrap": 0}
+        "epochs": 1, "steps_per_epoch": 1, "slides_per_step": 1, "patches_per_slide": 1,
+        "max_context_patches": 1, "target_refresh_epochs": 1, "val_patches_per_slide": 1, "knn_k": 1,
+        "extract_batch": 1, "ema_weight": 0, "warmup_steps": 0, "workers": 0, "bootstrap": 0}
     POSITIVE: ClassVar[tuple[str, ...]] = ("lr",)
     FRACTIONS: ClassVar[tuple[str, ...]] = ("val_fraction",)
     INPUTS: ClassVar[tuple[str, ...]] = ("tiles", "features", "stage1", "checkpoint", "patch_labels")
-    RUNTIME: ClassVar[tuple[str, ...]] = ("out", "name", "slides", "accelerator", "devices", "strategy", "workers",
-                                          "logger", "grad_checkpointing")
+    RUNTIME: ClassVar[tuple[str, ...]] = ("out", "name", "slides", "accelerator", "devices", "strategy",
+                                          "workers", "logger", "grad_checkpointing")
     ALIASES: ClassVar[dict[str, str]] = {"aggregator": "stage1"}
 
     def check(self) -> None:

@@ -61,7 +61,8 @@ def sample_step(rng: np.random.Generator, sizes: Sequence[int], slides_per_step:
     """Which slides (uniform, without replacement when possible) and which of their patches."""
     n = len(sizes)
     chosen = rng.choice(n, size=slides_per_step, replace=slides_per_step > n)
-    picks = [rng.choice(sizes[s], size=patches_per_slide, replace=patches_per_slide > sizes[s]) for s in chosen]
+    picks = [rng.choice(sizes[s], size=patches_per_slide, replace=patches_per_slide > sizes[s])
+             for s in chosen]
     return chosen, picks
 
 
@@ -123,6 +124,6 @@ class StepSampler(Sampler[int]):
 def make_loader(dataset: PatchSteps, steps_per_epoch: int, workers: int, pin_memory: bool,
                 epoch_fn: Callable[[], int] | None = None) -> DataLoader:
     """The training DataLoader (the dataset already batches: ``batch_size=None``)."""
-    return DataLoader(dataset, batch_size=None, sampler=StepSampler(steps_per_epoch, epoch_fn), num_workers=workers,
-                      pin_memory=pin_memory, prefetch_factor=2 if workers > 0 else None,
+    return DataLoader(dataset, batch_size=None, sampler=StepSampler(steps_per_epoch, epoch_fn),
+                      num_workers=workers, pin_memory=pin_memory, prefetch_factor=2 if workers > 0 else None,
                       persistent_workers=False)

@@ -15,7 +15,8 @@ from torch import Tensor, nn
 
 
 def cosine_momentum(step: int, total: int, start: float = 0.996, end: float = 1.0) -> float:
-    """Momentum at optimiser step ``step`` of ``total``: ``end - (end - start) (cos(pi step / total) + 1) / 2``."""
+    """Momentum at optimiser step ``step`` of ``total``:
+    ``end - (end - start) (cos(pi step / total) + 1) / 2``."""
     if total <= 0:
         return end
     t = min(max(step / total, 0.0), 1.0)

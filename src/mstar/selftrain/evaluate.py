@@ -62,9 +62,10 @@ class Evaluator:
         patches_per_slide, probe_slides, knn_k, seed, batch: see :class:`SelfTrainConfig`.
     """
 
-    def __init__(self, slides: list[SelfTrainSlide], held_out: list[int], train: list[int], targets, labels: dict,
-                 preprocess: PreprocessConfig, patches_per_slide: int = 64, probe_slides: int = 32, knn_k: int = 10,
-                 seed: int = 0, batch: int = 64, cache_bytes: int = CACHE_BYTES) -> None:
+    def __init__(self, slides: list[SelfTrainSlide], held_out: list[int], train: list[int], targets,
+                 labels: dict, preprocess: PreprocessConfig, patches_per_slide: int = 64,
+                 probe_slides: int = 32, knn_k: int = 10, seed: int = 0, batch: int = 64,
+                 cache_bytes: int = CACHE_BYTES) -> None:
         self.reader = SlideReader(slides)
         self.preprocess, self.knn_k, self.seed, self.batch = preprocess, knn_k, seed, batch
         self.items: list[EvalItem] = []
@@ -73,7 +74,8 @@ class Evaluator:
             p = _pick(s.n, patches_per_slide, seed, s.slide_id)
             lab = labels.get(s.slide_id, np.full(s.n, "", dtype=object))[p]
             self.items.append(EvalItem(i, p, True, lab, targets.slide_targets(i, p)))
-        labelled = [i for i in train if slides[i].slide_id in labels and (labels[slides[i].slide_id] != "").any()]
+        labelled = [i for i in train
+                    if slides[i].slide_id in labels and (labels[slides[i].slide_id] != "").any()]
         rng = np.random.default_rng(seed)
         if len(labelled) > probe_slides:
             labelled = sorted(rng.choice(labelled, size=probe_slides, replace=False).tolist())
@@ -109,7 +111,8 @@ class Evaluator:
                 fs, zs = [], []
                 for start in range(0, len(images), self.batch):
                     x = preprocess_batch(images[start:start + self.batch], self.preprocess).to(device)
-                    ctx = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+                    ctx = (torch.autocast(device.type, dtype=torch.bfloat16) if bf16
+                           else contextlib.nullcontext())
                     with ctx:
                         f, z = student(x)  # (b, D), (b, E)
                     fs.append(f.float().cpu())
@@ -145,12 +148,14 @@ class Evaluator:
                 train_y.append(item.labels[keep])
         cos = np.concatenate(cos) if cos else np.empty(0)
         result: dict = {"val_cosine": float(cos.mean()) if cos.size else float("nan"),
-                        "train_cosine": float(np.concatenate(train_cos).mean()) if train_cos else float("nan"),
+                        "train_cosine": (float(np.concatenate(train_cos).mean()) if train_cos
+                                         else float("nan")),
                         "knn_bacc": float("nan"), "linear_bacc": float("nan")}
         entries: dict = {}
         arrays: dict = {"cosine": cos}
         if n_boot and cos.size:
-            entries["cosine"] = bootstrap_ci_weighted(weighted_mean_stats({"c": cos}), cos.size, n_boot, self.seed)["c"]
+            entries["cosine"] = bootstrap_ci_weighted(weighted_mean_stats({"c": cos}), cos.size, n_boot,
+                                                      self.seed)["c"]
         if train_f and test_f:
             tx, ty = np.concatenate(train_f), np.concatenate(train_y).astype(str)
             vx, vy = np.concatenate(test_f), np.concatenate(test_y).astype(str)
@@ -161,7 +166,8 @@ class Evaluator:
                     arrays[name] = pred
                     result[f"{name}_bacc"] = balanced_accuracy(vy, pred)
                     if n_boot:
-                        entries[f"{name}_balanced_accuracy"] = balanced_accuracy_ci(vy, pred, n_boot, self.seed)
+                        entries[f"{name}_balanced_accuracy"] = balanced_accuracy_ci(vy, pred, n_boot,
+                                                                                    self.seed)
                 result["probe_n_train"], result["probe_n_test"] = len(ty), len(vy)
                 result["probe_classes"] = sorted(set(ty) | set(vy))
         if n_boot:

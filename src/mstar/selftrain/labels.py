@@ -84,13 +84,15 @@ def _synthetic(slides: list[SelfTrainSlide]) -> dict[str, np.ndarray]:
 
 def _from_csv(path: Path, slides: list[SelfTrainSlide]) -> dict[str, np.ndarray]:
     if not path.is_file():
-        raise MstarError(f"{path}: patch label file not found (patch_labels: CSV slide,x,y,label | auto | none)")
+        raise MstarError(f"{path}: patch label file not found "
+                         "(patch_labels: CSV slide,x,y,label | auto | none)")
     table = pd.read_csv(path, dtype={"slide": str, "label": str})
     missing = {"slide", "x", "y", "label"} - set(table.columns)
     if missing:
         raise MstarError(f"{path}: patch label CSV lacks columns {sorted(missing)} (need slide,x,y,label)")
     lookup = {(r.slide, int(r.x), int(r.y)): str(r.label) for r in table.itertuples()}
-    return {s.slide_id: np.array([lookup.get((s.slide_id, int(x), int(y)), "") for x, y in s.coords], dtype=object)
+    return {s.slide_id: np.array([lookup.get((s.slide_id, int(x), int(y)), "") for x, y in s.coords],
+                                 dtype=object)
             for s in slides}
 
 

@@ -117,12 +117,13 @@ class SelfTrainModule(RunModule):
     def on_train_epoch_start(self) -> None:
         super().on_train_epoch_start()
         cfg = self.cfg
-        due = self.current_epoch % cfg.target_refresh_epochs == 0 or not self._refreshed  # (also after a resume)
+        due = (self.current_epoch % cfg.target_refresh_epochs == 0
+               or not self._refreshed)  # (also after a resume)
         if cfg.targets == "ema" and due:
             self._refreshed = True
             refresh_from_encoder(self.store, range(self.plan.n_train), self.ema.model, self.plan.teacher,
-                                 self.plan.preprocess, self.device, cfg.extract_batch, cfg.max_context_patches,
-                                 cfg.seed, self.bf16)
+                                 self.plan.preprocess, self.device, cfg.extract_batch,
+                                 cfg.max_context_patches, cfg.seed, self.bf16)
 
     def losses(self, batch: dict, batch_idx: int) -> dict[str, torch.Tensor]:
         x = batch["images"]  # (B, 3, S, S)
@@ -135,11 +136,12 @@ class SelfTrainModule(RunModule):
         return int(batch["images"].shape[0])
 
     def nonfinite_message(self, loss: torch.Tensor, batch: dict, batch_idx: int) -> str:
-        return (f"stage-2 loss became {loss.item()} at epoch {self.current_epoch + 1}, step {batch_idx + 1}; lower "
-                "lr or use precision 32-true")
+        return (f"stage-2 loss became {loss.item()} at epoch {self.current_epoch + 1}, step {batch_idx + 1}; "
+                "lower lr or use precision 32-true")
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        momentum = cosine_momentum(self.global_step, self.total_steps, self.cfg.momentum_start, self.cfg.momentum_end)
+        momentum = cosine_momentum(self.global_step, self.total_steps, self.cfg.momentum_start,
+                                   self.cfg.momentum_end)
         self.ema.update(self.student.backbone, momentum)
 
     def on_train_epoch_end(self) -> None:
@@ -159,7 +161,8 @@ class SelfTrainModule(RunModule):
             row = {"epoch": epoch, "step": int(self.global_step),
                    **{f"train_{t}": means.get(f"train_{t}", float("nan")) for t in self.TERMS}}
             row.update({k: v for k, v in result.items() if isinstance(v, (int, float))})
-            row["lr"] = self.trainer.optimizers[0].param_groups[0]["lr"] if self.trainer.optimizers else float("nan")
+            row["lr"] = (self.trainer.optimizers[0].param_groups[0]["lr"] if self.trainer.optimizers
+                         else float("nan"))
             row["momentum"] = cosine_momentum(self.global_step, self.total_steps, self.cfg.momentum_start,
                                               self.cfg.momentum_end)
             row["train_seconds"] = self.epoch_seconds() if epoch else 0.0
@@ -195,5 +198,6 @@ class SelfTrainModule(RunModule):
                    "weight_decay": 0.0}]
         optimizer = torch.optim.AdamW([g for g in groups if g["params"]])
         total, warmup, floor = self.total_steps, cfg.warmup_steps, cfg.min_lr_ratio
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, total, warmup, floor))
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer,
+                                                     lambda s: warmup_cosine(s, total, warmup, floor))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

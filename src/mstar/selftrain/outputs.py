@@ -22,7 +22,8 @@ from mstar.utils.atomic import atomic_path
 
 SHOWN = (("val_cosine", "held-out cosine(student, target)"), ("knn_bacc", "k-NN balanced accuracy"),
          ("linear_bacc", "linear probe balanced accuracy"))
-METRIC_NAMES = {"val_cosine": "cosine", "knn_bacc": "knn_balanced_accuracy", "linear_bacc": "linear_balanced_accuracy"}
+METRIC_NAMES = {"val_cosine": "cosine", "knn_bacc": "knn_balanced_accuracy",
+                "linear_bacc": "linear_balanced_accuracy"}
 
 
 def encoder_path(run: Path, name: str) -> Path:
@@ -83,8 +84,9 @@ def write_outputs(run: Path, backbone, student, encoder, name: str, history: lis
         final: the exported encoder's metric values.
         change: final minus initial with paired bootstrap CIs (same held-out patches).
     """
-    weights = save_encoder_checkpoint(backbone, encoder_path(run, name), name=name, timm_model=encoder.timm_model,
-                                      timm_kwargs=encoder.timm_kwargs, preprocess=encoder.preprocess,
+    weights = save_encoder_checkpoint(backbone, encoder_path(run, name), name=name,
+                                      timm_model=encoder.timm_model, timm_kwargs=encoder.timm_kwargs,
+                                      preprocess=encoder.preprocess,
                                       parent=meta.get("parent"))
     save_proj(student, run / "encoder" / "proj.pt")
     frame = pd.DataFrame(history)
@@ -97,9 +99,9 @@ def write_outputs(run: Path, backbone, student, encoder, name: str, history: lis
     if change:
         metrics["change"] = change
     meta = {**meta, "encoder": str(weights), "sidecar": str(weights.with_suffix(".json")),
-            "note": "held-out slides; 'initial' = the encoder before stage 2 (epoch 0), 'final' = the exported "
-                    "weights; 'change' = final - initial on the same patches (paired resamples); 95% percentile "
-                    "bootstrap CIs over held-out patches"}
+            "note": "held-out slides; 'initial' = the encoder before stage 2 (epoch 0), 'final' = the "
+                    "exported weights; 'change' = final - initial on the same patches (paired resamples); "
+                    "95% percentile bootstrap CIs over held-out patches"}
     write_metrics_json(run / "metrics.json", metrics, meta=json.loads(json.dumps(meta, default=str)))
     return {"run": str(run), "encoder": str(weights), "metrics": metrics, "meta": meta}
 
@@ -107,5 +109,5 @@ def write_outputs(run: Path, backbone, student, encoder, name: str, history: lis
 def finished_result(run: Path) -> dict:
     """The result of an already finished run (nothing is retrained)."""
     meta = read_metrics_meta(run / "metrics.json")
-    return {"run": str(run), "encoder": meta.get("encoder"), "metrics": read_metrics_json(run / "metrics.json"),
-            "meta": meta}
+    return {"run": str(run), "encoder": meta.get("encoder"),
+            "metrics": read_metrics_json(run / "metrics.json"), "meta": meta}

@@ -50,7 +50,8 @@ def build_student(encoder: str, checkpoint: str | None, proj_state: dict[str, Te
     weight = proj_state["weight"]
     if enc.dim != weight.shape[1]:
         raise MstarError(f"--encoder {encoder}: gives {enc.dim}-d features but the aggregator's proj takes "
-                         f"{weight.shape[1]}-d; the student must be the architecture of the stage-1 patch encoder")
+                         f"{weight.shape[1]}-d; the student must be the architecture of the stage-1 patch "
+                         "encoder")
     backbone = enc.model.train().requires_grad_(True)
     if grad_checkpointing:
         if not hasattr(backbone, "set_grad_checkpointing"):

@@ -85,9 +85,9 @@ class TargetStore:
 
 
 @torch.no_grad()
-def refresh_from_encoder(store: TargetStore, indices: Sequence[int], encoder: torch.nn.Module, teacher: Teacher,
-                         preprocess, device: torch.device, batch: int, max_context: int, seed: int,
-                         bf16: bool = False) -> None:
+def refresh_from_encoder(store: TargetStore, indices: Sequence[int], encoder: torch.nn.Module,
+                         teacher: Teacher, preprocess, device: torch.device, batch: int, max_context: int,
+                         seed: int, bf16: bool = False) -> None:
     """The ``targets=ema`` mode: re-extract every patch of the slides ``indices`` with ``encoder`` (the EMA
     backbone), run the teacher over them and keep the targets in memory (float16).
 
@@ -104,7 +104,8 @@ def refresh_from_encoder(store: TargetStore, indices: Sequence[int], encoder: to
             slide = store.slides[i]
             feats = []
             for start in range(0, slide.n, batch):
-                images = reader.read_input(i, range(start, min(start + batch, slide.n)), preprocess)  # (b, S, S, 3)
+                images = reader.read_input(i, range(start, min(start + batch, slide.n)),
+                                           preprocess)  # (b, S, S, 3)
                 x = preprocess_batch(images, preprocess).to(device)  # (b, 3, S, S)
                 ctx = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
                 with ctx:

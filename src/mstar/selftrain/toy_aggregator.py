@@ -25,7 +25,8 @@ def train_toy_stage1(manifest: str | os.PathLike, features: str | os.PathLike, o
         manifest: A classification manifest with a train/val/test split (the label is what is learned; the
             epoch is chosen on ``val``; ``test`` cases are only predicted).
         features: Their patch features (any layout ``mstar train`` reads).
-        out: The checkpoint to write; the supervised run goes to ``<out folder>/toy_runs/classify/<out stem>``.
+        out: The checkpoint to write; the supervised run goes to
+            ``<out folder>/toy_runs/classify/<out stem>``.
         dim: Token width (TransMIL with ``dim // 8``-wide heads).
         epochs, lr, max_patches, seed: Training settings (Adam, one bag per step).
 

@@ -7,9 +7,11 @@
     checkpoints/last.ckpt       Lightning checkpoint after the latest finished epoch (the resume point)
     encoder/<name>.pth + .json  the new patch encoder: plain timm state_dict + mstar.encoder/1 sidecar
     encoder/proj.pt             the student's projection, stage-1 layout
-    log.csv                     per epoch (0 = before training): loss terms, held-out cosine, probes, lr, momentum
+    log.csv                     per epoch (0 = before training): loss terms, held-out cosine, probes, lr,
+                                momentum
     figures/validation_curves.png
-    metrics.json                initial vs final held-out metrics with CIs (written last: marks the run finished)
+    metrics.json                initial vs final held-out metrics with CIs (written last: marks the run
+                                finished)
 
 Re-running the command resumes from ``last.ckpt``; a finished run with the same settings and inputs is
 reported, not retrained; other inputs stop with a message; ``overwrite`` restarts.
@@ -42,12 +44,14 @@ def change_entries(initial: dict, final: dict, n_boot: int, seed: int) -> dict:
         return out
     before, after = np.asarray(initial.get("cosine", [])), np.asarray(final.get("cosine", []))
     if before.size and before.shape == after.shape:
-        out["cosine"] = bootstrap_ci_weighted(weighted_mean_stats({"d": after - before}), before.size, n_boot, seed)["d"]
+        out["cosine"] = bootstrap_ci_weighted(weighted_mean_stats({"d": after - before}), before.size, n_boot,
+                                              seed)["d"]
     y = np.asarray(initial.get("labels", []), dtype=str)
     for name in ("knn", "linear"):
         if name in initial and name in final and len(y):
             out[f"{name}_balanced_accuracy"] = paired_change_ci(y, np.asarray(initial[name], dtype=str),
-                                                                np.asarray(final[name], dtype=str), n_boot, seed)
+                                                                np.asarray(final[name], dtype=str), n_boot,
+                                                                seed)
     return out
 
 
@@ -68,8 +72,8 @@ def _prepare(cfg: SelfTrainConfig, run: Path):
     ordered = train + val
     labels = patch_labels(cfg.patch_labels, ordered)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    student, encoder = build_student(cfg.encoder, cfg.checkpoint, teacher.proj_state(), train_proj=cfg.train_proj,
-                                     grad_checkpointing=cfg.grad_checkpointing)
+    student, encoder = build_student(cfg.encoder, cfg.checkpoint, teacher.proj_state(),
+                                     train_proj=cfg.train_proj, grad_checkpointing=cfg.grad_checkpointing)
     plan = RunPlan(ordered, len(train), teacher, sha256_file(cfg.stage1), labels, encoder.preprocess, run)
     return plan, student, encoder
 

@@ -65,9 +65,9 @@ def write_summary(out_dir: Path, rows: list[dict]) -> Path:
     return path
 
 
-def tile_many(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike, params: TileParams = TileParams(),
-              workers: int = 1, overwrite: bool = False, skip_errors: bool = False,
-              show_progress: bool = True) -> pd.DataFrame:
+def tile_many(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
+              params: TileParams = TileParams(), workers: int = 1, overwrite: bool = False,
+              skip_errors: bool = False, show_progress: bool = True) -> pd.DataFrame:
     """Tile every slide in ``inputs`` into ``out_dir``; return the summary of this run.
 
     Slides whose tiles file already exists are skipped (their row is rebuilt from the file) unless

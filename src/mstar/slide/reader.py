@@ -112,7 +112,8 @@ class Slide:
         lw, lh = self.level_dimensions[level]
         ld = self.level_downsamples[level]
         scale = ld / downsample  # level px -> output px (<= 1)
-        out_w, out_h = max(1, round(self.dimensions[0] / downsample)), max(1, round(self.dimensions[1] / downsample))
+        out_w, out_h = (max(1, round(self.dimensions[0] / downsample)),
+                        max(1, round(self.dimensions[1] / downsample)))
         out = np.full((out_h, out_w, 3), 255, np.uint8)
         for ly in range(0, lh, max_chunk_px):
             for lx in range(0, lw, max_chunk_px):
@@ -188,14 +189,16 @@ def open_slide(path: str | os.PathLike, mpp: float | None = None) -> Slide:
         raise MstarError(f"{path}: slide file not found")
     if mpp is not None and not mpp > 0:
         raise MstarError(f"{path}: --slide-mpp must be positive, got {mpp}")
-    openers = [_open_image] if path.suffix.lower() in PLAIN_IMAGE_SUFFIXES else [_open_openslide, _open_tiffslide]
+    openers = ([_open_image] if path.suffix.lower() in PLAIN_IMAGE_SUFFIXES
+               else [_open_openslide, _open_tiffslide])
     errors = []
     for opener in openers:
         try:
             handle, backend, props, dims, downs = opener(path)
             break
         except Exception as exc:  # noqa: BLE001 - each backend raises its own types
-            errors.append(f"{opener.__name__[6:]}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+            errors.append(f"{opener.__name__[6:]}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
     else:
         raise MstarError(f"{path}: cannot read this slide ({'; '.join(errors)}); is the file complete and a "
                          "supported format (svs, tif, ndpi, mrxs, scn, png, jpg)?")

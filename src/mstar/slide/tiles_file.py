@@ -62,7 +62,8 @@ def tiles_attrs(plan: ReadPlan, slide_id: str, slide_path: str, level_dimensions
     return attrs
 
 
-def write_tiles(path: str | os.PathLike, coords: np.ndarray, tissue_fraction: np.ndarray, attrs: dict) -> None:
+def write_tiles(path: str | os.PathLike, coords: np.ndarray, tissue_fraction: np.ndarray,
+                attrs: dict) -> None:
     """Write a tiles file atomically (a killed run never leaves a partial file under ``path``)."""
     coords = np.asarray(coords, dtype=np.int64).reshape(-1, 2)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
@@ -91,7 +92,8 @@ def read_tiles(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
     try:
         with h5py.File(path, "r") as f:
             if "coords" not in f:
-                raise MstarError(f"{path}: no 'coords' dataset; is this a tiles file from `mstar tile` or CLAM?")
+                raise MstarError(f"{path}: no 'coords' dataset; is this a tiles file from `mstar tile` "
+                                 "or CLAM?")
             coords = np.asarray(f["coords"][:], dtype=np.int64).reshape(-1, 2)
             attrs = {k: _plain(v) for k, v in f.attrs.items()}
             attrs.update({k: _plain(v) for k, v in f["coords"].attrs.items()})

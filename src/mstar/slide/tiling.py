@@ -48,9 +48,11 @@ def tile_slide(slide_path: str | Path, out_dir: str | Path, params: TileParams =
     """
     start = time.perf_counter()
     with open_slide(slide_path, mpp=params.slide_mpp) as slide:
-        plan = plan_read(slide.mpp, slide.level_downsamples, params.target_mpp, params.tile_px, params.overlap_px)
+        plan = plan_read(slide.mpp, slide.level_downsamples, params.target_mpp, params.tile_px,
+                         params.overlap_px)
         thumb_down = max(1.0, max(slide.dimensions) / params.thumbnail_px)
-        thumb = slide.read_downsampled(thumb_down)  # one low-res read serves the overlay and, if fine enough, the mask
+        thumb = slide.read_downsampled(thumb_down)  # one low-res read serves the overlay and, if fine enough,
+                                                    # the mask
         thumb_down = slide.dimensions[0] / thumb.shape[1]
         mask = segment_slide(slide, params.tissue, overview=thumb)
         coords = grid_coords(*slide.dimensions, plan.tile_px_level0, plan.step_px_level0)
@@ -58,7 +60,8 @@ def tile_slide(slide_path: str | Path, out_dir: str | Path, params: TileParams =
         keep = fraction >= params.min_tissue
         coords, fraction = coords[keep], fraction[keep]
         status = STATUS_OK if len(coords) else STATUS_NO_TISSUE
-        caption = f"{slide.slide_id}  {slide.mpp:.3f} um/px  {len(coords)} tiles of {plan.tile_px_level0 * slide.mpp:.0f} um"
+        caption = (f"{slide.slide_id}  {slide.mpp:.3f} um/px  {len(coords)} tiles of "
+                   f"{plan.tile_px_level0 * slide.mpp:.0f} um")
         overlay = draw_tiles_overlay(thumb, thumb_down, mask, coords, plan.tile_px_level0, caption)
         seconds = time.perf_counter() - start
         attrs = tiles_attrs(plan, slide.slide_id, str(Path(slide_path).resolve()), slide.level_dimensions, {

@@ -69,7 +69,8 @@ def _fill_holes(mask: np.ndarray, max_hole_px: float | None) -> np.ndarray:
     return mask | holes
 
 
-def segment_rgb(rgb: np.ndarray, mpp: float, params: TissueParams = TissueParams()) -> tuple[np.ndarray, np.ndarray]:
+def segment_rgb(rgb: np.ndarray, mpp: float,
+                params: TissueParams = TissueParams()) -> tuple[np.ndarray, np.ndarray]:
     """Segment tissue in an RGB uint8 image of ``mpp`` µm/px. Returns ``(tissue, pen)`` bool masks."""
     if rgb.size == 0:
         empty = np.zeros(rgb.shape[:2], bool)
@@ -91,7 +92,8 @@ def segment_rgb(rgb: np.ndarray, mpp: float, params: TissueParams = TissueParams
 
     radius = max(1, round(16 / mpp))  # ~16 µm smoothing
     tissue = cv2.morphologyEx(tissue.astype(np.uint8), cv2.MORPH_CLOSE, _disk(radius)).astype(bool)
-    tissue = cv2.morphologyEx(tissue.astype(np.uint8), cv2.MORPH_OPEN, _disk(max(1, radius // 2))).astype(bool)
+    tissue = cv2.morphologyEx(tissue.astype(np.uint8), cv2.MORPH_OPEN,
+                              _disk(max(1, radius // 2))).astype(bool)
     if params.remove_pen:
         tissue &= ~pen
     tissue = _remove_small(tissue, params.min_tissue_area_um2 / mpp**2)
@@ -100,7 +102,8 @@ def segment_rgb(rgb: np.ndarray, mpp: float, params: TissueParams = TissueParams
     return tissue, pen
 
 
-def segment_slide(slide, params: TissueParams = TissueParams(), overview: np.ndarray | None = None) -> TissueMask:
+def segment_slide(slide, params: TissueParams = TissueParams(),
+                  overview: np.ndarray | None = None) -> TissueMask:
     """Segment a :class:`~mstar.slide.reader.Slide` at ``params.mask_mpp`` (never finer than level 0).
 
     ``overview`` is an optional whole-slide image already read at a finer resolution than the mask (the
@@ -115,7 +118,8 @@ def segment_slide(slide, params: TissueParams = TissueParams(), overview: np.nda
         rgb = slide.read_downsampled(downsample)
     real_downsample = slide.dimensions[0] / rgb.shape[1]
     tissue, pen = segment_rgb(rgb, slide.mpp * real_downsample, params)
-    return TissueMask(tissue=tissue, pen=pen, downsample=real_downsample, mask_mpp=slide.mpp * real_downsample)
+    return TissueMask(tissue=tissue, pen=pen, downsample=real_downsample,
+                      mask_mpp=slide.mpp * real_downsample)
 
 
 def grid_coords(width: int, height: int, tile_px_level0: int, step_px_level0: int) -> np.ndarray:

@@ -25,7 +25,8 @@ class TrainConfig(RunConfig):
     model_args: dict = field(default_factory=dict)
     stage1: str | None = None          # stage-1 checkpoint initialising TransMIL ("mSTAR+")
     aggregator_lr: float = 2e-5        # learning rate of the pretrained aggregator's parameters
-    aggregator_proj: str = "checkpoint"  # checkpoint: keep stage-1 `proj` | fresh: new MLP (upstream TransMIL_Pre)
+    aggregator_proj: str = "checkpoint"  # checkpoint: keep stage-1 `proj` | fresh: new MLP
+                                         # (upstream TransMIL_Pre)
     epochs: int = 50
     lr: float = 2e-4
     weight_decay: float = 1e-5
@@ -48,11 +49,11 @@ class TrainConfig(RunConfig):
     out: str = "runs"
     name: str | None = None
 
-    CHOICES: ClassVar[dict[str, tuple]] = {"task": TASKS, "protocol": PROTOCOLS, "aggregator_proj": AGGREGATOR_PROJ,
-                                           "logger": LOGGERS}
+    CHOICES: ClassVar[dict[str, tuple]] = {"task": TASKS, "protocol": PROTOCOLS,
+                                           "aggregator_proj": AGGREGATOR_PROJ, "logger": LOGGERS}
     REQUIRED: ClassVar[tuple[str, ...]] = ("manifest", "features")
-    AT_LEAST: ClassVar[dict[str, float]] = {"epochs": 1, "batch_size": 1, "runs": 1, "n_bins": 1, "patience": 1,
-                                            "max_patches": 1, "bootstrap": 0, "num_workers": 0}
+    AT_LEAST: ClassVar[dict[str, float]] = {"epochs": 1, "batch_size": 1, "runs": 1, "n_bins": 1,
+                                            "patience": 1, "max_patches": 1, "bootstrap": 0, "num_workers": 0}
     POSITIVE: ClassVar[tuple[str, ...]] = ("lr", "aggregator_lr")
     FRACTIONS: ClassVar[tuple[str, ...]] = ("val_fraction",)
     INPUTS: ClassVar[tuple[str, ...]] = ("manifest", "features", "stage1")

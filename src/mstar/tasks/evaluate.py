@@ -53,11 +53,13 @@ class EvaluateConfig(RunConfig):
 
         slides = [s for ss in read_manifest(self.manifest, require_split=False).table["slides"] for s in ss]
         units = sorted(Path(self.run).glob("units/*/model.pt"))
-        return {"models": units, "manifest": self.manifest, "features": feature_files_for(self.features, slides)}
+        return {"models": units, "manifest": self.manifest,
+                "features": feature_files_for(self.features, slides)}
 
 
 def evaluate_run(cfg: EvaluateConfig, overwrite: bool = False) -> dict:
-    """Predict ``cfg.manifest`` with every finished unit of ``cfg.run``; write metrics, predictions, figures."""
+    """Predict ``cfg.manifest`` with every finished unit of ``cfg.run``; write metrics, predictions,
+    figures."""
     cfg.validate()
     run = run_files.find_run(cfg.run)
     task = (yaml.safe_load((run / "config.yaml").read_text()) or {}).get("task")
@@ -71,7 +73,8 @@ def evaluate_run(cfg: EvaluateConfig, overwrite: bool = False) -> dict:
         return {"out": str(out), "metrics": read_metrics_json(out / "metrics.json"),
                 "selection_metric": read_metrics_meta(out / "metrics.json")["selection_metric"],
                 "finished_before": True}
-    units = sorted(p for p in (run / "units").iterdir() if run_files.is_done(p)) if (run / "units").exists() else []
+    units = (sorted(p for p in (run / "units").iterdir() if run_files.is_done(p)) if (run / "units").exists()
+             else [])
     if not units:
         raise MstarError(f"{run}: no finished unit to evaluate")
     table = read_manifest(manifest, require_split=False).table
@@ -82,13 +85,14 @@ def evaluate_run(cfg: EvaluateConfig, overwrite: bool = False) -> dict:
     for udir in units:
         model, info = run_files.load_model(udir / "model.pt")
         if info["in_dim"] != store.dim:
-            raise MstarError(f"{features}: {store.dim}-d features, but the run was trained on {info['in_dim']}-d; "
-                             "extract with the same encoder")
+            raise MstarError(f"{features}: {store.dim}-d features, but the run was trained on "
+                             f"{info['in_dim']}-d; extract with the same encoder")
         if info["head"] == "classification":
             objective = ClassificationObjective(info["classes"], settings.ordinal or False)
             unknown = sorted(set(table["label"]) - set(info["classes"]))
             if unknown:
-                raise MstarError(f"{manifest}: labels {unknown} were not seen in training ({info['classes']})")
+                raise MstarError(f"{manifest}: labels {unknown} were not seen in training "
+                                 f"({info['classes']})")
         else:
             objective = SurvivalObjective(info["n_outputs"])
             objective.edges = np.asarray(info["bin_edges"])

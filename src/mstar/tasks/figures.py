@@ -25,9 +25,10 @@ def write_figures(run: Path, objective, preds: pd.DataFrame) -> list[Path]:
     if len(test) and objective.kind == "classification":
         probs = test[[f"prob_{c}" for c in objective.classes]].to_numpy(float)
         y = test["y"].to_numpy(int)
-        written.append(plots.plot_roc(y, probs, objective.classes, fig_dir / "roc_test.png", title="test ROC"))
-        written.append(plots.plot_confusion(y, probs.argmax(1), objective.classes, fig_dir / "confusion_test.png",
-                                            title="test confusion matrix"))
+        written.append(plots.plot_roc(y, probs, objective.classes, fig_dir / "roc_test.png",
+                                      title="test ROC"))
+        written.append(plots.plot_confusion(y, probs.argmax(1), objective.classes,
+                                            fig_dir / "confusion_test.png", title="test confusion matrix"))
     if len(test) and objective.kind == "survival":
         # Risk groups cut at the median validation risk of each unit (never a test-derived threshold).
         centred = []
@@ -37,8 +38,8 @@ def write_figures(run: Path, objective, preds: pd.DataFrame) -> list[Path]:
             centred.append(g["risk"].to_numpy(float) - cut)
         risk = np.concatenate(centred)
         t = pd.concat([g for _, g in test.groupby("unit")])
-        plot_km_risk_groups(t["event"].to_numpy(bool), t["time"].to_numpy(float), risk, fig_dir / "km_test.png",
-                            threshold=0.0, title="test: high vs low predicted risk")
+        plot_km_risk_groups(t["event"].to_numpy(bool), t["time"].to_numpy(float), risk,
+                            fig_dir / "km_test.png", threshold=0.0, title="test: high vs low predicted risk")
         written.append(fig_dir / "km_test.png")
     log_path = run / "log.csv"
     if log_path.exists():

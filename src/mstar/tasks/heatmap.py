@@ -42,7 +42,8 @@ def slide_heatmap(run: str | Path, slide_id: str, unit: str | None = None, top_k
 
     run = run_files.find_run(run)
     cfg = yaml.safe_load((run / "config.yaml").read_text())
-    units = sorted(p.name for p in (run / "units").iterdir() if run_files.is_done(p)) if (run / "units").exists() else []
+    units = (sorted(p.name for p in (run / "units").iterdir() if run_files.is_done(p))
+             if (run / "units").exists() else [])
     if not units:
         raise MstarError(f"{run}: no finished unit to take a model from")
     unit = unit or units[0]
@@ -52,15 +53,16 @@ def slide_heatmap(run: str | Path, slide_id: str, unit: str | None = None, top_k
     folder = resolve_feature_dir(features or cfg["features"])
     path = feature_file(folder, slide_id)
     if path is None:
-        raise MstarError(f"{folder}: no features for slide {slide_id!r}; check the id (file name without suffix)")
+        raise MstarError(f"{folder}: no features for slide {slide_id!r}; check the id "
+                         "(file name without suffix)")
     feats, coords, attrs = load_features(path)
     if len(feats) == 0:
         raise MstarError(f"{path}: the slide has no tiles (empty bag); nothing to show")
     scores, kind, summary = patch_scores(model, torch.as_tensor(np.asarray(feats)))
     slide_path = attrs.get("slide_path")
     if not slide_path or not Path(slide_path).exists():
-        raise MstarError(f"{path}: the slide file {slide_path!r} named by the features is not found; heatmaps "
-                         "draw over the slide itself")
+        raise MstarError(f"{path}: the slide file {slide_path!r} named by the features is not found; "
+                         "heatmaps draw over the slide itself")
     mpp = attrs.get("mpp_level0") if attrs.get("mpp_source") == "override" else None
     out = run / "heatmaps"
     label = (f"risk {summary['risk']:.3f}" if "risk" in summary

@@ -60,8 +60,8 @@ class SlideTaskModule(RunModule):
         return {"loss": self.objective.loss(self.model(b.x, b.mask, **b.inputs), b.target)}
 
     def nonfinite_message(self, loss, batch, batch_idx: int) -> str:
-        return (f"training loss became {loss.item()} at epoch {self.current_epoch + 1}, step {batch_idx + 1}; lower "
-                "--lr or check the features for NaN/inf values")
+        return (f"training loss became {loss.item()} at epoch {self.current_epoch + 1}, "
+                f"step {batch_idx + 1}; lower --lr or check the features for NaN/inf values")
 
     def validation_step(self, batch, batch_idx):
         b = as_batch(batch)

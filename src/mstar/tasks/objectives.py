@@ -78,7 +78,8 @@ class ClassificationObjective:
     def check_split(self, rows: pd.DataFrame, split: str, where: str) -> None:
         present = set(rows["label"])
         if split == "train" and len(present) < len(self.classes):
-            raise MstarError(f"{where}: the training split lacks classes {sorted(set(self.classes) - present)}")
+            raise MstarError(f"{where}: the training split lacks classes "
+                             f"{sorted(set(self.classes) - present)}")
         if split in ("val", "test") and len(present) < 2:
             raise MstarError(f"{where}: the {split} split holds a single class ({sorted(present)}); AUC is "
                              "undefined — rebalance the split")

@@ -18,7 +18,8 @@ class ReportConfig(RunConfig):
     features: str = ""
     reports: str = ""                  # JSON {slide_id: text} or HistGen's {"train": [{"id", "report"}], ...}
     model_args: dict = field(default_factory=dict)   # ReportGenerator options (d_model, region_size, ...)
-    stage1: str | None = None          # stage-1 checkpoint: its `proj` becomes the WSI mapping (needs d_vf=512)
+    stage1: str | None = None          # stage-1 checkpoint: its `proj` becomes the WSI mapping
+                                       # (needs d_vf=512)
     epochs: int = 40
     lr: float = 1e-4
     weight_decay: float = 5e-5
@@ -28,9 +29,11 @@ class ReportConfig(RunConfig):
     min_freq: int = 10                 # vocabulary: tokens seen at least this often in training reports
     beam_size: int = 3
     val_beam_size: int | None = None   # beam width while selecting the epoch (default: beam_size)
-    length_penalty: float = 0.0        # 0 = HistGen; 1 = Wu et al. normalisation (see docs/report_generation.md)
+    length_penalty: float = 0.0        # 0 = HistGen; 1 = Wu et al. normalisation
+                                       # (see docs/report_generation.md)
     val_every: int = 1
-    meteor: bool = True                # METEOR 1.5 via pycocoevalcap (needs Java; omitted with a note otherwise)
+    meteor: bool = True                # METEOR 1.5 via pycocoevalcap (needs Java; omitted with a note
+                                       # otherwise)
     bootstrap: int = 1000
     seed: int = 0
     skip_missing: bool = False

@@ -72,7 +72,8 @@ def train_report(cfg: ReportConfig, overwrite: bool = False, progress: bool = Fa
                            grad_clip_value=cfg.grad_clip_value, beam_size=cfg.val_beam_size or cfg.beam_size,
                            val_every=cfg.val_every, seed=cfg.seed, settings=cfg, run=run, progress=progress)
     model.cpu()
-    save_checkpoint(run / "model.pt", {"model_state_dict": model.state_dict(), "info": {"config": model.config}})
+    save_checkpoint(run / "model.pt", {"model_state_dict": model.state_dict(),
+                                       "info": {"config": model.config}})
     metrics, rows, summary = {}, [], {"best_epoch": fit.best_epoch, "skipped": counts}
     train_texts = [it.report for it in items["train"]]
     for split in ("val", "test"):
@@ -94,7 +95,8 @@ def train_report(cfg: ReportConfig, overwrite: bool = False, progress: bool = Fa
                                           "n": clinical.n}
             summary[name] = {**scores.scores, **clinical.summary(), "notes": scores.notes,
                              "implementation": scores.implementation}
-        rows += [{"split": split, "slide": k, "generated": generated[k], "baseline": baseline[k], "reference": v}
+        rows += [{"split": split, "slide": k, "generated": generated[k], "baseline": baseline[k],
+                  "reference": v}
                  for k, v in refs.items()]
     write_predictions_csv(run / "predictions.csv", pd.DataFrame(rows))
     summary["seconds"] = round(time.perf_counter() - start, 1)
@@ -138,8 +140,8 @@ def generate_for_run(run: str | Path, slide_id: str, features: str | Path | None
 
 
 def generate(cfg: GenerateConfig, overwrite: bool = False) -> dict:
-    """Generate the reports of ``cfg.slides`` (default: every slide of the features folder) with a trained run;
-    write ``generated.csv`` (slide, report) into ``<out>/generate/<name>/``.
+    """Generate the reports of ``cfg.slides`` (default: every slide of the features folder) with a trained
+    run; write ``generated.csv`` (slide, report) into ``<out>/generate/<name>/``.
 
     Returns:
         ``{"run", "reports": {slide: text}}``.
@@ -157,6 +159,7 @@ def generate(cfg: GenerateConfig, overwrite: bool = False) -> dict:
     slides = list(cfg.slides) or sorted({p.stem for p in features.iterdir() if p.suffix in FEATURE_SUFFIXES})
     reports = {s: generate_for_run(cfg.run, s, features, cfg.beam_size) for s in slides}
     run = folder.start(cfg)
-    write_predictions_csv(run / "generated.csv", pd.DataFrame({"slide": list(reports), "report": list(reports.values())}))
+    write_predictions_csv(run / "generated.csv",
+                          pd.DataFrame({"slide": list(reports), "report": list(reports.values())}))
     folder.finish()
     return {"run": str(run), "reports": reports}

@@ -118,11 +118,13 @@ class ReportModule(RunModule):
 
     def on_train_epoch_start(self) -> None:
         super().on_train_epoch_start()
-        self._epoch_lr = self.trainer.optimizers[0].param_groups[0]["lr"]  # the epoch's rate (stepped before the end)
+        self._epoch_lr = self.trainer.optimizers[0].param_groups[0]["lr"]  # the epoch's rate
+                                                                           # (stepped before the end)
 
     def on_train_epoch_end(self) -> None:
         epoch = self.current_epoch + 1
-        row: dict[str, Any] = {"epoch": epoch, "train_loss": self.train_means()["train_loss"], "lr": self._epoch_lr}
+        row: dict[str, Any] = {"epoch": epoch, "train_loss": self.train_means()["train_loss"],
+                               "lr": self._epoch_lr}
         if epoch % self.val_every == 0 or epoch == self.trainer.max_epochs:
             generated = generate_reports(self.model, self.vocab, self.val_items, beam_size=self.beam_size,
                                          max_len=self.val_max_len)
@@ -135,7 +137,8 @@ class ReportModule(RunModule):
             self.on_epoch_end_fn(row, self.model)
 
     def configure_optimizers(self):
-        opt = torch.optim.Adam(self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay, amsgrad=True)
+        opt = torch.optim.Adam(self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay,
+                               amsgrad=True)
         sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=self.gamma)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
 
@@ -186,8 +189,8 @@ def fit_report_model(model: ReportGenerator, train_items: Sequence[ReportItem],
         seed: Seed of the shuffling.
         restore_best: Load the best state into ``model`` before returning.
         on_epoch_end: Called with the history row and the model after each epoch.
-        settings: Device, precision and logger settings for the harness (a ``ReportConfig``; default CPU-or-GPU
-            auto, 32-bit on CPU, log only).
+        settings: Device, precision and logger settings for the harness (a ``ReportConfig``; default
+            CPU-or-GPU auto, 32-bit on CPU, log only).
         run: Run folder for ``log.csv`` (and TensorBoard); None keeps nothing on disk.
         progress: Lightning's progress bar.
 
@@ -201,11 +204,12 @@ def fit_report_model(model: ReportGenerator, train_items: Sequence[ReportItem],
     module = ReportModule(model, vocab, val_items, lr, weight_decay, gamma, beam_size, val_max_len, val_every,
                           on_epoch_end)
     items = list(train_items)
-    loader = DataLoader(items, batch_sampler=ShuffledBatches(len(items), batch_size, torch.Generator().manual_seed(seed)),
+    loader = DataLoader(items, batch_sampler=ShuffledBatches(len(items), batch_size,
+                                                             torch.Generator().manual_seed(seed)),
                         collate_fn=list, generator=torch.Generator())  # never draws from the global RNG
     best = BestEpoch("val_bleu_4", patience=None, tie="later", tol=0.0)
-    fit(module, settings, run, train_loader=loader, epochs=epochs, callbacks=[best], grad_clip=grad_clip_value,
-        grad_clip_algorithm="value", progress=progress)
+    fit(module, settings, run, train_loader=loader, epochs=epochs, callbacks=[best],
+        grad_clip=grad_clip_value, grad_clip_algorithm="value", progress=progress)
     if best.best_state is None:
         raise MstarError("report training validated no epoch; check val_every")
     if restore_best:

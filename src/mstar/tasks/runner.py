@@ -38,7 +38,8 @@ def _loader(store, rows, targets, cfg, train: bool, seed: int) -> DataLoader:
     else:
         ds, collate = BagDataset(store, cases, targets, max_patches, train, seed), collate_bags
     return DataLoader(ds, batch_size=cfg.batch_size, shuffle=train, collate_fn=collate,
-                      num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(seed) if train else None,
+                      num_workers=cfg.num_workers,
+                      generator=torch.Generator().manual_seed(seed) if train else None,
                       pin_memory=torch.cuda.is_available())
 
 
@@ -173,7 +174,8 @@ def _load_table(cfg: TrainConfig):
     manifest = read_manifest(cfg.manifest)
     feature_dir = resolve_feature_dir(cfg.features)
     table = manifest.table
-    store = BagStore(feature_dir, table["case"].tolist(), table["slides"].tolist(), skip_missing=cfg.skip_missing)
+    store = BagStore(feature_dir, table["case"].tolist(), table["slides"].tolist(),
+                     skip_missing=cfg.skip_missing)
     empty = store.empty_cases()
     if empty and not cfg.skip_missing:
         raise MstarError(f"{feature_dir}: {len(empty)} case(s) have empty bags (no tissue tiles): "
@@ -234,7 +236,8 @@ def finish_run(cfg: TrainConfig, run: Path, units, all_preds, dropped, seconds: 
     preds = pd.concat(all_preds, ignore_index=True)
     metrics = {}
     for split, p in preds.groupby("split", sort=False):
-        per_unit = [(objective.stats_fn(g), len(g), tuple(sorted(g["case"]))) for _, g in p.groupby("unit", sort=False)]
+        per_unit = [(objective.stats_fn(g), len(g), tuple(sorted(g["case"])))
+                    for _, g in p.groupby("unit", sort=False)]
         if len(per_unit) == 1:
             metrics[split] = unit_metrics(per_unit[0][0], per_unit[0][1], cfg.bootstrap, cfg.seed)
         else:

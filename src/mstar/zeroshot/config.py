@@ -22,7 +22,8 @@ class Stage1Inputs(RunConfig):
     """What every stage-1 command reads: the checkpoint, the cohort, its features."""
 
     stage1: str = ""                   # stage-1 checkpoint (runs/pretrain/<name>/checkpoints/stage1.pt)
-    manifest: str = ""                 # cohort CSV (case,slide,label,fold or another schema, see docs/zeroshot.md)
+    manifest: str = ""                 # cohort CSV (case,slide,label,fold or another schema,
+                                       # see docs/zeroshot.md)
     features: str = ""                 # patch features of the cohort (the encoder stage 1 was trained on)
     label_column: str = "auto"         # label column (auto: label, else study)
     seed: int = 0
@@ -39,9 +40,11 @@ class Stage1Inputs(RunConfig):
         from mstar.data.feature_dirs import feature_files_for
         from mstar.data.manifest import read_manifest
 
-        slides = [s for ss in read_manifest(self.manifest, require_split=False, require_label=False).table["slides"]
+        slides = [s for ss in read_manifest(self.manifest, require_split=False,
+                                            require_label=False).table["slides"]
                   for s in ss]
-        extra = {k: getattr(self, k) or None for k in self.INPUTS if k not in ("stage1", "manifest", "features")}
+        extra = {k: getattr(self, k) or None for k in self.INPUTS
+                 if k not in ("stage1", "manifest", "features")}
         return {"stage1": self.stage1, "manifest": self.manifest,
                 "features": feature_files_for(self.features, slides), **extra}
 
@@ -134,8 +137,8 @@ class RetrievalConfig(Stage1Inputs):
         from mstar.errors import MstarError
 
         if not self.reports and not self.rna:
-            raise MstarError("retrieval needs --reports and/or --rna (slide→slide alone is `mstar few-shot`'s "
-                             "SimpleShot)")
+            raise MstarError("retrieval needs --reports and/or --rna (slide→slide alone is "
+                             "`mstar few-shot`'s SimpleShot)")
 
     def default_name(self) -> str:
         return f"{Path(self.manifest).stem}-{self.split}"

@@ -83,8 +83,8 @@ def embed_cases(model, feature_dir: Path, table: pd.DataFrame, class_emb: Tensor
     for case in track(rows, len(rows), "embedding cases", enabled=show_progress):
         x = store.bag(case).to(device)  # (N, D)
         if x.shape[1] != model.in_dim:
-            raise MstarError(f"{feature_dir}: case {case} has {x.shape[1]}-d features, the stage-1 model expects "
-                             f"{model.in_dim}-d; use the features it was trained on")
+            raise MstarError(f"{feature_dir}: case {case} has {x.shape[1]}-d features, the stage-1 model "
+                             f"expects {model.in_dim}-d; use the features it was trained on")
         z = project_patches(model, x)  # (N, E)
         logits = z @ class_emb.T  # (N, C)
         out.cases.append(case)

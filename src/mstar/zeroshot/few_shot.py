@@ -34,7 +34,8 @@ SUMMARISED = ("balanced_accuracy", "f1_weighted", "auc_macro")
 
 def draw_support(y: np.ndarray, k: int, n_classes: int, rng: np.random.Generator) -> np.ndarray:
     """Indices of ``k`` cases per class (without replacement), class by class."""
-    return np.concatenate([rng.choice(np.flatnonzero(y == c), size=k, replace=False) for c in range(n_classes)])
+    return np.concatenate([rng.choice(np.flatnonzero(y == c), size=k, replace=False)
+                           for c in range(n_classes)])
 
 
 def _summary(runs: pd.DataFrame) -> pd.DataFrame:
@@ -50,7 +51,8 @@ def _summary(runs: pd.DataFrame) -> pd.DataFrame:
 
 @dataclass
 class FewShotData:
-    """Embedded cohort for the draws: ``train``/``val``/``test`` are row indices into ``slide``/``y``/``cases``."""
+    """Embedded cohort for the draws: ``train``/``val``/``test`` are row indices into
+    ``slide``/``y``/``cases``."""
 
     slide: np.ndarray                      # (S, E) normalised slide embeddings
     y: np.ndarray                          # (S,) class indices
@@ -65,7 +67,8 @@ class FewShotData:
 
 
 def run_draws(d: FewShotData, classes: list[str], shots: Sequence[int], runs: int, methods: Sequence[str],
-              js: Sequence[int], top_j: int | None, top_patches: int, temperature: float, seed: int) -> list[dict]:
+              js: Sequence[int], top_j: int | None, top_patches: int, temperature: float,
+              seed: int) -> list[dict]:
     """One record (method, k, run, support, metrics on test) per method, k and seeded support draw."""
     n_c, records = len(classes), []
     y, test = d.y, d.test
@@ -76,17 +79,20 @@ def run_draws(d: FewShotData, classes: list[str], shots: Sequence[int], runs: in
             base = {"k": k, "run": r, "support": ";".join(d.cases[i] for i in support)}
             if "text_prototypes" in methods:
                 protos = text_prototypes([d.support[d.cases[i]] for i in support],
-                                         [d.support_scores[d.cases[i]] for i in support], ys, n_c, top_patches)
-                j = int(top_j) if top_j else choose_j(prototype_scores(d.patches["val"], protos, js), y[d.val],
-                                                      classes, temperature)[0]
+                                         [d.support_scores[d.cases[i]] for i in support], ys, n_c,
+                                         top_patches)
+                j = int(top_j) if top_j else choose_j(prototype_scores(d.patches["val"], protos, js),
+                                                      y[d.val], classes, temperature)[0]
                 probs = softmax(prototype_scores(d.patches["test"], protos, [j])[j], temperature)
-                records.append({"method": "text_prototypes", **base, "j": j, **point_metrics(y[test], probs, classes)})
+                records.append({"method": "text_prototypes", **base, "j": j,
+                                **point_metrics(y[test], probs, classes)})
             if "simpleshot" in methods:
                 probs = softmax(simpleshot(d.slide[support], ys, d.slide[test], n_c, d.center), temperature)
                 records.append({"method": "simpleshot", **base, **point_metrics(y[test], probs, classes)})
             if "linear_probe" in methods:
                 probs, c_used = linear_probe(d.slide[support], ys, d.slide[test], n_c, seed)
-                records.append({"method": "linear_probe", **base, "C": c_used, **point_metrics(y[test], probs, classes)})
+                records.append({"method": "linear_probe", **base, "C": c_used,
+                                **point_metrics(y[test], probs, classes)})
     return records
 
 
@@ -126,7 +132,8 @@ def few_shot(cfg: FewShotConfig, model=None, overwrite: bool = False, progress: 
     table = prep.cohort.table
     for split in ("train", "test"):
         if not (table["split"] == split).any():
-            raise MstarError(f"{manifest}: no '{split}' rows; few-shot draws support from train and queries test")
+            raise MstarError(f"{manifest}: no '{split}' rows; few-shot draws support from train and "
+                             "queries test")
     use_text = "text_prototypes" in methods
     query_cases = table.loc[table["split"].isin(["val", "test"]), "case"].tolist() if use_text else []
     pool = dict(zip(table.loc[table["split"] == "train", "case"], table.loc[table["split"] == "train", "y"]))
@@ -138,7 +145,8 @@ def few_shot(cfg: FewShotConfig, model=None, overwrite: bool = False, progress: 
     train, val, test = (np.flatnonzero(split == s) for s in ("train", "val", "test"))
     counts = np.bincount(y[train], minlength=n_c)
     if counts.min() == 0:
-        raise MstarError(f"{manifest}: class {classes[int(counts.argmin())]!r} has no training case to draw from")
+        raise MstarError(f"{manifest}: class {classes[int(counts.argmin())]!r} has no training case "
+                         "to draw from")
     kept = sorted({int(k) for k in shots if k <= counts.min()})
     skipped = sorted({int(k) for k in shots} - set(kept))
     if skipped:

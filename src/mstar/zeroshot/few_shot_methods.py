@@ -8,7 +8,8 @@
   training pool, L2-normalised; each query goes to the nearest class centroid. Scores are
   ``-d^2 / 2`` (= cosine up to a constant for unit vectors).
 - **Linear probe**: :func:`mstar.eval.probes.linear_probe` on L2-normalised slide embeddings; the inverse
-  regularisation C is chosen by stratified inner cross-validation (``min(k, 5)`` folds) when k >= 2, else C = 1.
+  regularisation C is chosen by stratified inner cross-validation (``min(k, 5)`` folds) when k >= 2,
+  else C = 1.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def text_prototypes(support: Sequence[np.ndarray], scores: Sequence[np.ndarray],
     return np.stack(protos)  # (C, E)
 
 
-def prototype_scores(patches: Sequence[np.ndarray], protos: np.ndarray, js: Sequence[int]) -> dict[int, np.ndarray]:
+def prototype_scores(patches: Sequence[np.ndarray], protos: np.ndarray,
+                     js: Sequence[int]) -> dict[int, np.ndarray]:
     """``{j: (Q, C)}`` top-j pooled patch-prototype similarities of the query cases."""
     logits = [p.astype(np.float32) @ protos.T for p in patches]  # (N_i, C) each
     return pooled_scores(logits, js)
@@ -60,9 +62,10 @@ def simpleshot(support: np.ndarray, labels: np.ndarray, query: np.ndarray, n_cla
 
 def linear_probe(support: np.ndarray, labels: np.ndarray, query: np.ndarray, n_classes: int,
                  seed: int = 0) -> tuple[np.ndarray, float]:
-    """``(Q, C)`` class probabilities of the linear probe (:func:`mstar.eval.probes.linear_probe` on L2-normalised
-    slide embeddings, C chosen by inner CV when k >= 2) and the C it used."""
-    probs_k, classes, c_used = fit_probe(support, labels, query, scale="unit", c=None, max_iter=5000, seed=seed)
+    """``(Q, C)`` class probabilities of the linear probe (:func:`mstar.eval.probes.linear_probe` on
+    L2-normalised slide embeddings, C chosen by inner CV when k >= 2) and the C it used."""
+    probs_k, classes, c_used = fit_probe(support, labels, query, scale="unit", c=None, max_iter=5000,
+                                         seed=seed)
     probs = np.zeros((len(query), n_classes))
     probs[:, classes] = probs_k
     return probs, c_used

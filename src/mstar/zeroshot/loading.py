@@ -39,7 +39,8 @@ def load_model(checkpoint, text_encoder: str | os.PathLike | None = None, device
     else:
         path = Path(checkpoint)
         if not path.is_file():
-            raise MstarError(f"{path}: stage-1 checkpoint not found (runs/pretrain/<name>/checkpoints/stage1.pt)")
+            raise MstarError(f"{path}: stage-1 checkpoint not found "
+                             "(runs/pretrain/<name>/checkpoints/stage1.pt)")
         model, meta = load_stage1(path, text_encoder)
     return model.to(pick_device(device)).eval(), meta
 
@@ -54,15 +55,16 @@ class Prepared:
 
 def prepare(checkpoint, prompts: str | os.PathLike, manifest: str | os.PathLike, label_column: str = "auto",
             text_encoder: str | os.PathLike | None = None, device: str = "auto") -> Prepared:
-    """Check prompts against the manifest (before loading anything heavy), load the model, embed the prompts."""
+    """Check prompts against the manifest (before loading anything heavy), load the model, embed the
+    prompts."""
     prompt_set = read_prompts(prompts)
     table = read_eval_table(manifest, label_column)
     check_labels(prompt_set, table["label"], manifest)
     cohort = load_eval_cohort(manifest, prompt_set.classes, label_column)
     model, _ = load_model(checkpoint, text_encoder, device)
     if model.text is None:
-        raise MstarError(f"{checkpoint}: this stage-1 model has no report encoder (trained without --reports); "
-                         "zero-shot needs one")
+        raise MstarError(f"{checkpoint}: this stage-1 model has no report encoder "
+                         "(trained without --reports); zero-shot needs one")
     with torch.no_grad():
         emb = class_embeddings(model.encode_text, prompt_set)  # (C, E)
     return Prepared(model, prompt_set, cohort, emb)

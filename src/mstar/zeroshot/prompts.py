@@ -87,11 +87,15 @@ def read_prompts(path_or_name: str | os.PathLike, key: str | None = None) -> Pro
     if key not in doc:
         raise MstarError(f"{path}: no prompt set {key!r} (has {', '.join(doc)})")
     entry = doc[key]
-    if not isinstance(entry, dict) or not isinstance(entry.get("classnames"), dict) or not entry["classnames"]:
-        raise MstarError(f"{path}: prompt set {key!r} needs a non-empty 'classnames' object {{label: [synonyms]}}")
-    classnames = {str(c).strip(): _strings(v, f"{path}: classnames[{c!r}]") for c, v in entry["classnames"].items()}
+    if (not isinstance(entry, dict) or not isinstance(entry.get("classnames"), dict)
+            or not entry["classnames"]):
+        raise MstarError(f"{path}: prompt set {key!r} needs a non-empty 'classnames' object "
+                         "{label: [synonyms]}")
+    classnames = {str(c).strip(): _strings(v, f"{path}: classnames[{c!r}]")
+                  for c, v in entry["classnames"].items()}
     if len(classnames) < 2:
-        raise MstarError(f"{path}: prompt set {key!r} has {len(classnames)} class; zero-shot needs at least 2")
+        raise MstarError(f"{path}: prompt set {key!r} has {len(classnames)} class; "
+                         "zero-shot needs at least 2")
     templates = _strings(entry.get("templates"), f"{path}: 'templates'")
     bad = [t for t in templates if PLACEHOLDER not in t]
     if bad:
@@ -104,8 +108,8 @@ def check_labels(prompts: PromptSet, labels: Iterable[str], manifest: str | os.P
     labels = sorted(set(str(x) for x in labels))
     missing_in_manifest = [c for c in prompts.classes if c not in labels]
     if missing_in_manifest:
-        raise MstarError(f"{prompts.source}: prompt class(es) {missing_in_manifest} are not labels of {manifest} "
-                         f"(labels: {labels}); rename the classnames keys or drop those classes")
+        raise MstarError(f"{prompts.source}: prompt class(es) {missing_in_manifest} are not labels of "
+                         f"{manifest} (labels: {labels}); rename the classnames keys or drop those classes")
     missing_in_prompts = [x for x in labels if x not in prompts.classnames]
     if missing_in_prompts:
         raise MstarError(f"{manifest}: label(s) {missing_in_prompts} have no entry in {prompts.source} "
@@ -126,6 +130,7 @@ def class_embeddings(encode: Callable[[list[str]], Tensor], prompts: PromptSet,
     rows = []
     for cls in classes or prompts.classes:
         texts = prompts.texts(cls)
-        z = torch.cat([encode(texts[i:i + batch_size]).float() for i in range(0, len(texts), batch_size)])  # (T, E)
+        z = torch.cat([encode(texts[i:i + batch_size]).float()
+                       for i in range(0, len(texts), batch_size)])  # (T, E)
         rows.append(F.normalize(F.normalize(z, dim=-1).mean(0), dim=-1))  # (E,)
     return torch.stack(rows)  # (C, E)

@@ -68,24 +68,28 @@ def retrieve(cfg: RetrievalConfig, model=None, overwrite: bool = False) -> dict:
     folder = open_run(cfg, overwrite)
     if folder.finished:
         return {"run": str(folder.path), "metrics": read_metrics_json(folder.path / "metrics.json"),
-                "n_slides": read_metrics_meta(folder.path / "metrics.json")["n_slides"], "finished_before": True}
+                "n_slides": read_metrics_meta(folder.path / "metrics.json")["n_slides"],
+                "finished_before": True}
     start = time.perf_counter()
     manifest, split, reports, rna, checkpoint = cfg.manifest, cfg.split, cfg.reports, cfg.rna, cfg.stage1
     rows = read_slide_table(manifest, cfg.label_column, require_label=True)
     if split == "all":
         rows = rows.assign(split="all")
     elif split not in set(rows["split"]):
-        raise MstarError(f"{manifest}: no rows in split {split!r} (has {sorted(set(rows['split']))}); use --split")
+        raise MstarError(f"{manifest}: no rows in split {split!r} (has {sorted(set(rows['split']))}); "
+                         "use --split")
     model, _ = load_model(model if model is not None else checkpoint, cfg.text_encoder, cfg.device)
     if reports and model.text is None:
         raise MstarError(f"{checkpoint}: the model has no report encoder; drop --reports")
     vocabulary = None
     if rna:
         if model.gene_encoder is None:
-            raise MstarError(f"{checkpoint}: the model has no gene encoder (trained without --rna); drop --rna")
+            raise MstarError(f"{checkpoint}: the model has no gene encoder (trained without --rna); "
+                             "drop --rna")
         vocabulary = model.gene_encoder.vocabulary
-    cohort = build_cohort(rows, str(cfg.features), str(reports) if reports else None, str(rna) if rna else None,
-                          cfg.rna_layout, vocabulary=vocabulary, skip_missing=cfg.skip_missing, splits=(split,))
+    cohort = build_cohort(rows, str(cfg.features), str(reports) if reports else None,
+                          str(rna) if rna else None, cfg.rna_layout, vocabulary=vocabulary,
+                          skip_missing=cfg.skip_missing, splits=(split,))
     items = cohort.splits[split]
     if len(items) < 2:
         raise MstarError(f"{manifest}: {len(items)} slide(s) in split {split!r}; retrieval needs at least 2")
@@ -96,7 +100,8 @@ def retrieve(cfg: RetrievalConfig, model=None, overwrite: bool = False) -> dict:
     entries = retrieval_entries(emb, keys, cfg.bootstrap, cfg.seed, ks=KS)
     entries.update(slide_to_slide_entries(emb["slide"], emb["labels"], cfg.bootstrap, cfg.seed))
     if not entries:
-        raise MstarError(f"split {split!r}: no direction has two or more matched pairs (check report/RNA ids)")
+        raise MstarError(f"split {split!r}: no direction has two or more matched pairs "
+                         "(check report/RNA ids)")
 
     run = folder.start(cfg)
     (run / "figures").mkdir(parents=True, exist_ok=True)

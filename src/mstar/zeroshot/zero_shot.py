@@ -48,7 +48,8 @@ def zero_shot(cfg: ZeroShotConfig, model=None, overwrite: bool = False, progress
 
     Args:
         cfg: The settings (``val`` rows choose j, ``test`` rows are reported).
-        model: An already loaded ``Stage1Model`` to use instead of loading ``cfg.stage1`` (the demo shares one).
+        model: An already loaded ``Stage1Model`` to use instead of loading ``cfg.stage1`` (the demo shares
+            one).
         overwrite: Replace an existing run folder.
         progress: Progress bar while embedding.
 
@@ -83,7 +84,8 @@ def zero_shot(cfg: ZeroShotConfig, model=None, overwrite: bool = False, progress
     classes, cohort = prep.cohort.classes, prep.cohort
     rows = cohort.table[cohort.table["split"].isin(["val", "test"])].reset_index(drop=True)
     if not (rows["split"] == "test").any():
-        raise MstarError(f"{manifest}: no test rows to evaluate (fold/split 'test'); zero-shot reports the test set")
+        raise MstarError(f"{manifest}: no test rows to evaluate (fold/split 'test'); zero-shot reports the "
+                         "test set")
     feature_dir = resolve_feature_dir(features)
     emb = embed_cases(prep.model, feature_dir, rows, prep.class_emb, skip_missing=cfg.skip_missing,
                       show_progress=progress)
@@ -97,7 +99,8 @@ def zero_shot(cfg: ZeroShotConfig, model=None, overwrite: bool = False, progress
     if top_j:
         chosen, source, val_table = int(top_j), "--top-j", {}
     else:
-        chosen, val_table = choose_j({j: scores[f"patch_top{j}"][val] for j in js}, y[val], classes, temperature)
+        chosen, val_table = choose_j({j: scores[f"patch_top{j}"][val] for j in js}, y[val], classes,
+                                     temperature)
         source = "val"
     scores["patch"] = scores[f"patch_top{chosen}"]
 
@@ -120,8 +123,8 @@ def zero_shot(cfg: ZeroShotConfig, model=None, overwrite: bool = False, progress
     test = split == "test"
     for key in ("slide", "patch"):
         title = f"zero-shot ({key}{f', j={chosen}' if key == 'patch' else ''}), test"
-        plot_confusion(y[test], scores[key][test].argmax(axis=1), classes, run / "figures" / f"confusion_{key}.png",
-                       title=title)
+        plot_confusion(y[test], scores[key][test].argmax(axis=1), classes,
+                       run / "figures" / f"confusion_{key}.png", title=title)
     plot_topj(metrics, js, chosen, len(classes), run / "figures" / "topj.png")
     # the heatmaps show the class predicted by the scorer that did better on validation (slide without val)
     primary = "slide"

@@ -76,7 +76,8 @@ def test_one_patch_bags_and_float64_omics_work(name):
     x, omics = _inputs(batch=1, n=1)
     with torch.no_grad():
         out = _model(name)(x, None, [g.double() for g in omics])
-    assert out.logits.shape == (1, 4) and out.logits.dtype == torch.float32 and torch.isfinite(out.logits).all()
+    assert (out.logits.shape == (1, 4) and out.logits.dtype == torch.float32
+            and torch.isfinite(out.logits).all())
 
 
 def test_chunks_follow_the_upstream_split():
@@ -176,7 +177,8 @@ def test_missing_sizes_and_wrong_omics_are_user_errors():
 
 
 def test_additive_late_fusion_is_the_sum_of_a_slide_and_an_omic_term():
-    """fusion='sum': changing the omics moves every bag's logits by the omic term alone, whatever the slide."""
+    """fusion='sum': changing the omics moves every bag's logits by the omic term alone, whatever the
+    slide."""
     model = _model("late_fusion", fusion="sum", path_width=16, attn_dim=8, omic_width=8)
     x, omics = _inputs()
     other = [o + 1.0 for o in omics]

@@ -2,7 +2,8 @@
 
 Layout of ``out``::
 
-    slides/<slide_id>.svs          Aperio-style pyramids (40x: 0.25 µm/px, levels 1/4/16; 20x: ~0.5 µm/px, 1/4)
+    slides/<slide_id>.svs          Aperio-style pyramids (40x: 0.25 µm/px, levels 1/4/16;
+                                   20x: ~0.5 µm/px, 1/4)
     masks/<slide_id>.png           truth labels at 8 µm/px (0 background, 1 normal, 2 tumour)
     manifests/diagnosis.csv        case,slide,label,fold            (label = cancer type)
     manifests/molecular.csv        case,slide,label,fold            (label = TP53 status)
@@ -80,14 +81,16 @@ def _manifests(cases: list[CaseTruth], out: Path) -> None:
 
     rows = [{"case": c.case_id, "slide": slides(c), "label": c.cancer_type, "fold": c.split} for c in cases]
     _csv(out / "manifests" / "diagnosis.csv", pd.DataFrame(rows))
-    rows = [{"case": c.case_id, "slide": slides(c), "label": MARKER_LABELS[c.marker], "fold": c.split} for c in cases]
+    rows = [{"case": c.case_id, "slide": slides(c), "label": MARKER_LABELS[c.marker], "fold": c.split}
+            for c in cases]
     _csv(out / "manifests" / "molecular.csv", pd.DataFrame(rows))
     surv_split = {"train": "train", "val": "validation", "test": "test"}
     rows = [{"Study": f"SYN-{c.cancer_type}", "ID": c.case_id, "Event": c.survival_months, "Status": c.status,
              "WSI": slides(c, ".pt"), "split": surv_split[c.split]} for c in cases]
     _csv(out / "manifests" / "survival.csv", pd.DataFrame(rows))
     rows = [{"Study": f"SYN-{c.cancer_type}", "ID": c.case_id, "Event": c.survival_months, "Status": c.status,
-             "WSI": slides(c, ".pt"), "RNA": f"{c.case_id}.csv", "split": c.split} for c in cases if c.has_rna]
+             "WSI": slides(c, ".pt"), "RNA": f"{c.case_id}.csv", "split": c.split}
+            for c in cases if c.has_rna]
     _csv(out / "manifests" / "multimodal_survival.csv", pd.DataFrame(rows))
 
 

@@ -15,7 +15,8 @@ TYPE_MODULES = {
 TP53_MODULE = ["CDKN1A", "MDM2", "BAX", "FAS", "GADD45A", "SESN1", "SESN2", "RRM2B", "TP53I3", "ZMAT3",
                "TNFRSF10B", "BBC3", "PMAIP1", "DDB2", "XPC", "TIGAR", "SPATA18", "EDA2R", "AEN", "FDXR"]
 PROLIFERATION_MODULE = ["MKI67", "TOP2A", "CCNB1", "CCNB2", "BIRC5", "CDK1", "AURKA", "AURKB", "BUB1", "PLK1",
-                        "CENPF", "TPX2", "UBE2C", "MYBL2", "FOXM1", "CDC20", "KIF2C", "PTTG1", "CCNE1", "E2F1"]
+                        "CENPF", "TPX2", "UBE2C", "MYBL2", "FOXM1", "CDC20", "KIF2C", "PTTG1", "CCNE1",
+                        "E2F1"]
 BACKGROUND = [
     "ACTB", "GAPDH", "B2M", "PPIA", "RPLP0", "TBP", "HPRT1", "GUSB", "PGK1", "YWHAZ", "SDHA", "TFRC", "UBC",
     "HMBS", "POLR2A", "ALAS1", "EEF1A1", "RPL13A", "RPS18", "TUBB", "COL1A1", "COL1A2", "COL3A1", "FN1",

@@ -44,7 +44,8 @@ def draw_layout(rng: np.random.Generator, size_um: tuple[float, float], tumour_f
         for _ in range(int(rng.integers(1, 4))):  # holes: tears and lumina
             k = int(rng.integers(len(xs)))
             radius = rng.uniform(35, 70) / MASK_MPP
-            cv2.ellipse(labels, (int(xs[k]), int(ys[k])), (max(1, round(radius)), max(1, round(radius * rng.uniform(0.6, 1.0)))),
+            cv2.ellipse(labels, (int(xs[k]), int(ys[k])),
+                        (max(1, round(radius)), max(1, round(radius * rng.uniform(0.6, 1.0)))),
                         float(rng.uniform(0, 180)), 0, 360, LABEL_BACKGROUND, -1)
     return labels
 

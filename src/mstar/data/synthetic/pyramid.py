@@ -20,7 +20,8 @@ JPEG_QUALITY = 88
 
 def aperio_description(width: int, height: int, mpp: float, app_mag: float, extra: dict | None = None) -> str:
     fields = {"AppMag": f"{app_mag:g}", "MPP": f"{mpp:.4f}", "ScanScope ID": "SYNTH", **(extra or {})}
-    head = f"Aperio Image Library v12.0.15 \r\n{width}x{height} [0,0 {width}x{height}] ({TILE_PX}x{TILE_PX}) JPEG/RGB Q={JPEG_QUALITY}"
+    head = (f"Aperio Image Library v12.0.15 \r\n{width}x{height} [0,0 {width}x{height}] "
+            f"({TILE_PX}x{TILE_PX}) JPEG/RGB Q={JPEG_QUALITY}")
     return head + "".join(f"|{k} = {v}" for k, v in fields.items())
 
 
@@ -37,11 +38,13 @@ def write_svs(path: str | os.PathLike, level0: np.ndarray, mpp: float, downsampl
         thumb_scale = 768 / max(h, w)
         thumb = cv2.resize(level0, (max(1, round(w * thumb_scale)), max(1, round(h * thumb_scale))),
                            interpolation=cv2.INTER_AREA)
-        tif.write(thumb, description=f"Aperio Image Library v12.0.15 \r\n{w}x{h} -> {thumb.shape[1]}x{thumb.shape[0]}",
+        tif.write(thumb, description=f"Aperio Image Library v12.0.15 \r\n{w}x{h} -> "
+                                     f"{thumb.shape[1]}x{thumb.shape[0]}",
                   **jpeg)
         for d in downsamples[1:]:
             lw, lh = max(1, round(w / d)), max(1, round(h / d))
             level = cv2.resize(level0, (lw, lh), interpolation=cv2.INTER_AREA)
             tif.write(level, tile=(TILE_PX, TILE_PX),
-                      description=f"Aperio Image Library v12.0.15 \r\n{w}x{h} [0,0 {w}x{h}] ({TILE_PX}x{TILE_PX}) -> {lw}x{lh} JPEG/RGB Q={JPEG_QUALITY}",
+                      description=f"Aperio Image Library v12.0.15 \r\n{w}x{h} [0,0 {w}x{h}] "
+                                  f"({TILE_PX}x{TILE_PX}) -> {lw}x{lh} JPEG/RGB Q={JPEG_QUALITY}",
                       **jpeg)

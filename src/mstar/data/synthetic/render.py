@@ -44,8 +44,8 @@ class Canvas:
 
     def polyline(self, pts_um: np.ndarray, rgb, thickness_um: float):
         pts = np.round(np.asarray(pts_um) / self.mpp * _ONE).astype(np.int32).reshape(-1, 1, 2)
-        cv2.polylines(self.rgb, [pts], False, tuple(int(c) for c in rgb), max(1, round(thickness_um / self.mpp)),
-                      cv2.LINE_AA, SHIFT)
+        cv2.polylines(self.rgb, [pts], False, tuple(int(c) for c in rgb),
+                      max(1, round(thickness_um / self.mpp)), cv2.LINE_AA, SHIFT)
 
 
 def _colour_field(rng, labels, ctype: CancerType, size_um) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -114,7 +114,8 @@ def _draw_tumour(canvas, rng, case: CaseTruth, ctype: CancerType, tumour: np.nda
             for k in range(n):
                 t = 2 * math.pi * (k + rng.uniform(-0.2, 0.2)) / n
                 _nucleus(canvas, rng, gx + (lumen + 4) * math.cos(t), gy + (lumen + 4) * math.sin(t), radius,
-                         ctype.nucleus_elongation, nuc_rgb, angle=math.degrees(t), pleomorphism=pleo, nucleolus=0.2)
+                         ctype.nucleus_elongation, nuc_rgb, angle=math.degrees(t), pleomorphism=pleo,
+                         nucleolus=0.2)
         for x, y in _sample_points(rng, tumour, 30.0, jitter=0.5):  # single infiltrating cells
             _nucleus(canvas, rng, x, y, radius, ctype.nucleus_elongation, nuc_rgb, pleomorphism=pleo)
     elif ctype.arrangement == "sheets":
@@ -122,11 +123,13 @@ def _draw_tumour(canvas, rng, case: CaseTruth, ctype: CancerType, tumour: np.nda
         pearl_r = rng.uniform(14, 26, len(pearls))
         for (px, py), pr in zip(pearls, pearl_r):
             for ring in np.linspace(pr, 3, 5):
-                canvas.ellipse(px, py, ring, ring * 0.85, 0, (246, 128 + ring, 150), filled=False, thickness_um=2.5)
+                canvas.ellipse(px, py, ring, ring * 0.85, 0, (246, 128 + ring, 150), filled=False,
+                               thickness_um=2.5)
         for x, y in _sample_points(rng, tumour, ctype.cell_spacing_um):
             if len(pearls) and np.min(np.hypot(pearls[:, 0] - x, pearls[:, 1] - y) - pearl_r) < 2:
                 continue
-            _nucleus(canvas, rng, x, y, radius, ctype.nucleus_elongation, nuc_rgb, pleomorphism=pleo, nucleolus=0.4)
+            _nucleus(canvas, rng, x, y, radius, ctype.nucleus_elongation, nuc_rgb, pleomorphism=pleo,
+                     nucleolus=0.4)
     else:  # nests of clear cells with delicate capillaries
         spacing = ctype.cell_spacing_um
         for x, y in _sample_points(rng, tumour, spacing, jitter=0.2):

@@ -20,7 +20,8 @@ SIGNATURE_GROUPS = ("Tumor Suppressor Genes", "Oncogenes", "Protein Kinases", "C
 
 def gene_list() -> list[str]:
     """All genes of the synthetic table, modules first, without duplicates."""
-    genes = [g for module in TYPE_MODULES.values() for g in module] + TP53_MODULE + PROLIFERATION_MODULE + BACKGROUND
+    genes = ([g for module in TYPE_MODULES.values() for g in module] + TP53_MODULE + PROLIFERATION_MODULE
+             + BACKGROUND)
     seen: dict[str, None] = {}
     for g in genes:
         seen.setdefault(g, None)
@@ -64,4 +65,5 @@ def signature_table(seed: int) -> pd.DataFrame:
     for g in rest:
         groups[int(rng.choice([0, 1, 2, 3, 4, 5]))].append(g)
     length = max(len(g) for g in groups)
-    return pd.DataFrame({name: grp + [""] * (length - len(grp)) for name, grp in zip(SIGNATURE_GROUPS, groups)})
+    return pd.DataFrame({name: grp + [""] * (length - len(grp))
+                         for name, grp in zip(SIGNATURE_GROUPS, groups)})
