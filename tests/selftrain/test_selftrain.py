@@ -26,7 +26,7 @@ PROBE_TOLERANCE = 0.05  # balanced accuracy; ~1 patch per class of the 170 held-
 @pytest.fixture(scope="module")
 def demo(st_work, tiny_cohort, tmp_path_factory):
     """The demo step on the tiny cohort: toy stage-1 aggregator (train fold), 3 epochs, val+test held out."""
-    from mstar.demo.steps import step_selftrain
+    from mstar.demo.stage1_steps import step_selftrain
 
     out = tmp_path_factory.mktemp("selftrain_demo")
     work = out / "work"

@@ -39,6 +39,13 @@ def test_cli_zero_shot_few_shot_retrieve(trained_checkpoint, zs_cohort, tmp_path
     for direction in ("slide_to_report", "report_to_slide", "slide_to_gene", "slide_to_slide"):
         assert direction in res.output
 
+    # every run folder re-runs from its config.yaml alone, and says it is already finished
+    for command, kind, name in (("zero-shot", "zeroshot", "zs"), ("few-shot", "fewshot", "fs"),
+                                ("retrieve", "retrieval", "rt")):
+        config = tmp_path / kind / name / "config.yaml"
+        res = runner.invoke(app, [command, "--config", str(config)], env={"COLUMNS": "200"})
+        assert res.exit_code == 0 and "already finished with these settings and inputs" in res.output, command
+
 
 def test_cli_errors_are_one_line(zs_cohort, tmp_path, capsys):
     bad = tmp_path / "p.json"

@@ -4,7 +4,7 @@ pytestmark = pytest.mark.slow  # shares a ~30 s trained stage-1 fixture
 
 
 def test_demo_step_returns_the_key_numbers(trained_checkpoint, zs_cohort, tmp_path):
-    from mstar.demo.steps import step_zero_few_shot
+    from mstar.demo.stage1_steps import step_zero_few_shot
 
     out = step_zero_few_shot(tmp_path, trained_checkpoint, zs_cohort["manifest"], zs_cohort["features"],
                              reports=zs_cohort["reports"], rna=zs_cohort["rna"], shots=(1, 8), runs=3,

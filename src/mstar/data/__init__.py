@@ -1,1 +1,2 @@
-"""Cohort tables (the CSV schemas users already have), bag datasets, and the synthetic cohort."""
+"""Cohort inputs: the one manifest reader, the one bag loader, reports, RNA/omics tables, the synthetic
+cohort."""

@@ -46,14 +46,14 @@ class DemoStep:
     run: Callable[[DemoContext], tuple[str, str]]  # returns (output location, key numbers)
 
 
-def _lazy(name: str) -> Callable[[DemoContext], tuple[str, str]]:
-    """A step function of :mod:`mstar.demo.steps`, imported only when the step runs (keeps `mstar --help`
-    light)."""
+def _lazy(name: str, module: str = "steps") -> Callable[[DemoContext], tuple[str, str]]:
+    """A step function of :mod:`mstar.demo.steps` (or ``stage1_steps``), imported only when the step runs
+    (keeps `mstar --help` light)."""
 
     def run(ctx: DemoContext) -> tuple[str, str]:
-        from mstar.demo import steps
+        import importlib
 
-        return getattr(steps, name)(ctx)
+        return getattr(importlib.import_module(f"mstar.demo.{module}"), name)(ctx)
 
     return run
 
@@ -64,9 +64,9 @@ STEPS: list[DemoStep] = [
     DemoStep("feature extraction", _lazy("step_extract")),
     DemoStep("classification (cancer type)", _lazy("step_classify")),
     DemoStep("survival", _lazy("step_survival")),
-    DemoStep("stage 1 pretraining (slides + reports + RNA)", _lazy("demo_pretrain")),
-    DemoStep("stage 2 self-training (patch encoder)", _lazy("demo_selftrain")),
-    DemoStep("zero-shot, few-shot, retrieval", _lazy("demo_zero_few_shot")),
+    DemoStep("stage 1 pretraining (slides + reports + RNA)", _lazy("demo_pretrain", "stage1_steps")),
+    DemoStep("stage 2 self-training (patch encoder)", _lazy("demo_selftrain", "stage1_steps")),
+    DemoStep("zero-shot, few-shot, retrieval", _lazy("demo_zero_few_shot", "stage1_steps")),
     DemoStep("multimodal survival", _lazy("demo_multimodal")),
     DemoStep("report generation", _lazy("step_report")),
 ]

@@ -1,1 +1,2 @@
-"""Downstream tasks: objectives, training loops and evaluation."""
+"""Downstream tasks on the run harness: supervised slide-level tasks, multimodal survival, report generation,
+external evaluation and heatmaps."""

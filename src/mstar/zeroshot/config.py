@@ -50,21 +50,15 @@ class Stage1Inputs(RunConfig):
 
 
 @dataclass
-class ZeroShotConfig(Stage1Inputs):
-    """``mstar zero-shot``: text-prompt classification of the val and test cases."""
+class PromptInputs(Stage1Inputs):
+    """What zero- and few-shot add: the prompts and the top-j pooling of patch-text similarities."""
 
     prompts: str = ""                  # prompt JSON or a packaged set (synthetic_cancer_type)
-    js: list[int] = field(default_factory=lambda: list(DEFAULT_JS))  # top-j pooling sizes reported
+    js: list[int] = field(default_factory=lambda: list(DEFAULT_JS))  # top-j pooling sizes
     top_j: int | None = None           # fix j instead of choosing it on the val split
     temperature: float = 0.07          # softmax temperature of the probabilities
-    bootstrap: int = 1000
-    heatmaps: int = 4                  # test slides with a similarity heatmap (0: none)
-    out: str = "runs"
-    name: str | None = None
 
-    KIND: ClassVar[str] = "zeroshot"
     REQUIRED: ClassVar[tuple[str, ...]] = ("stage1", "prompts", "manifest", "features")
-    AT_LEAST: ClassVar[dict[str, float]] = {"top_j": 1, "bootstrap": 0, "heatmaps": 0}
     POSITIVE: ClassVar[tuple[str, ...]] = ("temperature",)
     INPUTS: ClassVar[tuple[str, ...]] = ("stage1", "manifest", "features", "prompts")
 
@@ -79,39 +73,41 @@ class ZeroShotConfig(Stage1Inputs):
 
 
 @dataclass
-class FewShotConfig(Stage1Inputs):
+class ZeroShotConfig(PromptInputs):
+    """``mstar zero-shot``: text-prompt classification of the val and test cases."""
+
+    bootstrap: int = 1000
+    heatmaps: int = 4                  # test slides with a similarity heatmap (0: none)
+    out: str = "runs"
+    name: str | None = None
+
+    KIND: ClassVar[str] = "zeroshot"
+    AT_LEAST: ClassVar[dict[str, float]] = {"top_j": 1, "bootstrap": 0, "heatmaps": 0}
+
+
+@dataclass
+class FewShotConfig(PromptInputs):
     """``mstar few-shot``: k labelled slides per class, seeded draws, the test split as queries."""
 
-    prompts: str = ""                  # prompt JSON (the text-guided prototypes need the class texts)
     shots: list[int] = field(default_factory=lambda: [1, 2, 4, 8])  # support slides per class
     runs: int = 10                     # seeded support draws per k
     methods: list[str] = field(default_factory=lambda: list(METHODS))
-    js: list[int] = field(default_factory=lambda: list(DEFAULT_JS))
-    top_j: int | None = None
     top_patches: int = 100             # support patches averaged per text prototype
-    temperature: float = 0.07
     out: str = "runs"
     name: str | None = None
 
     KIND: ClassVar[str] = "fewshot"
-    REQUIRED: ClassVar[tuple[str, ...]] = ("stage1", "prompts", "manifest", "features")
     AT_LEAST: ClassVar[dict[str, float]] = {"runs": 1, "top_j": 1, "top_patches": 1}
-    POSITIVE: ClassVar[tuple[str, ...]] = ("temperature",)
-    INPUTS: ClassVar[tuple[str, ...]] = ("stage1", "manifest", "features", "prompts")
 
     def check(self) -> None:
         from mstar.errors import MstarError
 
+        super().check()
         unknown = sorted(set(self.methods) - set(METHODS))
         if unknown or not self.methods:
             raise MstarError(f"config: 'methods' has unknown {unknown}; choose from {', '.join(METHODS)}")
         if not self.shots or min(self.shots) < 1:
             raise MstarError("config: every 'shots' value must be at least 1")
-        if not self.js or min(self.js) < 1:
-            raise MstarError("config: 'js' (pooling sizes) must be positive integers")
-
-    def default_name(self) -> str:
-        return f"{Path(self.manifest).stem}-{Path(str(self.prompts)).stem}"
 
 
 @dataclass
