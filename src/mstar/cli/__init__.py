@@ -24,8 +24,8 @@ app = typer.Typer(
 )
 
 # Each module registers its commands on `app` when imported. Add a module here when it lands.
-COMMAND_MODULES = ("slide", "demo", "train", "models", "features", "pretrain", "zeroshot", "multimodal",
-                   "selftrain")
+COMMAND_MODULES = ("slide", "data", "demo", "train", "models", "features", "pretrain", "zeroshot",
+                   "multimodal", "selftrain")
 for _name in COMMAND_MODULES:
     importlib.import_module(f"mstar.cli.{_name}")
 

@@ -1,4 +1,13 @@
-"""Pathology report files: ``{slide_or_case_id: text}`` JSON, or HistGen/upstream's split annotation."""
+"""Pathology report files: ``{slide_or_case_id: text}`` JSON, HistGen/upstream's split annotation, or a CSV.
+
+- JSON ``{"<slide or case id>": "<text>"}``, or upstream's ``{"train": [{"id", "report"}], ...}``;
+- CSV/TSV (optionally ``.gz``) with an id column (``case_id``, ``case``, ``patient``, ``slide_id``, ``slide``
+  or ``id``) and a text column (``text``, ``report`` or ``report_text``), one or more rows per id, e.g. the
+  TCGA reports table (``case_id, project, source, report_key, n_chars, text``).
+
+:func:`load_reports` also prepares the text (:mod:`mstar.data.report_prep`: OCR clean-up, one text per
+patient, diagnosis-first truncation); ``prep="auto"`` prepares CSV tables (raw OCR) and leaves JSON as it is.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +15,20 @@ import json
 import os
 from pathlib import Path
 
+from mstar.data.report_prep import PrepCounts, prepare_reports
 from mstar.errors import MstarError
 
+ID_COLUMNS = ("case_id", "case", "patient", "patient_id", "slide_id", "slide", "id")
+TEXT_COLUMNS = ("text", "report", "report_text")
+PREP_MODES = ("auto", "ocr", "none")
 
-def read_reports(path: str | os.PathLike) -> dict[str, str]:
-    """``{id: text}`` from ``{id: text}`` JSON or upstream's ``{"train": [{"id", "report"}], ...}``."""
-    path = Path(path)
-    if not path.is_file():
-        raise MstarError(f"{path}: reports file not found")
+
+def _is_table(path: Path) -> bool:
+    name = path.name.lower().removesuffix(".gz")
+    return name.endswith((".csv", ".tsv", ".txt"))
+
+
+def _read_json(path: Path) -> dict[str, str]:
     try:
         doc = json.loads(path.read_text())
     except json.JSONDecodeError as err:
@@ -27,3 +42,62 @@ def read_reports(path: str | os.PathLike) -> dict[str, str]:
     if not isinstance(doc, dict):
         raise MstarError(f'{path}: expected a JSON object {{"<slide_or_case>": "<report text>", ...}}')
     return {str(k): "" if v is None else str(v) for k, v in doc.items()}
+
+
+def read_report_rows(path: str | os.PathLike) -> list[tuple[str, str]]:
+    """``(id, raw text)`` rows of a reports CSV/TSV (several rows may share an id).
+
+    Raises:
+        MstarError: No id or text column (the columns found are listed), or only empty texts.
+    """
+    import pandas as pd
+
+    path = Path(path)
+    sep = "\t" if path.name.lower().removesuffix(".gz").endswith(".tsv") else ","
+    try:
+        table = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+    except Exception as exc:  # noqa: BLE001 - any parser failure is reported the same way
+        raise MstarError(f"{path}: cannot read the reports table ({str(exc).splitlines()[0]})") from exc
+    cols = {c.lower().strip(): c for c in table.columns}
+    id_col = next((cols[c] for c in ID_COLUMNS if c in cols), None)
+    text_col = next((cols[c] for c in TEXT_COLUMNS if c in cols), None)
+    if id_col is None:
+        raise MstarError(f"{path}: no case-id column (looked for {', '.join(ID_COLUMNS)}); found "
+                         f"{list(table.columns)[:8]}")
+    if text_col is None:
+        raise MstarError(f"{path}: no text column (looked for {', '.join(TEXT_COLUMNS)}); found "
+                         f"{list(table.columns)[:8]}")
+    if not table[text_col].str.strip().astype(bool).any():
+        raise MstarError(f"{path}: column '{text_col}' holds only empty strings; no report to read")
+    return list(zip(table[id_col].str.strip(), table[text_col]))
+
+
+def load_reports(path: str | os.PathLike, prep: str = "auto",
+                 max_tokens: int | None = None) -> tuple[dict[str, str], PrepCounts | None]:
+    """``({id: text}, what preparation did or None)`` from a reports JSON or table.
+
+    Args:
+        path: The reports file.
+        prep: ``auto`` (tables are prepared, JSON is not), ``ocr`` (always) or ``none``.
+        max_tokens: Token budget of the prepared text (diagnosis sections first).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MstarError(f"{path}: reports file not found")
+    if prep not in PREP_MODES:
+        raise MstarError(f"config: 'report_prep' must be one of {', '.join(PREP_MODES)}; got {prep!r}")
+    if _is_table(path):
+        rows = read_report_rows(path)
+    else:
+        rows = list(_read_json(path).items())
+    if prep == "none" or (prep == "auto" and not _is_table(path)):
+        out: dict[str, str] = {}
+        for key, text in rows:  # several rows of one id (a table): joined by a blank line
+            out[key] = f"{out[key]}\n\n{text}" if out.get(key) else text
+        return out, None
+    return prepare_reports(rows, max_tokens=max_tokens)
+
+
+def read_reports(path: str | os.PathLike) -> dict[str, str]:
+    """``{id: text}`` as written (no preparation) from a reports JSON or table."""
+    return load_reports(path, prep="none")[0]

@@ -1,0 +1,113 @@
+"""A stage-1 cohort from the real TCGA tables: the PORPOISE/MCAT omics tables plus the TCGA reports table.
+
+:func:`build_tcga_cohort` writes, into one folder:
+
+- ``manifest.csv``: ``case, slide, label, fold`` for every patient of the omics tables: ``label`` is the TCGA
+  cohort (BLCA, BRCA, ... as the table is named), ``slide`` the patient's slide ids (``;``-joined; no slide
+  features exist for them, so stage 1 runs on reports and RNA), ``fold`` a patient-level split stratified
+  by cohort (``test_fraction`` held out, ``val_fraction`` for choosing settings, the rest ``train``);
+- ``rna.csv.gz``: one row per patient, ``case_id`` + ``<GENE>_rnaseq`` columns, the union of the cohorts'
+  genes (a gene a cohort lacks is empty); only the ``_rnaseq`` columns: mSTAR's gene modality is RNA-seq,
+  CNV and mutations stay in the omics tables for the survival baselines;
+- ``cohort.json``: per cohort the patients, those with a report, with RNA, with both, and the split sizes.
+
+The reports table is referenced, not copied: ``mstar pretrain --reports`` prepares it (OCR clean-up).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mstar.errors import MstarError
+from mstar.utils.atomic import atomic_path, write_text_atomic
+
+
+def _cohort_tables(omics: Path) -> dict[str, Path]:
+    tables = {p.name.removeprefix("tcga_").split(".")[0].upper(): p
+              for p in sorted(omics.glob("tcga_*.csv*"))}
+    if not tables:
+        raise MstarError(f"{omics}: no tcga_<cohort>.csv(.gz) tables (the PORPOISE/MCAT omics tables)")
+    return tables
+
+
+def _split(cases: pd.DataFrame, test_fraction: float, val_fraction: float, seed: int) -> pd.Series:
+    """train/val/test per patient, stratified by ``label`` (each cohort split in the same proportions)."""
+    rng = np.random.default_rng(seed)
+    fold = pd.Series("train", index=cases.index, dtype=object)
+    for _, idx in cases.groupby("label").groups.items():
+        idx = np.array(sorted(idx))
+        rng.shuffle(idx)
+        n_test, n_val = int(round(test_fraction * len(idx))), int(round(val_fraction * len(idx)))
+        fold[idx[:n_test]] = "test"
+        fold[idx[n_test:n_test + n_val]] = "val"
+    return fold
+
+
+def build_tcga_cohort(omics: str | os.PathLike, reports: str | os.PathLike | None, out: str | os.PathLike,
+                      test_fraction: float = 0.2, val_fraction: float = 0.1, seed: int = 0) -> dict:
+    """Write ``manifest.csv``, ``rna.csv.gz`` and ``cohort.json`` (see the module docstring).
+
+    Args:
+        omics: Folder of ``tcga_<cohort>.csv.gz`` tables (``case_id``, ``slide_id``, ``<GENE>_rnaseq`` ...).
+        reports: The reports table (``case_id`` + text); only its case ids are read here (counts).
+        out: Folder to write.
+        test_fraction, val_fraction: Held-out and validation shares of each cohort's patients.
+        seed: Seed of the split.
+
+    Returns:
+        The content of ``cohort.json``.
+    """
+    omics, out = Path(omics), Path(out)
+    if not omics.is_dir():
+        raise MstarError(f"{omics}: omics folder not found")
+    if not (0 < test_fraction < 1 and 0 <= val_fraction < 1 and test_fraction + val_fraction < 1):
+        raise MstarError("--test-fraction and --val-fraction must be in [0, 1) and sum below 1")
+    cases, rna = [], []
+    for label, path in _cohort_tables(omics).items():
+        header = pd.read_csv(path, nrows=0).columns
+        if "case_id" not in header:
+            raise MstarError(f"{path}: no 'case_id' column; is this a PORPOISE/MCAT omics table?")
+        genes = [c for c in header if c.endswith("_rnaseq")]
+        keep = ["case_id", *(["slide_id"] if "slide_id" in header else []), *genes]
+        table = pd.read_csv(path, usecols=keep, low_memory=False)
+        slides = (table.groupby("case_id", sort=False)["slide_id"]
+                  .agg(lambda s: ";".join(str(x).removesuffix(".svs") for x in s)) if "slide_id" in table
+                  else pd.Series("", index=table["case_id"].unique()))
+        cases.append(pd.DataFrame({"case": slides.index, "slide": slides.to_numpy(), "label": label}))
+        if genes:  # rows of one patient are identical in these tables: the first is kept
+            rna.append(table.drop_duplicates("case_id").set_index("case_id")[genes])
+    cases = pd.concat(cases, ignore_index=True)
+    dup = cases["case"][cases["case"].duplicated()]
+    if len(dup):
+        raise MstarError(f"{omics}: patients in two cohorts ({', '.join(dup[:5])}); one cohort per patient")
+    cases["slide"] = [s if s else c for s, c in zip(cases["slide"], cases["case"])]
+    cases["fold"] = _split(cases, test_fraction, val_fraction, seed)
+    rna_table = pd.concat(rna, axis=0).copy() if rna else pd.DataFrame(index=pd.Index([], name="case_id"))
+    reported: set[str] = set()
+    if reports:
+        from mstar.data.reports import read_report_rows
+
+        reported = {c for c, t in read_report_rows(reports) if t.strip()}
+    with atomic_path(out / "manifest.csv") as tmp:
+        cases.to_csv(tmp, index=False)
+    with atomic_path(out / "rna.csv.gz") as tmp:
+        rna_table.rename_axis("case_id").reset_index().to_csv(tmp, index=False, float_format="%.5g",
+                                                               compression="gzip")
+    summary: dict = {"omics": str(omics), "reports": str(reports) if reports else None, "seed": seed,
+                     "test_fraction": test_fraction, "val_fraction": val_fraction,
+                     "genes": int(rna_table.shape[1]), "cohorts": {}}
+    has_rna = set(rna_table.index)
+    for label, g in cases.groupby("label"):
+        ids = set(g["case"])
+        summary["cohorts"][label] = {
+            "patients": len(ids), "report": len(ids & reported), "rna": len(ids & has_rna),
+            "both": len(ids & reported & has_rna),
+            **{f: int((g["fold"] == f).sum()) for f in ("train", "val", "test")}}
+    summary["patients"] = int(len(cases))
+    write_text_atomic(out / "cohort.json", json.dumps(summary, indent=1) + "\n")
+    return summary
