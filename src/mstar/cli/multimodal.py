@@ -21,7 +21,7 @@ from mstar.cli.options import (
     SkipMissing,
     build_config,
 )
-from mstar.cli.train import MaxPatches, Protocol, Runs, print_selection, train_app
+from mstar.cli.train import MaxPatches, Protocol, Runs, TrainFraction, print_selection, train_app
 
 MMModel = Annotated[Optional[str], typer.Option(
     "--model", help="mcat | motcat | cmta | porpoise | snn (genomics only) | abmil (WSI only) | late "
@@ -47,8 +47,8 @@ def multimodal_survival(
     folds: Folds = None, signatures: Signatures = None, modalities: Modalities = None, omics: Omics = None,
     config: Config = None, epochs: Epochs = None, lr: Lr = None, batch_size: BatchSize = None,
     max_patches: MaxPatches = None, runs: Runs = None, seed: Seed = None, protocol: Protocol = None,
-    out: Out = None, name: Name = None, skip_missing: SkipMissing = False, overwrite: Overwrite = False,
-    set_: Set = None,
+    train_fraction: TrainFraction = None, out: Out = None, name: Name = None,
+    skip_missing: SkipMissing = False, overwrite: Overwrite = False, set_: Set = None,
 ) -> None:
     """Survival from slides + genomics: NLLSurv (4 bins), C-index with CIs, per-fold mean ± sd, KM curves."""
     opts = {k: v for k, v in locals().items() if k not in ("config", "set_", "overwrite")}

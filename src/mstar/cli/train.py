@@ -39,6 +39,9 @@ MaxPatches = Annotated[Optional[int], typer.Option("--max-patches", help="Patche
 Runs = Annotated[Optional[int], typer.Option("--runs", help="Repeats with different seeds (mean ± sd).")]
 Protocol = Annotated[Optional[str], typer.Option(
     "--protocol", help="clean (select on val, report test) or upstream (select on val ∪ test: optimistic).")]
+TrainFraction = Annotated[Optional[float], typer.Option(
+    "--train-fraction", help="Share of each unit's training cases used (low-label setting; seeded, "
+    "stratified; val and test unchanged).")]
 
 
 def print_selection(result: dict, metric: str) -> None:
@@ -75,7 +78,8 @@ def _run(task: str, **opts) -> None:
 def classify(manifest: Manifest = None, features: Features = None, config: Config = None, model: Model = None,
              stage1: Stage1 = None, epochs: Epochs = None, lr: Lr = None, batch_size: BatchSize = None,
              max_patches: MaxPatches = None, runs: Runs = None, seed: Seed = None, protocol: Protocol = None,
-             out: Out = None, name: Name = None, skip_missing: SkipMissing = False,
+             train_fraction: TrainFraction = None, out: Out = None, name: Name = None,
+             skip_missing: SkipMissing = False,
              overwrite: Overwrite = False, set_: Set = None, aggregator: OldAggregator = None) -> None:
     """Slide/case classification (diagnosis, molecular status): cross-entropy, AUC/balanced accuracy/F1."""
     _run("classify", **locals())
@@ -85,7 +89,8 @@ def classify(manifest: Manifest = None, features: Features = None, config: Confi
 def survival(manifest: Manifest = None, features: Features = None, config: Config = None, model: Model = None,
              stage1: Stage1 = None, epochs: Epochs = None, lr: Lr = None, batch_size: BatchSize = None,
              max_patches: MaxPatches = None, runs: Runs = None, seed: Seed = None, protocol: Protocol = None,
-             out: Out = None, name: Name = None, skip_missing: SkipMissing = False,
+             train_fraction: TrainFraction = None, out: Out = None, name: Name = None,
+             skip_missing: SkipMissing = False,
              overwrite: Overwrite = False, set_: Set = None, aggregator: OldAggregator = None) -> None:
     """Survival from slides: discrete-time NLL (4 bins), C-index with CIs, Kaplan-Meier risk groups."""
     _run("survival", **locals())

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from mstar.errors import MstarError
 from mstar.run.config import RunConfig
 from mstar.run.harness import LOGGERS
 
@@ -39,6 +40,7 @@ class TrainConfig(RunConfig):
     seed: int = 0
     bootstrap: int = 1000              # resamples for confidence intervals
     val_fraction: float = 0.15         # validation carved from train when CV folds have none
+    train_fraction: float = 1.0        # share of each unit's training cases used (low-label; seeded)
     ordinal: bool | None = None        # quadratic kappa; None = auto (integer labels)
     skip_missing: bool = False         # drop cases without feature files
     precision: str = "auto"            # auto | 32 | bf16-mixed | 16-mixed
@@ -59,6 +61,10 @@ class TrainConfig(RunConfig):
     INPUTS: ClassVar[tuple[str, ...]] = ("manifest", "features", "stage1")
     RUNTIME: ClassVar[tuple[str, ...]] = ("out", "name", "num_workers", "accelerator", "devices", "logger")
     ALIASES: ClassVar[dict[str, str]] = {"aggregator": "stage1"}
+
+    def check(self) -> None:
+        if not 0 < self.train_fraction <= 1:
+            raise MstarError(f"config: 'train_fraction' must be in (0, 1], got {self.train_fraction!r}")
 
     def group(self) -> str:
         return self.task

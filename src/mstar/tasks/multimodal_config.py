@@ -59,6 +59,7 @@ class MultimodalConfig(TrainConfig):
         return tuple(need)
 
     def check(self) -> None:
+        super().check()
         if self.registry_name not in MODELS.values():
             raise MstarError(f"config: model {self.model!r} is not a multimodal survival model; use one of "
                              f"{', '.join(MODELS)}")

@@ -202,7 +202,7 @@ def train_task(cfg: TrainConfig, overwrite: bool = False, progress: bool = True,
         return finished_result(folder.path)
     manifest, table, store, dropped = task.load(cfg)
     run = folder.start(cfg)
-    units = make_units(manifest, cfg.protocol, cfg.runs, cfg.seed, cfg.val_fraction)
+    units = make_units(manifest, cfg.protocol, cfg.runs, cfg.seed, cfg.val_fraction, cfg.train_fraction)
     for u in units:  # units index the manifest table; re-align to the kept rows
         u.split = u.split.loc[manifest.table["case"].isin(table["case"])].reset_index(drop=True)
     all_preds = []
