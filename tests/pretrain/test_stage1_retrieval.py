@@ -39,5 +39,6 @@ def test_pretraining_lifts_heldout_retrieval_and_separates_cancer_types(tmp_path
     knn = after["slide_knn_accuracy"]
     assert knn["value"] >= 0.9 and knn["chance"] < 0.5
     assert after["slide_silhouette"]["value"] > max(0.2, before["slide_silhouette"]["value"])
-    for fig in ("training_curves.png", "retrieval.png", "slide_embeddings.png"):
+    for fig in ("training_curves.png", "retrieval.png", "slide_embeddings.png", "report_embeddings.png",
+                "gene_embeddings.png"):
         assert (tmp_path / "runs" / "pretrain" / "manifest-stage1" / "figures" / fig).stat().st_size > 5000

@@ -71,15 +71,16 @@ def pretrain(
         console.print(f"{result['run']}: already finished with these settings and inputs (pass --overwrite "
                       "to train again)")
     val = result.get("metrics", {}).get("val", {})
-    for direction in ("slide_to_report", "report_to_slide", "slide_to_gene", "gene_to_slide"):
+    for direction in ("slide_to_report", "report_to_slide", "slide_to_gene", "gene_to_slide",
+                      "report_to_gene", "gene_to_report"):
         shown = [f"R@{k} {format_ci(val[key])} (chance {val[key]['chance']:.3f})"
                  for k in (1, 5, 10) if (key := f"{direction}/recall@{k}") in val]
         if shown:
-            console.print(f"held-out {direction.replace('_to_', ' → '):15s} " + "  ".join(shown[:2]))
-    if "slide_knn_accuracy" in val:
-        knn = val["slide_knn_accuracy"]
-        console.print(f"held-out cancer-type k-NN accuracy of slide embeddings {format_ci(knn)} "
-                      f"(majority {knn['chance']:.3f})")
+            console.print(f"held-out {direction.replace('_to_', ' → '):16s} " + "  ".join(shown[:2]))
+    for modality in ("slide", "report", "gene"):
+        if (knn := val.get(f"{modality}_knn_accuracy")) is not None:
+            console.print(f"held-out cancer-type k-NN accuracy of {modality} embeddings {format_ci(knn)} "
+                          f"(majority {knn['chance']:.3f})")
     console.print(f"run directory: {result['run']}\ncheckpoint: {result.get('checkpoint', '')}")
 
 

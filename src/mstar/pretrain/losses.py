@@ -3,7 +3,7 @@
 Every function works on one (global) batch; under DDP, gather the embeddings first with
 :func:`mstar.pretrain.distributed.gather_with_grad` (see that module for the gradient convention).
 Embeddings are L2-normalised here, so encoders may return raw projections. Losses come back as named
-terms (open_clip style); ``total`` is what to backpropagate. Formulas: ``docs/pretraining.md``.
+terms (open_clip style); ``loss`` is what to backpropagate. Formulas: ``docs/pretraining.md``.
 """
 
 from __future__ import annotations
@@ -78,24 +78,26 @@ def clip_loss(a: Tensor, b: Tensor, logit_scale: Tensor | float, valid_a: Tensor
 
 
 def multimodal_contrastive_loss(z_slide: Tensor, z_report: Tensor, z_gene: Tensor, has_report: Tensor,
-                                has_gene: Tensor, logit_scale: Tensor | float) -> dict[str, Tensor]:
+                                has_gene: Tensor, logit_scale: Tensor | float,
+                                has_slide: Tensor | None = None) -> dict[str, Tensor]:
     """Sum of the three pairwise InfoNCE terms (slide–report, slide–gene, report–gene).
 
     Args:
-        z_slide: ``(B, D)``; every sample has a slide.
+        z_slide: ``(B, D)``; rows without a slide may hold anything.
         z_report: ``(B, D)``; rows without a report may hold anything (they are excluded).
         z_gene: ``(B, D)``; rows without RNA may hold anything.
         has_report: ``(B,)`` bool.
         has_gene: ``(B,)`` bool.
         logit_scale: ``1/τ``.
+        has_slide: ``(B,)`` bool (None: every sample has a slide; cohorts without slide features pass False).
 
     Returns:
         ``slide_report``, ``slide_gene``, ``report_gene``, ``loss`` (their sum; a term with < 2 pairs is 0)
         and the pair counts ``n_slide_report``, ``n_slide_gene``, ``n_report_gene`` (0-d long tensors).
     """
     terms = {
-        "slide_report": clip_loss(z_slide, z_report, logit_scale, None, has_report),
-        "slide_gene": clip_loss(z_slide, z_gene, logit_scale, None, has_gene),
+        "slide_report": clip_loss(z_slide, z_report, logit_scale, has_slide, has_report),
+        "slide_gene": clip_loss(z_slide, z_gene, logit_scale, has_slide, has_gene),
         "report_gene": clip_loss(z_report, z_gene, logit_scale, has_report, has_gene),
     }
     out = {name: term.loss for name, term in terms.items()}
@@ -176,16 +178,17 @@ def multimodal_triplet(parts: list[Tensor], present: Tensor, labels: Tensor, mar
 
 def stage1_loss(z_slide: Tensor, z_report: Tensor, z_gene: Tensor, has_report: Tensor, has_gene: Tensor,
                 labels: Tensor, logit_scale: Tensor | float, margin: float = 0.3,
-                triplet_weight: float = 1.0) -> dict[str, Tensor]:
-    """``L_S1 = L_PR + L_PG + L_RG + w · L_tri`` with every named term (see the two functions above).
+                triplet_weight: float = 1.0, has_slide: Tensor | None = None) -> dict[str, Tensor]:
+    """``L_S1 = L_PR + L_PG + L_RG + w · L_tri`` with every named term (see the two functions above); a
+    sample without a slide (``has_slide`` False) takes part through its report and RNA only.
 
     Returns:
         The terms of :func:`multimodal_contrastive_loss` plus ``contrastive`` (their sum), ``triplet``,
         ``n_triplet`` and ``loss`` (the total).
     """
-    out = multimodal_contrastive_loss(z_slide, z_report, z_gene, has_report, has_gene, logit_scale)
-    always = torch.ones_like(has_report, dtype=torch.bool)
-    present = torch.stack([always, has_report.bool(), has_gene.bool()], dim=1)  # (B, 3)
+    out = multimodal_contrastive_loss(z_slide, z_report, z_gene, has_report, has_gene, logit_scale, has_slide)
+    slide = torch.ones_like(has_report, dtype=torch.bool) if has_slide is None else has_slide.bool()
+    present = torch.stack([slide, has_report.bool(), has_gene.bool()], dim=1)  # (B, 3)
     tri = multimodal_triplet([z_slide, z_report, z_gene], present, labels, margin)
     out["contrastive"] = out["loss"]
     out["triplet"] = tri.loss

@@ -14,9 +14,10 @@ import pandas as pd
 
 from mstar.data.bags import BagStore
 from mstar.data.feature_dirs import resolve_feature_dir
+from mstar.data.reports import load_reports
 from mstar.errors import MstarError
 from mstar.pretrain.stage1_data import Stage1Items
-from mstar.pretrain.stage1_inputs import gene_rows, match_reports, read_reports, training_vocabulary
+from mstar.pretrain.stage1_inputs import gene_rows, match_reports, training_vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +26,8 @@ log = logging.getLogger(__name__)
 class Stage1Cohort:
     """What pretraining or embedding needs, split by ``split``."""
 
-    bags: BagStore                        # keyed by slide id
-    in_dim: int
+    bags: BagStore | None                 # keyed by slide id; None: no slide features
+    in_dim: int | None
     classes: list[str]
     splits: dict[str, Stage1Items]
     vocabulary: list[str] | None          # None: no RNA branch
@@ -71,15 +72,19 @@ def _rna(path: str | None, layout: str, rows: pd.DataFrame, vocabulary: list[str
     return values, mask, has, vocabulary
 
 
-def build_cohort(rows: pd.DataFrame, features: str, reports: str | None, rna: str | None,
+def build_cohort(rows: pd.DataFrame, features: str | None, reports: str | None, rna: str | None,
                  rna_layout: str = "auto", vocabulary: list[str] | None = None,
                  classes: list[str] | None = None, cache_features: bool = True,
-                 skip_missing: bool = False, splits: tuple[str, ...] = ("train", "val")) -> Stage1Cohort:
+                 skip_missing: bool = False, splits: tuple[str, ...] = ("train", "val"),
+                 report_prep: str = "auto", max_tokens: int | None = None) -> Stage1Cohort:
     """Load bags, reports and RNA for the slides of ``rows`` (from :func:`read_slide_table`).
+
+    Without ``features`` the cohort has no slide branch: one item per case (its key is the case id), made of
+    its report and RNA profile; cases with neither are dropped.
 
     Args:
         rows: ``slide, case, label, split`` per slide; rows of other splits (``test``) are dropped.
-        features: Features folder (any layout).
+        features: Features folder (any layout), or None (no slides).
         reports: Reports JSON or None (no text branch).
         rna: RNA table/folder or None (no gene branch).
         rna_layout: Layout for :func:`mstar.data.rna.read_rna_table`.
@@ -88,12 +93,19 @@ def build_cohort(rows: pd.DataFrame, features: str, reports: str | None, rna: st
         cache_features: Keep bags in RAM (float16) instead of reading them per access.
         skip_missing: Drop slides without features instead of failing.
         splits: The splits to keep (``mstar embed`` relabels every row ``all``).
+        report_prep: Report preparation (:func:`mstar.data.reports.load_reports`: auto, ocr, none).
+        max_tokens: Token budget of prepared reports.
     """
     rows = rows[rows["split"].isin(splits)].reset_index(drop=True)
     if rows.empty:
         raise MstarError(f"manifest: no slides in splits {list(splits)} "
                          "(test rows are kept out of pretraining)")
-    bags, in_dim, kept = _bags(features, rows["slide"].tolist(), cache_features, skip_missing)
+    if features:
+        bags, in_dim, kept = _bags(features, rows["slide"].tolist(), cache_features, skip_missing)
+    else:  # no slides: one item per case, keyed by the case id
+        slides_of = rows.groupby("case", sort=False)["slide"].agg(list).to_dict()
+        rows = rows.drop_duplicates("case").assign(slide=lambda r: r["case"]).reset_index(drop=True)
+        bags, in_dim, kept = None, None, rows["slide"].tolist()
     dropped = sorted(set(rows["slide"]) - set(kept))
     if dropped:
         log.warning("dropping %d slide(s) without features: %s", len(dropped), ", ".join(dropped[:10]))
@@ -105,19 +117,39 @@ def build_cohort(rows: pd.DataFrame, features: str, reports: str | None, rna: st
     keys = [None] * len(rows)
     counts: dict = {"slides": len(rows)}
     if reports:
-        match = match_reports(rows["slide"].tolist(), rows["case"].tolist(), read_reports(reports))
+        texts_by_id, prep = load_reports(reports, report_prep, max_tokens)
+        if prep is not None:
+            log.warning("%s", prep.summary())
+            counts["report_prep"] = {**prep.as_dict(), "summary": prep.summary()}
+        if bags is None:  # reports keyed by slide id still belong to the case (first slide that has one)
+            texts_by_id = {**{c: texts_by_id[s] for c, ss in slides_of.items() for s in ss[::-1]
+                              if s in texts_by_id}, **texts_by_id}
+        match = match_reports(rows["slide"].tolist(), rows["case"].tolist(), texts_by_id)
         if match.n_found == 0:
-            raise MstarError(f"{reports}: no slide or case of the manifest has a (non-empty) report")
+            shown = ", ".join(list(texts_by_id)[:3])
+            raise MstarError(f"{reports}: no slide or case of the manifest has a (non-empty) report (report "
+                             f"ids start {shown}; manifest cases {', '.join(rows['case'].head(3))})")
         texts, keys = match.texts, match.keys
         counts.update(reports=match.n_found, empty_reports=match.n_empty, absent_reports=match.n_absent)
     values, mask, has, vocabulary = _rna(rna, rna_layout, rows, vocabulary)
     counts.update(rna=int(has.sum()), genes=len(vocabulary or []))
+    has_slide = np.full(len(rows), bags is not None)
+    if bags is None:  # a case without report and RNA has nothing to learn from
+        useful = np.array([t is not None for t in texts]) | has
+        if not useful.all():
+            counts["no_modality"] = int((~useful).sum())
+            log.warning("dropping %d case(s) with neither a report nor an RNA profile", int((~useful).sum()))
+        rows, labels, has, values, mask, has_slide = (rows[useful].reset_index(drop=True), labels[useful],
+                                                      has[useful], values[useful], mask[useful],
+                                                      has_slide[useful])
+        texts = [t for t, u in zip(texts, useful) if u]
+        keys = [k for k, u in zip(keys, useful) if u]
     items = {}
     for split in splits:
         sel = np.flatnonzero(rows["split"].to_numpy() == split)
         items[split] = Stage1Items(
             slides=rows["slide"].iloc[sel].tolist(), cases=rows["case"].iloc[sel].tolist(),
             labels=labels[sel], texts=[texts[i] for i in sel], report_keys=[keys[i] for i in sel],
-            gene_values=values[sel], gene_mask=mask[sel], has_gene=has[sel])
+            gene_values=values[sel], gene_mask=mask[sel], has_gene=has[sel], has_slide=has_slide[sel])
         counts[f"{split}_slides"] = len(sel)
     return Stage1Cohort(bags, in_dim, list(classes), items, vocabulary, counts, dropped)

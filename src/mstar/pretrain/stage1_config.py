@@ -24,24 +24,30 @@ class Stage1Config(RunConfig):
     """Everything a stage-1 pretraining run depends on."""
 
     manifest: str = ""                 # slides with case and cancer type (case,slide,label[,fold])
-    features: str = ""                 # folder of <slide>.h5/.pt patch features (any layout)
-    reports: str | None = None         # JSON {slide_or_case: text} (or upstream {"train": [{id, report}]})
+    features: str = ""                 # folder of <slide>.h5/.pt patch features; empty: reports + RNA only
+    reports: str | None = None         # JSON {slide_or_case: text}, upstream's split JSON, or a CSV table
+    report_prep: str = "auto"          # auto (CSV tables: OCR clean-up, one per patient, diagnosis first)
+                                       # | ocr | none
     rna: str | None = None             # genes x cases table, cases x genes (rna_layout), or per-case folder
     rna_layout: str = "auto"           # see mstar.data.rna.read_rna_table
     label_column: str = "auto"         # cancer type column: auto = label, else study
+    labels: list[str] | None = None    # train and hold out only these cancer types (None: all)
+    continue_from: str | None = None   # stage-1 run folder (or stage1.pt) to continue training (accrual)
+    replay_fraction: float = 0.0       # share of the earlier run's training cases mixed back in
     val_fraction: float = 0.15         # held-out cases when the manifest has no split column
     heldout: str = "val+test"          # splits scored for retrieval (never trained on): val | val+test
     text_encoder: str | None = None    # local Hugging Face folder (BioBERT); None = the MiniLM of the demo
     text_train_layers: int = 0         # top BERT layers trained (0: only proj_text; -1: all)
     text_lr: float = 1e-5              # learning rate of trained BERT layers
     max_tokens: int = 512
+    text_cache: str | None = None      # folder keeping a frozen text encoder's [CLS] states across runs
     gene_encoder: str = "performer"    # performer (scBERT-style) | snn
     gene_args: dict = field(default_factory=dict)   # e.g. {dim: 200, depth: 1} or {hidden: [256, 256]}
     gene2vec: str | None = None        # Gene2Vec-format vectors (frozen gene identities, performer only)
     dim: int = 512                     # embedding width of every branch (and TransMIL)
     vision_args: dict = field(default_factory=dict)  # TransMIL extras: heads, dim_head, num_landmarks,
                                                      # attn_dropout
-    epochs: int = 50
+    epochs: int = 50                   # 0: the untrained model (random encoders), a baseline
     batch_size: int = 16               # slides per step per device (global batch = batch_size x devices)
     max_patches: int | None = 4096     # random patch subset per slide per step (all at inference)
     lr: float = 1e-4
@@ -65,26 +71,33 @@ class Stage1Config(RunConfig):
     name: str | None = None
 
     KIND: ClassVar[str] = "pretrain"
-    REQUIRED: ClassVar[tuple[str, ...]] = ("manifest", "features")
+    REQUIRED: ClassVar[tuple[str, ...]] = ("manifest",)
     CHOICES: ClassVar[dict[str, tuple]] = {"gene_encoder": GENE_ENCODERS, "heldout": HELDOUT,
-                                           "logger": LOGGERS}
-    AT_LEAST: ClassVar[dict[str, float]] = {"epochs": 1, "batch_size": 1, "dim": 1, "val_every": 1,
+                                           "logger": LOGGERS, "report_prep": ("auto", "ocr", "none")}
+    AT_LEAST: ClassVar[dict[str, float]] = {"epochs": 0, "batch_size": 1, "dim": 1, "val_every": 1,
                                             "max_patches": 1, "warmup_fraction": 0, "bootstrap": 0,
-                                            "num_workers": 0}
+                                            "num_workers": 0, "replay_fraction": 0}
     POSITIVE: ClassVar[tuple[str, ...]] = ("lr", "temperature")
     FRACTIONS: ClassVar[tuple[str, ...]] = ("val_fraction",)
-    INPUTS: ClassVar[tuple[str, ...]] = ("manifest", "features", "reports", "rna", "text_encoder", "gene2vec")
+    INPUTS: ClassVar[tuple[str, ...]] = ("manifest", "features", "reports", "rna", "text_encoder", "gene2vec",
+                                         "continue_from")
     RUNTIME: ClassVar[tuple[str, ...]] = ("out", "name", "num_workers", "accelerator", "devices", "logger",
-                                          "cache_features")
+                                          "cache_features", "text_cache")
 
     def check(self) -> None:
         if not self.reports and not self.rna:
             raise MstarError("config: stage 1 needs --reports and/or --rna "
                              "(slides alone have nothing to align to)")
+        if not self.features and not (self.reports and self.rna):
+            raise MstarError("config: without --features stage 1 aligns reports with RNA; give both "
+                             "--reports and --rna")
         if self.gene2vec and self.gene_encoder != "performer":
             raise MstarError("config: gene2vec needs gene_encoder 'performer'")
         if self.warmup_fraction >= 1:
             raise MstarError("config: 'warmup_fraction' must be in [0, 1)")
+        if self.replay_fraction > 1 or (self.replay_fraction > 0 and not self.continue_from):
+            raise MstarError("config: 'replay_fraction' is a share in [0, 1] of the cases of continue_from's "
+                             "run; set continue_from")
 
     def default_name(self) -> str:
         return f"{Path(self.manifest).stem}-stage1"
@@ -96,6 +109,12 @@ class Stage1Config(RunConfig):
 
         slides = read_slide_table(self.manifest, self.label_column, self.val_fraction,
                                   self.seed)["slide"].tolist()
-        return {"manifest": self.manifest, "features": feature_files_for(self.features, slides),
+        features = feature_files_for(self.features, slides) if self.features else None
+        cont = None
+        if self.continue_from:
+            from mstar.pretrain.stage1_continue import resolve_continuation
+
+            cont = str(resolve_continuation(self.continue_from).checkpoint)
+        return {"manifest": self.manifest, "features": features, "continue_from": cont,
                 **{k: getattr(self, k) or None for k in ("reports", "rna", "text_encoder", "gene2vec")}}
 

@@ -33,6 +33,7 @@ class Stage1Items:
     gene_values: np.ndarray       # (S, G) float32, 0 where masked
     gene_mask: np.ndarray         # (S, G) bool, all False without a profile
     has_gene: np.ndarray          # (S,) bool
+    has_slide: np.ndarray | None = None  # (S,) bool; None: every item has a slide bag
 
     def __len__(self) -> int:
         return len(self.slides)
@@ -51,6 +52,8 @@ class Stage1Dataset(Dataset):
 
     def __init__(self, bags, items: Stage1Items, max_patches: int | None = None, train: bool = False,
                  seed: int = 0) -> None:
+        if items.has_slide is None:
+            items.has_slide = np.ones(len(items), dtype=bool)
         self.bags, self.items = bags, items
         self.max_patches, self.train, self.seed = max_patches, train, seed
 
@@ -60,7 +63,8 @@ class Stage1Dataset(Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
         i, epoch = key if isinstance(key, tuple) else (key, 0)
         it = self.items
-        bag = self.bags.bag(it.slides[i])  # (N, D)
+        has_slide = bool(it.has_slide[i]) and self.bags is not None
+        bag = self.bags.bag(it.slides[i]) if has_slide else torch.zeros(0, 1, dtype=torch.float16)  # (N, D)
         if self.train and self.max_patches and bag.shape[0] > self.max_patches:
             g = torch.Generator().manual_seed(derive_seed(self.seed, epoch, i))
             keep = torch.randperm(bag.shape[0], generator=g)[: self.max_patches]
@@ -69,15 +73,16 @@ class Stage1Dataset(Dataset):
         return {"x": bag, "text": text or "", "has_report": text is not None,
                 "gene_values": torch.from_numpy(it.gene_values[i]),
                 "gene_mask": torch.from_numpy(it.gene_mask[i]),
-                "has_gene": bool(it.has_gene[i]), "label": int(it.labels[i]), "slide": it.slides[i],
-                "case": it.cases[i]}
+                "has_gene": bool(it.has_gene[i]), "has_slide": has_slide, "label": int(it.labels[i]),
+                "slide": it.slides[i], "case": it.cases[i]}
 
 
 def collate_stage1(batch: list[dict]) -> dict:
     """Pad bags to the longest: ``x`` (B, N, D) float32 + ``mask`` (B, N); stack the rest.
 
     Missing reports are ``""`` with ``has_report`` False (they are encoded but take no part in the loss,
-    which keeps every parameter in use under DDP); missing RNA is an all-False ``gene_mask``.
+    which keeps every parameter in use under DDP); missing RNA is an all-False ``gene_mask``; a sample
+    without a slide bag (``has_slide`` False) has an all-False ``mask``.
     """
     n_max = max(1, max(b["x"].shape[0] for b in batch))
     dim = next((b["x"].shape[1] for b in batch if b["x"].shape[0]), 1)
@@ -92,6 +97,7 @@ def collate_stage1(batch: list[dict]) -> dict:
             "gene_values": torch.stack([b["gene_values"] for b in batch]),  # (B, G)
             "gene_mask": torch.stack([b["gene_mask"] for b in batch]),  # (B, G)
             "has_gene": torch.tensor([b["has_gene"] for b in batch]),
+            "has_slide": torch.tensor([b.get("has_slide", True) for b in batch]),
             "labels": torch.tensor([b["label"] for b in batch], dtype=torch.long),
             "slides": [b["slide"] for b in batch], "cases": [b["case"] for b in batch]}
 

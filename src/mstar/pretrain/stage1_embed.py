@@ -39,24 +39,29 @@ class EmbedConfig(RunConfig):
     """Settings of ``mstar embed``."""
 
     stage1: str = ""                   # stage1.pt written by `mstar pretrain`
-    features: str = ""                 # patch features of the cohort (same encoder as in pretraining)
+    features: str = ""                 # patch features of the cohort (same encoder as in pretraining); empty:
+                                       # reports and RNA only (the manifest's cases)
     manifest: str | None = None        # slides and cases (any manifest schema); None: every feature file
     reports: str | None = None         # reports (needs a checkpoint with a report encoder)
+    report_prep: str = "auto"          # auto (CSV tables: OCR clean-up, one per patient) | ocr | none
     rna: str | None = None             # RNA table or per-case folder (needs a checkpoint with a gene encoder)
     rna_layout: str = "auto"
     text_encoder: str | None = None    # the text model's folder, if it moved since pretraining
     batch_size: int = 8                # slides (texts, profiles) per forward pass
     device: str = "auto"
     skip_missing: bool = False
+    text_cache: str | None = None      # folder of a frozen text encoder's [CLS] states (see mstar pretrain)
     out: str | None = None             # runs folder: <out>/embed/<name>/ (default runs/, or out_h5's folder)
     name: str | None = None
     out_h5: str | None = None          # write the h5 here instead (the run folder still holds config.yaml)
 
     KIND: ClassVar[str] = "embed"
-    REQUIRED: ClassVar[tuple[str, ...]] = ("stage1", "features")
+    REQUIRED: ClassVar[tuple[str, ...]] = ("stage1",)
+    CHOICES: ClassVar[dict[str, tuple]] = {"report_prep": ("auto", "ocr", "none")}
     AT_LEAST: ClassVar[dict[str, float]] = {"batch_size": 1}
     INPUTS: ClassVar[tuple[str, ...]] = ("stage1", "manifest", "features", "reports", "rna")
-    RUNTIME: ClassVar[tuple[str, ...]] = ("out", "name", "out_h5", "device", "batch_size", "text_encoder")
+    RUNTIME: ClassVar[tuple[str, ...]] = ("out", "name", "out_h5", "device", "batch_size", "text_encoder",
+                                          "text_cache")
     ALIASES: ClassVar[dict[str, str]] = {"checkpoint": "stage1"}
 
     def default_name(self) -> str:
@@ -76,16 +81,19 @@ class EmbedConfig(RunConfig):
         from mstar.data.feature_dirs import resolve_feature_dir
 
         return {"stage1": self.stage1, "manifest": self.manifest,
-                "features": resolve_feature_dir(self.features), "reports": self.reports, "rna": self.rna}
+                "features": resolve_feature_dir(self.features) if self.features else None,
+                "reports": self.reports, "rna": self.rna}
 
 
-def _slide_rows(manifest: str | None, features: str) -> pd.DataFrame:
+def _slide_rows(manifest: str | None, features: str | None) -> pd.DataFrame:
     """``slide, case, label, split='all'`` from a manifest, or one row per feature file of the folder."""
     from mstar.data.feature_dirs import FEATURE_SUFFIXES, resolve_feature_dir
     from mstar.pretrain.stage1_inputs import read_slide_table
 
     if manifest:
         rows = read_slide_table(manifest, require_label=False)
+    elif not features:
+        raise MstarError("embed needs --features (slides) or a --manifest (cases for their reports and RNA)")
     else:
         folder = resolve_feature_dir(features)
         slides = sorted({p.stem for p in folder.iterdir() if p.suffix in FEATURE_SUFFIXES and p.is_file()})
@@ -135,12 +143,15 @@ def embed_cohort(cfg: EmbedConfig, overwrite: bool = False) -> dict:
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        ("cpu" if device == "auto" else device))
     model.to(dev)
-    rows = _slide_rows(str(manifest) if manifest else None, str(features))
+    model.load_text_cache(cfg.text_cache)
+    rows = _slide_rows(str(manifest) if manifest else None, str(features) if features else None)
     vocabulary = model.gene_encoder.vocabulary if model.gene_encoder is not None else None
-    cohort = build_cohort(rows, str(features), str(reports) if reports else None, str(rna) if rna else None,
-                          cfg.rna_layout, vocabulary=vocabulary if rna else None, classes=meta.get("classes"),
-                          skip_missing=cfg.skip_missing, splits=("all",))
-    if cohort.in_dim != model.in_dim:
+    max_tokens = model.text.max_tokens if model.text is not None else None
+    cohort = build_cohort(rows, str(features) if features else None, str(reports) if reports else None,
+                          str(rna) if rna else None, cfg.rna_layout, vocabulary=vocabulary if rna else None,
+                          classes=meta.get("classes"), skip_missing=cfg.skip_missing, splits=("all",),
+                          report_prep=cfg.report_prep, max_tokens=max_tokens)
+    if features and cohort.in_dim != model.in_dim:
         raise MstarError(f"{features}: {cohort.in_dim}-d patch features, but the checkpoint was pretrained "
                          f"on {model.in_dim}-d ones; use features of the same patch encoder")
     items = cohort.splits["all"]
@@ -151,7 +162,10 @@ def embed_cohort(cfg: EmbedConfig, overwrite: bool = False) -> dict:
         batch = collate_stage1([data[i] for i in idx])
         return model.encode_slide(batch["x"].to(dev), batch["mask"].to(dev))  # (b, dim)
 
-    z_slide = _encode(slides, list(range(n)), batch_size)  # (S, dim)
+    has_slide = np.asarray(items.has_slide, dtype=bool)
+    z_slide = np.full((n, dim), np.nan, np.float32)
+    if has_slide.any():
+        z_slide[has_slide] = _encode(slides, list(np.flatnonzero(has_slide)), batch_size)  # (S', dim)
     z_report = np.full((n, dim), np.nan, np.float32)
     has_report = np.array([t is not None for t in items.texts])
     if has_report.any():
@@ -166,8 +180,8 @@ def embed_cohort(cfg: EmbedConfig, overwrite: bool = False) -> dict:
         z_gene[has_gene] = _encode(lambda b: model.encode_gene(torch.stack([v for v, _ in b]).to(dev),
                                                                torch.stack([m for _, m in b]).to(dev)),
                                    pairs, batch_size)
-    label_of = dict(zip(rows["slide"], rows["label"].astype(str)))
-    labels = [label_of.get(s, "") for s in items.slides]
+    label_of = dict(zip(rows["case"], rows["label"].astype(str)))
+    labels = [label_of.get(c, "") for c in items.cases]
     text = h5py.string_dtype()
     run = folder.start(cfg)
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
@@ -178,10 +192,12 @@ def embed_cohort(cfg: EmbedConfig, overwrite: bool = False) -> dict:
                          dtype=text)
         for name, value in (("slide", z_slide), ("report", z_report), ("gene", z_gene)):
             f.create_dataset(name, data=value.astype(np.float32))
+        f.create_dataset("has_slide", data=has_slide)
         f.create_dataset("has_report", data=has_report)
         f.create_dataset("has_gene", data=has_gene)
-        f.attrs.update({"checkpoint": str(checkpoint), "dim": dim, "in_dim": model.in_dim,
+        f.attrs.update({"checkpoint": str(checkpoint), "dim": dim, "in_dim": model.in_dim or 0,
                         "normalised": False, "genes": cohort.counts.get("genes", 0)})
+    model.save_text_cache(cfg.text_cache)
     summary = {"out": str(out), "run": str(run), "slides": n, "reports": int(has_report.sum()),
                "genes": int(has_gene.sum()), "dim": dim}
     folder.finish(summary=summary)

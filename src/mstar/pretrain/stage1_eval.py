@@ -29,13 +29,14 @@ def embed_dataset(model, dataset: Stage1Dataset, batch_size: int = 8, device: to
 
     Returns:
         ``slide``/``report``/``gene`` ``(S, dim)`` float32 (raw projections; rows without the modality are
-        meaningless), ``has_report``, ``has_gene`` ``(S,)`` bool and ``labels`` ``(S,)``.
+        meaningless), ``has_slide``, ``has_report``, ``has_gene`` ``(S,)`` bool and ``labels`` ``(S,)``.
     """
     was_training = model.training
     model.eval()
     device = torch.device(device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
-    parts: dict[str, list] = {k: [] for k in ("slide", "report", "gene", "has_report", "has_gene", "labels")}
+    flags = ("has_slide", "has_report", "has_gene", "labels")
+    parts: dict[str, list] = {k: [] for k in ("slide", "report", "gene", *flags)}
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_stage1)
     try:
         for batch in loader:
@@ -44,7 +45,7 @@ def embed_dataset(model, dataset: Stage1Dataset, batch_size: int = 8, device: to
                 z = model(moved)
             for k in ("slide", "report", "gene"):
                 parts[k].append(z[k].float().cpu().numpy())
-            for k in ("has_report", "has_gene", "labels"):
+            for k in flags:
                 parts[k].append(batch[k].numpy())
     finally:
         model.train(was_training)
@@ -64,14 +65,25 @@ def _gallery(emb: dict, keys: list) -> tuple[list, np.ndarray, dict]:
     return list(first), np.array(list(first.values()), dtype=np.int64), {k: j for j, k in enumerate(first)}
 
 
+def item_keys(items) -> dict[str, list]:
+    """Per-item identity per modality (None where the item lacks it): slide id, report id, RNA case id."""
+    has_slide = items.has_slide if items.has_slide is not None else [True] * len(items)
+    return {"slide": [s if h else None for s, h in zip(items.slides, has_slide)], "report": items.report_keys,
+            "gene": [c if h else None for c, h in zip(items.cases, items.has_gene)]}
+
+
 def retrieval_entries(emb: dict[str, np.ndarray], keys: dict[str, list], n_boot: int = 1000, seed: int = 0,
-                      ks=KS) -> dict[str, dict]:
+                      ks=KS, within: bool = False) -> dict[str, dict]:
     """Recall@K and mAP of every direction, with bootstrap CIs over queries and the chance level.
 
     Args:
         emb: Output of :func:`embed_dataset`.
         keys: Per-item identity per modality: ``slide`` (slide ids), ``report`` (report id or None),
             ``gene`` (case id or None).
+        n_boot, seed: Bootstrap resamples and seed.
+        ks: Cut-offs K.
+        within: Also retrieve within each label (cancer type): a query's gallery holds only items of its own
+            label (``<query>_to_<gallery>_within/...``; the chance level uses those smaller galleries).
 
     Returns:
         ``{"<query>_to_<gallery>/recall@K" | ".../map": {value, ci_low, ci_high, n, chance}}``; directions
@@ -95,21 +107,27 @@ def retrieval_entries(emb: dict[str, np.ndarray], keys: dict[str, list], n_boot:
         if has.sum() < 2:
             continue
         sim = _unit(emb[qm][q_rows[has]]) @ _unit(emb[gm][g_rows]).T  # (Q', G)
-        metrics = retrieval_metrics_ci(sim, rel[has], ks=ks, n_resamples=n_boot, seed=seed)
-        chance = chance_levels(rel[has], ks=ks)
-        for name, entry in metrics.items():
-            out[f"{qm}_to_{gm}/{name}"] = {**entry, "chance": chance[name]}
+        variants = [("", None)]
+        if within:
+            labels = np.asarray(emb["labels"])
+            variants.append(("_within", labels[q_rows[has]][:, None] != labels[g_rows][None, :]))  # (Q', G)
+        for suffix, exclude in variants:
+            metrics = retrieval_metrics_ci(sim, rel[has], ks=ks, n_resamples=n_boot, seed=seed,
+                                           exclude=exclude)
+            chance = chance_levels(rel[has], ks=ks, exclude=exclude)
+            for name, entry in metrics.items():
+                out[f"{qm}_to_{gm}{suffix}/{name}"] = {**entry, "chance": chance[name]}
     return out
 
 
 def separation_entries(slide_emb: np.ndarray, labels: np.ndarray, k: int = 5, n_boot: int = 1000,
-                       seed: int = 0) -> dict[str, dict]:
-    """How well held-out slide embeddings separate cancer types.
+                       seed: int = 0, prefix: str = "slide") -> dict[str, dict]:
+    """How well held-out embeddings of one modality (``prefix``: slide, report, gene) separate cancer types.
 
     Returns:
-        ``slide_knn_accuracy`` (leave-one-out k-NN majority vote, cosine, CI over slides),
-        ``slide_1nn_accuracy`` (nearest other slide has the same type), ``slide_silhouette`` (cosine), each
-        with ``chance`` (majority-class rate; 0 for the silhouette).
+        ``<prefix>_knn_accuracy`` (leave-one-out k-NN majority vote, cosine, CI over items),
+        ``<prefix>_1nn_accuracy`` (nearest other item has the same type), ``<prefix>_silhouette`` (cosine),
+        each with ``chance`` (majority-class rate; 0 for the silhouette).
     """
     from mstar.eval.bootstrap import bootstrap_ci_weighted, weighted_mean_stats
 
@@ -127,7 +145,7 @@ def separation_entries(slide_emb: np.ndarray, labels: np.ndarray, k: int = 5, n_
     score = counts + 1e-3 * (votes[:, :1] == classes[None, :])  # ties go to the nearest neighbour
     knn = classes[np.argmax(score, axis=1)] == labels
     nn1 = labels[order[:, 0]] == labels
-    per = {"slide_knn_accuracy": knn.astype(float), "slide_1nn_accuracy": nn1.astype(float)}
+    per = {f"{prefix}_knn_accuracy": knn.astype(float), f"{prefix}_1nn_accuracy": nn1.astype(float)}
     out = bootstrap_ci_weighted(weighted_mean_stats(per), n, n_resamples=n_boot, seed=seed)
     majority = float(np.bincount(labels - labels.min()).max() / n)
     for entry in out.values():
@@ -135,6 +153,6 @@ def separation_entries(slide_emb: np.ndarray, labels: np.ndarray, k: int = 5, n_
     from sklearn.metrics import silhouette_score
 
     sil = float(silhouette_score(z, labels, metric="cosine"))
-    out["slide_silhouette"] = {"value": sil, "ci_low": float("nan"), "ci_high": float("nan"), "n": n,
+    out[f"{prefix}_silhouette"] = {"value": sil, "ci_low": float("nan"), "ci_high": float("nan"), "n": n,
                                "chance": 0.0}
     return out

@@ -86,7 +86,7 @@ class ReportMatch:
 
 
 def match_reports(slides: list[str], cases: list[str], reports: dict[str, str]) -> ReportMatch:
-    """Look each slide's report up by slide id, then case id; empty/whitespace reports count as missing."""
+    """Look each item's report up by slide id, then case id; empty/whitespace reports count as missing."""
     texts, keys, n_empty, n_absent = [], [], 0, 0
     for slide, case in zip(slides, cases):
         key = slide if slide in reports else case if case in reports else None
@@ -100,7 +100,7 @@ def match_reports(slides: list[str], cases: list[str], reports: dict[str, str]) 
         keys.append(key)
     found = len(slides) - n_empty - n_absent
     if n_empty or n_absent:
-        log.warning("reports: %d of %d slides have one, %d empty (counted as missing), %d absent",
+        log.warning("reports: %d of %d items have one, %d empty (counted as missing), %d absent",
                     found, len(slides), n_empty, n_absent)
     return ReportMatch(texts, keys, found, n_empty, n_absent)
 

@@ -34,7 +34,8 @@ class Stage1Model(nn.Module):
     """Slide aggregator + report encoder + gene encoder.
 
     Args:
-        in_dim: Patch feature width ``D``.
+        in_dim: Patch feature width ``D``; None builds no slide branch (a cohort without slide features:
+            reports and RNA only).
         dim: Shared embedding width (512 upstream; also TransMIL's width).
         text: A :class:`mstar.models.text_encoder.TextEncoder` with ``proj_dim == dim``, or None (no reports).
         gene: A fitted :class:`~mstar.models.gene_encoder.GeneEncoder` / ``SNNGeneEncoder`` with
@@ -43,15 +44,19 @@ class Stage1Model(nn.Module):
         temperature: Initial InfoNCE temperature.
     """
 
-    def __init__(self, in_dim: int, dim: int = 512, text: nn.Module | None = None,
+    def __init__(self, in_dim: int | None, dim: int = 512, text: nn.Module | None = None,
                  gene: nn.Module | None = None, vision_args: Mapping[str, Any] | None = None,
                  temperature: float = 0.07) -> None:
         super().__init__()
-        self.in_dim, self.dim, self.temperature = int(in_dim), int(dim), float(temperature)
+        self.in_dim = None if in_dim is None else int(in_dim)
+        self.dim, self.temperature = int(dim), float(temperature)
         self.vision_args = dict(vision_args or {})
-        self.proj = nn.Linear(self.in_dim, self.dim)
-        xavier_init_(self.proj)
-        self.vision_encoder = TransMIL(in_dim=self.dim, dim=self.dim, input_proj="none", **self.vision_args)
+        self.proj = self.vision_encoder = None
+        if self.in_dim is not None:
+            self.proj = nn.Linear(self.in_dim, self.dim)
+            xavier_init_(self.proj)
+            self.vision_encoder = TransMIL(in_dim=self.dim, dim=self.dim, input_proj="none",
+                                           **self.vision_args)
         object.__setattr__(self, "_text", text)  # tokeniser + freezing logic;
                                                  # its modules are registered below
         self._cls_cache: dict[str, Tensor] = {}
@@ -78,8 +83,16 @@ class Stage1Model(nn.Module):
             self._text.train(mode)
         return self
 
+    @property
+    def has_slide_branch(self) -> bool:
+        """False for a model pretrained without slide features."""
+        return self.vision_encoder is not None
+
     def encode_slide(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         """Patch features ``(B, N, D)`` (+ mask) → ``(B, dim)`` CLS embeddings (not normalised)."""
+        if self.proj is None:
+            raise MstarError("this stage-1 model has no slide aggregator (it was pretrained without slide "
+                             "features)")
         h = self.proj(x.to(self.proj.weight.dtype))  # (B, N, dim)
         return self.vision_encoder(h, mask).embedding  # (B, dim)
 
@@ -104,6 +117,40 @@ class Stage1Model(nn.Module):
         cls = torch.stack([self._cls_cache[t] for t in texts]).to(device)  # (B, H)
         return self.proj_text(cls.to(self.proj_text.weight.dtype))  # (B, dim)
 
+    def text_cache_file(self, folder: str | os.PathLike) -> Path | None:
+        """Where the frozen encoder's [CLS] states of this text model live in ``folder`` (None when the
+        encoder trains, so its states change)."""
+        text = self._text
+        if text is None or text.train_last_layers != 0:
+            return None
+        import hashlib
+
+        key = hashlib.sha1(f"{Path(text.path).resolve()}|{text.max_tokens}".encode()).hexdigest()[:16]
+        return Path(folder) / f"text-cls-{key}.pt"
+
+    def load_text_cache(self, folder: str | os.PathLike | None) -> int:
+        """Fill the [CLS] cache from ``folder`` (written by :meth:`save_text_cache`); returns entries loaded.
+
+        States computed in other batches can differ from fresh ones in the last float digits (padding lengths
+        change the matrix shapes); the cache makes repeated runs on one cohort cheap, not bit-identical to an
+        uncached run."""
+        path = self.text_cache_file(folder) if folder else None
+        if path is None or not path.is_file():
+            return 0
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        self._cls_cache.update(zip(blob["texts"], blob["cls"]))
+        return len(blob["texts"])
+
+    def save_text_cache(self, folder: str | os.PathLike | None) -> None:
+        """Write the [CLS] cache (texts and states) to ``folder`` atomically."""
+        path = self.text_cache_file(folder) if folder else None
+        if path is None or not self._cls_cache:
+            return
+        from mstar.run.checkpoint import save_checkpoint
+
+        texts = list(self._cls_cache)
+        save_checkpoint(path, {"texts": texts, "cls": torch.stack([self._cls_cache[t] for t in texts])})
+
     def encode_gene(self, values: Tensor, mask: Tensor | None = None) -> Tensor:
         """Expression ``(B, G)`` in vocabulary order (+ mask) → ``(B, dim)``."""
         if self.gene_encoder is None:
@@ -114,14 +161,22 @@ class Stage1Model(nn.Module):
         """Embed a collated batch (:func:`mstar.pretrain.stage1_data.collate_stage1`).
 
         Returns:
-            ``slide``, ``report``, ``gene``: ``(B, dim)`` each; a branch the model lacks gives zeros (its
-            ``has_*`` flags are then irrelevant to the loss).
+            ``slide``, ``report``, ``gene``: ``(B, dim)`` each; a branch the model lacks, and the slide rows
+            of samples without a slide (``has_slide`` False), give zeros (the loss leaves them out).
         """
-        z_slide = self.encode_slide(batch["x"], batch["mask"])  # (B, dim)
-        zeros = z_slide.new_zeros(z_slide.shape)
+        x = batch["x"]
+        zeros = self.logit_scale.log_scale.new_zeros(x.shape[0], self.dim)  # (B, dim)
+        has_slide = batch.get("has_slide")
+        if self.vision_encoder is None or (has_slide is not None and not bool(has_slide.any())):
+            z_slide = zeros
+        elif has_slide is None or bool(has_slide.all()):
+            z_slide = self.encode_slide(x, batch["mask"])  # (B, dim)
+        else:  # only the samples that have a slide go through the aggregator
+            part = self.encode_slide(x[has_slide], batch["mask"][has_slide])  # (B', dim)
+            z_slide = zeros.index_put((has_slide,), part.to(zeros.dtype))
         z_report = self.encode_text(batch["texts"]) if self._text is not None else zeros  # (B, dim)
-        z_gene = (self.encode_gene(batch["gene_values"], batch["gene_mask"]) if self.gene_encoder is not None
-                  else zeros)  # (B, dim)
+        gene_in = self.gene_encoder is not None and batch["gene_values"].shape[-1] > 0  # a cohort without RNA
+        z_gene = self.encode_gene(batch["gene_values"], batch["gene_mask"]) if gene_in else zeros  # (B, dim)
         return {"slide": z_slide, "report": z_report, "gene": z_gene}
 
     def config(self) -> dict[str, Any]:

@@ -28,8 +28,10 @@ def stage1_step(model, batch: dict, margin: float = 0.3,
     """Embed the local batch, gather embeddings over ranks (with gradients) and compute every loss term."""
     z = model(batch)
     zs, zr, zg = (gather_with_grad(z[k].float()) for k in ("slide", "report", "gene"))  # (B_global, dim)
-    has_report, has_gene, labels = (gather_no_grad(batch[k]) for k in ("has_report", "has_gene", "labels"))
-    return stage1_loss(zs, zr, zg, has_report, has_gene, labels, model.logit_scale(), margin, triplet_weight)
+    has_report, has_gene, has_slide, labels = (gather_no_grad(batch[k]) for k in ("has_report", "has_gene",
+                                                                                "has_slide", "labels"))
+    return stage1_loss(zs, zr, zg, has_report, has_gene, labels, model.logit_scale(), margin, triplet_weight,
+                       has_slide)
 
 
 def epoch_line(row: dict, epochs: int, entries: dict) -> str:

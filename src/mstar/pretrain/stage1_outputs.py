@@ -12,7 +12,8 @@ import pandas as pd
 from mstar.eval.results import read_metrics_json, read_metrics_meta, write_metrics_json
 from mstar.utils.atomic import atomic_path
 
-RETRIEVAL_SHOWN = ("slide_to_report", "report_to_slide", "slide_to_gene", "gene_to_slide")
+RETRIEVAL_SHOWN = ("slide_to_report", "report_to_slide", "slide_to_gene", "gene_to_slide", "report_to_gene",
+                   "gene_to_report")
 
 
 def plot_retrieval(metrics: dict, path: Path, ks=(1, 5, 10)) -> Path | None:
@@ -42,7 +43,8 @@ def plot_retrieval(metrics: dict, path: Path, ks=(1, 5, 10)) -> Path | None:
 
 def write_figures(run: Path, history: pd.DataFrame, metrics: dict, emb: dict | None,
                   labels: list[str]) -> None:
-    """``training_curves.png``, ``retrieval.png`` and ``slide_embeddings.png`` (PCA of held-out slides)."""
+    """``training_curves.png``, ``retrieval.png`` and ``<modality>_embeddings.png`` (PCA of held-out
+    items)."""
     from mstar.eval.plots import plot_embeddings_2d, plot_training_curves
 
     figures = run / "figures"
@@ -52,10 +54,16 @@ def write_figures(run: Path, history: pd.DataFrame, metrics: dict, emb: dict | N
     if len(curves.columns) > 1:
         plot_training_curves(curves, figures / "training_curves.png")
     plot_retrieval(metrics, figures / "retrieval.png")
-    if emb is not None and len(labels) >= 2:
-        plot_embeddings_2d(emb["slide"] / np.linalg.norm(emb["slide"], axis=1, keepdims=True).clip(1e-12),
-                           labels, figures / "slide_embeddings.png",
-                           title="held-out slide embeddings (PCA), by cancer type")
+    if emb is None or len(labels) < 2:
+        return
+    labels = np.asarray(labels)
+    for m in ("slide", "report", "gene"):  # one PCA per modality the held-out items have
+        rows = emb.get(f"has_{m}", np.ones(len(labels), bool))
+        if rows.sum() >= 2:
+            z = emb[m][rows]
+            plot_embeddings_2d(z / np.linalg.norm(z, axis=1, keepdims=True).clip(1e-12), list(labels[rows]),
+                               figures / f"{m}_embeddings.png",
+                               title=f"held-out {m} embeddings (PCA), by cancer type")
 
 
 def write_outputs(run: Path, model, history: list[dict], final: dict, emb: dict | None, val_items,

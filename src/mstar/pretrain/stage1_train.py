@@ -7,7 +7,7 @@
     checkpoints/stage1.pt     final model: {'model_state_dict' (upstream keys), 'config', 'meta'}
     log.csv                   per epoch: loss terms, held-out retrieval/separation, temperature, lr, seconds
     metrics.json              held-out figures of the final model with CIs and chance levels (written last)
-    figures/                  training_curves.png, retrieval.png, slide_embeddings.png
+    figures/                  training_curves.png, retrieval.png, {slide,report,gene}_embeddings.png
 
 Re-running the command resumes from ``last.ckpt``; a finished run with the same settings and inputs is
 reported, not retrained; other inputs stop with a message (``overwrite`` starts again). The run folder and
@@ -57,36 +57,66 @@ def build_model(cfg: Stage1Config, cohort):
 
 def make_evaluator(cfg: Stage1Config, items, dataset, bf16: bool):
     """``evaluate(model, device) -> entries``: held-out retrieval, separation and loss of ``items``."""
-    from mstar.pretrain.stage1_eval import embed_dataset, retrieval_entries, separation_entries
+    from mstar.pretrain.stage1_eval import embed_dataset, item_keys, retrieval_entries, separation_entries
 
-    keys = {"slide": items.slides, "report": items.report_keys,
-            "gene": [c if h else None for c, h in zip(items.cases, items.has_gene)]}
+    keys = item_keys(items)
     state: dict = {}
 
     def evaluate(model, device) -> dict:
         emb = embed_dataset(model, dataset, cfg.batch_size, device, bf16=bf16)
         state["emb"] = emb
         out = retrieval_entries(emb, keys, cfg.bootstrap, cfg.seed)
-        out.update(separation_entries(emb["slide"], emb["labels"], n_boot=cfg.bootstrap, seed=cfg.seed))
+        for m in ("slide", "report", "gene"):  # how each modality's held-out embeddings separate the types
+            rows = emb[f"has_{m}"]
+            out.update(separation_entries(emb[m][rows], emb["labels"][rows], n_boot=cfg.bootstrap,
+                                          seed=cfg.seed, prefix=m))
         return out
 
     evaluate.state = state
     return evaluate
 
 
-def _load(cfg: Stage1Config):
+def _load(cfg: Stage1Config, vocabulary: list[str] | None = None):
     from mstar.pretrain.stage1_cohort import build_cohort
+    from mstar.pretrain.stage1_continue import add_replay, replay_rows, resolve_continuation, select_labels
     from mstar.pretrain.stage1_inputs import read_slide_table
 
     rows = read_slide_table(cfg.manifest, cfg.label_column, cfg.val_fraction, cfg.seed)
+    rows = select_labels(rows, cfg.labels, cfg.manifest)
     if cfg.heldout == "val+test":
         rows["split"] = rows["split"].replace({"test": "val"})  # never trained on; scored for retrieval
-    cohort = build_cohort(rows, cfg.features, cfg.reports, cfg.rna, cfg.rna_layout,
-                          cache_features=cfg.cache_features, skip_missing=cfg.skip_missing)
+    replayed = 0
+    if cfg.replay_fraction > 0:
+        replay = replay_rows(resolve_continuation(cfg.continue_from), cfg.replay_fraction, cfg.seed)
+        rows, replayed = add_replay(rows, replay), int(replay["case"].nunique())
+    cohort = build_cohort(rows, cfg.features or None, cfg.reports, cfg.rna, cfg.rna_layout,
+                          vocabulary=vocabulary, cache_features=cfg.cache_features,
+                          skip_missing=cfg.skip_missing, report_prep=cfg.report_prep,
+                          max_tokens=cfg.max_tokens)
+    if cfg.continue_from:
+        cohort.counts["replayed_cases"] = replayed
     if len(cohort.splits["train"]) < 2:
         raise MstarError(f"{cfg.manifest}: {len(cohort.splits['train'])} training slide(s); "
                          "at least 2 are needed")
     return cohort
+
+
+def _continued_model(cfg: Stage1Config):
+    """The earlier run's model when ``continue_from`` is set (its architecture overrides this config's)."""
+    if not cfg.continue_from:
+        return None
+    from mstar.pretrain.stage1_continue import resolve_continuation
+    from mstar.pretrain.stage1_model import load_stage1
+
+    model, _ = load_stage1(resolve_continuation(cfg.continue_from).checkpoint, cfg.text_encoder)
+    if (model.in_dim is None) != (not cfg.features):
+        raise MstarError(f"{cfg.continue_from}: the earlier model was trained "
+                         f"{'without' if model.in_dim is None else 'with'} slide features; "
+                         "continue with the same inputs")
+    log.warning("continuing %s: architecture, text and gene encoders come from that checkpoint "
+                "(dim, gene_encoder, gene_args, vision_args, text settings of this config are not used)",
+                cfg.continue_from)
+    return model
 
 
 def pretrain(cfg: Stage1Config, overwrite: bool = False, progress: bool = True,
@@ -111,11 +141,14 @@ def pretrain(cfg: Stage1Config, overwrite: bool = False, progress: bool = True,
     if folder.finished:
         return {**finished_result(folder.path), "finished_before": True}
     start = time.perf_counter()
-    cohort = _load(cfg)
+    earlier = _continued_model(cfg)
+    cohort = _load(cfg, earlier.gene_encoder.vocabulary if earlier is not None and earlier.gene_encoder
+                   is not None else None)
     resume = folder.resumable
     run = folder.start(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    model = build_model(cfg, cohort)
+    model = build_model(cfg, cohort) if earlier is None else earlier.train()
+    model.load_text_cache(cfg.text_cache)
     train_ds = Stage1Dataset(cohort.bags, cohort.splits["train"], cfg.max_patches, train=True, seed=cfg.seed)
     val_items = cohort.splits["val"]
     bf16 = resolve_precision(cfg.precision, cfg.accelerator).startswith("bf16")
@@ -133,6 +166,7 @@ def pretrain(cfg: Stage1Config, overwrite: bool = False, progress: bool = True,
     trainer = result.trainer
     if not trainer.is_global_zero:
         return {"run": str(run)}
+    model.save_text_cache(cfg.text_cache)
     final = module.last_eval  # the last epoch always evaluates; empty when fit had nothing left to do
     if evaluate is not None and not final:
         final = evaluate(model, module.device)
