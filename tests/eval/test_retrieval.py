@@ -92,3 +92,24 @@ def test_paired_chance_and_errors():
     assert chance["recall@1"] == pytest.approx(0.01) and chance["recall@10"] == pytest.approx(0.10)
     with pytest.raises(MstarError, match="square"):
         retrieval_metrics(np.zeros((2, 3)), np.zeros((2, 3), dtype=bool), exclude_self=True)
+
+
+def test_exclusion_mask_equals_scoring_each_group_on_its_own():
+    """Retrieval within a cancer type: a per-query gallery mask gives what each type's sub-matrix gives."""
+    from mstar.eval.retrieval import chance_levels, relevance_paired, retrieval_per_query
+
+    rng = np.random.default_rng(0)
+    groups = np.array([0, 0, 0, 1, 1, 1, 1, 2, 2])
+    sim = rng.normal(size=(9, 9)) + 2 * (groups[:, None] == groups[None, :])
+    rel = relevance_paired(9)
+    other = groups[:, None] != groups[None, :]
+    masked = retrieval_per_query(sim, rel, ks=(1, 2), exclude=other)
+    for g in range(3):
+        idx = np.flatnonzero(groups == g)
+        alone = retrieval_per_query(sim[np.ix_(idx, idx)], rel[np.ix_(idx, idx)], ks=(1, 2))
+        for key in ("recall@1", "recall@2", "map"):
+            np.testing.assert_allclose(masked[key][idx], alone[key])
+    chance = chance_levels(rel, ks=(1, 2), exclude=other)
+    assert chance["recall@1"] == pytest.approx(np.mean([1 / 3] * 3 + [1 / 4] * 4 + [1 / 2] * 2))
+    with pytest.raises(MstarError, match="exclusion mask has shape"):
+        retrieval_per_query(sim, rel, exclude=other[:3])

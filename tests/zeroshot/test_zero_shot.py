@@ -71,3 +71,19 @@ def test_fixed_top_j_and_no_validation_split(trained_model, zs_cohort, tmp_path)
     result = _run(trained_model, cohort, tmp_path, "noval", top_j=7)
     assert result["chosen_j"] == 7 and result["j_source"] == "--top-j"
     assert "val" not in result["metrics"] and "patch_top7/balanced_accuracy" in result["metrics"]["test"]
+
+
+def test_zero_shot_from_rna_and_report_embeddings(trained_model, random_models, zs_cohort, tmp_path):
+    """Without slides: each case's RNA (or report) embedding against the class prompts."""
+    gene = _run(trained_model, zs_cohort, tmp_path, "gene", modality="gene", rna=str(zs_cohort["rna"]))
+    entry = gene["metrics"]["test"]["gene/balanced_accuracy"]
+    assert entry["n"] == 18 and entry["chance"] == pytest.approx(1 / 3)
+    random = [_run(m, zs_cohort, tmp_path, f"gene-random{i}", modality="gene", rna=str(zs_cohort["rna"]))
+              ["metrics"]["test"]["gene/balanced_accuracy"]["value"] for i, m in enumerate(random_models)]
+    assert entry["value"] >= 0.7 and entry["value"] > max(random)
+    table = pd.read_csv(tmp_path / "zeroshot" / "gene" / "predictions.csv")
+    assert list(table.columns[:4]) == ["split", "case", "label", "gene_predicted"]
+    assert len(table) == 36  # val + test
+    report = _run(trained_model, zs_cohort, tmp_path, "report", modality="report",
+                  reports=str(zs_cohort["reports"]))
+    assert report["metrics"]["test"]["report/balanced_accuracy"]["value"] >= 0.9  # reports name the type

@@ -40,7 +40,8 @@ def relevance_from_labels(query_labels: Sequence[Any], gallery_labels: Sequence[
     return np.asarray(query_labels)[:, None] == np.asarray(gallery_labels)[None, :]
 
 
-def _checked(similarity: Any, relevant: Any, exclude_self: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _checked(similarity: Any, relevant: Any, exclude_self: bool,
+             exclude: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     sim = np.asarray(similarity, dtype=np.float64)
     rel = np.asarray(relevant, dtype=bool)
     if sim.ndim != 2 or rel.shape != sim.shape:
@@ -49,7 +50,9 @@ def _checked(similarity: Any, relevant: Any, exclude_self: bool) -> tuple[np.nda
         )
     if np.isnan(sim).any():
         raise MstarError("retrieval similarity matrix contains NaN")
-    excluded = np.zeros_like(rel)
+    excluded = np.zeros_like(rel) if exclude is None else np.array(exclude, dtype=bool)
+    if excluded.shape != rel.shape:
+        raise MstarError(f"retrieval exclusion mask has shape {excluded.shape}, the similarities {rel.shape}")
     if exclude_self:
         if sim.shape[0] != sim.shape[1]:
             raise MstarError("exclude_self needs queries and gallery to be the same set (a square matrix)")
@@ -58,7 +61,8 @@ def _checked(similarity: Any, relevant: Any, exclude_self: bool) -> tuple[np.nda
 
 
 def retrieval_per_query(
-    similarity: Any, relevant: Any, ks: Sequence[int] = DEFAULT_KS, exclude_self: bool = False
+    similarity: Any, relevant: Any, ks: Sequence[int] = DEFAULT_KS, exclude_self: bool = False,
+    exclude: Any = None,
 ) -> dict[str, np.ndarray]:
     """Per-query hit@K and average precision (NaN for queries without a relevant item).
 
@@ -67,23 +71,26 @@ def retrieval_per_query(
         relevant: ``(Q, G)`` bool relevance (:func:`relevance_paired`, :func:`relevance_from_labels`).
         ks: Cut-offs K.
         exclude_self: Drop gallery item i from query i's ranking (square matrices only).
+        exclude: ``(Q, G)`` bool, gallery items left out of each query's gallery (e.g. other cancer types:
+            retrieval within a type).
 
     Returns:
         ``{"recall@K": (Q,), ..., "map": (Q,)}`` per-query values.
     """
-    sim, rel, excluded = _checked(similarity, relevant, exclude_self)
+    sim, rel, excluded = _checked(similarity, relevant, exclude_self, exclude)
     order = np.lexsort((-sim, excluded), axis=-1)  # excluded items last, then by similarity
     hits = np.take_along_axis(rel, order, axis=1)  # (Q, G) relevance in rank order
     n_rel = hits.sum(axis=1)
     cum = np.cumsum(hits, axis=1)
+    g_eff = sim.shape[1] - excluded.sum(axis=1)  # (Q,) gallery size of each query
     has = n_rel > 0
     if (~has).any():
         log.warning("retrieval: %d of %d queries have no relevant gallery item and are left out",
                     int((~has).sum()), len(has))
     out: dict[str, np.ndarray] = {}
     for k in ks:
-        k_eff = min(int(k), sim.shape[1])
-        out[f"recall@{k}"] = np.where(has, (cum[:, k_eff - 1] > 0).astype(float), np.nan)
+        k_eff = np.minimum(int(k), np.maximum(g_eff, 1))  # (Q,): K beyond a query's gallery is its gallery
+        out[f"recall@{k}"] = np.where(has, (cum[np.arange(len(cum)), k_eff - 1] > 0).astype(float), np.nan)
     precision = cum / np.arange(1, sim.shape[1] + 1)[None, :]
     with np.errstate(invalid="ignore", divide="ignore"):
         out["map"] = np.where(has, (precision * hits).sum(axis=1) / np.maximum(n_rel, 1), np.nan)
@@ -100,7 +107,7 @@ def retrieval_metrics(
 
 def retrieval_metrics_ci(
     similarity: Any, relevant: Any, ks: Sequence[int] = DEFAULT_KS, exclude_self: bool = False,
-    n_resamples: int = 1000, seed: int = 0, alpha: float = 0.05,
+    n_resamples: int = 1000, seed: int = 0, alpha: float = 0.05, exclude: Any = None,
 ) -> dict[str, dict[str, Any]]:
     """Recall@K and mAP with percentile bootstrap CIs over queries (the gallery stays fixed).
 
@@ -108,7 +115,7 @@ def retrieval_metrics_ci(
         ``{metric: {"value", "ci_low", "ci_high", "n"}}`` where ``n`` counts the queries that have a
         relevant item.
     """
-    per_query = retrieval_per_query(similarity, relevant, ks, exclude_self)
+    per_query = retrieval_per_query(similarity, relevant, ks, exclude_self, exclude)
     keep = np.isfinite(per_query["map"])
     stats = weighted_mean_stats({k: v[keep] for k, v in per_query.items()})
     return bootstrap_ci_weighted(stats, int(keep.sum()), n_resamples, seed, alpha)
@@ -132,21 +139,21 @@ def _expected_ap(g: int, r: int) -> float:
 
 
 def chance_levels(
-    relevant: Any, ks: Sequence[int] = DEFAULT_KS, exclude_self: bool = False
+    relevant: Any, ks: Sequence[int] = DEFAULT_KS, exclude_self: bool = False, exclude: Any = None,
 ) -> dict[str, float]:
     """Expected Recall@K and mAP under uniformly random rankings (same queries and relevance).
 
     Args:
         relevant: ``(Q, G)`` bool relevance.
         ks: Cut-offs K.
-        exclude_self: As in :func:`retrieval_per_query`.
+        exclude_self, exclude: As in :func:`retrieval_per_query`.
 
     Returns:
         ``{"recall@K": float, ..., "map": float}``; e.g. paired retrieval gives ``K / G`` and
         ``H_G / G``.
     """
     rel = np.asarray(relevant, dtype=bool)
-    _, rel, excluded = _checked(np.zeros(rel.shape), rel, exclude_self)
+    _, rel, excluded = _checked(np.zeros(rel.shape), rel, exclude_self, exclude)
     g_eff = rel.shape[1] - excluded.sum(axis=1)
     pairs = [(int(g), int(r)) for g, r in zip(g_eff, rel.sum(axis=1)) if r > 0]
     if not pairs:

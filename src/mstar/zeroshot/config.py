@@ -45,8 +45,8 @@ class Stage1Inputs(RunConfig):
                   for s in ss]
         extra = {k: getattr(self, k) or None for k in self.INPUTS
                  if k not in ("stage1", "manifest", "features")}
-        return {"stage1": self.stage1, "manifest": self.manifest,
-                "features": feature_files_for(self.features, slides), **extra}
+        features = feature_files_for(self.features, slides) if self.features else None
+        return {"stage1": self.stage1, "manifest": self.manifest, "features": features, **extra}
 
 
 @dataclass
@@ -74,15 +74,42 @@ class PromptInputs(Stage1Inputs):
 
 @dataclass
 class ZeroShotConfig(PromptInputs):
-    """``mstar zero-shot``: text-prompt classification of the val and test cases."""
+    """``mstar zero-shot``: text-prompt classification of the val and test cases.
 
+    ``modality`` picks what is compared with the prompts: ``slide`` (the slide embedding and top-j pooled
+    patches; needs ``features``), ``gene`` (RNA-seq embeddings; needs ``rna``) or ``report`` (report
+    embeddings; needs ``reports``)."""
+
+    modality: str = "slide"            # slide | gene | report
+    reports: str | None = None         # reports (modality report)
+    report_prep: str = "auto"          # auto (CSV tables: OCR clean-up, one per patient) | ocr | none
+    rna: str | None = None             # RNA table (modality gene)
+    rna_layout: str = "auto"
+    batch_size: int = 32               # items per forward pass (gene, report)
     bootstrap: int = 1000
     heatmaps: int = 4                  # test slides with a similarity heatmap (0: none)
     out: str = "runs"
     name: str | None = None
 
     KIND: ClassVar[str] = "zeroshot"
-    AT_LEAST: ClassVar[dict[str, float]] = {"top_j": 1, "bootstrap": 0, "heatmaps": 0}
+    CHOICES: ClassVar[dict[str, tuple]] = {"modality": ("slide", "gene", "report"),
+                                           "report_prep": ("auto", "ocr", "none")}
+    AT_LEAST: ClassVar[dict[str, float]] = {"top_j": 1, "bootstrap": 0, "heatmaps": 0, "batch_size": 1}
+    INPUTS: ClassVar[tuple[str, ...]] = ("stage1", "manifest", "features", "prompts", "reports", "rna")
+    RUNTIME: ClassVar[tuple[str, ...]] = (*RUNTIME, "batch_size")
+
+    def required(self) -> tuple[str, ...]:
+        need = {"slide": "features", "gene": "rna", "report": "reports"}.get(self.modality, "features")
+        return ("stage1", "prompts", "manifest", need)
+
+    def default_name(self) -> str:
+        base = super().default_name()
+        return base if self.modality == "slide" else f"{base}-{self.modality}"
+
+    def input_paths(self) -> dict[str, Any]:
+        if self.modality == "slide":
+            return super().input_paths()
+        return {k: getattr(self, k) or None for k in ("stage1", "manifest", "prompts", "reports", "rna")}
 
 
 @dataclass
@@ -118,13 +145,17 @@ class RetrievalConfig(Stage1Inputs):
     rna: str | None = None             # RNA table or folder of per-case CSVs
     rna_layout: str = "auto"           # auto, genes_x_cases, cases_x_genes, wide, per_case
     split: str = "test"                # test, val, train or all
+    within_label: bool = False         # also retrieve within each label (cancer type)
+    report_prep: str = "auto"          # auto (CSV tables: OCR clean-up, one per patient) | ocr | none
     bootstrap: int = 1000
     batch_size: int = 8                # slides per forward pass
     out: str = "runs"
     name: str | None = None
 
     KIND: ClassVar[str] = "retrieval"
-    CHOICES: ClassVar[dict[str, tuple]] = {"split": ("test", "val", "train", "all")}
+    REQUIRED: ClassVar[tuple[str, ...]] = ("stage1", "manifest")
+    CHOICES: ClassVar[dict[str, tuple]] = {"split": ("test", "val", "train", "all"),
+                                           "report_prep": ("auto", "ocr", "none")}
     AT_LEAST: ClassVar[dict[str, float]] = {"bootstrap": 0, "batch_size": 1}
     INPUTS: ClassVar[tuple[str, ...]] = ("stage1", "manifest", "features", "reports", "rna")
     RUNTIME: ClassVar[tuple[str, ...]] = (*RUNTIME, "batch_size")

@@ -26,7 +26,8 @@ from torch import Tensor
 from mstar.errors import MstarError
 
 PLACEHOLDER = "CLASSNAME"
-PACKAGED = {"synthetic_cancer_type": "prompts_synthetic_cancer_type.json"}
+PACKAGED = {"synthetic_cancer_type": "prompts_synthetic_cancer_type.json",
+            "tcga_cohorts": "prompts_tcga_cohorts.json"}  # the 10 PORPOISE TCGA cohorts (BLCA ... UCEC)
 
 
 @dataclass(frozen=True)

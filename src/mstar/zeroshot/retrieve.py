@@ -58,7 +58,7 @@ def retrieve(cfg: RetrievalConfig, model=None, overwrite: bool = False) -> dict:
     from mstar.eval.results import metrics_table, read_metrics_json, read_metrics_meta, write_metrics_json
     from mstar.pretrain.stage1_cohort import build_cohort
     from mstar.pretrain.stage1_data import Stage1Dataset
-    from mstar.pretrain.stage1_eval import embed_dataset, retrieval_entries
+    from mstar.pretrain.stage1_eval import embed_dataset, item_keys, retrieval_entries
     from mstar.pretrain.stage1_inputs import read_slide_table
     from mstar.pretrain.stage1_outputs import plot_retrieval
     from mstar.utils.atomic import atomic_path
@@ -87,18 +87,22 @@ def retrieve(cfg: RetrievalConfig, model=None, overwrite: bool = False) -> dict:
             raise MstarError(f"{checkpoint}: the model has no gene encoder (trained without --rna); "
                              "drop --rna")
         vocabulary = model.gene_encoder.vocabulary
-    cohort = build_cohort(rows, str(cfg.features), str(reports) if reports else None,
-                          str(rna) if rna else None, cfg.rna_layout, vocabulary=vocabulary,
-                          skip_missing=cfg.skip_missing, splits=(split,))
+    cohort = build_cohort(rows, str(cfg.features) if cfg.features else None,
+                          str(reports) if reports else None, str(rna) if rna else None, cfg.rna_layout,
+                          vocabulary=vocabulary, skip_missing=cfg.skip_missing, splits=(split,),
+                          report_prep=cfg.report_prep,
+                          max_tokens=model.text.max_tokens if model.text is not None else None)
     items = cohort.splits[split]
     if len(items) < 2:
         raise MstarError(f"{manifest}: {len(items)} slide(s) in split {split!r}; retrieval needs at least 2")
     device_ = next(model.parameters()).device
     emb = embed_dataset(model, Stage1Dataset(cohort.bags, items), cfg.batch_size, device_)
-    keys = {"slide": items.slides, "report": items.report_keys if reports else [None] * len(items),
-            "gene": [c if h else None for c, h in zip(items.cases, items.has_gene)]}
-    entries = retrieval_entries(emb, keys, cfg.bootstrap, cfg.seed, ks=KS)
-    entries.update(slide_to_slide_entries(emb["slide"], emb["labels"], cfg.bootstrap, cfg.seed))
+    keys = {**item_keys(items), **({} if reports else {"report": [None] * len(items)})}
+    entries = retrieval_entries(emb, keys, cfg.bootstrap, cfg.seed, ks=KS, within=cfg.within_label)
+    if emb["has_slide"].any():
+        slides = emb["has_slide"]
+        entries.update(slide_to_slide_entries(emb["slide"][slides], emb["labels"][slides], cfg.bootstrap,
+                                              cfg.seed))
     if not entries:
         raise MstarError(f"split {split!r}: no direction has two or more matched pairs "
                          "(check report/RNA ids)")

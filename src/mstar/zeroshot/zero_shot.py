@@ -86,6 +86,10 @@ def zero_shot(cfg: ZeroShotConfig, model=None, overwrite: bool = False, progress
     if not (rows["split"] == "test").any():
         raise MstarError(f"{manifest}: no test rows to evaluate (fold/split 'test'); zero-shot reports the "
                          "test set")
+    if cfg.modality != "slide":  # RNA-seq or report embeddings against the prompts
+        from mstar.zeroshot.by_embedding import zero_shot_by_embedding
+
+        return zero_shot_by_embedding(cfg, prep, rows, folder)
     feature_dir = resolve_feature_dir(features)
     emb = embed_cases(prep.model, feature_dir, rows, prep.class_emb, skip_missing=cfg.skip_missing,
                       show_progress=progress)
