@@ -94,3 +94,14 @@ def test_report_tables_are_read_and_bad_ones_are_one_line_errors(tmp_path):
         with pytest.raises(MstarError, match=message) as err:
             load_reports(tmp_path / "bad.csv")
         assert "\n" not in str(err.value)
+
+
+def test_inline_ocr_artefacts_go_and_roman_numerals_stay():
+    line = ("PROCEDURE: cystectomy.UUID :FIC2FSC6-C3F6 -4E69 -90FE -E55A44571779 FINAL DIAGNOSIS :"
+            "TCGA -6T-A20U "
+            "-01A-PRRedactedIIIII PART 1: IIIIIIIIIIIIIPART 2: stage IIIA carcinoma, grade III.")
+    text = clean_ocr(line)
+    assert text == "PROCEDURE: cystectomy. FINAL DIAGNOSIS: PART 1: PART 2: stage IIIA carcinoma, grade III."
+    text = "PRE-OP DIAGNOSIS : Bladder cancer.\nFINAL DIAGNOSIS : urothelial carcinoma."
+    pre_op = prioritise_sections(text, None)
+    assert pre_op.startswith("FINAL DIAGNOSIS : urothelial carcinoma. PRE-OP DIAGNOSIS : Bladder cancer.")

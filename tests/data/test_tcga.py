@@ -49,5 +49,8 @@ def test_cohort_tables_manifest_split_and_rna(tmp_path):
     assert json.loads((tmp_path / "cohort" / "cohort.json").read_text()) == s
     build_tcga_cohort(omics, None, tmp_path / "again", seed=3)
     assert (pd.read_csv(tmp_path / "again" / "manifest.csv")["fold"] == manifest["fold"]).all()  # seeded
+    pd.DataFrame({"case_id": ["X-1", "X-2"], "text": ["a report", "another"]}).to_csv(reports, index=False)
+    with pytest.raises(MstarError, match=r"no report case id matches .* \(reports have X-1, X-2; omics TCGA"):
+        build_tcga_cohort(omics, reports, tmp_path / "x")
     with pytest.raises(MstarError, match="no tcga_<cohort>.csv"):
         build_tcga_cohort(tmp_path / "cohort", None, tmp_path / "x")

@@ -23,6 +23,7 @@ from mstar.cli.options import (
     Set,
     SkipMissing,
     Stage1,
+    TextCache,
     TextEncoder,
     build_config,
     deprecated,
@@ -49,6 +50,14 @@ def pretrain(
                                                        "step (all of them at evaluation).")] = None,
     devices: Annotated[Optional[int], typer.Option("--devices", help="Devices (>1: DDP with gathered "
                                                    "embeddings).")] = None,
+    continue_from: Annotated[PathOpt, typer.Option(
+        "--continue-from", help="Finished stage-1 run folder to continue on this run's cases (new cases "
+                                "accrue).")] = None,
+    replay_fraction: Annotated[Optional[float], typer.Option(
+        "--replay-fraction", help="Share of the --continue-from run's training cases mixed back in.")] = None,
+    labels: Annotated[Optional[str], typer.Option(
+        "--labels", help="Train and hold out only these cancer types (comma-separated).")] = None,
+    text_cache: TextCache = None,
     seed: Seed = None, out: Out = None, name: Name = None, skip_missing: SkipMissing = False,
     overwrite: Overwrite = False, set_: Set = None,
 ) -> None:
@@ -57,6 +66,8 @@ def pretrain(
     Re-running the same command resumes an interrupted run; a finished run is reported, not retrained.
     """
     opts = {k: v for k, v in locals().items() if k not in ("config", "set_", "overwrite")}
+    if labels is not None:
+        opts["labels"] = [x.strip() for x in labels.split(",") if x.strip()]
     from rich.console import Console
 
     from mstar.eval.results import format_ci
@@ -93,6 +104,7 @@ def embed(
     batch_size: Annotated[Optional[int], typer.Option(
         "--batch-size", help="Slides per forward pass.")] = None,
     device: Device = None, skip_missing: SkipMissing = False, out: Out = None, name: Name = None,
+    text_cache: TextCache = None,
     out_h5: Annotated[PathOpt, typer.Option("--out-h5", help="Write the embeddings to this h5 file instead "
                                             "of <out>/embed/<name>/embeddings.h5.")] = None,
     overwrite: Overwrite = False, config: Config = None, set_: Set = None, checkpoint: OldCheckpoint = None,
@@ -108,7 +120,8 @@ def embed(
         out = None
     cfg = build_config(EmbedConfig, config, set_, stage1=stage1, features=features, manifest=manifest,
                        reports=reports, rna=rna, text_encoder=text_encoder, batch_size=batch_size,
-                       device=device, skip_missing=skip_missing, out=out, name=name, out_h5=out_h5)
+                       device=device, skip_missing=skip_missing, out=out, name=name, out_h5=out_h5,
+                       text_cache=text_cache)
     s = embed_cohort(cfg, overwrite=overwrite)
     if s.get("finished_before"):
         rprint(f"{s['run']}: already finished with these settings and inputs "

@@ -24,6 +24,7 @@ from mstar.cli.options import (
     Set,
     SkipMissing,
     Stage1,
+    TextCache,
     TextEncoder,
     build_config,
     deprecated,
@@ -60,11 +61,16 @@ def zero_shot_cmd(
     bootstrap: Bootstrap = None, seed: Seed = None,
     heatmaps: Annotated[Optional[int], typer.Option(
         "--heatmaps", help="Test slides with a similarity heatmap (0: none; default 4).")] = None,
+    modality: Annotated[Optional[str], typer.Option(
+        "--modality", help="What is compared with the prompts: slide (default), gene (RNA embeddings, "
+                           "--rna) or report (report embeddings, --reports).")] = None,
+    reports: Reports = None, rna: Rna = None, text_cache: TextCache = None,
     out: Out = None, name: Name = None, device: Device = None, text_encoder: TextEncoder = None,
     skip_missing: SkipMissing = False, overwrite: Overwrite = False, config: Config = None, set_: Set = None,
     checkpoint: OldCheckpoint = None,
 ) -> None:
-    """Zero-shot slide classification from text prompts (patch top-j and slide-embedding scoring)."""
+    """Zero-shot classification from text prompts: slides (patch top-j and slide-embedding scoring), or the
+    RNA or report embeddings of each case."""
     opts = {k: v for k, v in locals().items() if k not in ("config", "set_", "overwrite", "checkpoint")}
     from rich.console import Console
 
@@ -76,7 +82,9 @@ def zero_shot_cmd(
     test, n_c = result["metrics"]["test"], len(result["classes"])
     console = Console()
     _finished(console, result)
-    for key in ("slide", "patch"):
+    for key in ("slide", "patch", "gene", "report"):
+        if f"{key}/balanced_accuracy" not in test:
+            continue
         label = f"{key} (j={result['chosen_j']}, from {result['j_source']})" if key == "patch" else key
         console.print(f"test {label:28s} balanced acc. {_entry(test, f'{key}/balanced_accuracy')}  "
                       f"AUC {_entry(test, f'{key}/auc_macro')}  (chance {1 / n_c:.3f})")
@@ -139,6 +147,10 @@ def retrieve_cmd(
     label_column: LabelColumn = None, bootstrap: Bootstrap = None, seed: Seed = None,
     batch_size: Annotated[Optional[int], typer.Option(
         "--batch-size", help="Slides per forward pass.")] = None,
+    within_label: Annotated[Optional[bool], typer.Option(
+        "--within-label/--pan", help="Also retrieve within each label (cancer type): the gallery of a query "
+                                     "holds only its own type.")] = None,
+    text_cache: TextCache = None,
     out: Out = None, name: Name = None, device: Device = None, text_encoder: TextEncoder = None,
     skip_missing: SkipMissing = False, overwrite: Overwrite = False, config: Config = None, set_: Set = None,
     checkpoint: OldCheckpoint = None,

@@ -30,7 +30,8 @@ _PAGE = re.compile(r"-{2,}\s*Page\s+\d+\s*-{2,}", re.I)
 _UUID = re.compile(r"[QU]UID\s*[:;.]?\s*(?:[0-9A-Za-z.]{1,14}\s*-\s*){2,6}[0-9A-Za-z]{1,14}"  # OCR'd groups
                    r"|\b[QU]UID\s*[:;.]?\s*[0-9A-Fa-f]{6,}[0-9A-Fa-f.\- ]*"
                    r"|UUID[\s:;.\-]*\S*", re.I)  # a garbled rest: the marker and its first token
-_BARCODE = re.compile(r"\bTCGA[-*\s]?\w{2}[-*\s]?\w{4}(?:[-.]\w{2,4}){0,4}\b", re.I)
+_BARCODE = re.compile(r"\bT[CO]GA[-*\s]{0,3}\w{2}[-*\s]{0,3}\w{4}(?:\s{0,2}[-.]\s{0,2}\w{2,4}){0,4}\b", re.I)
+_GLUED_RESIDUE = re.compile(r"[I|l]{5,}(?=[A-Z])")  # barcode strokes glued to the next word: IIIIIIPART
 _REDACTED = re.compile(r"\[?(?:redacted|redaction)\]?|\bX{3,}\b|\*{3,}|#{3,}", re.I)
 _HEADERS = re.compile(
     r"\b(?:surgical pathology report|final report|pathology report|page\s+[\dIl]+\s+of\s+[\dIl]+|"
@@ -50,7 +51,7 @@ SECTIONS: tuple[tuple[int, str], ...] = (
     (1, r"comments?|note|interpretation|impression"),
     (2, r"microscopic(?:\s+description)?|microscopy"),
     (3, r"specimens?(?:\s+(?:submitted|received|type))?|clinical\s+(?:history|information|notes|data)|"
-        r"operative\s+diagnos[ie]s|pre-?operative\s+diagnos[ie]s|history"),
+        r"operative\s+diagnos[ie]s|(?:pre|post)\s*-?\s*op(?:erative)?\s+diagnos[ie]s|history"),
     (5, r"gross(?:\s+description)?|macroscopic(?:\s+description)?|intra-?operative\s+consultation|"
         r"frozen\s+section"),
 )
@@ -135,11 +136,13 @@ def clean_ocr(text: str, counts: PrepCounts | None = None) -> str:
     text = str(text or "").replace("\r", "\n")
     text, n = _HYPHEN.subn(r"\1\2", text)
     counts.hyphenations += n
-    for pattern, name in ((_PAGE, "page_markers"), (_UUID, "uuid_lines"), (_BARCODE, "barcodes"),
-                          (_REDACTED, "redactions"), (_HEADERS, "headers")):
+    for pattern, name in ((_PAGE, "page_markers"), (_UUID, "uuid_lines"), (_REDACTED, "redactions"),
+                          (_BARCODE, "barcodes"), (_HEADERS, "headers")):
         text, n = _sub(pattern, text)
         setattr(counts, name, getattr(counts, name) + n)
     text = _RULE.sub(" ", text)
+    text, n = _GLUED_RESIDUE.subn(" ", text)
+    counts.barcode_residue += n
     kept = []
     for line in text.split("\n"):
         line = _drop_residue(_SPACE.sub(" ", line).strip(), counts)
@@ -182,9 +185,11 @@ def split_sections(text: str) -> list[tuple[int, str]]:
     """``(priority, text)`` of every section, in document order (the text before the first header has
     ``OTHER_PRIORITY``). A header starts a line or follows a sentence end; in capitals it may stand anywhere
     (one-line OCR)."""
-    marks = {m.start(1): m.group(1) for m in _SECTION.finditer(text)}
+    found = list(_SECTION.finditer(text))
+    marks = {m.start(1): m.group(1) for m in found}
+    inside = [(m.start(1), m.end(1)) for m in found]
     marks.update({m.start(1): m.group(1) for m in _SECTION_ANYWHERE.finditer(text)  # mid-line: capitals
-                  if m.group(1).isupper()})
+                  if m.group(1).isupper() and not any(a <= m.start(1) < b for a, b in inside)})
     marks = sorted(marks.items())
     if not marks:
         return [(OTHER_PRIORITY, text)]

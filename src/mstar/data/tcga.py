@@ -92,7 +92,10 @@ def build_tcga_cohort(omics: str | os.PathLike, reports: str | os.PathLike | Non
     if reports:
         from mstar.data.reports import read_report_rows
 
-        reported = {c for c, t in read_report_rows(reports) if t.strip()}
+        reported = {c for c, t in read_report_rows(reports) if isinstance(c, str) and t.strip()}
+        if not reported & set(cases["case"]):
+            raise MstarError(f"{reports}: no report case id matches a patient of the omics tables (reports "
+                             f"have {', '.join(sorted(reported)[:3])}; omics {', '.join(cases['case'][:3])})")
     with atomic_path(out / "manifest.csv") as tmp:
         cases.to_csv(tmp, index=False)
     with atomic_path(out / "rna.csv.gz") as tmp:

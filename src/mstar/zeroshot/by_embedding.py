@@ -38,6 +38,7 @@ def embed_modality(prep, cfg: ZeroShotConfig, rows: pd.DataFrame) -> tuple[pd.Da
                           max_tokens=model.text.max_tokens if model.text is not None else None)
     items = cohort.splits["all"]
     emb = embed_dataset(model, Stage1Dataset(None, items), cfg.batch_size, next(model.parameters()).device)
+    model.save_text_cache(cfg.text_cache)
     has = emb[f"has_{cfg.modality}"]
     z = emb[cfg.modality][has]
     z = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)

@@ -14,7 +14,7 @@ from mstar.run.config import RunConfig
 
 DEFAULT_JS = [1, 5, 10, 50, 100]
 METHODS = ("text_prototypes", "simpleshot", "linear_probe")
-RUNTIME = ("out", "name", "device", "text_encoder")
+RUNTIME = ("out", "name", "device", "text_encoder", "text_cache")
 
 
 @dataclass
@@ -30,6 +30,7 @@ class Stage1Inputs(RunConfig):
     device: str = "auto"               # auto, cpu, cuda, cuda:1 ...
     text_encoder: str | None = None    # the text model's folder, if it moved since pretraining
     skip_missing: bool = False         # drop cases without (or with empty) features
+    text_cache: str | None = None      # folder of a frozen text encoder's [CLS] states (see mstar pretrain)
 
     REQUIRED: ClassVar[tuple[str, ...]] = ("stage1", "manifest", "features")
     RUNTIME: ClassVar[tuple[str, ...]] = RUNTIME

@@ -24,13 +24,16 @@ def pick_device(device: str = "auto") -> torch.device:
         raise MstarError(f"--device {device!r} is not a torch device (auto, cpu, cuda, cuda:1)") from None
 
 
-def load_model(checkpoint, text_encoder: str | os.PathLike | None = None, device: str = "auto"):
+def load_model(checkpoint, text_encoder: str | os.PathLike | None = None, device: str = "auto",
+               text_cache: str | os.PathLike | None = None):
     """A stage-1 model in eval mode on ``device`` and its checkpoint meta.
 
     Args:
         checkpoint: ``stage1.pt`` written by ``mstar pretrain``, or an already built ``Stage1Model``.
         text_encoder: The text model's folder when it moved since pretraining.
         device: ``auto``, ``cpu``, ``cuda``...
+        text_cache: Folder of cached [CLS] states of a frozen text encoder (read here; callers that
+            encode reports write it back with ``model.save_text_cache``).
     """
     from mstar.pretrain.stage1_model import Stage1Model, load_stage1
 
@@ -42,6 +45,7 @@ def load_model(checkpoint, text_encoder: str | os.PathLike | None = None, device
             raise MstarError(f"{path}: stage-1 checkpoint not found "
                              "(runs/pretrain/<name>/checkpoints/stage1.pt)")
         model, meta = load_stage1(path, text_encoder)
+    model.load_text_cache(text_cache)
     return model.to(pick_device(device)).eval(), meta
 
 
@@ -54,14 +58,15 @@ class Prepared:
 
 
 def prepare(checkpoint, prompts: str | os.PathLike, manifest: str | os.PathLike, label_column: str = "auto",
-            text_encoder: str | os.PathLike | None = None, device: str = "auto") -> Prepared:
+            text_encoder: str | os.PathLike | None = None, device: str = "auto",
+            text_cache: str | os.PathLike | None = None) -> Prepared:
     """Check prompts against the manifest (before loading anything heavy), load the model, embed the
     prompts."""
     prompt_set = read_prompts(prompts)
     table = read_eval_table(manifest, label_column)
     check_labels(prompt_set, table["label"], manifest)
     cohort = load_eval_cohort(manifest, prompt_set.classes, label_column)
-    model, _ = load_model(checkpoint, text_encoder, device)
+    model, _ = load_model(checkpoint, text_encoder, device, text_cache)
     if model.text is None:
         raise MstarError(f"{checkpoint}: this stage-1 model has no report encoder "
                          "(trained without --reports); zero-shot needs one")

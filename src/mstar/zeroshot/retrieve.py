@@ -78,7 +78,8 @@ def retrieve(cfg: RetrievalConfig, model=None, overwrite: bool = False) -> dict:
     elif split not in set(rows["split"]):
         raise MstarError(f"{manifest}: no rows in split {split!r} (has {sorted(set(rows['split']))}); "
                          "use --split")
-    model, _ = load_model(model if model is not None else checkpoint, cfg.text_encoder, cfg.device)
+    model, _ = load_model(model if model is not None else checkpoint, cfg.text_encoder, cfg.device,
+                          cfg.text_cache)
     if reports and model.text is None:
         raise MstarError(f"{checkpoint}: the model has no report encoder; drop --reports")
     vocabulary = None
@@ -97,6 +98,7 @@ def retrieve(cfg: RetrievalConfig, model=None, overwrite: bool = False) -> dict:
         raise MstarError(f"{manifest}: {len(items)} slide(s) in split {split!r}; retrieval needs at least 2")
     device_ = next(model.parameters()).device
     emb = embed_dataset(model, Stage1Dataset(cohort.bags, items), cfg.batch_size, device_)
+    model.save_text_cache(cfg.text_cache)
     keys = {**item_keys(items), **({} if reports else {"report": [None] * len(items)})}
     entries = retrieval_entries(emb, keys, cfg.bootstrap, cfg.seed, ks=KS, within=cfg.within_label)
     if emb["has_slide"].any():

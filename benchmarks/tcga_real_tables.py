@@ -1,0 +1,139 @@
+"""Markdown tables of ``benchmarks/tcga_real.py``'s ``results.json`` (the RESULTS.md section).
+
+    python benchmarks/tcga_real_tables.py /tmp/mstar-tcga-real/results.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+
+
+def ci(e: dict | None, digits: int = 3) -> str:
+    if not e:
+        return "n/a"
+    return f"{e['value']:.{digits}f} [{e['ci_low']:.{digits}f}, {e['ci_high']:.{digits}f}]"
+
+
+def seeds_cell(values: list[float]) -> str:
+    return f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
+
+
+def _seeds(results: dict) -> list[str]:
+    return [m for m in results["retrieval"] if m.startswith("seed")]
+
+
+def retrieval_table(results: dict) -> list[str]:
+    seeds, first = _seeds(results), _seeds(results)[0]
+    lines = ["| direction | gallery | K | trained, seed 0 [95 % CI] | trained, 3 seeds mean ± sd | untrained "
+             "[95 % CI] | chance |", "|---|---|---|---|---|---|---|"]
+    r = results["retrieval"]
+    for direction in ("report_to_gene", "gene_to_report"):
+        for within, gallery in (("", "pan-cancer"), ("_within", "same project")):
+            for k in (1, 5, 10):
+                key = f"{direction}{within}/recall@{k}"
+                if key not in r[first]:
+                    continue
+                arrow = direction.replace("_to_", " → ")
+                lines.append(f"| {arrow} | {gallery} | {k} | {ci(r[first][key])} | "
+                             f"{seeds_cell([r[s][key]['value'] for s in seeds])} | {ci(r['random'][key])} | "
+                             f"{r[first][key]['chance']:.3f} |")
+    return lines
+
+
+def zero_shot_table(results: dict) -> list[str]:
+    seeds, first = _seeds(results), _seeds(results)[0]
+    z = results["zero_shot"]
+    lines = ["| embeddings | metric | trained, seed 0 [95 % CI] | 3 seeds mean ± sd | untrained [95 % CI] | "
+             "chance |", "|---|---|---|---|---|---|"]
+    for modality in ("gene", "report"):
+        for metric, chance in (("balanced_accuracy", None), ("auc_macro", 0.5)):
+            vals = [z[s][modality][metric]["value"] for s in seeds]
+            n_c = z[first][modality]["n_classes_present"]
+            lines.append(f"| {'RNA' if modality == 'gene' else 'report'} | {metric} | "
+                         f"{ci(z[first][modality][metric])} | {seeds_cell(vals)} | "
+                         f"{ci(z['random'][modality][metric])} | {chance or 1 / n_c:.3f} |")
+    skcm = [z[s]["gene"]["recall_per_class"].get("SKCM", float("nan")) for s in seeds]
+    untrained = z["random"]["gene"]["recall_per_class"].get("SKCM", 0.0)
+    lines += ["", f"SKCM (RNA, almost no reports in pretraining): zero-shot recall from RNA embeddings "
+                  f"{seeds_cell(skcm)} over seeds (untrained {untrained:.3f}); "
+                  f"test patients predicted SKCM, seed 0: {z[first]['gene']['predicted_skcm']}."]
+    per = z[first]["gene"]["recall_per_class"]
+    lines += ["", "Per-project recall, RNA zero-shot, seed 0: "
+              + ", ".join(f"{c} {v:.2f}" for c, v in sorted(per.items()))]
+    return lines
+
+
+def few_shot_table(results: dict) -> list[str]:
+    f = results["few_shot"]
+    names = [k for k in f if k not in ("classes", "n_test", "chance")]
+    lines = [f"| features | {' | '.join(f'k = {k}' for k in (1, 4, 16, 64))} |",
+             "|---|" + "---|" * 4]
+    for name in names:
+        lines.append(f"| {name} | " + " | ".join(ci(f[name][str(k)] if str(k) in f[name] else f[name][k])
+                                                 for k in (1, 4, 16, 64)) + " |")
+    first = f[names[0]]
+    draws = (first["1"] if "1" in first else first[1])["draws"]
+    lines.append(f"\nBalanced accuracy on {f['n_test']} test patients of {len(f['classes'])} projects "
+                 f"(chance {f['chance']:.3f}); mean over {draws} support draws, CI: bootstrap over test "
+                 "patients of that mean.")
+    return lines
+
+
+def survival_table(results: dict) -> list[str]:
+    from tcga_real import PUBLISHED_SNN
+
+    s = results["survival"]
+    inputs = ["raw RNA-seq", "RNA emb", "report emb", "RNA+report emb"]
+    lines = ["| cohort | patients | " + " | ".join(inputs) + " | published SNN |", "|---|---|" + "---|" * 5]
+    for cohort, r in s.items():
+        cells = [f"{r[i]['mean']:.3f} ± {r[i]['sd']:.3f}" if i in r else "—" for i in inputs]
+        pub = PUBLISHED_SNN.get(cohort)
+        lines.append(f"| {cohort} | {r['patients']} | " + " | ".join(cells) + f" | {pub or '—'} |")
+    lines += ["", "| cohort | 25 % train: pretrained RNA emb | random RNA emb | "
+                  "difference [paired 95 % CI] |", "|---|---|---|---|"]
+    for cohort, r in s.items():
+        if "low_label" in r:
+            low = r["low_label"]
+            pre, rand = low["pretrained"], low["random"]
+            lines.append(f"| {cohort} | {pre['mean']:.3f} ± {pre['sd']:.3f} | {rand['mean']:.3f} ± "
+                         f"{rand['sd']:.3f} | {ci(low['difference'])} |")
+    return lines
+
+
+def accrual_table(results: dict) -> list[str]:
+    a = results["accrual"]
+    lines = ["| test patients | measure | first (old 5) | continued (+ new 5) | joint (all 10) | "
+             "continued − first [95 % CI] | continued − joint [95 % CI] | chance |",
+             "|---|---|---|---|---|---|---|---|"]
+    for group in ("old", "new"):
+        g = a[group]
+        r = g["report_to_gene_r5"]
+        lines.append(f"| {group} ({g['n']}) | report → RNA R@5 | {ci(r['first'])} | {ci(r['continued'])} | "
+                     f"{ci(r['joint'])} | {ci(r['continued-first'])} | {ci(r['continued-joint'])} | "
+                     f"{g['chance']:.3f} |")
+        for modality in ("gene", "report"):
+            z = g.get(f"zero_shot_{modality}")
+            if z:
+                lines.append(f"| {group} ({z['n']}) | zero-shot bal. acc. ({modality}) | {ci(z['first'])} | "
+                             f"{ci(z['continued'])} | {ci(z['joint'])} | {ci(z['continued-first'])} | "
+                             f"{ci(z['continued-joint'])} | {z['chance']:.3f} |")
+    return lines
+
+
+def markdown(results: dict) -> str:
+    parts = [["### Retrieval (test)"], retrieval_table(results), ["", "### Zero-shot project (test)"],
+             zero_shot_table(results)]
+    for key, title, fn in (("few_shot", "Few-shot linear probe (test)", few_shot_table),
+                           ("survival", "Survival, MCAT folds (held-out C-index, mean ± sd over 5 folds)",
+                            survival_table),
+                           ("accrual", "New cases accrue", accrual_table)):
+        if key in results:
+            parts += [["", f"### {title}"], fn(results)]
+    return "\n".join(line for part in parts for line in part)
+
+
+if __name__ == "__main__":
+    print(markdown(json.loads(open(sys.argv[1]).read())))
