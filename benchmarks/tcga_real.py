@@ -188,7 +188,9 @@ def _table(path: Path, frame: pd.DataFrame) -> str:
     return str(path)
 
 
-def survival(b: Bench, emb: Path, emb_random: Path) -> dict:
+def survival(b: Bench, emb: Path, emb_random: Path, tag: str) -> dict:
+    """Per cohort: SNN on raw RNA-seq (independent of ``tag``) and on the embeddings of one stage-1 model;
+    25 % of the training patients: that model's RNA embeddings vs an untrained model's (``emb_random``)."""
     from mstar.eval.compare import compare_runs
     from mstar.tasks.multimodal import train_multimodal
     from mstar.tasks.multimodal_config import MultimodalConfig
@@ -208,7 +210,7 @@ def survival(b: Bench, emb: Path, emb_random: Path) -> dict:
         # patients with both modalities (SKCM: RNA only, almost no reports; UCEC: reports only, no RNA)
         keep = [c for c in here.index if (cohort == "SKCM" or here.loc[c, "has_report"])
                 and (not has_rna or here.loc[c, "has_gene"])]
-        folder = b.work / "survival" / cohort.lower()
+        folder = b.work / "survival" / tag / cohort.lower()
         manifest = folder / "manifest.csv"
         folder.mkdir(parents=True, exist_ok=True)
         pd.read_csv(path, low_memory=False).query("case_id in @keep").to_csv(manifest, index=False)
@@ -224,23 +226,24 @@ def survival(b: Bench, emb: Path, emb_random: Path) -> dict:
         folds = str(b.omics / "splits" / cohort.lower())
         res: dict = {"patients": len(keep)}
         for name, extra in inputs.items():
-            cfg = MultimodalConfig(manifest=str(manifest), folds=folds, name=f"surv-{cohort}-{name}", **snn,
-                                   **extra)
+            run_name = f"surv-{cohort}-{name}" + ("" if name == "raw RNA-seq" else f"-{tag}")
+            cfg = MultimodalConfig(manifest=str(manifest), folds=folds, name=run_name, **snn, **extra)
             r = b.timed(f"survival {cohort} {name}", train_multimodal, cfg, overwrite=False, progress=False)
             res[name] = _c_index(r)
         if has_rna:  # low-label: 25 % of each fold's training patients, pretrained vs random gene encoder
             rand = _table(folder / "gene_random.csv", _matrix(er.loc[keep], "gene"))
             runs = {}
-            for tag, rna in (("pretrained", inputs["RNA emb"]["rna"]), ("random", rand)):
+            for kind, rna in (("pretrained", inputs["RNA emb"]["rna"]), ("random", rand)):
                 cfg = MultimodalConfig(manifest=str(manifest), folds=folds, rna=rna, train_fraction=0.25,
-                                       name=f"surv25-{cohort}-{tag}", **snn)
-                runs[tag] = b.timed(f"survival25 {cohort} {tag}", train_multimodal, cfg, progress=False)
+                                       name=f"surv25-{cohort}-{kind}-{tag}", **snn)
+                runs[kind] = b.timed(f"survival25 {cohort} {kind} {tag}", train_multimodal, cfg,
+                                     progress=False)
             diff = compare_runs(runs["pretrained"]["run"], runs["random"]["run"], "test")
             res["low_label"] = {"pretrained": _c_index(runs["pretrained"]),
                                 "random": _c_index(runs["random"]),
                                 "difference": diff["metrics"]["c_index"]["difference"]}
         out[cohort] = res
-        print(f"survival {cohort}: " + ", ".join(f"{k} {v['mean']:.3f}" for k, v in res.items()
+        print(f"survival {cohort} ({tag}): " + ", ".join(f"{k} {v['mean']:.3f}" for k, v in res.items()
                                                  if isinstance(v, dict) and "mean" in v), flush=True)
     return out
 
@@ -258,16 +261,16 @@ def _c_index(result: dict) -> dict:
 
 
 # ---- 7: accrual ----
-def accrual(b: Bench, joint_ckpt: str) -> dict:
+def accrual(b: Bench, joint_ckpt: str, seed: int) -> dict:
     """First (old five), continued (+ new five, replay), joint (all ten): old and new test patients."""
-    first = b.stage1("accrual-first", labels=OLD)
-    cont = b.stage1("accrual-continued", labels=NEW, continue_from=first["run"],
-                    replay_fraction=b.args.replay)
+    first = b.stage1(f"accrual-first-seed{seed}", labels=OLD, seed=seed)
+    cont = b.stage1(f"accrual-continued-seed{seed}", labels=NEW, continue_from=first["run"],
+                    replay_fraction=b.args.replay, seed=seed)
     models = {"first": first["checkpoint"], "continued": cont["checkpoint"], "joint": joint_ckpt}
-    emb = {m: load_embeddings(b.embed(f"accrual-{m}", ck)) for m, ck in models.items()}
+    emb = {m: load_embeddings(b.embed(f"accrual-{m}-seed{seed}", ck)) for m, ck in models.items()}
     preds: dict[str, dict] = {m: {} for m in models}
     for m, ck in models.items():
-        zero_shots(b, f"accrual-{m}", ck, preds[m])
+        zero_shots(b, f"accrual-{m}-seed{seed}", ck, preds[m])
     manifest = pd.read_csv(b.manifest).set_index("case")
     out: dict = {"replay_fraction": b.args.replay, "old": OLD, "new": NEW,
                  "replayed_cases": cont["meta"]["counts"].get("replayed_cases")}
@@ -328,6 +331,8 @@ def main() -> None:
     b.results["cohort"] = b.timed("cohort", build_tcga_cohort, b.omics, b.reports, b.cohort, seed=0)
     models = {f"seed{s}": b.stage1(f"tcga-seed{s}", seed=s) for s in args.seeds}
     models["random"] = b.stage1("tcga-random", epochs=0)
+    randoms = {s: models["random"] if s == 0 else b.stage1(f"tcga-random{s}", epochs=0, seed=s)
+               for s in args.seeds}  # untrained models of the other seeds: the low-label baselines
     b.results["val"] = {m: {k: v for k, v in r["metrics"].get("val", {}).items() if "gene" in k}
                         for m, r in models.items()}
     for m, r in models.items():
@@ -336,11 +341,14 @@ def main() -> None:
     emb = {m: b.embed(m, r["checkpoint"]) for m, r in models.items()}
     if "fewshot" not in args.skip:
         b.results["few_shot"] = b.timed("few-shot", few_shot, b, {m: p for m, p in emb.items()})
-    first_seed = f"seed{args.seeds[0]}"
     if "survival" not in args.skip:
-        b.results["survival"] = survival(b, emb[first_seed], emb["random"])
+        b.results["survival"] = {
+            f"seed{s}": survival(b, emb[f"seed{s}"], emb["random"] if s == 0 else
+                                 b.embed(f"random{s}", randoms[s]["checkpoint"]), f"seed{s}")
+            for s in args.seeds}
     if "accrual" not in args.skip:
-        b.results["accrual"] = accrual(b, models[first_seed]["checkpoint"])
+        b.results["accrual"] = {f"seed{s}": accrual(b, models[f"seed{s}"]["checkpoint"], s)
+                                for s in args.seeds}
     args.work.mkdir(parents=True, exist_ok=True)
     (args.work / "results.json").write_text(json.dumps(b.results, indent=1, default=str))
     from tcga_real_tables import markdown

@@ -82,45 +82,67 @@ def few_shot_table(results: dict) -> list[str]:
     return lines
 
 
+def _cell(r: dict | None) -> str:
+    return f"{r['mean']:.3f} ± {r['sd']:.3f}" if r else "—"
+
+
 def survival_table(results: dict) -> list[str]:
     from tcga_real import PUBLISHED_SNN
 
-    s = results["survival"]
+    per_seed = results["survival"]
+    seeds = list(per_seed)
+    s = per_seed[seeds[0]]
     inputs = ["raw RNA-seq", "RNA emb", "report emb", "RNA+report emb"]
-    lines = ["| cohort | patients | " + " | ".join(inputs) + " | published SNN |", "|---|---|" + "---|" * 5]
+    lines = [f"Cells: {seeds[0]} mean ± sd over the 5 folds · mean over the {len(seeds)} stage-1 seeds.", "",
+             "| cohort | patients | " + " | ".join(inputs) + " | published SNN |", "|---|---|" + "---|" * 5]
     for cohort, r in s.items():
-        cells = [f"{r[i]['mean']:.3f} ± {r[i]['sd']:.3f}" if i in r else "—" for i in inputs]
+        cells = []
+        for i in inputs:
+            if i not in r:
+                cells.append("—")
+                continue
+            over = np.mean([per_seed[t][cohort][i]["mean"] for t in seeds])
+            cells.append(_cell(r[i]) + ("" if i == "raw RNA-seq" else f" · {over:.3f}"))
         pub = PUBLISHED_SNN.get(cohort)
         lines.append(f"| {cohort} | {r['patients']} | " + " | ".join(cells) + f" | {pub or '—'} |")
-    lines += ["", "| cohort | 25 % train: pretrained RNA emb | random RNA emb | "
-                  "difference [paired 95 % CI] |", "|---|---|---|---|"]
+    lines += ["", f"| cohort | 25 % train: pretrained RNA emb ({seeds[0]}) | untrained RNA emb | difference "
+                  f"[paired 95 % CI] | difference, {len(seeds)} seeds mean ± sd | seeds with CI > 0 |",
+              "|---|---|---|---|---|---|"]
     for cohort, r in s.items():
-        if "low_label" in r:
-            low = r["low_label"]
-            pre, rand = low["pretrained"], low["random"]
-            lines.append(f"| {cohort} | {pre['mean']:.3f} ± {pre['sd']:.3f} | {rand['mean']:.3f} ± "
-                         f"{rand['sd']:.3f} | {ci(low['difference'])} |")
+        if "low_label" not in r:
+            continue
+        low = r["low_label"]
+        diffs = [per_seed[t][cohort]["low_label"]["difference"] for t in seeds]
+        above = sum(d["ci_low"] > 0 for d in diffs)
+        lines.append(f"| {cohort} | {_cell(low['pretrained'])} | {_cell(low['random'])} | "
+                     f"{ci(low['difference'])} | {seeds_cell([d['value'] for d in diffs])} | "
+                     f"{above} of {len(seeds)} |")
     return lines
 
 
 def accrual_table(results: dict) -> list[str]:
-    a = results["accrual"]
-    lines = ["| test patients | measure | first (old 5) | continued (+ new 5) | joint (all 10) | "
-             "continued − first [95 % CI] | continued − joint [95 % CI] | chance |",
-             "|---|---|---|---|---|---|---|---|"]
+    per_seed = results["accrual"]
+    seeds = list(per_seed)
+    a = per_seed[seeds[0]]
+    lines = [f"{seeds[0]}, with 95 % bootstrap CIs (paired for the differences):", "",
+             "| test patients | measure | first (old 5) | continued (+ new 5) | joint (all 10) | "
+             "continued − first | continued − joint | chance |", "|---|---|---|---|---|---|---|---|"]
+    summary = [f"The differences over the {len(seeds)} stage-1 seeds (mean ± sd):", "",
+               "| test patients | measure | continued − first | continued − joint |", "|---|---|---|---|"]
     for group in ("old", "new"):
         g = a[group]
-        r = g["report_to_gene_r5"]
-        lines.append(f"| {group} ({g['n']}) | report → RNA R@5 | {ci(r['first'])} | {ci(r['continued'])} | "
-                     f"{ci(r['joint'])} | {ci(r['continued-first'])} | {ci(r['continued-joint'])} | "
-                     f"{g['chance']:.3f} |")
-        for modality in ("gene", "report"):
-            z = g.get(f"zero_shot_{modality}")
-            if z:
-                lines.append(f"| {group} ({z['n']}) | zero-shot bal. acc. ({modality}) | {ci(z['first'])} | "
-                             f"{ci(z['continued'])} | {ci(z['joint'])} | {ci(z['continued-first'])} | "
-                             f"{ci(z['continued-joint'])} | {z['chance']:.3f} |")
-    return lines
+        rows = [("report → RNA R@5", "report_to_gene_r5", g["n"], g["chance"])]
+        rows += [(f"zero-shot bal. acc. ({m})", f"zero_shot_{m}", g[f"zero_shot_{m}"]["n"], 0.1)
+                 for m in ("gene", "report") if f"zero_shot_{m}" in g]
+        for label, key, n, chance in rows:
+            e = g[key]
+            lines.append(f"| {group} ({n}) | {label} | {ci(e['first'])} | {ci(e['continued'])} | "
+                         f"{ci(e['joint'])} | {ci(e['continued-first'])} | {ci(e['continued-joint'])} | "
+                         f"{chance:.3f} |")
+            d1 = [per_seed[t][group][key]["continued-first"]["value"] for t in seeds]
+            d2 = [per_seed[t][group][key]["continued-joint"]["value"] for t in seeds]
+            summary.append(f"| {group} | {label} | {seeds_cell(d1)} | {seeds_cell(d2)} |")
+    return lines + [""] + summary
 
 
 def markdown(results: dict) -> str:

@@ -105,3 +105,14 @@ def test_inline_ocr_artefacts_go_and_roman_numerals_stay():
     text = "PRE-OP DIAGNOSIS : Bladder cancer.\nFINAL DIAGNOSIS : urothelial carcinoma."
     pre_op = prioritise_sections(text, None)
     assert pre_op.startswith("FINAL DIAGNOSIS : urothelial carcinoma. PRE-OP DIAGNOSIS : Bladder cancer.")
+
+
+def test_a_rewritten_reports_table_is_read_again_not_served_from_memory(tmp_path):
+    path = tmp_path / "r.csv"
+    pd.DataFrame({"case_id": ["A"], "text": ["FINAL DIAGNOSIS: adenocarcinoma of the colon."]}).to_csv(path)
+    first, _ = load_reports(path)
+    first["A"] = "changed by the caller"  # callers get copies
+    assert load_reports(path)[0]["A"] == "FINAL DIAGNOSIS: adenocarcinoma of the colon."
+    lung = "FINAL DIAGNOSIS: squamous cell carcinoma of the lung."
+    pd.DataFrame({"case_id": ["A"], "text": [lung]}).to_csv(path)
+    assert load_reports(path)[0]["A"] == "FINAL DIAGNOSIS: squamous cell carcinoma of the lung."
