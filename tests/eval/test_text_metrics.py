@@ -15,6 +15,7 @@ from mstar.eval.text_metrics import (
     _meteor_jar,
     bleu_from_statistics,
     java_available,
+    paired_bleu_difference,
     report_generation_metrics,
 )
 
@@ -105,3 +106,17 @@ def test_meteor_equals_pycocoevalcap_jar_and_bootstrap_aggregates_like_the_jar()
     g = {f"{j}": gts[keys[i]] for j, i in enumerate(idx)}
     r = {f"{j}": res[keys[i]] for j, i in enumerate(idx)}
     assert jar.score_statistics(stats[idx].sum(axis=0)) == scorer.compute_score(g, r)[0]
+
+
+def test_paired_bleu_difference_equals_the_two_corpus_scores_and_pairs_the_resamples():
+    baseline = {k: "invasive ductal carcinoma ." for k in REFERENCES}
+    out = paired_bleu_difference(GENERATED, baseline, REFERENCES, n_resamples=300, seed=1)
+    gts = _coco(REFERENCES)
+    g = Bleu(4).compute_score(gts, _coco(GENERATED), verbose=0)[0][3]
+    b = Bleu(4).compute_score(gts, _coco(baseline), verbose=0)[0][3]
+    assert np.isclose(out["bleu4_generated"]["value"], g) and np.isclose(out["bleu4_baseline"]["value"], b)
+    assert np.isclose(out["difference"]["value"], g - b)
+    d = out["difference"]
+    assert d["ci_low"] <= d["value"] <= d["ci_high"] and d["n"] == 5
+    same = paired_bleu_difference(GENERATED, GENERATED, REFERENCES, n_resamples=100)["difference"]
+    assert same["value"] == same["ci_low"] == same["ci_high"] == 0.0  # paired: identical systems never differ

@@ -207,7 +207,7 @@ def report(
             console.print(f"{split:14s} BLEU-4 {s['bleu_4']:.3f}  ROUGE-L {s['rouge_l']:.3f}"
                           + (f"  METEOR {s['meteor']:.3f}" if "meteor" in s else "")
                           + (f"  cancer type stated correctly {s['cancer_type_accuracy']:.2f}"
-                             if s.get("cancer_type_accuracy") is not None else ""))
+                             if s.get("cancer_type_accuracy") is not None else "  cancer type: cannot judge"))
     console.print(f"run directory: {result['run']} (best epoch {result['best_epoch']} by validation BLEU-4)")
 
 

@@ -180,5 +180,6 @@ def step_report(ctx) -> tuple[str, str]:
     meteor = f", METEOR {test['meteor']:.3f}" if "meteor" in test else " (METEOR skipped: no Java)"
     return result["run"], (f"test BLEU-4 {test['bleu_4']:.3f} "
                            f"(template baseline {base['bleu_4']:.3f}){meteor}, "
-                           f"cancer type stated correctly {test['cancer_type_accuracy']:.0%} "
-                           f"(baseline {base['cancer_type_accuracy']:.0%})")
+                           "cancer type stated correctly {} (baseline {})".format(*(
+                               "cannot judge" if r.get("cancer_type_accuracy") is None
+                               else f"{r['cancer_type_accuracy']:.0%}" for r in (test, base))))

@@ -27,6 +27,7 @@ class ReportConfig(RunConfig):
     grad_clip_value: float | None = 0.1  # clip gradients by value (HistGen); None: off
     batch_size: int = 1
     min_freq: int = 10                 # vocabulary: tokens seen at least this often in training reports
+    number_tokens: bool = True         # spell numbers by digits (never <unk>); False: whole words (HistGen)
     beam_size: int = 3
     val_beam_size: int | None = None   # beam width while selecting the epoch (default: beam_size)
     length_penalty: float = 0.0        # 0 = HistGen; 1 = Wu et al. normalisation
@@ -34,6 +35,8 @@ class ReportConfig(RunConfig):
     val_every: int = 1
     meteor: bool = True                # METEOR 1.5 via pycocoevalcap (needs Java; omitted with a note
                                        # otherwise)
+    classes: str | None = None         # clinical check: prompts/knowledge JSON {"0": {"classnames":
+                                       # {CODE: [names]}}} or a packaged set (default synthetic_cancer_type)
     bootstrap: int = 1000
     seed: int = 0
     skip_missing: bool = False
@@ -50,21 +53,34 @@ class ReportConfig(RunConfig):
     AT_LEAST: ClassVar[dict[str, float]] = {"epochs": 1, "batch_size": 1, "beam_size": 1, "val_beam_size": 1,
                                             "val_every": 1, "min_freq": 1, "bootstrap": 0}
     POSITIVE: ClassVar[tuple[str, ...]] = ("lr",)
-    INPUTS: ClassVar[tuple[str, ...]] = ("manifest", "features", "reports", "stage1")
+    INPUTS: ClassVar[tuple[str, ...]] = ("manifest", "features", "reports", "stage1", "classes")
     RUNTIME: ClassVar[tuple[str, ...]] = ("out", "name", "accelerator", "devices", "logger")
     ALIASES: ClassVar[dict[str, str]] = {"aggregator": "stage1"}
+
+    def check(self) -> None:
+        if self.classes:  # a missing file is one error line before any training
+            from mstar.data.prompts import resolve_prompts
+            from mstar.errors import MstarError
+
+            try:
+                resolve_prompts(self.classes)
+            except MstarError as err:
+                raise MstarError(f"config 'classes' (the clinical check's classes): {err}") from None
 
     def default_name(self) -> str:
         return f"{Path(self.manifest).stem}-histgen"
 
     def input_paths(self) -> dict[str, Any]:
-        """The manifest, the feature files of its slides, the reports and the stage-1 checkpoint."""
+        """The manifest, the feature files of its slides, the reports, the stage-1 checkpoint and the
+        clinical check's classes file."""
         from mstar.data.feature_dirs import feature_files_for
         from mstar.data.manifest import read_manifest
+        from mstar.data.prompts import resolve_prompts
 
         slides = [s for ss in read_manifest(self.manifest).table["slides"] for s in ss]
         return {"manifest": self.manifest, "features": feature_files_for(self.features, slides),
-                "reports": self.reports, "stage1": self.stage1}
+                "reports": self.reports, "stage1": self.stage1,
+                "classes": resolve_prompts(self.classes or "synthetic_cancer_type")}
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import torch
@@ -20,6 +21,9 @@ from mstar.run.folder import open_run
 from mstar.tasks.report_config import GenerateConfig, ReportConfig
 from mstar.utils.atomic import write_text_atomic
 
+if TYPE_CHECKING:
+    from mstar.models.report.vocab import Vocabulary
+
 
 def _load(cfg: ReportConfig):
     table = read_manifest(cfg.manifest).table
@@ -30,7 +34,29 @@ def _load(cfg: ReportConfig):
                      skip_missing=cfg.skip_missing)
     features = {s: store.bag(s) for s in store.cases}
     split_of = {s: split for s, split in slides if s in features}
-    return features, split_of, store.dim
+    label_of = ({s: str(label) for ss, label in zip(table["slides"], table["label"]) for s in ss}
+                if "label" in table else {})
+    return features, split_of, store.dim, label_of
+
+
+def clinical_truth(references: dict[str, str], labels: dict[str, str]) -> dict[str, object]:
+    """The truth of the clinical check per slide: the manifest label as the true class and the TP53 status
+    its reference states; the reference text alone (class and status read from it) without labels."""
+    from mstar.eval.clinical import extract_marker
+
+    if not labels:
+        return dict(references)
+    return {k: {"cancer_type": labels.get(k), "marker": extract_marker(v)} for k, v in references.items()}
+
+
+def model_args_for(cfg: ReportConfig, vocab: Vocabulary, train_items: list) -> dict:
+    """``cfg.model_args``, with ``max_len`` (tokens per report, ``<bos>``/``<eos>`` included) set to the
+    longest training report when not given: a fixed length cut reports of other cohorts short (their numbers
+    spelled by digits are several tokens each), and the brevity penalty of BLEU then punished every one."""
+    args = dict(cfg.model_args)
+    if "max_len" not in args and train_items:
+        args["max_len"] = max(len(vocab.encode(it.report)) for it in train_items)
+    return args
 
 
 def train_report(cfg: ReportConfig, overwrite: bool = False, progress: bool = False) -> dict:
@@ -38,7 +64,7 @@ def train_report(cfg: ReportConfig, overwrite: bool = False, progress: bool = Fa
 
     A finished run with the same settings and inputs is reported (``finished_before``), not retrained.
     """
-    from mstar.eval.clinical import clinical_accuracy
+    from mstar.eval.clinical import clinical_accuracy, load_classes
     from mstar.eval.report_baseline import baseline_reports
     from mstar.eval.text_metrics import report_generation_metrics
     from mstar.models.report import ReportGenerator, Vocabulary
@@ -54,15 +80,17 @@ def train_report(cfg: ReportConfig, overwrite: bool = False, progress: bool = Fa
     start = time.perf_counter()
     torch.manual_seed(cfg.seed)
     reports = read_reports(cfg.reports)
-    features, split_of, dim = _load(cfg)
+    classes = load_classes(cfg.classes)  # a malformed classes file stops before training
+    features, split_of, dim, label_of = _load(cfg)
     run = folder.start(cfg)
     items, counts = {}, {}
     for split in ("train", "val", "test"):
         ids = [s for s, sp in split_of.items() if sp == split]
         items[split], counts[split] = build_items(features, reports, ids)
-    vocab = Vocabulary.build([it.report for it in items["train"]], min_freq=cfg.min_freq)
+    vocab = Vocabulary.build([it.report for it in items["train"]], min_freq=cfg.min_freq,
+                             numbers=cfg.number_tokens)
     vocab.save(run / "vocab.json")
-    model = ReportGenerator(len(vocab), in_dim=dim, **cfg.model_args)
+    model = ReportGenerator(len(vocab), in_dim=dim, **model_args_for(cfg, vocab, items["train"]))
     if cfg.stage1:
         from mstar.models.report.init import init_from_stage1
 
@@ -79,21 +107,27 @@ def train_report(cfg: ReportConfig, overwrite: bool = False, progress: bool = Fa
     for split in ("val", "test"):
         if not items[split]:
             continue
+        # references, generated reports and the baseline go through the same normalisation (HistGen's
+        # cleaning; generated text is already in that form, numbers rejoined by the vocabulary)
         refs = {it.slide_id: clean_report(it.report) for it in items[split]}
         generated = generate_reports(model, vocab, items[split], beam_size=cfg.beam_size,
                                      length_penalty=cfg.length_penalty)
+        hyps = {k: clean_report(v) for k, v in generated.items()}
         baseline = {k: clean_report(v) for k, v in baseline_reports(train_texts, list(refs)).items()}
-        for name, texts in ((split, generated), (f"{split}_baseline", baseline)):
+        truth = clinical_truth({it.slide_id: it.report for it in items[split]}, label_of)
+        for name, texts in ((split, hyps), (f"{split}_baseline", baseline)):
             scores = report_generation_metrics(texts, refs, meteor=cfg.meteor, n_resamples=cfg.bootstrap,
                                                seed=cfg.seed)
-            metrics[name] = dict(scores.ci)
-            clinical = clinical_accuracy(texts, refs)
+            metrics[name] = dict(scores.ci or {  # bootstrap 0: the values without intervals
+                k: {"value": v, "ci_low": float("nan"), "ci_high": float("nan"), "n": len(refs)}
+                for k, v in scores.scores.items()})
+            clinical = clinical_accuracy(texts, truth, classes=classes)
             for key in ("cancer_type_accuracy", "marker_accuracy"):
                 value = getattr(clinical, key)
                 if value is not None:
                     metrics[name][key] = {"value": value, "ci_low": float("nan"), "ci_high": float("nan"),
                                           "n": clinical.n}
-            summary[name] = {**scores.scores, **clinical.summary(), "notes": scores.notes,
+            summary[name] = {**scores.scores, **clinical.summary(), "notes": [*scores.notes, *clinical.notes],
                              "implementation": scores.implementation}
         rows += [{"split": split, "slide": k, "generated": generated[k], "baseline": baseline[k],
                   "reference": v}
