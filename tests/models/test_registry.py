@@ -58,3 +58,10 @@ def test_mstar_models_command_lists_the_registry():
     assert result.exit_code == 0, result.output
     for name in ("abmil", "abmil_gated", "transmil", "transmil_stage1"):
         assert name in result.output
+
+
+def test_arguments_of_another_model_are_a_one_line_error_naming_the_key():
+    with pytest.raises(MstarError, match="model_args key 'attn_dim' is not an argument of model 'transmil'"):
+        create_model("transmil", in_dim=8, attn_dim=32)  # an ABMIL argument left after switching model
+    with pytest.raises(MstarError, match="model_args key 'heads' is not an argument of model 'abmil'"):
+        create_mil_model("abmil", "classification", 2, in_dim=8, heads=4)

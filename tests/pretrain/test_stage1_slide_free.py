@@ -22,7 +22,8 @@ def cohort(tmp_path_factory):
 def _cfg(root, paths, **kw) -> Stage1Config:
     args = {"manifest": str(paths["manifest"]), "features": "", "reports": str(paths["reports"]),
             "rna": str(paths["rna"]), "out": str(root / "runs"), "epochs": 4, "gene_encoder": "snn",
-            **{k: v for k, v in TINY.items() if k not in ("vision_args", "gene_args", "max_patches")},
+            **{k: v for k, v in TINY.items() if k not in ("vision_args", "gene_args", "max_patches",
+                                                                 "gene_encoder")},
             "gene_args": {"hidden": [32], "dropout": 0.0}}
     args.update(kw)
     return Stage1Config(**args)

@@ -187,3 +187,19 @@ def test_nan_features_stop_training_naming_the_slide(cohort, tmp_path):
         write_bag(feats / f"{slide}.h5", bad)
     with pytest.raises(MstarError, match=r"loss became nan .*features of slide\(s\) .*S00\d.* NaN"):
         pretrain(_cfg(tmp_path, cohort, features=str(feats), epochs=1, reports=None), progress=False)
+
+
+def test_text_read_out_and_negation_are_saved_and_old_checkpoints_load_as_before(short_run, tmp_path):
+    from mstar.pretrain.stage1_model import load_stage1
+
+    ckpt = torch.load(short_run["checkpoint"], map_location="cpu", weights_only=True)
+    text = ckpt["config"]["text"]
+    assert text["pooling"] == "mean" and text["negation"] == "drop"  # the defaults on the packaged MiniLM
+    model, _ = load_stage1(short_run["checkpoint"])
+    assert model.text.pooling == "mean" and model.text.negation == "drop"
+    new_key = model.text_cache_file(tmp_path)
+    old = {**ckpt, "config": {**ckpt["config"], "text": {k: v for k, v in text.items()
+                                                        if k not in ("pooling", "negation")}}}
+    model_old, _ = load_stage1(old)  # saved before these settings existed: [CLS], negations kept
+    assert model_old.text.pooling == "cls" and model_old.text.negation == "keep"
+    assert model_old.text_cache_file(tmp_path) != new_key  # cached states never mix read-outs

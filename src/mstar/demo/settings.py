@@ -14,9 +14,8 @@ DEMO_TRAINING = dict(model="abmil", epochs=40, lr=1e-3, batch_size=8, patience=1
                      model_args={"dim": 64, "attn_dim": 32})
 
 #: Stage 1: learns the synthetic cohort in about 30 s on 2 CPU cores: 64-d everything, the frozen MiniLM with
-#: its [CLS] cached (only proj_text trains), a 1-layer Performer over the synthetic genes.
-DEMO_STAGE1 = dict(dim=64, vision_args={"heads": 4, "dim_head": 16, "num_landmarks": 32},
-                   gene_args={"dim": 32, "depth": 1, "heads": 4, "dim_head": 8}, max_patches=256,
+#: its pooled token states cached (only proj_text trains), the default SNN gene encoder.
+DEMO_STAGE1 = dict(dim=64, vision_args={"heads": 4, "dim_head": 16, "num_landmarks": 32}, max_patches=256,
                    batch_size=16, epochs=20, lr=3e-3, warmup_fraction=0.05, val_every=5, bootstrap=500,
                    max_tokens=128)
 
@@ -44,5 +43,5 @@ DEMO_REPORT = dict(epochs=100, lr=4e-3, gamma=0.98, grad_clip_value=None, batch_
                    val_every=5, beam_size=3, val_beam_size=1, length_penalty=1.0, bootstrap=500,
                    model_args={"d_model": 32, "d_ff": 64, "n_heads": 4, "d_vf": 64, "cmm_size": 64,
                                "cmm_dim": 32, "topk": 16, "prototype_num": 16, "region_size": 16,
-                               "num_layers": 2, "encoder_layers": 2, "max_len": 64, "dropout": 0.0,
+                               "num_layers": 2, "encoder_layers": 2, "dropout": 0.0,
                                "drop_prob_lm": 0.3})

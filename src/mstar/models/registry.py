@@ -7,6 +7,7 @@ every architecture shipped with the package is available without further imports
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -62,7 +63,14 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     if name not in _FACTORIES:
         known = ", ".join(sorted(_FACTORIES))
         raise MstarError(f"unknown model {name!r}; available: {known} (see `mstar models`)")
-    return _FACTORIES[name](**kwargs)
+    try:
+        return _FACTORIES[name](**kwargs)
+    except TypeError as err:  # the factories pass **kwargs on, so their signatures cannot be checked first
+        bad = re.search(r"unexpected keyword argument '(\w+)'", str(err))
+        if bad is None:
+            raise
+        raise MstarError(f"config: model_args key {bad.group(1)!r} is not an argument of model {name!r}; "
+                         "remove it from model_args (it may be left from another model)") from err
 
 
 def create_mil_model(aggregator: str, task: str, n_classes: int, **kwargs: Any) -> MILModel:

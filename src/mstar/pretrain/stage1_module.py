@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 from torch.utils.data import DataLoader
 
 from mstar.pretrain.distributed import gather_no_grad, gather_with_grad
@@ -19,25 +21,81 @@ from mstar.pretrain.stage1_data import EpochSampler, Stage1Dataset, collate_stag
 from mstar.run.module import RunModule
 from mstar.run.schedules import warmup_cosine
 
-LOGGED = ("loss", "contrastive", "triplet", "slide_report", "slide_gene", "report_gene")
-SHORT = {"slide_report": "s_r", "slide_gene": "s_g", "report_gene": "r_g", "triplet": "tri"}
+LOGGED = ("loss", "contrastive", "triplet", "preserve", "slide_report", "slide_gene", "report_gene")
+SHORT = {"slide_report": "s_r", "slide_gene": "s_g", "report_gene": "r_g", "triplet": "tri",
+         "preserve": "keep"}
 
 
-def stage1_step(model, batch: dict, margin: float = 0.3,
-                triplet_weight: float = 1.0) -> dict[str, torch.Tensor]:
-    """Embed the local batch, gather embeddings over ranks (with gradients) and compute every loss term."""
+class PooledFeatureHead(nn.Module):
+    """Reads the standardised mean of a slide's patch features back from its normalised embedding.
+
+    The "preserve" term of stage 1 (``preserve_weight``): the triplet term pulls every slide of a cancer type
+    together and the contrastive terms keep only what the other modalities share, so nothing else keeps the
+    within-type variation of the slides (grade, risk, stain). Asking a linear map of the unit embedding to
+    recover the pooled input features keeps it (docs/pretraining.md, "What the slide embedding keeps"). The
+    head lives in the training module, not in the saved stage-1 model, whose layout stays upstream's.
+
+    Args:
+        dim: Embedding width.
+        in_dim: Patch feature width ``D``.
+        mean: ``(D,)`` mean of the training slides' pooled features.
+        std: ``(D,)`` their standard deviation (floored).
+    """
+
+    def __init__(self, dim: int, in_dim: int, mean: torch.Tensor, std: torch.Tensor) -> None:
+        super().__init__()
+        self.linear = nn.Linear(dim, in_dim)
+        self.register_buffer("mean", mean.float())
+        self.register_buffer("std", std.float().clamp_min(1e-6))
+
+    def loss(self, z_slide: torch.Tensor, x: torch.Tensor, mask: torch.Tensor,
+             has_slide: torch.Tensor) -> torch.Tensor:
+        """Mean squared error over the slides present; an exact 0 (still tied to the inputs) without any."""
+        keep = has_slide.bool() & mask.any(dim=1)  # (B,)
+        pred = self.linear(F.normalize(z_slide.float(), dim=-1))  # (B, D)
+        if not bool(keep.any()):
+            return pred.sum() * 0.0
+        m = mask[..., None].to(x.dtype)  # (B, N, 1)
+        pooled = (x * m).sum(1) / m.sum(1).clamp_min(1.0)  # (B, D)
+        target = (pooled.float() - self.mean) / self.std  # (B, D)
+        return F.mse_loss(pred[keep], target[keep])
+
+
+def pooled_feature_stats(dataset: Stage1Dataset) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(mean, std)`` ``(D,)`` of the pooled patch features of a split's slides (None: no slide)."""
+    pooled = [dataset.bags.bag(s).float().mean(0) for s, ok in zip(dataset.items.slides,
+                                                                    dataset.items.has_slide) if ok] \
+        if dataset.bags is not None else []
+    if not pooled:
+        return None
+    table = torch.stack(pooled)  # (S, D)
+    return table.mean(0), table.std(0, unbiased=False)
+
+
+def stage1_step(model, batch: dict, margin: float = 0.3, triplet_weight: float = 1.0,
+                preserve: PooledFeatureHead | None = None,
+                preserve_weight: float = 0.0) -> dict[str, torch.Tensor]:
+    """Embed the local batch, gather embeddings over ranks (with gradients) and compute every loss term.
+
+    ``preserve`` adds ``preserve_weight`` x the pooled-feature term of the local slides (not gathered)."""
     z = model(batch)
     zs, zr, zg = (gather_with_grad(z[k].float()) for k in ("slide", "report", "gene"))  # (B_global, dim)
     has_report, has_gene, has_slide, labels = (gather_no_grad(batch[k]) for k in ("has_report", "has_gene",
                                                                                 "has_slide", "labels"))
-    return stage1_loss(zs, zr, zg, has_report, has_gene, labels, model.logit_scale(), margin, triplet_weight,
-                       has_slide)
+    out = stage1_loss(zs, zr, zg, has_report, has_gene, labels, model.logit_scale(), margin, triplet_weight,
+                      has_slide)
+    out["preserve"] = torch.zeros((), device=out["loss"].device)
+    if preserve is not None:
+        out["preserve"] = preserve.loss(z["slide"], batch["x"], batch["mask"], batch["has_slide"])
+        out["loss"] = out["loss"] + preserve_weight * out["preserve"]
+    return out
 
 
 def epoch_line(row: dict, epochs: int, entries: dict) -> str:
     """``epoch 3/10  loss 4.21 (s_r 1.30 s_g 1.41 r_g 1.20 tri 0.30)  s→r R@1 0.40 (chance 0.07)  2.1 s``."""
-    terms = " ".join(f"{SHORT[k]} {row[f'train_{k}']:.3f}"
-                     for k in ("slide_report", "slide_gene", "report_gene", "triplet"))
+    shown = [k for k in ("slide_report", "slide_gene", "report_gene", "triplet", "preserve")
+             if np.isfinite(row.get(f"train_{k}", float("nan"))) and (k != "preserve" or row[f"train_{k}"])]
+    terms = " ".join(f"{SHORT[k]} {row[f'train_{k}']:.3f}" for k in shown)
     text = f"epoch {row['epoch']}/{epochs}  loss {row['train_loss']:.3f} ({terms})"
     for direction, short in (("slide_to_report", "s→r"), ("slide_to_gene", "s→g")):
         entry = entries.get(f"{direction}/recall@1")
@@ -67,6 +125,11 @@ class Stage1Module(RunModule):
         self.model, self.cfg, self.train_data, self.evaluate = model, cfg, train_data, evaluate
         self.verbose = verbose
         self.last_eval: dict = {}
+        self.preserve = None
+        stats = pooled_feature_stats(train_data) if getattr(cfg, "preserve_weight", 0) > 0 \
+            and model.has_slide_branch else None
+        if stats is not None:
+            self.preserve = PooledFeatureHead(model.dim, model.in_dim, *stats)
 
     def train_dataloader(self) -> DataLoader:
         world, rank = self.trainer.world_size, self.trainer.global_rank
@@ -82,7 +145,8 @@ class Stage1Module(RunModule):
         torch.manual_seed(derive_seed(self.cfg.seed, self.global_step, self.global_rank, 104729))
 
     def losses(self, batch: dict, batch_idx: int) -> dict[str, torch.Tensor]:
-        out = stage1_step(self.model, batch, self.cfg.triplet_margin, self.cfg.triplet_weight)
+        out = stage1_step(self.model, batch, self.cfg.triplet_margin, self.cfg.triplet_weight,
+                          self.preserve, self.cfg.preserve_weight)
         return {k: out[k] for k in LOGGED}
 
     def nonfinite_message(self, loss: torch.Tensor, batch: dict, batch_idx: int) -> str:
@@ -120,6 +184,9 @@ class Stage1Module(RunModule):
                 no_decay.append(p)
             else:
                 decay.append(p)
+        if self.preserve is not None:
+            decay.append(self.preserve.linear.weight)
+            no_decay.append(self.preserve.linear.bias)
         groups = [{"params": decay, "lr": self.cfg.lr, "weight_decay": self.cfg.weight_decay},
                   {"params": no_decay, "lr": self.cfg.lr, "weight_decay": 0.0}]
         if text_layers:

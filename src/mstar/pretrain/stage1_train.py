@@ -34,8 +34,8 @@ def build_model(cfg: Stage1Config, cohort):
     from mstar.models.gene_encoder import GeneEncoder, SNNGeneEncoder
     from mstar.pretrain.stage1_model import Stage1Model, build_text_encoder
 
-    text = (build_text_encoder(cfg.text_encoder, cfg.dim, cfg.max_tokens, cfg.text_train_layers)
-            if cfg.reports else None)
+    text = (build_text_encoder(cfg.text_encoder, cfg.dim, cfg.max_tokens, cfg.text_train_layers,
+                               cfg.report_negation, cfg.text_pooling) if cfg.reports else None)
     gene = None
     if cohort.vocabulary is not None:
         if cfg.gene_encoder == "snn":
