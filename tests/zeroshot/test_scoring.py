@@ -29,15 +29,31 @@ def test_softmax_temperature():
     assert np.isclose(p.sum(), 1) and np.isclose(p[0, 0], 1 / (1 + np.exp(-0.1 / 0.07)))
 
 
-def test_text_prototypes_average_the_top_patches_of_each_class_pool():
+def test_upstream_text_prototypes_average_the_top_patches_of_each_class_pool():
     e = np.eye(4, dtype=np.float32)
     support = [e[[0, 1]], e[[2]], e[[3]]]  # two cases of class 0, one of class 1
     scores = [np.array([0.9, 0.1]), np.array([0.5]), np.array([0.8])]
-    protos = text_prototypes(support, scores, [0, 0, 1], 2, top=2)
+    protos = text_prototypes(support, scores, [0, 0, 1], 2, top=2, rule="upstream")
     assert np.allclose(protos[0], (e[0] + e[2]) / 2)  # top-2 of class 0's pool: scores 0.9 and 0.5
     assert np.allclose(protos[1], e[3])
     s = prototype_scores([e[[0, 3]].astype(np.float16)], protos, [1])[1]
     assert np.allclose(s, [[0.5, 1.0]])
+
+
+def test_per_case_prototypes_weigh_every_support_case_the_same_and_have_unit_norm():
+    e = np.eye(4, dtype=np.float32)
+    # class 0: case A has many text-similar patches (e0), case B one (e2); upstream's pooled top-2 would be
+    # two patches of A; per case, A and B count the same
+    support = [e[[0, 0, 0, 1]], e[[2, 1]], 3 * e[[3]]]
+    scores = [np.array([0.9, 0.9, 0.9, 0.1]), np.array([0.5, 0.2]), np.array([0.8])]
+    protos = text_prototypes(support, scores, [0, 0, 1], 2, top=2)
+    want0 = (e[0] + (e[2] + e[1]) / 2) / 2  # mean of A's top-2 mean (e0) and B's ((e2 + e1) / 2)
+    assert np.allclose(protos[0], want0 / np.linalg.norm(want0))
+    assert np.allclose(protos[1], e[3])  # unit norm whatever the patches' scale
+    up = text_prototypes(support, scores, [0, 0, 1], 2, top=2, rule="upstream")
+    assert np.allclose(up[0], e[0]) and np.allclose(up[1], 3 * e[3])
+    with pytest.raises(ValueError, match="prototype rule"):
+        text_prototypes(support, scores, [0, 0, 1], 2, rule="mean")
 
 
 def test_simpleshot_and_linear_probe_on_separable_embeddings():

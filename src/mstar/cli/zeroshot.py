@@ -101,6 +101,9 @@ def few_shot_cmd(
         "--methods", help="Comma-separated subset of text_prototypes, simpleshot, linear_probe.")] = None,
     top_patches: Annotated[Optional[int], typer.Option("--top-patches", help="Support patches per text "
                                                                              "prototype (100).")] = None,
+    prototype_rule: Annotated[Optional[str], typer.Option(
+        "--prototype-rule", help="per_case (default: each support case weighs the same, unit prototypes) or "
+                                 "upstream (mSTAR's top-100 pooled patches).")] = None,
     label_column: LabelColumn = None, js: Js = None, top_j: TopJ = None, temperature: Temperature = None,
     seed: Seed = None, out: Out = None, name: Name = None, device: Device = None,
     text_encoder: TextEncoder = None, skip_missing: SkipMissing = False, overwrite: Overwrite = False,

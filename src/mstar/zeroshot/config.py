@@ -121,11 +121,14 @@ class FewShotConfig(PromptInputs):
     runs: int = 10                     # seeded support draws per k
     methods: list[str] = field(default_factory=lambda: list(METHODS))
     top_patches: int = 100             # support patches averaged per text prototype
+    prototype_rule: str = "per_case"   # per_case (each support case weighs the same, unit prototypes)
+                                       # | upstream (mSTAR's top-100 pooled patches; decays with k)
     out: str = "runs"
     name: str | None = None
 
     KIND: ClassVar[str] = "fewshot"
     AT_LEAST: ClassVar[dict[str, float]] = {"runs": 1, "top_j": 1, "top_patches": 1}
+    CHOICES: ClassVar[dict[str, tuple]] = {**PromptInputs.CHOICES, "prototype_rule": ("per_case", "upstream")}
 
     def check(self) -> None:
         from mstar.errors import MstarError

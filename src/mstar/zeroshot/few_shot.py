@@ -68,7 +68,7 @@ class FewShotData:
 
 def run_draws(d: FewShotData, classes: list[str], shots: Sequence[int], runs: int, methods: Sequence[str],
               js: Sequence[int], top_j: int | None, top_patches: int, temperature: float,
-              seed: int) -> list[dict]:
+              seed: int, prototype_rule: str = "per_case") -> list[dict]:
     """One record (method, k, run, support, metrics on test) per method, k and seeded support draw."""
     n_c, records = len(classes), []
     y, test = d.y, d.test
@@ -80,7 +80,7 @@ def run_draws(d: FewShotData, classes: list[str], shots: Sequence[int], runs: in
             if "text_prototypes" in methods:
                 protos = text_prototypes([d.support[d.cases[i]] for i in support],
                                          [d.support_scores[d.cases[i]] for i in support], ys, n_c,
-                                         top_patches)
+                                         top_patches, prototype_rule)
                 j = int(top_j) if top_j else choose_j(prototype_scores(d.patches["val"], protos, js),
                                                       y[d.val], classes, temperature)[0]
                 probs = softmax(prototype_scores(d.patches["test"], protos, [j])[j], temperature)
@@ -165,7 +165,7 @@ def few_shot(cfg: FewShotConfig, model=None, overwrite: bool = False, progress: 
 
     with threadpool_limits(limits=1):  # tiny fits: BLAS threads only add synchronisation (10x on a busy CPU)
         records = run_draws(data, classes, kept, runs, methods, js, top_j, cfg.top_patches, cfg.temperature,
-                            cfg.seed)
+                            cfg.seed, cfg.prototype_rule)
     runs_df = pd.DataFrame(records)
     summary = _summary(runs_df)
 
@@ -182,7 +182,8 @@ def few_shot(cfg: FewShotConfig, model=None, overwrite: bool = False, progress: 
                          title=f"few-shot {metric} on test (median, IQR over {runs} draws)")
     meta = {"task": "few-shot", "prompts": prep.prompts.source, "manifest": str(manifest), "classes": classes,
             "shots": kept, "skipped_shots": skipped, "runs": runs, "methods": list(methods), "js": js,
-            "top_j": top_j, "top_patches": cfg.top_patches, "seed": cfg.seed, "n_query": int(len(test)),
+            "top_j": top_j, "top_patches": cfg.top_patches,
+            "prototype_rule": cfg.prototype_rule, "seed": cfg.seed, "n_query": int(len(test)),
             "train_counts": {c: int(n) for c, n in zip(classes, counts)}, "dropped_cases": emb.dropped,
             "seconds": round(time.perf_counter() - start, 1),
             "note": "value = median over support draws; iqr_low/iqr_high = quartiles; query = test split"}
