@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 
@@ -157,5 +156,74 @@ def markdown(results: dict) -> str:
     return "\n".join(line for part in parts for line in part)
 
 
+def _seed_mean(block: dict, path: tuple) -> tuple[dict, list[float]]:
+    seeds = [s for s in block if s.startswith("seed")]
+    entries = []
+    for s in seeds:
+        e = block[s]
+        for key in path:
+            e = e[key]
+        entries.append(e)
+    return entries[0], [e["value"] for e in entries]
+
+
+def compare_table(before: dict, after: dict) -> list[str]:
+    """The headline figures of two benchmark runs side by side (seed 0 with CI · mean ± sd over seeds)."""
+    lines = ["| figure | before: seed 0 [95 % CI] · seeds | after: seed 0 [95 % CI] · seeds | chance |",
+             "|---|---|---|---|"]
+
+    def row(label: str, block: str, path: tuple, chance: str = "") -> None:
+        cells = []
+        for res in (before, after):
+            first, vals = _seed_mean(res[block], path)
+            cells.append(f"{ci(first)} · {seeds_cell(vals)}")
+            chance = chance or (f"{first['chance']:.3f}" if "chance" in first else "")
+        lines.append(f"| {label} | {cells[0]} | {cells[1]} | {chance} |")
+
+    for direction, arrow in (("report_to_gene", "report → RNA"), ("gene_to_report", "RNA → report")):
+        for within, gallery in (("", "pan-cancer"), ("_within", "same project")):
+            row(f"{arrow} R@5, {gallery}", "retrieval", (f"{direction}{within}/recall@5",))
+    for modality, name in (("gene", "RNA"), ("report", "report")):
+        row(f"zero-shot project from {name} embeddings (bacc)", "zero_shot", (modality, "balanced_accuracy"),
+            f"{1 / 9:.3f}")
+    fb, fa = before.get("few_shot", {}), after.get("few_shot", {})
+    name = next((k for k in fa if k not in ("classes", "n_test", "chance", "raw RNA-seq")), None)
+    if name and name in fb:
+        for k in ("1", "4", "16", "64"):
+            raw = fa["raw RNA-seq"][k]["value"]
+            lines.append(f"| few-shot k = {k}, stage-1 RNA emb ({name}; raw RNA {raw:.3f}) | "
+                         f"{ci(fb[name][k])} | {ci(fa[name][k])} | {fa['chance']:.3f} |")
+    if "survival" in before and "survival" in after:
+        for inp in ("RNA emb", "report emb", "RNA+report emb"):
+            cells = []
+            for res in (before, after):
+                per_seed = res["survival"]
+                means = [np.mean([c[inp]["mean"] for c in per_seed[s].values() if inp in c])
+                         for s in per_seed]
+                cells.append(seeds_cell(means))
+            lines.append(f"| survival C-index from {inp}, mean of the cohorts | {cells[0]} | {cells[1]} "
+                         "| 0.5 |")
+        cells = []
+        for res in (before, after):
+            per_seed = res["survival"]
+            diffs = [c["low_label"]["difference"] for s in per_seed for c in per_seed[s].values()
+                     if "low_label" in c]
+            cells.append(f"mean {np.mean([d['value'] for d in diffs]):+.3f}; CI > 0 in "
+                         f"{sum(d['ci_low'] > 0 for d in diffs)} of {len(diffs)} cohort-seeds")
+        lines.append(f"| 25 % labels: pretrained − untrained RNA emb (C-index) | {cells[0]} | {cells[1]} "
+                     "| 0 |")
+    return lines
+
+
 if __name__ == "__main__":
-    print(markdown(json.loads(open(sys.argv[1]).read())))
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Markdown tables of benchmarks/tcga_real.py results")
+    ap.add_argument("results", help="results.json of a run")
+    ap.add_argument("--before", help="another run's results.json: print the two side by side instead")
+    args = ap.parse_args()
+    after = json.loads(open(args.results).read())
+    if args.before:
+        print("\n".join(compare_table(json.loads(open(args.before).read()), after)))
+    else:
+        print(markdown(after))

@@ -1,0 +1,476 @@
+"""Does the method hold on data it was not tuned on? Before/after figures of issue 17's six findings.
+
+    python benchmarks/generalise.py --cohort /tmp/indep --kind indep --work /tmp/gen-indep \
+        --profile after --seeds 0 1 2
+
+``--kind indep`` reads a cohort of ``benchmarks/indep_cohort.py`` (a generator written apart from
+``mstar synth``: thoracic classes, 96-d minority-signal bags, 3,000 genes, reports with numbers and negated
+distractors); ``--kind synth`` reads ``mstar synth`` + tile + ``timm:test_vit`` features (the cohort the
+settings are chosen on). Profiles: ``before`` = the defaults before issue 17 (Performer gene encoder, [CLS]
+read-out of the text encoder, negated clauses kept, no pooled-feature term, upstream few-shot prototypes,
+report vocabulary of whole words and 64 tokens per report),
+``after`` = the current defaults.
+Both use the demo's small stage-1 settings (``mstar.demo.settings.DEMO_STAGE1``), as the issue's cohort did.
+
+Per seed (every figure on the held-out cases, val + test, never trained on; few- and zero-shot on test):
+
+1. stage-1 pretraining; held-out cross-modal Recall@1/5 with bootstrap CI and chance (``mstar pretrain``);
+2. gene-embedding class probe vs the raw-expression probe (logistic regression, test balanced accuracy);
+3. report-embedding class probe on test reports with vs without a negated distractor;
+4. within-class continuous signal: ridge from slide embeddings vs from mean-pooled features → Spearman with
+   the planted risk on test cases (bootstrap CI);
+5. few-shot k-curve (text prototypes, SimpleShot, linear probe; ``mstar few-shot``) and slide zero-shot;
+6. survival from frozen slide embeddings (ridge Cox, C-index) and low-label pretrained vs untrained
+   (``epochs 0``) on a target pretraining never saw (risk above the training median, 12 training slides,
+   20 draws, paired bootstrap of the AUC difference).
+
+Report generation (BLEU-4 vs the most-common-report baseline, paired CI) runs once per profile with
+``--report``. Writes ``<work>/<profile>/results.json``; ``--table`` prints the markdown tables of every
+profile found under ``--work``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger("generalise")
+
+PROFILES = {
+    "before": {"stage1": {"gene_encoder": "performer",
+                          "gene_args": {"dim": 32, "depth": 1, "heads": 4, "dim_head": 8},
+                          "report_negation": "keep", "text_pooling": "cls", "preserve_weight": 0.0},
+               "prototype_rule": "upstream", "report": {"number_tokens": False, "max_len": 64}},
+    "after": {"stage1": {}, "prototype_rule": "per_case", "report": {}},
+}
+SHOTS = (1, 4, 16)
+
+
+# ---- cohorts ----
+def cohort_paths(root: Path, kind: str) -> dict:
+    """Paths and the truth table (``case, slide, label, fold, risk[, has_distractor]``) of a cohort."""
+    if kind == "indep":
+        truth = pd.read_csv(root / "truth.csv")
+        folds = pd.read_csv(root / "manifest.csv").set_index("case")["fold"]
+        truth["fold"] = truth["case"].map(folds)
+        return {"manifest": root / "manifest.csv", "features": root / "features",
+                "reports": root / "reports.json",
+                "rna": root / "rna.csv", "prompts": root / "prompts.json", "survival": root / "survival.csv",
+                "truth": truth}
+    blob = json.loads((root / "cohort" / "truth.json").read_text())
+    rows = [{"case": c["case_id"], "slide": c["slides"][0]["slide_id"], "label": c["cancer_type"],
+             "fold": c["split"], "risk": c["risk_slide"], "has_distractor": False} for c in blob["cases"]]
+    return {"manifest": root / "cohort" / "manifests" / "diagnosis.csv",
+            "features": root / "work" / "features" / "timm-test_vit",
+            "reports": root / "cohort" / "reports.json",
+            "rna": root / "cohort" / "rna" / "expression.csv",
+            "prompts": root / "cohort" / "prompts" / "cancer_type.json",
+            "survival": root / "cohort" / "manifests" / "survival.csv", "truth": pd.DataFrame(rows)}
+
+
+# ---- helpers ----
+def entry(values: dict) -> dict:
+    """A metrics.json entry reduced to value, CI and chance."""
+    return {k: values[k] for k in ("value", "ci_low", "ci_high", "chance", "n") if k in values}
+
+
+def spearman_ci(y: np.ndarray, pred: np.ndarray, n_resamples: int = 1000, seed: int = 0) -> dict:
+    """Spearman correlation with a percentile bootstrap CI over cases."""
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(seed)
+    vals = []
+    for _ in range(n_resamples):
+        idx = rng.integers(0, len(y), len(y))
+        vals.append(spearmanr(y[idx], pred[idx]).statistic)
+    lo, hi = np.nanquantile(vals, [0.025, 0.975])
+    return {"value": float(spearmanr(y, pred).statistic), "ci_low": float(lo), "ci_high": float(hi),
+            "n": int(len(y))}
+
+
+def ridge_predict(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray) -> np.ndarray:
+    """RidgeCV (alphas 1e-3..1e4) on standardised features."""
+    from sklearn.linear_model import RidgeCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 4, 15)))
+    return model.fit(train_x, train_y).predict(test_x)
+
+
+def class_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray) -> np.ndarray:
+    """Predicted labels of a logistic regression (C by inner CV) on standardised features."""
+    from mstar.eval.probes import linear_probe
+
+    probs, classes, _ = linear_probe(train_x, train_y, test_x, c=None, max_iter=3000)
+    return classes[probs.argmax(axis=1)]
+
+
+def paired_auc_difference(y: np.ndarray, a: np.ndarray, b: np.ndarray, n_resamples: int = 1000,
+                          seed: int = 0) -> dict:
+    """AUC(a) - AUC(b) on the same cases with a paired percentile bootstrap."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(seed)
+    vals = []
+    while len(vals) < n_resamples:
+        idx = rng.integers(0, len(y), len(y))
+        if len(np.unique(y[idx])) == 2:
+            vals.append(roc_auc_score(y[idx], a[idx]) - roc_auc_score(y[idx], b[idx]))
+    lo, hi = np.quantile(vals, [0.025, 0.975])
+    return {"value": float(roc_auc_score(y, a) - roc_auc_score(y, b)), "ci_low": float(lo),
+            "ci_high": float(hi), "auc_a": float(roc_auc_score(y, a)), "auc_b": float(roc_auc_score(y, b)),
+            "n": int(len(y))}
+
+
+def pooled_features(features: Path, slides: list[str]) -> np.ndarray:
+    """``(S, D)`` mean patch feature per slide."""
+    from mstar.data.feature_dirs import feature_file, resolve_feature_dir
+    from mstar.features.io import load_features
+
+    folder = resolve_feature_dir(features)
+    return np.stack([load_features(feature_file(folder, s))[0].astype(np.float64).mean(0) for s in slides])
+
+
+def read_embeddings(h5: Path) -> pd.DataFrame:
+    """One row per slide: slide_id, case, and the slide/report/gene embedding vectors (NaN when absent)."""
+    import h5py
+
+    with h5py.File(h5, "r") as f:
+        table = pd.DataFrame({"slide_id": f["slide_id"][:].astype(str), "case": f["case_id"][:].astype(str)})
+        for key in ("slide", "report", "gene"):
+            table[key] = list(f[key][:]) if key in f else [np.full(1, np.nan)] * len(table)
+    return table
+
+
+def stack(col: pd.Series) -> np.ndarray:
+    return np.stack(col.to_list()).astype(np.float64)
+
+
+# ---- one seed ----
+def run_seed(paths: dict, work: Path, profile: dict, seed: int, threads: int) -> dict:
+    """Pretrain, embed and measure everything of one seed."""
+    import torch
+
+    from mstar.demo.settings import DEMO_STAGE1
+    from mstar.pretrain.stage1_config import Stage1Config
+    from mstar.pretrain.stage1_embed import EmbedConfig, embed_cohort
+    from mstar.pretrain.stage1_train import pretrain
+    from mstar.zeroshot.config import FewShotConfig, ZeroShotConfig
+    from mstar.zeroshot.few_shot import few_shot
+    from mstar.zeroshot.zero_shot import zero_shot
+
+    torch.set_num_threads(threads)
+    truth = paths["truth"].drop(columns="case").set_index("slide")
+    common = dict(manifest=str(paths["manifest"]), features=str(paths["features"]),
+                  reports=str(paths["reports"]), rna=str(paths["rna"]), out=str(work), seed=seed,
+                  accelerator="cpu", text_cache=str(work / "text-cache"))
+    stage1 = {**DEMO_STAGE1, **profile["stage1"]}
+    out: dict = {"seed": seed}
+    runs = {}
+    for arm, epochs in (("pretrained", stage1["epochs"]), ("untrained", 0)):
+        cfg = Stage1Config(**common, **{**stage1, "epochs": epochs}, name=f"stage1-{arm}-s{seed}")
+        start = time.perf_counter()
+        res = pretrain(cfg, progress=False)
+        runs[arm] = res
+        out.setdefault("seconds", {})[arm] = round(time.perf_counter() - start, 1)
+        val = res["metrics"].get("val", {})
+        out[f"retrieval_{arm}"] = {k: entry(v) for k, v in val.items()
+                                   if k.split("/")[-1] in ("recall@1", "recall@5")}
+    emb = {}
+    for arm, res in runs.items():
+        ecfg = EmbedConfig(stage1=res["checkpoint"], features=str(paths["features"]),
+                           manifest=str(paths["manifest"]), reports=str(paths["reports"]),
+                           rna=str(paths["rna"]),
+                           out=str(work), name=f"embed-{arm}-s{seed}", device="cpu",
+                           text_cache=str(work / "text-cache"))
+        h5 = embed_cohort(ecfg)["out"]
+        emb[arm] = read_embeddings(Path(h5)).set_index("slide_id").join(truth, how="inner")
+    e = emb["pretrained"]
+    # probes: trained on the stage-1 training cases, scored on the held-out ones (val + test)
+    tr, te = e["fold"].eq("train").to_numpy(), e["fold"].isin(["val", "test"]).to_numpy()
+    y = e["label"].to_numpy()
+
+    # 2. gene embeddings vs raw expression
+    from mstar.data.rna import read_rna_table
+    from mstar.eval.probes import balanced_accuracy_ci
+
+    rna = read_rna_table(paths["rna"])
+    has_rna = e["case"].isin(rna.index).to_numpy()
+    raw = rna.reindex(e["case"]).to_numpy(np.float64)
+    raw = np.where(np.isnan(raw), np.nanmean(raw[tr & has_rna], axis=0), raw)
+    g_tr, g_te = tr & has_rna, te & has_rna
+    out["gene_probe"] = {
+        "embedding": balanced_accuracy_ci(y[g_te], class_probe(stack(e["gene"][g_tr]), y[g_tr],
+                                                               stack(e["gene"][g_te])), seed=seed),
+        "raw_expression": balanced_accuracy_ci(y[g_te], class_probe(raw[g_tr], y[g_tr], raw[g_te]),
+                                               seed=seed),
+        "chance": 1 / len(np.unique(y))}
+    # 3. report embeddings with vs without a negated distractor
+    has_rep = np.array([np.isfinite(v).all() for v in e["report"]])
+    r_tr = tr & has_rep
+    pred = class_probe(stack(e["report"][r_tr]), y[r_tr], stack(e["report"][te & has_rep]))
+    dis = e["has_distractor"].fillna(False).astype(bool).to_numpy()[te & has_rep]
+    yt = y[te & has_rep]
+    out["report_probe"] = {"with_distractor": balanced_accuracy_ci(yt[dis], pred[dis], seed=seed)
+                           if dis.sum() >= 5 else None,
+                           "without_distractor": balanced_accuracy_ci(yt[~dis], pred[~dis], seed=seed)}
+    # 4. within-class continuous signal
+    pooled = pooled_features(paths["features"], e.index.tolist())
+    risk = e["risk"].to_numpy(np.float64)
+    out["risk_probe"] = {
+        "slide_embedding": spearman_ci(risk[te], ridge_predict(stack(e["slide"][tr]), risk[tr],
+                                                               stack(e["slide"][te])), seed=seed),
+        "untrained_embedding": spearman_ci(risk[te], ridge_predict(
+            stack(emb["untrained"]["slide"][tr]), risk[tr], stack(emb["untrained"]["slide"][te])), seed=seed),
+        "pooled_features": spearman_ci(risk[te], ridge_predict(pooled[tr], risk[tr], pooled[te]), seed=seed),
+        "gene_embedding": spearman_ci(risk[g_te], ridge_predict(stack(e["gene"][g_tr]), risk[g_tr],
+                                                                stack(e["gene"][g_te])), seed=seed),
+        "raw_expression": spearman_ci(risk[g_te], ridge_predict(raw[g_tr], risk[g_tr], raw[g_te]), seed=seed)}
+    # 5. few-shot and zero-shot
+    fs = few_shot(FewShotConfig(stage1=runs["pretrained"]["checkpoint"], prompts=str(paths["prompts"]),
+                                manifest=str(paths["manifest"]), features=str(paths["features"]),
+                                shots=list(SHOTS), runs=5, prototype_rule=profile["prototype_rule"],
+                                out=str(work), name=f"fewshot-s{seed}", seed=seed), progress=False)
+    summary = fs["summary"]
+    out["few_shot"] = {f"{r.method}/k{r.k}": {"median": r.median, "q25": r.q25, "q75": r.q75}
+                       for r in summary[summary["metric"] == "balanced_accuracy"].itertuples()}
+    zs = zero_shot(ZeroShotConfig(stage1=runs["pretrained"]["checkpoint"], prompts=str(paths["prompts"]),
+                                  manifest=str(paths["manifest"]), features=str(paths["features"]),
+                                  heatmaps=0, out=str(work), name=f"zeroshot-s{seed}", seed=seed),
+                   progress=False)
+    out["zero_shot"] = {k: entry(v) for k, v in zs["metrics"]["test"].items() if "balanced_accuracy" in k}
+    # 6. survival from embeddings and the low-label comparison
+    out["survival"] = survival_from_embeddings(paths, emb, pooled, tr, te, seed)
+    out["low_label"] = low_label(emb, risk, tr, te, seed)
+    return out
+
+
+def survival_from_embeddings(paths: dict, emb: dict, pooled: np.ndarray, tr: np.ndarray, te: np.ndarray,
+                             seed: int) -> dict:
+    """C-index on test of a ridge Cox model (sksurv, alpha chosen on train by 5-fold CV) per input."""
+    from sklearn.decomposition import PCA
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sksurv.linear_model import CoxPHSurvivalAnalysis
+
+    from mstar.eval.survival import concordance_index_ci
+
+    surv = pd.read_csv(paths["survival"]).set_index("ID")
+    e = emb["pretrained"]
+    event = surv.loc[e["case"], "Status"].to_numpy().astype(bool)
+    time_ = surv.loc[e["case"], "Event"].to_numpy(np.float64)
+    ys = np.array(list(zip(event, time_)), dtype=[("event", bool), ("time", float)])
+    inputs = {"slide_embedding": stack(e["slide"]), "untrained_embedding": stack(emb["untrained"]["slide"]),
+              "pooled_features": pooled}
+    out = {}
+    for name, x in inputs.items():
+        model = make_pipeline(StandardScaler(), PCA(n_components=min(16, x.shape[1]), random_state=seed),
+                              CoxPHSurvivalAnalysis(alpha=1.0))
+        model.fit(x[tr], ys[tr])
+        out[name] = concordance_index_ci(event[te], time_[te], model.predict(x[te]), seed=seed)
+    return out
+
+
+def low_label(emb: dict, risk: np.ndarray, tr: np.ndarray, te: np.ndarray, seed: int, n_train: int = 12,
+              draws: int = 20) -> dict:
+    """High vs low risk (training median) from frozen slide embeddings with ``n_train`` labelled slides:
+    pretrained vs untrained stage-1 model, probabilities averaged over ``draws`` seeded draws."""
+    from mstar.eval.probes import linear_probe
+
+    cut = np.median(risk[tr])
+    y = (risk > cut).astype(int)
+    train_idx = np.flatnonzero(tr)
+    probs = {arm: np.zeros(int(te.sum())) for arm in emb}
+    for d in range(draws):
+        rng = np.random.default_rng([seed, d])
+        pick = np.concatenate([rng.choice(train_idx[y[train_idx] == c], n_train // 2, replace=False)
+                               for c in (0, 1)])
+        for arm, table in emb.items():
+            x = stack(table["slide"])
+            p, classes, _ = linear_probe(x[pick], y[pick], x[te], scale="unit", c=1.0)
+            probs[arm] += p[:, list(classes).index(1)] / draws
+    return paired_auc_difference(y[te], probs["pretrained"], probs["untrained"], seed=seed)
+
+
+# ---- report generation ----
+def _report_seeds(results: dict) -> dict:
+    """``{seed<k>: report figures}`` (a file of an earlier version held seed 0's figures directly)."""
+    report = results.get("report", {})
+    return {"seed0": report} if "bleu" in report else dict(report)
+
+
+def report_generation(paths: dict, work: Path, profile: dict, seed: int) -> dict:
+    """``mstar train report`` with the demo's settings; BLEU-4 vs the most-common-report baseline."""
+    from mstar.demo.settings import DEMO_REPORT
+    from mstar.eval.text_metrics import paired_bleu_difference
+    from mstar.tasks.report_config import ReportConfig
+    from mstar.tasks.report_task import train_report
+
+    extra = dict(profile["report"])
+    max_len = extra.pop("max_len", None)  # before issue 17 the demo fixed 64 tokens
+    model_args = {**DEMO_REPORT["model_args"], **({"max_len": max_len} if max_len else {})}
+    cfg = ReportConfig(manifest=str(paths["manifest"]), features=str(paths["features"]),
+                       reports=str(paths["reports"]), out=str(work), name=f"report-s{seed}", seed=seed,
+                       meteor=False, classes=str(paths["prompts"]),
+                       **{**DEMO_REPORT, **extra, "model_args": model_args})
+    res = train_report(cfg)
+    pred = pd.read_csv(Path(res["run"]) / "predictions.csv")
+    pred = pred[pred["split"] == "test"].fillna("")
+    keys = pred["slide"].tolist()
+    diff = paired_bleu_difference(dict(zip(keys, pred["generated"])), dict(zip(keys, pred["baseline"])),
+                                  dict(zip(keys, pred["reference"])), seed=seed)
+    unk = float(pred["generated"].str.contains("<unk>").mean())
+    test = res.get("test", {})
+    return {"bleu": diff, "unk_fraction": unk,
+            "cancer_type_accuracy": test.get("cancer_type_accuracy"),
+            "baseline_cancer_type_accuracy": res.get("test_baseline", {}).get("cancer_type_accuracy")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cohort", type=Path)
+    ap.add_argument("--kind", choices=("indep", "synth"), default="indep")
+    ap.add_argument("--work", type=Path, required=True)
+    ap.add_argument("--profile", choices=tuple(PROFILES), default="after")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--report", type=int, nargs="*", default=None, metavar="SEED",
+                    help="also train report generation with these seeds (no value: seed 0)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--set", nargs="*", default=[], help="extra stage-1 settings key=value (choosing)")
+    ap.add_argument("--table", action="store_true", help="print the tables of every profile under --work")
+    args = ap.parse_args()
+    if args.table:
+        print(tables(args.work))
+        return
+    logging.basicConfig(level=logging.WARNING)
+    import yaml
+
+    profile = json.loads(json.dumps(PROFILES[args.profile]))
+    for item in args.set:
+        key, value = item.split("=", 1)
+        profile["stage1"][key] = yaml.safe_load(value)
+    tag = args.profile + "".join(f"-{s.replace('=', '')}" for s in args.set)
+    work = args.work / tag
+    work.mkdir(parents=True, exist_ok=True)
+    if args.cohort is None:
+        ap.error("--cohort is required (except with --table)")
+    paths = cohort_paths(args.cohort, args.kind)
+    path = work / "results.json"
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    for seed in args.seeds:
+        key = f"seed{seed}"
+        if key not in results:
+            start = time.perf_counter()
+            results[key] = run_seed(paths, work, profile, seed, args.threads)
+            results[key]["seconds_total"] = round(time.perf_counter() - start, 1)
+            path.write_text(json.dumps(results, indent=1, default=float))
+        print(key, json.dumps({k: results[key][k] for k in ("gene_probe", "risk_probe", "low_label")},
+                              default=float)[:1500])
+    if args.report is not None:
+        reports = _report_seeds(results)
+        for seed in args.report or [0]:
+            if f"seed{seed}" not in reports:
+                reports[f"seed{seed}"] = report_generation(paths, work, profile, seed)
+                results["report"] = reports
+                path.write_text(json.dumps(results, indent=1, default=float))
+    print(f"wrote {path}")
+
+
+
+# ---- tables ----
+ROWS = [  # (section, label, path into a seed's results, chance path or None)
+    ("retrieval (held-out R@5)", "slide→report", "retrieval_pretrained.slide_to_report/recall@5", "chance"),
+    ("retrieval (held-out R@5)", "report→slide", "retrieval_pretrained.report_to_slide/recall@5", "chance"),
+    ("retrieval (held-out R@5)", "slide→RNA", "retrieval_pretrained.slide_to_gene/recall@5", "chance"),
+    ("retrieval (held-out R@5)", "RNA→slide", "retrieval_pretrained.gene_to_slide/recall@5", "chance"),
+    ("retrieval (held-out R@5)", "report→RNA", "retrieval_pretrained.report_to_gene/recall@5", "chance"),
+    ("class probe (bacc)", "gene embedding", "gene_probe.embedding", None),
+    ("class probe (bacc)", "raw expression", "gene_probe.raw_expression", None),
+    ("class probe (bacc)", "report emb., with negated distractor", "report_probe.with_distractor", None),
+    ("class probe (bacc)", "report emb., without", "report_probe.without_distractor", None),
+    ("risk (Spearman)", "slide embedding", "risk_probe.slide_embedding", None),
+    ("risk (Spearman)", "untrained slide embedding", "risk_probe.untrained_embedding", None),
+    ("risk (Spearman)", "pooled patch features", "risk_probe.pooled_features", None),
+    ("risk (Spearman)", "gene embedding", "risk_probe.gene_embedding", None),
+    ("risk (Spearman)", "raw expression", "risk_probe.raw_expression", None),
+    ("zero-shot (test bacc)", "slide", "zero_shot.slide/balanced_accuracy", "chance"),
+    ("survival (test C-index)", "slide embedding", "survival.slide_embedding", None),
+    ("survival (test C-index)", "untrained slide embedding", "survival.untrained_embedding", None),
+    ("survival (test C-index)", "pooled patch features", "survival.pooled_features", None),
+    ("low-label (AUC, 12 labels)", "pretrained − untrained", "low_label", None),
+]
+
+
+def _get(blob: dict, path: str):
+    head, _, rest = path.partition(".")
+    value = blob.get(head)
+    return value if not rest or value is None else (value.get(rest) if isinstance(value, dict) else None)
+
+
+def _cell(seeds: list[dict], path: str, chance: str | None) -> str:
+    entries = [e for e in (_get(s, path) for s in seeds) if isinstance(e, dict) and "value" in e]
+    if not entries:
+        return "–"
+    values = np.array([e["value"] for e in entries])
+    first = entries[0]
+    text = f"{first['value']:.3f}"
+    if "ci_low" in first:
+        text += f" [{first['ci_low']:.2f}, {first['ci_high']:.2f}]"
+    if len(values) > 1:
+        text += f" · {values.mean():.3f} ± {values.std(ddof=1):.3f}"
+    if chance and chance in first:
+        text += f" (chance {first['chance']:.3f})"
+    return text
+
+
+def tables(work: Path) -> str:
+    """Markdown: one column per profile found under ``work``: seed 0 [its 95 % bootstrap CI] · mean ± sd over
+    the seeds."""
+    found = {p.parent.name: json.loads(p.read_text()) for p in sorted(work.glob("*/results.json"))}
+    names = sorted(found, key=lambda n: (n != "before", n))
+    seeds = {n: [v for k, v in found[n].items() if k.startswith("seed")] for n in names}
+    lines = [f"| measure | {' | '.join(f'{n} ({len(seeds[n])} seeds)' for n in names)} |",
+             "|---|" + "---|" * len(names)]
+    section = None
+    for sec, label, path, chance in ROWS:
+        if sec != section:
+            lines.append(f"| **{sec}** |" + " |" * len(names))
+            section = sec
+        lines.append(f"| {label} | " + " | ".join(_cell(seeds[n], path, chance) for n in names) + " |")
+    lines.append("| **few-shot (test bacc, median of 5 draws)** |" + " |" * len(names))
+    for key in [f"{m}/k{k}" for m in ("text_prototypes", "simpleshot", "linear_probe") for k in SHOTS]:
+        cells = []
+        for n in names:
+            vals = [s["few_shot"][key]["median"] for s in seeds[n] if key in s.get("few_shot", {})]
+            cells.append(f"{np.mean(vals):.3f}" + (f" ± {np.std(vals, ddof=1):.3f}" if len(vals) > 1 else "")
+                         if vals else "–")
+        lines.append(f"| {key.replace('/', ', ')} | " + " | ".join(cells) + " |")
+    reports = {n: list(_report_seeds(found[n]).values()) for n in names}
+    if any(reports.values()):
+        lines.append("| **report generation (test)** |" + " |" * len(names))
+        for label, key in (("BLEU-4 generated", "bleu4_generated"), ("BLEU-4 most common report",
+                                                                     "bleu4_baseline"),
+                           ("difference (paired)", "difference")):
+            lines.append(f"| {label} | " + " | ".join(
+                _cell([r["bleu"] for r in reports[n]], key, None) for n in names) + " |")
+        for label, key in (("reports with `<unk>`", "unk_fraction"),
+                           ("cancer type stated correctly", "cancer_type_accuracy"),
+                           ("... by the baseline", "baseline_cancer_type_accuracy")):
+            cells = []
+            for n in names:
+                vals = [r[key] for r in reports[n] if r.get(key) is not None]
+                sd = f" ± {np.std(vals, ddof=1):.3f}" if len(vals) > 1 else ""
+                cells.append(f"{np.mean(vals):.3f}{sd}" if vals else "–")
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
