@@ -30,13 +30,61 @@ for _name in COMMAND_MODULES:
     importlib.import_module(f"mstar.cli.{_name}")
 
 
+@app.callback(invoke_without_command=True)
+def _root(version: bool = typer.Option(False, "--version", help="Print the mstar version and exit.",
+                                       is_eager=True)) -> None:
+    if version:
+        from mstar import __version__
+
+        print(f"mstar {__version__}")
+        raise typer.Exit()
+
+
+INTERRUPTED = "interrupted; finished outputs are kept and a re-run resumes"
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for an operating-system failure: what failed, on which path, and what to do."""
+    import errno
+
+    path = exc.filename or ""
+    if exc.filename2:
+        path = f"{path} -> {exc.filename2}"
+    what = exc.strerror or type(exc).__name__
+    hint = {errno.ENOSPC: "free space or write --out elsewhere; finished outputs are kept, a re-run resumes",
+            errno.EDQUOT: "free space or write --out elsewhere; finished outputs are kept, a re-run resumes",
+            errno.EFBIG: "the file system refused a file this large; write --out elsewhere",
+            errno.EACCES: "check the permissions, or write --out elsewhere",
+            errno.EPERM: "check the permissions, or write --out elsewhere",
+            errno.EROFS: "the file system is read-only; write --out elsewhere",
+            errno.ENOTDIR: "a path component is a file, not a folder; give a folder",
+            errno.EISDIR: "a folder was given where a file is expected"}.get(exc.errno, "")
+    text = f"{path}: {what}" if path else what
+    return f"{text} ({hint})" if hint else text
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: user errors become one line on stderr and exit status 1."""
+    """Console entry point, the CLI's one error boundary: user errors and operating-system failures (no space,
+    permission, not a directory) become one line on stderr and exit status 1; Ctrl-C says what is kept and
+    exits 130."""
+    from typer.exceptions import TyperException
+
     try:
-        app(args=argv, standalone_mode=True)
+        code = app(args=argv, standalone_mode=False)
     except MstarError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
-    except KeyboardInterrupt:
-        print("interrupted; finished outputs are kept and a re-run resumes", file=sys.stderr)
+    except (KeyboardInterrupt, typer.Abort):
+        print(INTERRUPTED, file=sys.stderr)
         sys.exit(130)
+    except TyperException as exc:  # usage errors (click's, vendored by typer): their message and status
+        if not hasattr(exc, "show"):
+            raise
+        exc.show()
+        sys.exit(getattr(exc, "exit_code", 2))
+    except OSError as exc:
+        print(f"error: {os_error_line(exc)}", file=sys.stderr)
+        sys.exit(1)
+    if code == 130:  # typer turns Ctrl-C inside a command into exit status 130 without a word
+        print(INTERRUPTED, file=sys.stderr)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from mstar.cli import app
+from mstar.cli.options import fail_if_every_item_failed
 
 
 class Precision(str, Enum):
@@ -66,6 +67,7 @@ def extract(
            f"tiles; {counts}; summary in {folder}/summary.csv")
     for _, row in summary[summary["status"] == "error"].iterrows():
         rprint(f"  [red]error[/red] {row['slide']}: {row['error']}")
+    fail_if_every_item_failed(summary, "slide", f"{folder}/summary.csv")
 
 
 @app.command("encoders")

@@ -81,3 +81,16 @@ def build_config(cls: type[RunConfig], config: Path | None, sets: list[str] | No
             continue
         overrides[key] = str(value) if isinstance(value, Path) else value
     return cls.load(str(config) if config else None, overrides)
+
+
+def fail_if_every_item_failed(summary, what: str, where: str) -> None:
+    """``--skip-errors`` goes on past bad items, but a batch in which *every* item failed is not a success:
+    a one-line error (exit status 1) naming the first failure and the summary file."""
+    from mstar.errors import MstarError
+
+    failed = summary[summary["status"] == "error"]
+    if len(summary) and len(failed) == len(summary):
+        first = failed.iloc[0]
+        name = first.get("path") or first.get("slide_path") or first["slide"]
+        raise MstarError(f"every {what} failed ({len(failed)}), the first: {name}: {first['error']}; "
+                         f"see {where}")

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from mstar.cli import app
+from mstar.cli.options import fail_if_every_item_failed
 
 
 @app.command("synth")
@@ -84,3 +85,4 @@ def tile(
            + ", ".join(f"{v} {k}" for k, v in counts.items()) + f"; summary in {out}/tiles/summary.csv")
     for _, row in summary[summary["status"] == "error"].iterrows():
         rprint(f"  [red]error[/red] {row['path']}: {row['error']}")
+    fail_if_every_item_failed(summary, "slide", f"{out}/tiles/summary.csv")

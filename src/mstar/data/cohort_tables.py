@@ -108,9 +108,16 @@ def apply_folds(manifest: Manifest, folds: dict[str, dict[str, list[str]]],
         if absent:
             log.warning("%s %s: %d case(s) of the fold are not in the cohort (no features/omics?) and are "
                         "left out", where, name, absent)
-        if not (split == "train").any() or not (split == "test").any():
-            raise MstarError(f"{where} {name}: none of its train/evaluation cases is in {manifest.path}; do "
-                             "the case ids match (the folds list case ids such as TCGA-2F-A9KO)?")
+        for column, role in (("train", "train"), ("val" if "test" not in lists else "test", "test")):
+            if (split == role).any():
+                continue
+            ids = lists.get(column, [])
+            if not ids:  # the column itself is empty: nothing to do with the case ids
+                raise MstarError(f"{where} {name}: its '{column}' column is empty; every fold needs "
+                                 f"{'training' if role == 'train' else 'evaluation'} cases")
+            raise MstarError(f"{where} {name}: none of its {len(ids)} '{column}' cases is in {manifest.path} "
+                             f"(e.g. {ids[0]!r}; the manifest has cases such as {table['case'].iloc[0]!r}); "
+                             "do the case ids match?")
         table[name] = split
     return Manifest(path=manifest.path, kind=manifest.kind, table=table, folds=list(folds),
                     rna_column=manifest.rna_column)

@@ -142,6 +142,8 @@ def feature_attrs(t: SlideTiles, encoder: Encoder, precision: str, tiles_file: P
 
 def _row(slide: str, tiles_file: Path, slide_path: str, rank: int, n: int = 0, dim: int | None = None,
          seconds: float = float("nan"), status: str = STATUS_OK, error: str = "") -> dict:
+    for path in filter(None, (slide_path, str(tiles_file))):  # the row's path columns already name it
+        error = error.removeprefix(f"{path}: ")
     return {"slide": slide, "n_tiles": n, "dim": dim, "seconds": seconds,
             "tiles_per_s": n / seconds if n and seconds and seconds > 0 else float("nan"), "rank": rank,
             "status": status, "error": error, "tiles_file": str(tiles_file), "slide_path": slide_path}
@@ -160,16 +162,30 @@ def write_summary(out_dir: Path, rows: list[dict]) -> Path:
     return path
 
 
-def _check_existing(h5: Path, encoder: Encoder) -> int:
-    """Tiles in a finished features file; error when it came from other weights."""
-    with h5py.File(h5, "r") as f:
-        sha = f.attrs.get("encoder_sha", "")
-        n = int(f["features"].shape[0])
+def _check_existing(h5: Path, encoder: Encoder, tiles: SlideTiles) -> int | None:
+    """Tiles in a finished features file, or None when it must be redone: it was made from other tiles (the
+    slide was tiled again since) or it cannot be read (truncated outside mstar's atomic writes); an error
+    when it came from other weights."""
+    try:
+        with h5py.File(h5, "r") as f:
+            sha = f.attrs.get("encoder_sha", "")
+            n = int(f["features"].shape[0])
+            coords = f["coords"][:] if "coords" in f else None
+            tile_px = f.attrs.get("tile_px_level0")
+    except (OSError, KeyError) as exc:  # truncated or foreign: not a finished result of ours
+        log.warning("%s: unreadable features file (%s); extracting it again", h5, str(exc).splitlines()[0])
+        return None
     sha = sha.decode() if isinstance(sha, bytes) else str(sha)
     if sha and sha != encoder.encoder_sha:
         raise MstarError(f"{h5}: extracted with other weights (encoder_sha {sha[:12]}..., now "
                          f"{encoder.encoder_sha[:12]}...); pass --overwrite or another --encoder name")
-    return n
+    same_tiles = coords is not None and np.array_equal(coords.reshape(-1, 2), tiles.coords.reshape(-1, 2))
+    if tile_px is not None and tiles.attrs.get("tile_px_level0") is not None:
+        same_tiles = same_tiles and int(tile_px) == int(tiles.attrs["tile_px_level0"])
+    if not same_tiles:
+        log.warning("%s: made from other tiles than the slide's tiles file has now (tiled again since); "
+                    "extracting it again", h5)
+    return n if same_tiles else None
 
 
 def _batches(loader, device: torch.device) -> Iterator[dict]:
@@ -292,8 +308,8 @@ def _run_rank(files: list[Path], root: Path, enc: Encoder, dev: torch.device, pr
                     continue
                 h5 = features_path(root, enc.folder_name, t.slide_id)
                 pt = pt_path(root, enc.folder_name, t.slide_id) if save_pt else None
-                if h5.exists() and not overwrite:
-                    n = _check_existing(h5, enc)
+                n = _check_existing(h5, enc, t) if h5.exists() and not overwrite else None
+                if n is not None:
                     if pt is not None and not pt.exists():  # --save-pt added later: mirror, no re-extraction
                         write_pt_file(pt, load_features(h5)[0])
                     rows.append(_row(t.slide_id, tf, t.slide_path, info.rank, n, enc.dim,

@@ -109,7 +109,8 @@ def load_features(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, dict
         ``attrs`` (file, coords and features attributes merged; empty for a bare ``.pt``).
 
     Raises:
-        MstarError: missing or unreadable file, no ``features``, or coords whose count differs from N.
+        MstarError: missing or unreadable file, no ``features``, coords whose count differs from N, or
+            features that are not finite (NaN/inf: a training loss would become NaN far from the cause).
     """
     path = Path(path)
     if not path.is_file():
@@ -131,6 +132,10 @@ def load_features(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, dict
     if len(coords) != len(feats):
         raise MstarError(f"{path}: {len(feats)} features but {len(coords)} coords; the file is inconsistent, "
                          "re-extract it")
+    if feats.dtype.kind == "f" and not np.isfinite(feats).all():
+        bad = int((~np.isfinite(feats)).any(axis=1).sum())
+        raise MstarError(f"{path}: {bad} of {len(feats)} patch features are NaN or infinite; re-extract this "
+                         "slide (`mstar extract --overwrite`) or leave it out of the manifest")
     return feats, coords, attrs
 
 

@@ -108,14 +108,17 @@ def from_upstream(source: str | Path | StateDict, task: str, **kwargs: Any) -> M
     and survival checkpoints share keys) and must be given.
 
     Args:
-        source: Path of a ``torch.save``-d state_dict, or the state_dict.
+        source: Path of a ``torch.save``-d state_dict or of upstream's saved checkpoint
+            (``{'state_dict': sd, 'epoch': ...}``), or the state_dict.
         task: ``classification`` (diagnosis/molecular) or ``survival``.
         **kwargs: Extra aggregator arguments (``act="gelu"``, ``num_landmarks``, ...).
 
     Raises:
         MstarError: If the keys are neither upstream ABMIL (DAttention) nor TransMIL, or do not match.
     """
-    sd = strip_module_prefix(read_checkpoint(source))
+    ckpt = read_checkpoint(source)
+    inner = ckpt.get("state_dict")  # upstream's engine saves {'state_dict': sd, 'epoch': ..., ...}
+    sd = strip_module_prefix(inner if isinstance(inner, Mapping) else ckpt)
     if "attention.0.weight" in sd and "feature.0.weight" in sd:
         w = sd["feature.0.weight"]
         sizes = {"in_dim": w.shape[1], "dim": w.shape[0], "attn_dim": sd["attention.0.weight"].shape[0]}

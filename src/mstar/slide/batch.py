@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import multiprocessing as mp
+import logging
 import os
 from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from pathlib import Path
 
 import pandas as pd
@@ -13,10 +13,20 @@ import pandas as pd
 from mstar.errors import MstarError
 from mstar.slide.reader import SLIDE_SUFFIXES, slide_id_of
 from mstar.slide.tiles_file import read_tiles
-from mstar.slide.tiling import STATUS_ERROR, TileParams, summary_row, tile_slide, tiles_path
+from mstar.slide.tiling import (
+    STATUS_ERROR,
+    TileParams,
+    params_key,
+    slide_identity,
+    summary_row,
+    tile_slide,
+    tiles_path,
+)
 from mstar.utils.atomic import atomic_path, remove_stale_parts
+from mstar.utils.pools import process_pool
 from mstar.utils.progress import progress_bar
 
+log = logging.getLogger(__name__)
 SUMMARY_COLUMNS = ["slide", "path", "mpp", "level", "read_px", "tile_um", "n_tiles", "tissue_fraction",
                    "seconds", "status", "error"]
 
@@ -47,6 +57,8 @@ def _safe_tile(path: Path, out_dir: Path, params: TileParams) -> dict:
         return tile_slide(path, out_dir, params)
     except Exception as exc:  # noqa: BLE001 - reported per slide, re-raised by the caller unless skipping
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        for prefix in (f"{path}: ", f"{path.resolve()}: "):  # the summary's path column already names it
+            message = message.removeprefix(prefix)
         row = summary_row({"slide_id": slide_id_of(path), "slide_path": str(path.resolve())}, 0, message)
         row["status"] = STATUS_ERROR
         return row
@@ -65,14 +77,38 @@ def write_summary(out_dir: Path, rows: list[dict]) -> Path:
     return path
 
 
+def reuse_verdict(done: Path, attrs: dict, slide: Path, params: TileParams) -> str:
+    """Whether the tiles file ``done`` is the finished result for ``slide`` under ``params``.
+
+    Returns ``reuse`` (same slide file, unchanged, same settings), ``redo`` (the same file changed since), or
+    a one-line reason it may not be reused (another slide with the same id, other settings), for the caller
+    to report: redoing would replace finished tiles the user may still want, so that takes ``--overwrite``.
+    Files written before slides were identified (no size/settings recorded) are compared by path only.
+    """
+    old = attrs.get("slide_path", "")
+    if old and Path(old) != slide.resolve():
+        return (f"slide id {slide_id_of(slide)!r} is already tiled in {done.parent} from another file "
+                f"({old}); pass --overwrite to replace those tiles, or tile into another --out")
+    if "tile_params" in attrs and attrs["tile_params"] != params_key(params):
+        return (f"{done} was tiled with other settings ({attrs['tile_params']}); pass --overwrite to tile "
+                "it again (`mstar extract` then re-extracts its features), or tile into another --out")
+    if "slide_size" in attrs and slide_identity(slide) != {k: int(attrs[k]) for k in ("slide_size",
+                                                                                       "slide_mtime_ns")}:
+        return "redo"
+    return "reuse"
+
+
 def tile_many(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
               params: TileParams = TileParams(), workers: int = 1, overwrite: bool = False,
               skip_errors: bool = False, show_progress: bool = True) -> pd.DataFrame:
     """Tile every slide in ``inputs`` into ``out_dir``; return the summary of this run.
 
-    Slides whose tiles file already exists are skipped (their row is rebuilt from the file) unless
-    ``overwrite``. Without ``skip_errors`` the first bad slide stops the run with an
-    :class:`~mstar.errors.MstarError`, after the summary of what was done has been written.
+    A slide whose tiles file already exists is skipped (its row rebuilt from the file) when the file was
+    made from the same, unchanged slide file with the same settings; a changed slide file is tiled again;
+    another file with the same slide id, or other settings, is refused with a reason (see
+    :func:`reuse_verdict`) unless ``overwrite``. Without ``skip_errors`` the first bad or refused slide
+    stops the run with an :class:`~mstar.errors.MstarError`, after the summary of what was done has been
+    written (also when interrupted).
     """
     out_dir = Path(out_dir)
     paths = expand_slide_paths(inputs)
@@ -82,15 +118,41 @@ def tile_many(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
         remove_stale_parts(out_dir / sub)
     rows: list[dict] = []
     todo: list[Path] = []
+    failed: list[dict] = []
     for p in paths:
         done = tiles_path(out_dir, slide_id_of(p))
-        if done.exists() and not overwrite:
-            coords, attrs = read_tiles(done)
-            rows.append(summary_row(attrs, len(coords)))
-        else:
+        if not done.exists() or overwrite:
             todo.append(p)
+            continue
+        coords, attrs = read_tiles(done)
+        verdict = reuse_verdict(done, attrs, p, params)
+        if verdict == "reuse":
+            rows.append(summary_row(attrs, len(coords)))
+        elif verdict == "redo":
+            log.warning("%s changed since it was tiled (size or modification time): tiling it again", p)
+            todo.append(p)
+        else:  # refused: reported, but summary.csv keeps the row of the tiles that are there
+            row = summary_row({"slide_id": slide_id_of(p), "slide_path": str(p.resolve())}, 0, verdict)
+            row["status"] = STATUS_ERROR
+            failed.append(row)
+    refused = list(failed)
+    if failed and not skip_errors:
+        write_summary(out_dir, rows)
+        raise MstarError(f"{failed[0]['path']}: {failed[0]['error']}")
 
-    failed: list[dict] = []
+    try:
+        _tile_todo(todo, out_dir, params, workers, skip_errors, show_progress, rows, failed)
+    finally:  # also when interrupted: the summary lists what was done
+        write_summary(out_dir, rows)
+    if failed and not skip_errors:
+        row = failed[0]
+        raise MstarError(f"{row['path']}: {row['error']} (use --skip-errors to keep going past bad slides)")
+    return pd.DataFrame(rows + refused, columns=SUMMARY_COLUMNS).sort_values("slide").reset_index(drop=True)
+
+
+def _tile_todo(todo: list[Path], out_dir: Path, params: TileParams, workers: int, skip_errors: bool,
+               show_progress: bool, rows: list[dict], failed: list[dict]) -> None:
+    """Tile ``todo``, appending a summary row per slide to ``rows`` (and the failed ones to ``failed``)."""
     with progress_bar(transient=False) as bar:
         task = bar.add_task("tiling", total=len(todo), rate="", visible=show_progress and bool(todo))
         n_tiles = 0
@@ -109,8 +171,7 @@ def tile_many(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
                 if failed and not skip_errors:
                     break
         else:
-            ctx = mp.get_context("spawn")  # fresh interpreters: no inherited slide handles or threads
-            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            with process_pool(workers) as pool:  # spawned, and they die with this process
                 futures = [pool.submit(_safe_tile, p, out_dir, params) for p in todo]
                 for fut in as_completed(futures):
                     record(fut.result())
@@ -118,8 +179,3 @@ def tile_many(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
                         for f in futures:
                             f.cancel()
                         break
-    write_summary(out_dir, rows)
-    if failed and not skip_errors:
-        row = failed[0]
-        raise MstarError(f"{row['path']}: {row['error']} (use --skip-errors to keep going past bad slides)")
-    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS).sort_values("slide").reset_index(drop=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,17 @@ class TileParams:
     tissue: TissueParams = field(default_factory=TissueParams)
 
 
+def params_key(params: TileParams) -> str:
+    """The settings that decide which tiles a slide gets (the thumbnail size does not), as one string."""
+    return repr(replace(params, thumbnail_px=0))
+
+
+def slide_identity(slide_path: str | Path) -> dict:
+    """``slide_size`` (bytes) and ``slide_mtime_ns`` of a slide file: a changed file re-tiles."""
+    st = Path(slide_path).stat()
+    return {"slide_size": int(st.st_size), "slide_mtime_ns": int(st.st_mtime_ns)}
+
+
 def tiles_path(out_dir: str | Path, slide_id: str) -> Path:
     return Path(out_dir) / "tiles" / f"{slide_id}.h5"
 
@@ -47,6 +58,7 @@ def tile_slide(slide_path: str | Path, out_dir: str | Path, params: TileParams =
     Raises :class:`~mstar.errors.MstarError` for unreadable slides or missing mpp.
     """
     start = time.perf_counter()
+    identity = slide_identity(slide_path)
     with open_slide(slide_path, mpp=params.slide_mpp) as slide:
         plan = plan_read(slide.mpp, slide.level_downsamples, params.target_mpp, params.tile_px,
                          params.overlap_px)
@@ -72,6 +84,8 @@ def tile_slide(slide_path: str | Path, out_dir: str | Path, params: TileParams =
             "mpp_source": slide.mpp_source,
             "seconds": float(seconds),
             "status": status,
+            "tile_params": params_key(params),
+            **identity,
         })
         save_png(thumbnail_path(out_dir, slide.slide_id), overlay)
         write_tiles(tiles_path(out_dir, slide.slide_id), coords, fraction, attrs)

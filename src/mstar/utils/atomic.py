@@ -15,12 +15,24 @@ from pathlib import Path
 TMP_MARK = ".part-"
 
 
+def _read_umask() -> int:
+    """The process umask (read by setting and restoring it; no portable getter exists)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()  # read once, at import: toggling it later would race with writer threads
+
+
 @contextlib.contextmanager
 def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``final``; rename it to ``final`` when the block exits cleanly.
 
     The temporary name keeps the suffix of ``final`` (some writers pick the format by suffix). On an
-    exception the temporary file is removed and ``final`` is left untouched.
+    exception the temporary file is removed and ``final`` is left untouched. The file gets the mode any
+    new file would get under the user's umask (``mkstemp`` creates 0600, which a rename would keep, so a
+    shared work folder would be unreadable to colleagues and group jobs).
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -28,8 +40,15 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        os.replace(tmp_path, final)
+        try:
+            yield tmp_path
+            if tmp_path.exists():
+                os.chmod(tmp_path, 0o666 & ~_UMASK)
+            os.replace(tmp_path, final)
+        except OSError as exc:
+            if exc.filename is None and exc.errno is not None:  # a failed write() names no file: name it
+                raise OSError(exc.errno, exc.strerror, str(final)) from exc
+            raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

@@ -19,9 +19,7 @@ Layout of ``out``::
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -37,6 +35,7 @@ from mstar.data.synthetic.rna import expression_table, signature_table
 from mstar.data.synthetic.truth import CaseTruth, SlideTruth, draw_cohort_truth
 from mstar.data.synthetic.types import CANCER_TYPES, MARKER_LABELS
 from mstar.utils.atomic import atomic_path, remove_stale_parts, write_text_atomic
+from mstar.utils.pools import process_pool
 from mstar.utils.progress import progress_bar
 
 TEMPLATES = ["CLASSNAME.", "a photomicrograph showing CLASSNAME.", "a photomicrograph of CLASSNAME.",
@@ -125,7 +124,7 @@ def make_cohort(out: str | os.PathLike, config: SynthConfig = SynthConfig(), wor
     with progress_bar() as bar:
         task = bar.add_task("rendering slides", total=len(jobs), rate="", visible=show_progress)
         if workers > 1:
-            with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+            with process_pool(workers) as pool:
                 for _ in pool.map(_slide_job, *zip(*[(c, s, config.slide_um, str(out)) for c, s in jobs])):
                     bar.advance(task)
         else:

@@ -1,0 +1,271 @@
+"""Data integrity and failure handling (issue 18): each case a hostile but realistic user hit, reproduced.
+
+Each test fails on the code before the fix; together they are the project's reliability suite.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def _mode_under_umask(tmp_path, umask: int) -> int:
+    code = textwrap.dedent(f"""
+        import os
+        os.umask({umask:#o})
+        from mstar.utils.atomic import atomic_path, write_text_atomic
+        write_text_atomic({str(tmp_path / "a.txt")!r}, "x")
+        import h5py
+        with atomic_path({str(tmp_path / "b.h5")!r}) as tmp:
+            with h5py.File(tmp, "w") as f:
+                f["x"] = [1]
+    """)
+    subprocess.run([sys.executable, "-c", code], check=True, env=ENV)
+    modes = {stat.S_IMODE((tmp_path / n).stat().st_mode) for n in ("a.txt", "b.h5")}
+    assert len(modes) == 1
+    return modes.pop()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX")
+def test_outputs_follow_the_users_umask_not_mkstemps_0600(tmp_path):
+    (tmp_path / "group").mkdir()
+    (tmp_path / "private").mkdir()
+    assert _mode_under_umask(tmp_path / "group", 0o002) == 0o664  # a shared work folder stays readable
+    assert _mode_under_umask(tmp_path / "private", 0o077) == 0o600
+
+
+MSTAR = [sys.executable, "-m", "mstar.cli"]
+
+
+def _mstar(*args, preexec_fn=None, timeout=120) -> subprocess.CompletedProcess:
+    return subprocess.run([*MSTAR, *map(str, args)], capture_output=True, text=True, env=ENV,
+                          preexec_fn=preexec_fn, timeout=timeout)
+
+
+def test_version_and_usage_errors():
+    from mstar import __version__
+
+    out = _mstar("--version")
+    assert out.returncode == 0 and out.stdout.strip() == f"mstar {__version__}"
+    bad = _mstar("tile", "--bogus")
+    assert bad.returncode == 2 and "No such option: --bogus" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_out_pointing_at_a_file_is_one_line_naming_the_path(tmp_path, tiny_cohort):
+    synth_slide = sorted((tiny_cohort / "slides").iterdir())[0]
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    out = _mstar("tile", synth_slide, "--out", afile)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines()[-1] == (f"error: {afile}/tiles: Not a directory (a path component "
+                                                  "is a file, not a folder; give a folder)")
+
+
+@pytest.mark.skipif(os.name != "posix", reason="RLIMIT_FSIZE is POSIX")
+def test_a_full_disk_is_one_line_naming_the_file_and_leaves_no_partial_output(tmp_path):
+    import resource
+    import signal
+
+    def small_disk():  # writes past 100 kB fail with EFBIG, as a full disk fails with ENOSPC
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+
+    out = _mstar("synth", "--out", tmp_path / "c", "--cases", "3", preexec_fn=small_disk)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    line = out.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"error: {tmp_path / 'c' / 'slides'}/SYN-0001-DX1.svs: File too large")
+    assert not list((tmp_path / "c" / "slides").iterdir())  # no truncated slide under a final name
+
+
+@pytest.mark.skipif(os.name != "posix", reason="signals")
+def test_ctrl_c_says_what_is_kept_and_exits_130(tmp_path):
+    import signal
+    import time
+
+    proc = subprocess.Popen([*MSTAR, "synth", "--out", str(tmp_path / "c"), "--cases", "200"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    deadline = time.time() + 60
+    while not (tmp_path / "c" / "slides").is_dir() and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert err.strip().splitlines()[-1] == "interrupted; finished outputs are kept and a re-run resumes"
+
+
+def _children(pid: int) -> set[int]:
+    try:
+        return {int(c) for c in open(f"/proc/{pid}/task/{pid}/children").read().split()}
+    except OSError:
+        return set()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux /proc")
+def test_kill_9_of_tile_with_workers_leaves_no_worker_behind(tmp_path, tiny_cohort):
+    import signal
+    import time
+
+    proc = subprocess.Popen([*MSTAR, "tile", str(tiny_cohort / "slides"), "--out", str(tmp_path / "w"),
+                             "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+    deadline, kids = time.time() + 60, set()
+    while len(kids) < 2 and time.time() < deadline:  # the pool's workers (and multiprocessing's helpers)
+        kids = _children(proc.pid)
+        time.sleep(0.05)
+    assert len(kids) >= 2, "the pool never started"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 15
+    while any(_alive(k) for k in kids) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not [k for k in kids if _alive(k)]  # each worker noticed its parent was gone and exited
+
+
+def test_an_interrupted_tile_run_writes_the_summary_of_what_it_did(tmp_path, tiny_cohort, monkeypatch):
+    import pandas as pd
+
+    from mstar.slide import batch
+
+    real, calls = batch._safe_tile, []
+
+    def interrupted_on_the_third(*args):
+        calls.append(args[0])
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(batch, "_safe_tile", interrupted_on_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        batch.tile_many([tiny_cohort / "slides"], tmp_path, show_progress=False)
+    summary = pd.read_csv(tmp_path / "tiles" / "summary.csv")
+    assert sorted(summary["slide"]) == sorted(p.stem for p in calls[:2])
+    assert (summary["status"] == "ok").all()
+
+
+def test_nan_features_name_the_file_when_loaded(tmp_path):
+    import numpy as np
+
+    from mstar.data.bags import BagStore
+    from mstar.errors import MstarError
+    from tests.tasks._bags import write_bag
+
+    feats = np.ones((6, 4), np.float32)
+    write_bag(tmp_path / "ok.h5", feats)
+    feats[2, 1] = np.nan
+    write_bag(tmp_path / "bad.h5", feats)
+    with pytest.raises(MstarError, match=r"bad\.h5: 1 of 6 patch features are NaN or infinite; re-extract"):
+        BagStore(tmp_path, ["ok", "bad"], [["ok"], ["bad"]], cache=True)
+
+
+def test_skip_errors_is_not_success_when_every_slide_failed_and_paths_are_printed_once(tmp_path):
+    slides = tmp_path / "slides"
+    slides.mkdir()
+    for name in ("a", "b"):
+        (slides / f"{name}.svs").write_text("not a slide")
+    out = _mstar("tile", slides, "--out", tmp_path / "w", "--skip-errors")
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    line = out.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"error: every slide failed (2), the first: {slides / 'a.svs'}: cannot read this slide")
+    assert line.count(str(slides / "a.svs")) == 1
+    assert line.endswith(f"see {tmp_path / 'w'}/tiles/summary.csv")
+
+
+def test_tiles_know_their_slide_another_file_with_that_id_is_refused_and_a_changed_one_retiled(
+        tmp_path, tiny_cohort):
+    import shutil
+
+    from mstar.errors import MstarError
+    from mstar.slide.batch import tile_many
+    from mstar.slide.tiles_file import read_tiles
+    from mstar.slide.tiling import TileParams
+
+    src = sorted((tiny_cohort / "slides").iterdir())
+    (tmp_path / "batch1").mkdir()
+    (tmp_path / "batch2").mkdir()
+    one = shutil.copy(src[0], tmp_path / "batch1" / "slide.svs")
+    two = shutil.copy(src[1], tmp_path / "batch2" / "slide.svs")  # another slide, the same id
+    work = tmp_path / "w"
+    tile_many([one], work, show_progress=False)
+    with pytest.raises(MstarError, match=r"batch2/slide\.svs: slide id 'slide' is already tiled in .* from "
+                                         r"another file \(.*batch1/slide\.svs\); pass --overwrite"):
+        tile_many([two], work, show_progress=False)
+    summary = tile_many([two], work, show_progress=False, skip_errors=True)
+    assert summary["status"].tolist() == ["error"]
+    assert read_tiles(work / "tiles" / "slide.h5")[1]["slide_path"] == str(one.resolve())  # untouched
+    with pytest.raises(MstarError, match="was tiled with other settings .*pass --overwrite"):
+        tile_many([one], work, TileParams(tile_px=128), show_progress=False)
+    shutil.copy(src[1], one)  # the same file changed in place: tiled again, no error
+    tile_many([one], work, show_progress=False)
+    attrs = read_tiles(work / "tiles" / "slide.h5")[1]
+    assert (attrs["slide_size"], attrs["slide_mtime_ns"]) == (one.stat().st_size, one.stat().st_mtime_ns)
+    tile_many([two], work, show_progress=False, overwrite=True)
+    assert read_tiles(work / "tiles" / "slide.h5")[1]["slide_path"] == str(two.resolve())
+
+
+def test_extract_redoes_features_of_a_slide_tiled_again_and_of_a_truncated_file(work):
+    import h5py
+    import numpy as np
+
+    from mstar.features.extract import extract_features
+    from tests.conftest import truncate_tiles
+
+    enc = "timm:test_vit"
+    extract_features(work, enc, batch_size=4, show_progress=False)
+    tiles = sorted((work / "tiles").glob("*.h5"))
+    feats = work / "features" / "timm-test_vit"
+    first, second = feats / f"{tiles[0].stem}.h5", feats / f"{tiles[1].stem}.h5"
+    truncate_tiles(tiles[0], tiles[0], 3)  # tiled again (here: fewer tiles) after extraction
+    second.write_bytes(second.read_bytes()[:200])  # a truncated features file (not written by mstar)
+    extract_features(work, enc, batch_size=4, show_progress=False, skip_errors=True)
+    with h5py.File(first) as f, h5py.File(tiles[0]) as t:
+        assert f["features"].shape[0] == 3 and np.array_equal(f["coords"][:], t["coords"][:])
+    with h5py.File(second) as f:
+        assert f["features"].shape[0] == 5  # extracted again, complete
+
+
+def test_an_empty_val_column_in_a_folds_file_is_named_not_blamed_on_the_case_ids(tmp_path):
+    import pandas as pd
+
+    from mstar.data.cohort_tables import apply_folds, read_fold_dir
+    from mstar.data.manifest import Manifest
+    from mstar.errors import MstarError
+
+    table = pd.DataFrame({"case": [f"P{i}" for i in range(6)], "slides": [[f"S{i}"] for i in range(6)]})
+    manifest = Manifest(path=tmp_path / "m.csv", kind="survival", table=table, folds=[])
+    (tmp_path / "folds").mkdir()
+    pd.DataFrame({"train": ["P0", "P1", "P2"], "val": [None, None, None]}).to_csv(
+        tmp_path / "folds" / "splits_0.csv", index=False)
+    with pytest.raises(MstarError) as err:
+        apply_folds(manifest, read_fold_dir(tmp_path / "folds"))
+    assert str(err.value) == "--folds fold0: its 'val' column is empty; every fold needs evaluation cases"
+    pd.DataFrame({"train": ["P0", "P1"], "val": ["X9", "X8"]}).to_csv(tmp_path / "folds" / "splits_0.csv",
+                                                                      index=False)
+    with pytest.raises(MstarError, match=r"none of its 2 'val' cases is in .*e\.g\. 'X9'.*such as 'P0'"):
+        apply_folds(manifest, read_fold_dir(tmp_path / "folds"))
+
+
+def test_from_upstream_reads_upstreams_own_saved_checkpoints(tmp_path):
+    import torch
+
+    from mstar.models import create_mil_model
+    from mstar.models.upstream import from_upstream, mil_to_upstream
+
+    torch.manual_seed(0)
+    sd = mil_to_upstream(create_mil_model("abmil", task="classification", n_classes=3, in_dim=16, dim=8))
+    torch.save({"state_dict": {f"module.{k}": v for k, v in sd.items()}, "epoch": 7}, tmp_path / "best.pth")
+    model = from_upstream(tmp_path / "best.pth", task="classification")
+    torch.testing.assert_close(model.head.fc.weight, sd["classifier.0.weight"])
