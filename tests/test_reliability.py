@@ -270,3 +270,56 @@ def test_from_upstream_reads_upstreams_own_saved_checkpoints(tmp_path):
     torch.save({"state_dict": {f"module.{k}": v for k, v in sd.items()}, "epoch": 7}, tmp_path / "best.pth")
     model = from_upstream(tmp_path / "best.pth", task="classification")
     torch.testing.assert_close(model.head.fc.weight, sd["classifier.0.weight"])
+
+
+def test_train_and_pretrain_refuse_to_pass_off_a_finished_run_after_their_inputs_changed(tmp_path):
+    import pandas as pd
+
+    from mstar.errors import MstarError
+    from mstar.pretrain.stage1_config import Stage1Config
+    from mstar.pretrain.stage1_train import pretrain
+    from mstar.tasks.config import TrainConfig
+    from mstar.tasks.runner import train_task
+    from tests.pretrain._cohort import TINY, stage1_cohort
+    from tests.tasks._bags import classification_cohort
+
+    manifest, features = classification_cohort(tmp_path / "c", n_cases=24)
+    cfg = dict(task="classify", manifest=str(manifest), features=str(features), out=str(tmp_path / "runs"),
+               name="same", epochs=1, bootstrap=0, model_args={"dim": 8, "attn_dim": 8})
+    train_task(TrainConfig(**cfg), progress=False)
+    table = pd.read_csv(manifest)
+    table["label"] = table["label"].iloc[::-1].to_numpy()  # relabelled
+    table.to_csv(manifest, index=False)
+    with pytest.raises(MstarError, match="this run was made from other settings or inputs"):
+        train_task(TrainConfig(**cfg), progress=False)
+    with pytest.raises(MstarError, match=r"other settings or inputs \(.*epochs"):
+        train_task(TrainConfig(**{**cfg, "epochs": 2}), progress=False)
+
+    paths = stage1_cohort(tmp_path / "s")
+    s1 = dict(manifest=str(paths["manifest"]), features=str(paths["features"]), reports=str(paths["reports"]),
+              rna=str(paths["rna"]), out=str(tmp_path / "runs"), name="same", epochs=1, **TINY)
+    pretrain(Stage1Config(**s1), progress=False)
+    (paths["reports"]).write_text((paths["reports"]).read_text().replace("grade", "Grade"))
+    with pytest.raises(MstarError, match="this run was made from other settings or inputs"):
+        pretrain(Stage1Config(**s1), progress=False)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="RLIMIT_FSIZE is POSIX")
+def test_a_full_disk_during_extraction_is_an_error_row_and_one_line_not_an_ok_row_or_a_crash(work):
+    import resource
+    import signal
+
+    import pandas as pd
+
+    def small_disk():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (12_000, 12_000))  # a features file is ~16 kB
+
+    out = _mstar("extract", work, "--encoder", "timm:test_vit", preexec_fn=small_disk)
+    assert out.returncode == 1 and "Traceback" not in out.stderr  # not a crash (was exit 139)
+    line = out.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"error: {work}/features/timm-test_vit/") and "file too large" in line.lower()
+    summary = pd.read_csv(work / "features" / "timm-test_vit" / "summary.csv", keep_default_na=False)
+    on_disk = {p.stem for p in (work / "features" / "timm-test_vit").glob("*.h5")}
+    assert (summary["status"] == "ok").sum() == len(on_disk)  # "ok" only where the file exists
+    assert (summary.loc[summary["status"] == "error", "error"].str.startswith("features were not written")).all()

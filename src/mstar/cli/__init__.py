@@ -50,7 +50,8 @@ def os_error_line(exc: OSError) -> str:
     path = exc.filename or ""
     if exc.filename2:
         path = f"{path} -> {exc.filename2}"
-    what = exc.strerror or type(exc).__name__
+    what = (exc.strerror or type(exc).__name__).splitlines()[0]
+    what = what.split(" (file write failed")[0]  # HDF5 appends its whole write call to the reason
     hint = {errno.ENOSPC: "free space or write --out elsewhere; finished outputs are kept, a re-run resumes",
             errno.EDQUOT: "free space or write --out elsewhere; finished outputs are kept, a re-run resumes",
             errno.EFBIG: "the file system refused a file this large; write --out elsewhere",
@@ -74,7 +75,11 @@ def main(argv: list[str] | None = None) -> None:
     except MstarError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
-    except (KeyboardInterrupt, typer.Abort):
+    except (KeyboardInterrupt, typer.Abort) as exc:
+        cause = exc.__cause__
+        if isinstance(cause, EOFError):  # typer reports an EOFError (a truncated pickle...) as an abort
+            print(f"error: unexpected end of a file or stream ({cause or 'EOFError'})", file=sys.stderr)
+            sys.exit(1)
         print(INTERRUPTED, file=sys.stderr)
         sys.exit(130)
     except TyperException as exc:  # usage errors (click's, vendored by typer): their message and status

@@ -272,6 +272,7 @@ def extract_features(root: str | os.PathLike, encoder: str | Encoder, *,
         show = show_progress and info.rank == 0
         rows, error = _run_rank(mine, root, enc, dev, prec, batch_size, workers, save_pt, overwrite,
                                 skip_errors, slides_dir, preprocess_on, show, info)
+        unwritten_as_errors(rows, root, enc.folder_name, error)
         all_rows = gather_rows(rows, info)
         if all_rows is not None:
             write_summary(out_dir, all_rows)
@@ -283,6 +284,16 @@ def extract_features(root: str | os.PathLike, encoder: str | Encoder, *,
         raise error
     return pd.DataFrame(all_rows if all_rows is not None else rows,
                         columns=SUMMARY_COLUMNS).sort_values("slide").reset_index(drop=True)
+
+
+def unwritten_as_errors(rows: list[dict], root: Path, folder: str, error: BaseException | None) -> None:
+    """Rows are recorded when a slide's features are handed to the background writer; a slide whose file is
+    not on disk once the writer has finished (a failed write: disk full, no permission) becomes an
+    ``error`` row, never an ``ok`` one."""
+    reason = "features were not written" + (f" ({str(error).splitlines()[0][:200]})" if error else "")
+    for row in rows:
+        if row["status"] != STATUS_ERROR and not features_path(root, folder, row["slide"]).exists():
+            row.update(status=STATUS_ERROR, error=reason)
 
 
 def _run_rank(files: list[Path], root: Path, enc: Encoder, dev: torch.device, prec: str, batch_size: int,
