@@ -324,3 +324,74 @@ def test_a_full_disk_during_extraction_is_an_error_row_and_one_line_not_an_ok_ro
     assert (summary["status"] == "ok").sum() == len(on_disk)  # "ok" only where the file exists
     errors = summary.loc[summary["status"] == "error", "error"]
     assert len(errors) and errors.str.startswith("features were not written").all()
+
+
+RECORDING_EXTRACT = textwrap.dedent("""
+    import sys
+    import mstar.features.extract as ex
+    real = ex._extract_slides
+
+    def recording(todo, *args, **kwargs):
+        with open(sys.argv[2], "a") as f:
+            f.writelines(t.slide_id + "\\n" for _, t in todo)
+        return real(todo, *args, **kwargs)
+
+    ex._extract_slides = recording
+    ex.extract_features(sys.argv[1], "timm:test_vit", batch_size=2, show_progress=False)
+""")
+
+
+def test_two_concurrent_extracts_on_one_folder_share_the_slides_and_finish_complete_and_identical(
+        work, tmp_path):
+    import shutil
+
+    from mstar.features.extract import extract_features
+
+    single = tmp_path / "single"
+    shutil.copytree(work, single)
+    extract_features(single, "timm:test_vit", batch_size=2, show_progress=False)
+    script = tmp_path / "rec.py"
+    script.write_text(RECORDING_EXTRACT)
+    procs = [subprocess.Popen([sys.executable, str(script), str(work), str(tmp_path / f"did{i}.txt")],
+                              env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-2000:]
+    logs = [tmp_path / f"did{i}.txt" for i in range(2)]
+    did = [set(f.read_text().split()) if f.exists() else set() for f in logs]
+    slides = {p.stem for p in (work / "tiles").glob("*.h5")}
+    assert did[0] | did[1] == slides and not did[0] & did[1]  # every slide extracted once, by one of them
+    import h5py
+    import numpy as np
+
+    folder, ref = work / "features" / "timm-test_vit", single / "features" / "timm-test_vit"
+    for s in slides:  # the same arrays as one process alone (the files name their own folder's paths)
+        with h5py.File(folder / f"{s}.h5") as a, h5py.File(ref / f"{s}.h5") as b:
+            assert np.array_equal(a["features"][:], b["features"][:])
+            assert np.array_equal(a["coords"][:], b["coords"][:])
+
+
+def test_a_killed_process_leaves_no_claim_stuck(work, tmp_path):
+    import signal
+
+    from mstar.features.extract import extract_features
+
+    slide = sorted((work / "tiles").glob("*.h5"))[0].stem
+    target = work / "features" / "timm-test_vit" / f"{slide}.h5"
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import time
+        from mstar.utils.claims import try_claim
+        claim = try_claim({str(target)!r})
+        print("held" if claim else "busy", flush=True)
+        time.sleep(120)
+    """)], stdout=subprocess.PIPE, text=True, env=ENV)
+    assert holder.stdout.readline().strip() == "held"
+    from mstar.utils.claims import is_claimed
+
+    assert is_claimed(target)
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    assert not is_claimed(target)  # the OS dropped it with the process
+    summary = extract_features(work, "timm:test_vit", batch_size=2, show_progress=False)
+    assert (summary["status"] == "ok").all() and target.exists()

@@ -32,6 +32,7 @@ from mstar.features.writer import FeatureWriter, WriteJob, write_pt_file
 from mstar.slide.reader import SLIDE_SUFFIXES
 from mstar.slide.tiles_file import read_tiles
 from mstar.utils.atomic import atomic_path, remove_stale_parts
+from mstar.utils.claims import Claim, try_claim, wait_claim
 from mstar.utils.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -304,6 +305,33 @@ def _run_rank(files: list[Path], root: Path, enc: Encoder, dev: torch.device, pr
     rows: list[dict] = []
     failed: list[dict] = []
     todo: list[tuple[Path, SlideTiles]] = []
+    deferred: list[tuple[Path, SlideTiles]] = []  # claimed by another process working on this folder
+    claims: list[Claim] = []
+
+    def settle(tf: Path, t: SlideTiles, writer: FeatureWriter, redo: bool) -> bool:
+        """Record a finished (or empty) slide and return True, or return False: it needs extracting."""
+        h5 = features_path(root, enc.folder_name, t.slide_id)
+        pt = pt_path(root, enc.folder_name, t.slide_id) if save_pt else None
+        n = _check_existing(h5, enc, t) if h5.exists() and not redo else None
+        if n is not None:
+            if pt is not None and not pt.exists():  # --save-pt added later: mirror, no re-extraction
+                write_pt_file(pt, load_features(h5)[0])
+            rows.append(_row(t.slide_id, tf, t.slide_path, info.rank, n, enc.dim,
+                             status=STATUS_OK if n else STATUS_EMPTY))
+            return True
+        if len(t.coords) == 0:
+            writer.submit(WriteJob(h5, np.zeros((0, enc.dim), np.float32), t.coords,
+                                   feature_attrs(t, enc, prec, tf), pt))
+            rows.append(_row(t.slide_id, tf, t.slide_path, info.rank, 0, enc.dim, 0.0, STATUS_EMPTY))
+            return True
+        return False
+
+    def extract(batch: list[tuple[Path, SlideTiles]], writer: FeatureWriter) -> None:
+        if batch and (skip_errors or not failed):
+            _warn_mpp([t for _, t in batch], enc)
+            _extract_slides(batch, root, enc, dev, prec, batch_size, workers, save_pt, skip_errors,
+                            preprocess_on, show_progress, info, writer, rows, failed)
+
     try:
         with FeatureWriter() as writer:
             for tf in files:
@@ -317,26 +345,31 @@ def _run_rank(files: list[Path], root: Path, enc: Encoder, dev: torch.device, pr
                     if not skip_errors:
                         break
                     continue
-                h5 = features_path(root, enc.folder_name, t.slide_id)
-                pt = pt_path(root, enc.folder_name, t.slide_id) if save_pt else None
-                n = _check_existing(h5, enc, t) if h5.exists() and not overwrite else None
-                if n is not None:
-                    if pt is not None and not pt.exists():  # --save-pt added later: mirror, no re-extraction
-                        write_pt_file(pt, load_features(h5)[0])
-                    rows.append(_row(t.slide_id, tf, t.slide_path, info.rank, n, enc.dim,
-                                     status=STATUS_OK if n else STATUS_EMPTY))
-                elif len(t.coords) == 0:
-                    writer.submit(WriteJob(h5, np.zeros((0, enc.dim), np.float32), t.coords,
-                                           feature_attrs(t, enc, prec, tf), pt))
-                    rows.append(_row(t.slide_id, tf, t.slide_path, info.rank, 0, enc.dim, 0.0, STATUS_EMPTY))
-                else:
+                if not overwrite and settle(tf, t, writer, redo=False):
+                    continue
+                claim = try_claim(features_path(root, enc.folder_name, t.slide_id))
+                if claim is None:  # another process is extracting it: its result is waited for below
+                    deferred.append((tf, t))
+                    continue
+                claims.append(claim)
+                if not settle(tf, t, writer, redo=overwrite):  # it may have finished it just before
                     todo.append((tf, t))
-            if todo and (skip_errors or not failed):
-                _warn_mpp([t for _, t in todo], enc)
-                _extract_slides(todo, root, enc, dev, prec, batch_size, workers, save_pt, skip_errors,
-                                preprocess_on, show_progress, info, writer, rows, failed)
+            extract(todo, writer)
+        for claim in claims:  # our slides are on disk now
+            claim.release()
+        if deferred and (skip_errors or not failed):
+            with FeatureWriter() as writer:
+                rest = []
+                for tf, t in deferred:  # wait until the other process finished (or died), then use its file
+                    claims.append(wait_claim(features_path(root, enc.folder_name, t.slide_id)))
+                    if not settle(tf, t, writer, redo=False):
+                        rest.append((tf, t))
+                extract(rest, writer)
     except BaseException as exc:  # noqa: BLE001 - re-raised after every rank has merged its rows
         return rows, exc
+    finally:
+        for claim in claims:
+            claim.release()
     if failed and not skip_errors:
         row = failed[0]
         where = row["slide_path"] or row["tiles_file"]

@@ -61,11 +61,17 @@ def write_text_atomic(final: str | os.PathLike, text: str) -> None:
 
 
 def remove_stale_parts(folder: str | os.PathLike) -> int:
-    """Delete temporary files left by killed runs in ``folder``; return how many were removed."""
+    """Delete temporary files left by killed runs in ``folder``; return how many were removed.
+
+    A temporary file whose output is claimed by a live process (:mod:`mstar.utils.claims`) is being written
+    right now and is left alone."""
+    from mstar.utils.claims import is_claimed
+
     folder = Path(folder)
     if not folder.is_dir():
         return 0
-    stale = [p for p in folder.iterdir() if p.name.startswith(".") and TMP_MARK in p.name]
+    stale = [p for p in folder.iterdir() if p.name.startswith(".") and TMP_MARK in p.name
+             and not is_claimed(folder / (p.name[1:].split(TMP_MARK)[0] + p.suffix))]
     for p in stale:
         p.unlink(missing_ok=True)
     return len(stale)
