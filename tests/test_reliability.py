@@ -395,3 +395,34 @@ def test_a_killed_process_leaves_no_claim_stuck(work, tmp_path):
     assert not is_claimed(target)  # the OS dropped it with the process
     summary = extract_features(work, "timm:test_vit", batch_size=2, show_progress=False)
     assert (summary["status"] == "ok").all() and target.exists()
+
+
+def test_a_failed_model_save_is_one_line_naming_the_file_and_leaves_nothing_half_written(tmp_path,
+                                                                                        monkeypatch):
+    import torch
+
+    from mstar.errors import MstarError
+    from mstar.run.checkpoint import save_checkpoint
+
+    def full_disk(obj, f, *args, **kwargs):
+        open(f, "wb").write(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:603] . PytorchStreamWriter failed writing "
+                           "file data/0: file write failed")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(MstarError, match=r"model\.pt: could not be written \(\[enforce.*free disk space"):
+        save_checkpoint(tmp_path / "model.pt", {"w": torch.zeros(2)})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_stale_temporaries_are_removed_but_not_one_a_live_process_is_writing(tmp_path):
+    from mstar.utils.atomic import remove_stale_parts
+    from mstar.utils.claims import try_claim
+
+    (tmp_path / ".a.part-x1.h5").write_bytes(b"left by a killed run")
+    (tmp_path / ".b.part-y2.h5").write_bytes(b"being written")
+    claim = try_claim(tmp_path / "b.h5")  # a live process is writing b.h5
+    assert remove_stale_parts(tmp_path) == 1
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == [".b.part-y2.h5"]
+    claim.release()
+    assert remove_stale_parts(tmp_path) == 1
