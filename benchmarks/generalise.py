@@ -315,7 +315,8 @@ def report_generation(paths: dict, work: Path, profile: dict, seed: int) -> dict
 
     extra = dict(profile["report"])
     max_len = extra.pop("max_len", None)  # before issue 17 the demo fixed 64 tokens
-    model_args = {**DEMO_REPORT["model_args"], **({"max_len": max_len} if max_len else {})}
+    model_args = {**DEMO_REPORT["model_args"], **extra.pop("model_args", {}),
+                  **({"max_len": max_len} if max_len else {})}
     cfg = ReportConfig(manifest=str(paths["manifest"]), features=str(paths["features"]),
                        reports=str(paths["reports"]), out=str(work), name=f"report-s{seed}", seed=seed,
                        meteor=False, classes=str(paths["prompts"]),
@@ -339,11 +340,14 @@ def main() -> None:
     ap.add_argument("--kind", choices=("indep", "synth"), default="indep")
     ap.add_argument("--work", type=Path, required=True)
     ap.add_argument("--profile", choices=tuple(PROFILES), default="after")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--seeds", type=int, nargs="*", default=[0], help="stage-1 seeds (none: report only)")
     ap.add_argument("--report", type=int, nargs="*", default=None, metavar="SEED",
                     help="also train report generation with these seeds (no value: seed 0)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--set", nargs="*", default=[], help="extra stage-1 settings key=value (choosing)")
+    ap.add_argument("--report-set", nargs="*", default=[],
+                    help="report settings key=value (model_args.<key> for the generator's, e.g. "
+                         "model_args.d_model=64)")
     ap.add_argument("--table", action="store_true", help="print the tables of every profile under --work")
     args = ap.parse_args()
     if args.table:
@@ -356,7 +360,13 @@ def main() -> None:
     for item in args.set:
         key, value = item.split("=", 1)
         profile["stage1"][key] = yaml.safe_load(value)
-    tag = args.profile + "".join(f"-{s.replace('=', '')}" for s in args.set)
+    for item in args.report_set:
+        key, value = item.split("=", 1)
+        if key.startswith("model_args."):
+            profile["report"].setdefault("model_args", {})[key.split(".", 1)[1]] = yaml.safe_load(value)
+        else:
+            profile["report"][key] = yaml.safe_load(value)
+    tag = args.profile + "".join(f"-{s.replace('=', '')}" for s in [*args.set, *args.report_set])
     work = args.work / tag
     work.mkdir(parents=True, exist_ok=True)
     if args.cohort is None:
