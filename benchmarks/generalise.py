@@ -84,14 +84,10 @@ def spearman_ci(y: np.ndarray, pred: np.ndarray, n_resamples: int = 1000, seed: 
     """Spearman correlation with a percentile bootstrap CI over cases."""
     from scipy.stats import spearmanr
 
-    rng = np.random.default_rng(seed)
-    vals = []
-    for _ in range(n_resamples):
-        idx = rng.integers(0, len(y), len(y))
-        vals.append(spearmanr(y[idx], pred[idx]).statistic)
-    lo, hi = np.nanquantile(vals, [0.025, 0.975])
-    return {"value": float(spearmanr(y, pred).statistic), "ci_low": float(lo), "ci_high": float(hi),
-            "n": int(len(y))}
+    from mstar.eval.bootstrap import bootstrap_ci
+
+    return bootstrap_ci(lambda a, b: spearmanr(a, b).statistic, np.asarray(y), np.asarray(pred),
+                        n_resamples=n_resamples, seed=seed)
 
 
 def ridge_predict(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray) -> np.ndarray:
@@ -114,19 +110,15 @@ def class_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray) ->
 
 def paired_auc_difference(y: np.ndarray, a: np.ndarray, b: np.ndarray, n_resamples: int = 1000,
                           seed: int = 0) -> dict:
-    """AUC(a) - AUC(b) on the same cases with a paired percentile bootstrap."""
+    """AUC(a) - AUC(b) on the same cases with a paired percentile bootstrap (one-class resamples are
+    redrawn: ``roc_auc_score`` raises ``ValueError`` there)."""
     from sklearn.metrics import roc_auc_score
 
-    rng = np.random.default_rng(seed)
-    vals = []
-    while len(vals) < n_resamples:
-        idx = rng.integers(0, len(y), len(y))
-        if len(np.unique(y[idx])) == 2:
-            vals.append(roc_auc_score(y[idx], a[idx]) - roc_auc_score(y[idx], b[idx]))
-    lo, hi = np.quantile(vals, [0.025, 0.975])
-    return {"value": float(roc_auc_score(y, a) - roc_auc_score(y, b)), "ci_low": float(lo),
-            "ci_high": float(hi), "auc_a": float(roc_auc_score(y, a)), "auc_b": float(roc_auc_score(y, b)),
-            "n": int(len(y))}
+    from mstar.eval.bootstrap import bootstrap_ci
+
+    out = bootstrap_ci(lambda t, p, q: roc_auc_score(t, p) - roc_auc_score(t, q), y, a, b,
+                       n_resamples=n_resamples, seed=seed)
+    return {**out, "auc_a": float(roc_auc_score(y, a)), "auc_b": float(roc_auc_score(y, b))}
 
 
 def pooled_features(features: Path, slides: list[str]) -> np.ndarray:

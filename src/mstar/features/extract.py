@@ -26,20 +26,28 @@ from mstar.errors import MstarError
 from mstar.features.dataset import SlideTiles, TileBatches, make_loader
 from mstar.features.distributed import DistInfo, barrier, finish, gather_rows, init_distributed, shard
 from mstar.features.encoders import Encoder, create_encoder
-from mstar.features.io import SCHEMA, features_path, load_features, pt_path
+from mstar.features.extract_outputs import (
+    STATUS_EMPTY,
+    STATUS_ERROR,
+    STATUS_OK,
+    SUMMARY_COLUMNS,
+    check_existing,
+    feature_attrs,
+    summary_row,
+    unwritten_as_errors,
+    write_summary,
+)
+from mstar.features.io import features_path, load_features, pt_path
 from mstar.features.preprocess import PRECISIONS, preprocess_batch
 from mstar.features.writer import FeatureWriter, WriteJob, write_pt_file
 from mstar.slide.reader import SLIDE_SUFFIXES
 from mstar.slide.tiles_file import read_tiles
-from mstar.utils.atomic import atomic_path, remove_stale_parts
+from mstar.utils.atomic import remove_stale_parts
 from mstar.utils.claims import Claim, try_claim, wait_claim
 from mstar.utils.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
-STATUS_OK, STATUS_EMPTY, STATUS_ERROR = "ok", "empty", "error"
-SUMMARY_COLUMNS = ["slide", "n_tiles", "dim", "seconds", "tiles_per_s", "rank", "status", "error",
-                   "tiles_file", "slide_path"]
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 MPP_WARN_TOLERANCE = 0.10
 
@@ -121,72 +129,6 @@ def load_slide_tiles(tiles_file: Path, slides_dir: Path | None = None) -> SlideT
     mpp = float(attrs["mpp_level0"]) if override else None
     return SlideTiles(str(attrs["slide_id"]), str(path), coords, int(attrs["read_level"]),
                       int(attrs["read_px"]), mpp, attrs)
-
-
-def feature_attrs(t: SlideTiles, encoder: Encoder, precision: str, tiles_file: Path) -> dict:
-    """The features file attributes: the tiles attrs plus the encoder, its hash and its input contract."""
-    attrs = {k: v for k, v in t.attrs.items() if k != "schema"}
-    attrs["tiles_schema"] = t.attrs.get("schema", "")
-    attrs["slide_path"] = t.slide_path
-    attrs["tiles_file"] = str(tiles_file.resolve())
-    p = encoder.preprocess
-    attrs.update({
-        "schema": SCHEMA, "encoder": encoder.name, "encoder_sha": encoder.encoder_sha,
-        "dim": int(encoder.dim),
-        "checkpoint": os.path.basename(encoder.checkpoint) if encoder.checkpoint else "",
-        "precision": precision, "encoder_input_px": p.input_px, "encoder_mean": list(p.mean),
-        "encoder_std": list(p.std), "encoder_target_mpp": p.target_mpp,
-        "interpolation": p.as_attrs()["interpolation"],
-    })
-    return attrs
-
-
-def _row(slide: str, tiles_file: Path, slide_path: str, rank: int, n: int = 0, dim: int | None = None,
-         seconds: float = float("nan"), status: str = STATUS_OK, error: str = "") -> dict:
-    for path in filter(None, (slide_path, str(tiles_file))):  # the row's path columns already name it
-        error = error.removeprefix(f"{path}: ")
-    return {"slide": slide, "n_tiles": n, "dim": dim, "seconds": seconds,
-            "tiles_per_s": n / seconds if n and seconds and seconds > 0 else float("nan"), "rank": rank,
-            "status": status, "error": error, "tiles_file": str(tiles_file), "slide_path": slide_path}
-
-
-def write_summary(out_dir: Path, rows: list[dict]) -> Path:
-    """Merge ``rows`` into ``out_dir/summary.csv`` (rows of other slides are kept)."""
-    path = out_dir / "summary.csv"
-    new = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
-    if path.exists():
-        old = pd.read_csv(path, keep_default_na=False)
-        old = old[~old["slide"].astype(str).isin(new["slide"].astype(str))]
-        new = pd.concat([old, new], ignore_index=True) if len(old) else new
-    with atomic_path(path) as tmp:
-        new.sort_values("slide").to_csv(tmp, index=False, float_format="%.6g")
-    return path
-
-
-def _check_existing(h5: Path, encoder: Encoder, tiles: SlideTiles) -> int | None:
-    """Tiles in a finished features file, or None when it must be redone: it was made from other tiles (the
-    slide was tiled again since) or it cannot be read (truncated outside mstar's atomic writes); an error
-    when it came from other weights."""
-    try:
-        with h5py.File(h5, "r") as f:
-            sha = f.attrs.get("encoder_sha", "")
-            n = int(f["features"].shape[0])
-            coords = f["coords"][:] if "coords" in f else None
-            tile_px = f.attrs.get("tile_px_level0")
-    except (OSError, KeyError) as exc:  # truncated or foreign: not a finished result of ours
-        log.warning("%s: unreadable features file (%s); extracting it again", h5, str(exc).splitlines()[0])
-        return None
-    sha = sha.decode() if isinstance(sha, bytes) else str(sha)
-    if sha and sha != encoder.encoder_sha:
-        raise MstarError(f"{h5}: extracted with other weights (encoder_sha {sha[:12]}..., now "
-                         f"{encoder.encoder_sha[:12]}...); pass --overwrite or another --encoder name")
-    same_tiles = coords is not None and np.array_equal(coords.reshape(-1, 2), tiles.coords.reshape(-1, 2))
-    if tile_px is not None and tiles.attrs.get("tile_px_level0") is not None:
-        same_tiles = same_tiles and int(tile_px) == int(tiles.attrs["tile_px_level0"])
-    if not same_tiles:
-        log.warning("%s: made from other tiles than the slide's tiles file has now (tiled again since); "
-                    "extracting it again", h5)
-    return n if same_tiles else None
 
 
 def _batches(loader, device: torch.device) -> Iterator[dict]:
@@ -287,16 +229,6 @@ def extract_features(root: str | os.PathLike, encoder: str | Encoder, *,
                         columns=SUMMARY_COLUMNS).sort_values("slide").reset_index(drop=True)
 
 
-def unwritten_as_errors(rows: list[dict], root: Path, folder: str, error: BaseException | None) -> None:
-    """Rows are recorded when a slide's features are handed to the background writer; a slide whose file is
-    not on disk once the writer has finished (a failed write: disk full, no permission) becomes an
-    ``error`` row, never an ``ok`` one."""
-    reason = "features were not written" + (f" ({str(error).splitlines()[0][:200]})" if error else "")
-    for row in rows:
-        if row["status"] != STATUS_ERROR and not features_path(root, folder, row["slide"]).exists():
-            row.update(status=STATUS_ERROR, error=reason)
-
-
 def _run_rank(files: list[Path], root: Path, enc: Encoder, dev: torch.device, prec: str, batch_size: int,
               workers: int, save_pt: bool, overwrite: bool, skip_errors: bool, slides_dir: Path | None,
               preprocess_on: str, show_progress: bool,
@@ -312,17 +244,17 @@ def _run_rank(files: list[Path], root: Path, enc: Encoder, dev: torch.device, pr
         """Record a finished (or empty) slide and return True, or return False: it needs extracting."""
         h5 = features_path(root, enc.folder_name, t.slide_id)
         pt = pt_path(root, enc.folder_name, t.slide_id) if save_pt else None
-        n = _check_existing(h5, enc, t) if h5.exists() and not redo else None
+        n = check_existing(h5, enc, t) if h5.exists() and not redo else None
         if n is not None:
             if pt is not None and not pt.exists():  # --save-pt added later: mirror, no re-extraction
                 write_pt_file(pt, load_features(h5)[0])
-            rows.append(_row(t.slide_id, tf, t.slide_path, info.rank, n, enc.dim,
-                             status=STATUS_OK if n else STATUS_EMPTY))
+            rows.append(summary_row(t.slide_id, tf, t.slide_path, info.rank, n, enc.dim,
+                                    status=STATUS_OK if n else STATUS_EMPTY))
             return True
         if len(t.coords) == 0:
             writer.submit(WriteJob(h5, np.zeros((0, enc.dim), np.float32), t.coords,
                                    feature_attrs(t, enc, prec, tf), pt))
-            rows.append(_row(t.slide_id, tf, t.slide_path, info.rank, 0, enc.dim, 0.0, STATUS_EMPTY))
+            rows.append(summary_row(t.slide_id, tf, t.slide_path, info.rank, 0, enc.dim, 0.0, STATUS_EMPTY))
             return True
         return False
 
@@ -338,8 +270,8 @@ def _run_rank(files: list[Path], root: Path, enc: Encoder, dev: torch.device, pr
                 try:
                     t = load_slide_tiles(tf, slides_dir)
                 except MstarError as exc:
-                    row = _row(tf.stem.removesuffix("_patches"), tf, "", info.rank, status=STATUS_ERROR,
-                               error=str(exc))
+                    row = summary_row(tf.stem.removesuffix("_patches"), tf, "", info.rank,
+                                      status=STATUS_ERROR, error=str(exc))
                     rows.append(row)
                     failed.append(row)
                     if not skip_errors:
@@ -418,8 +350,8 @@ def _extract_slides(todo: list[tuple[Path, SlideTiles]], root: Path, enc: Encode
                     if s not in bad:
                         bad.add(s)
                         pending.pop(s, None)
-                        row = _row(t.slide_id, todo[s][0], t.slide_path, info.rank, len(t.coords),
-                                   status=STATUS_ERROR, error=batch["error"])
+                        row = summary_row(t.slide_id, todo[s][0], t.slide_path, info.rank, len(t.coords),
+                                          status=STATUS_ERROR, error=batch["error"])
                         rows.append(row)
                         failed.append(row)
                         if not skip_errors:
@@ -441,8 +373,8 @@ def _extract_slides(todo: list[tuple[Path, SlideTiles]], root: Path, enc: Encode
                     pt = pt_path(root, enc.folder_name, t.slide_id) if save_pt else None
                     writer.submit(WriteJob(features_path(root, enc.folder_name, t.slide_id), feats, t.coords,
                                            feature_attrs(t, enc, prec, todo[s][0]), pt))
-                    rows.append(_row(t.slide_id, todo[s][0], t.slide_path, info.rank, len(feats), enc.dim,
-                                     seconds))
+                    rows.append(summary_row(t.slide_id, todo[s][0], t.slide_path, info.rank, len(feats),
+                                            enc.dim, seconds))
                 elapsed = time.perf_counter() - start
                 bar.update(task, completed=done, rate=f"{done / max(elapsed, 1e-9):.1f} tiles/s")
     dataset.close()

@@ -126,7 +126,7 @@ class Stage1Module(RunModule):
         self.verbose = verbose
         self.last_eval: dict = {}
         self.preserve = None
-        stats = pooled_feature_stats(train_data) if getattr(cfg, "preserve_weight", 0) > 0 \
+        stats = pooled_feature_stats(train_data) if cfg.preserve_weight > 0 \
             and model.has_slide_branch else None
         if stats is not None:
             self.preserve = PooledFeatureHead(model.dim, model.in_dim, *stats)

@@ -22,9 +22,10 @@ from mstar.slide.tiling import (
     tile_slide,
     tiles_path,
 )
-from mstar.utils.atomic import atomic_path, remove_stale_parts
+from mstar.utils.atomic import remove_stale_parts
 from mstar.utils.pools import process_pool
 from mstar.utils.progress import progress_bar
+from mstar.utils.summary import merge_summary, without_path
 
 log = logging.getLogger(__name__)
 SUMMARY_COLUMNS = ["slide", "path", "mpp", "level", "read_px", "tile_um", "n_tiles", "tissue_fraction",
@@ -56,9 +57,8 @@ def _safe_tile(path: Path, out_dir: Path, params: TileParams) -> dict:
     try:
         return tile_slide(path, out_dir, params)
     except Exception as exc:  # noqa: BLE001 - reported per slide, re-raised by the caller unless skipping
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        for prefix in (f"{path}: ", f"{path.resolve()}: "):  # the summary's path column already names it
-            message = message.removeprefix(prefix)
+        message = without_path(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, path,
+                               path.resolve())
         row = summary_row({"slide_id": slide_id_of(path), "slide_path": str(path.resolve())}, 0, message)
         row["status"] = STATUS_ERROR
         return row
@@ -66,15 +66,7 @@ def _safe_tile(path: Path, out_dir: Path, params: TileParams) -> dict:
 
 def write_summary(out_dir: Path, rows: list[dict]) -> Path:
     """Merge ``rows`` into ``out_dir/tiles/summary.csv`` (rows of other slides are kept)."""
-    path = out_dir / "tiles" / "summary.csv"
-    new = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
-    if path.exists():
-        old = pd.read_csv(path, keep_default_na=False)
-        old = old[~old["slide"].astype(str).isin(new["slide"].astype(str))]
-        new = pd.concat([old, new], ignore_index=True) if len(old) else new
-    with atomic_path(path) as tmp:
-        new.sort_values("slide").to_csv(tmp, index=False, float_format="%.6g")
-    return path
+    return merge_summary(out_dir / "tiles" / "summary.csv", rows, SUMMARY_COLUMNS)
 
 
 def reuse_verdict(done: Path, attrs: dict, slide: Path, params: TileParams) -> str:
