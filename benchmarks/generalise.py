@@ -321,7 +321,12 @@ def report_generation(paths: dict, work: Path, profile: dict, seed: int) -> dict
                                   dict(zip(keys, pred["reference"])), seed=seed)
     unk = float(pred["generated"].str.contains("<unk>").mean())
     test = res.get("test", {})
-    return {"bleu": diff, "unk_fraction": unk,
+    alone = {}  # the generator before the neighbour-consensus re-ranking
+    if "generator" in pred:
+        alone = {"bleu_generator": paired_bleu_difference(
+            dict(zip(keys, pred["generator"])), dict(zip(keys, pred["baseline"])),
+            dict(zip(keys, pred["reference"])), seed=seed)}
+    return {"bleu": diff, **alone, "unk_fraction": unk,
             "cancer_type_accuracy": test.get("cancer_type_accuracy"),
             "baseline_cancer_type_accuracy": res.get("test_baseline", {}).get("cancer_type_accuracy")}
 
@@ -462,6 +467,11 @@ def tables(work: Path) -> str:
                            ("difference (paired)", "difference")):
             lines.append(f"| {label} | " + " | ".join(
                 _cell([r["bleu"] for r in reports[n]], key, None) for n in names) + " |")
+        for label, key in (("BLEU-4 generator alone (no re-ranking)", "bleu4_generated"),
+                           ("difference, generator alone (paired)", "difference")):
+            lines.append(f"| {label} | " + " | ".join(
+                _cell([r["bleu_generator"] for r in reports[n] if "bleu_generator" in r], key, None)
+                for n in names) + " |")
         for label, key in (("reports with `<unk>`", "unk_fraction"),
                            ("cancer type stated correctly", "cancer_type_accuracy"),
                            ("... by the baseline", "baseline_cancer_type_accuracy")):

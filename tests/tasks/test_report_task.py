@@ -59,6 +59,12 @@ def test_generate_prints_a_report_and_rejects_unknown_slides(report_run):
     sid = pd.read_csv(root / "manifest.csv")["slide"][5]
     text = generate_for_run(result["run"], sid)
     assert len(text.split()) > 5
+    # generation re-ranks like the evaluation did: the run's own reports come back for its test slides
+    pred = pd.read_csv(Path(result["run"]) / "predictions.csv", keep_default_na=False)
+    test = pred[pred.split == "test"].head(3)
+    assert [generate_for_run(result["run"], s) for s in test.slide] == test.generated.tolist()
+    assert (pred.generated != pred.generator).any()  # the consensus replaced some generated reports
+    assert "test_generator" in result and "bleu_4" in result["test_generator"]
     with pytest.raises(MstarError, match="unknown slide id 'NOPE'"):
         generate_for_run(result["run"], "NOPE")
 

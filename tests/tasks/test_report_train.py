@@ -86,11 +86,11 @@ def test_most_common_report():
 def test_medoid_bleu_matches_pycocoevalcap():
     from pycocoevalcap.bleu.bleu import Bleu
 
-    from mstar.eval.report_baseline import _bleu4_against, _ngram_counts
+    from mstar.eval.report_baseline import bleu4_against, ngram_counts
 
     cand = "the tumor is big and red . margins free ."
     refs = ["the tumor is big .", "margins free . the tumor is red and big .", "no tumor ."]
     want = Bleu(4).compute_score({i: [r] for i, r in enumerate(refs)}, {i: [cand] for i in range(3)},
                                  verbose=0)[0][3]
-    assert (_bleu4_against(_ngram_counts(cand), [_ngram_counts(r) for r in refs])
+    assert (bleu4_against(ngram_counts(cand), [ngram_counts(r) for r in refs])
             == pytest.approx(want, rel=1e-12))

@@ -17,13 +17,14 @@ from mstar.errors import MstarError
 from mstar.eval.text_metrics import bleu_from_statistics
 
 
-def _ngram_counts(text: str) -> tuple[int, list[Counter]]:
+def ngram_counts(text: str) -> tuple[int, list[Counter]]:
+    """Word count and the 1- to 4-gram counts of a (cleaned) text."""
     words = text.split()
     return len(words), [Counter(tuple(words[i:i + n]) for i in range(len(words) - n + 1))
                         for n in range(1, 5)]
 
 
-def _bleu4_against(cand: tuple[int, list[Counter]], refs: list[tuple[int, list[Counter]]]) -> float:
+def bleu4_against(cand: tuple[int, list[Counter]], refs: list[tuple[int, list[Counter]]]) -> float:
     """Corpus BLEU-4 of one candidate repeated against each reference (pycocoevalcap's statistics)."""
     stats = np.zeros((len(refs), 10))
     length, counts = cand
@@ -53,11 +54,11 @@ def most_common_report(train_reports: Sequence[str], max_candidates: int = 500, 
     rng = np.random.default_rng(seed)
     cands = [tied[i] for i in sorted(rng.permutation(len(tied))[:max_candidates])]
     ref_idx = sorted(rng.permutation(len(cleaned))[:max_candidates])
-    refs = [(cleaned[i], _ngram_counts(cleaned[i])) for i in ref_idx]
+    refs = [(cleaned[i], ngram_counts(cleaned[i])) for i in ref_idx]
     best, best_score = cands[0], -1.0
     for cand in cands:
         others = [counts_ for text, counts_ in refs if text != cand] or [c for _, c in refs]
-        score = _bleu4_against(_ngram_counts(cand), others)
+        score = bleu4_against(ngram_counts(cand), others)
         if score > best_score:
             best, best_score = cand, score
     return best

@@ -29,6 +29,8 @@ class ReportConfig(RunConfig):
     min_freq: int = 10                 # vocabulary: tokens seen at least this often in training reports
     number_tokens: bool = True         # spell numbers by digits (never <unk>); False: whole words (HistGen)
     beam_size: int = 3
+    consensus_k: int = 5               # re-rank by the consensus of the k nearest training reports
+                                       # (docs/report_generation.md); 0 = the generator's report as is
     val_beam_size: int | None = None   # beam width while selecting the epoch (default: beam_size)
     length_penalty: float = 0.0        # 0 = HistGen; 1 = Wu et al. normalisation
                                        # (see docs/report_generation.md)
@@ -50,7 +52,7 @@ class ReportConfig(RunConfig):
     KIND: ClassVar[str] = "report"
     REQUIRED: ClassVar[tuple[str, ...]] = ("manifest", "features", "reports")
     CHOICES: ClassVar[dict[str, tuple]] = {"logger": LOGGERS}
-    AT_LEAST: ClassVar[dict[str, float]] = {"epochs": 1, "batch_size": 1, "beam_size": 1, "val_beam_size": 1,
+    AT_LEAST: ClassVar[dict[str, float]] = {"epochs": 1, "batch_size": 1, "beam_size": 1, "val_beam_size": 1, "consensus_k": 0,
                                             "val_every": 1, "min_freq": 1, "bootstrap": 0}
     POSITIVE: ClassVar[tuple[str, ...]] = ("lr",)
     INPUTS: ClassVar[tuple[str, ...]] = ("manifest", "features", "reports", "stage1", "classes")

@@ -68,6 +68,7 @@ def train_report(cfg: ReportConfig, overwrite: bool = False, progress: bool = Fa
     from mstar.eval.report_baseline import baseline_reports
     from mstar.eval.text_metrics import report_generation_metrics
     from mstar.models.report import ReportGenerator, Vocabulary
+    from mstar.models.report.consensus import NeighbourBank, rerank_reports
     from mstar.models.report.inference import generate_reports
     from mstar.models.report.vocab import clean_report
     from mstar.tasks.report_train import build_items, fit_report_model
@@ -104,6 +105,8 @@ def train_report(cfg: ReportConfig, overwrite: bool = False, progress: bool = Fa
                                        "info": {"config": model.config}})
     metrics, rows, summary = {}, [], {"best_epoch": fit.best_epoch, "skipped": counts}
     train_texts = [it.report for it in items["train"]]
+    bank = NeighbourBank.build([it.features for it in items["train"]], [clean_report(t) for t in train_texts])
+    bank.save(run / "neighbours.pt")
     for split in ("val", "test"):
         if not items[split]:
             continue
@@ -112,10 +115,15 @@ def train_report(cfg: ReportConfig, overwrite: bool = False, progress: bool = Fa
         refs = {it.slide_id: clean_report(it.report) for it in items[split]}
         generated = generate_reports(model, vocab, items[split], beam_size=cfg.beam_size,
                                      length_penalty=cfg.length_penalty)
-        hyps = {k: clean_report(v) for k, v in generated.items()}
+        generator = {k: clean_report(v) for k, v in generated.items()}
+        hyps = rerank_reports(generator, {it.slide_id: it.features for it in items[split]}, bank,
+                              cfg.consensus_k)
         baseline = {k: clean_report(v) for k, v in baseline_reports(train_texts, list(refs)).items()}
         truth = clinical_truth({it.slide_id: it.report for it in items[split]}, label_of)
-        for name, texts in ((split, hyps), (f"{split}_baseline", baseline)):
+        variants = [(split, hyps), (f"{split}_baseline", baseline)]
+        if cfg.consensus_k:  # the generator alone, to show what the re-ranking adds
+            variants.append((f"{split}_generator", generator))
+        for name, texts in variants:
             scores = report_generation_metrics(texts, refs, meteor=cfg.meteor, n_resamples=cfg.bootstrap,
                                                seed=cfg.seed)
             metrics[name] = dict(scores.ci or {  # bootstrap 0: the values without intervals
@@ -129,8 +137,8 @@ def train_report(cfg: ReportConfig, overwrite: bool = False, progress: bool = Fa
                                           "n": clinical.n}
             summary[name] = {**scores.scores, **clinical.summary(), "notes": [*scores.notes, *clinical.notes],
                              "implementation": scores.implementation}
-        rows += [{"split": split, "slide": k, "generated": generated[k], "baseline": baseline[k],
-                  "reference": v}
+        rows += [{"split": split, "slide": k, "generated": hyps[k], "generator": generator[k],
+                  "baseline": baseline[k], "reference": v}
                  for k, v in refs.items()]
     write_predictions_csv(run / "predictions.csv", pd.DataFrame(rows))
     summary["seconds"] = round(time.perf_counter() - start, 1)
@@ -158,19 +166,36 @@ def load_report_model(run: str | Path):
     return model.eval(), vocab, cfg
 
 
-def generate_for_run(run: str | Path, slide_id: str, features: str | Path | None = None,
-                     beam_size: int | None = None) -> str:
-    """The generated report of one slide with a trained run's model."""
+def generate_for_slides(run: str | Path, slide_ids: list[str], features: str | Path | None = None,
+                        beam_size: int | None = None) -> dict[str, str]:
+    """The reports of ``slide_ids`` with a trained run's model, re-ranked by its neighbour bank as in its
+    evaluation (``consensus_k``; runs from before the bank existed give the generator's reports)."""
     from mstar.data.feature_dirs import feature_file
     from mstar.features.io import load_features
+    from mstar.models.report.consensus import NeighbourBank, rerank_reports
     from mstar.models.report.inference import generate_for_slide
+    from mstar.models.report.vocab import clean_report
 
     model, vocab, cfg = load_report_model(run)
     folder = resolve_feature_dir(features or cfg.features)
-    path = feature_file(folder, slide_id)
-    bag = {} if path is None else {slide_id: torch.as_tensor(load_features(path)[0]).float()}
-    return generate_for_slide(model, vocab, bag, slide_id, beam_size=beam_size or cfg.beam_size,
-                              length_penalty=cfg.length_penalty)
+    bank_path = Path(run) / "neighbours.pt"
+    bank = NeighbourBank.load(bank_path) if cfg.consensus_k and bank_path.is_file() else None
+    out = {}
+    for slide_id in slide_ids:
+        path = feature_file(folder, slide_id)
+        bag = {} if path is None else {slide_id: torch.as_tensor(load_features(path)[0]).float()}
+        text = clean_report(generate_for_slide(model, vocab, bag, slide_id,
+                                               beam_size=beam_size or cfg.beam_size,
+                                               length_penalty=cfg.length_penalty))
+        out[slide_id] = text if bank is None else rerank_reports({slide_id: text}, bag, bank,
+                                                                 cfg.consensus_k)[slide_id]
+    return out
+
+
+def generate_for_run(run: str | Path, slide_id: str, features: str | Path | None = None,
+                     beam_size: int | None = None) -> str:
+    """The report of one slide with a trained run's model (see :func:`generate_for_slides`)."""
+    return generate_for_slides(run, [slide_id], features, beam_size)[slide_id]
 
 
 def generate(cfg: GenerateConfig, overwrite: bool = False) -> dict:
@@ -191,7 +216,7 @@ def generate(cfg: GenerateConfig, overwrite: bool = False) -> dict:
     _, _, trained = load_report_model(cfg.run)
     features = resolve_feature_dir(cfg.features or trained.features)
     slides = list(cfg.slides) or sorted({p.stem for p in features.iterdir() if p.suffix in FEATURE_SUFFIXES})
-    reports = {s: generate_for_run(cfg.run, s, features, cfg.beam_size) for s in slides}
+    reports = generate_for_slides(cfg.run, slides, features, cfg.beam_size)
     run = folder.start(cfg)
     write_predictions_csv(run / "generated.csv",
                           pd.DataFrame({"slide": list(reports), "report": list(reports.values())}))

@@ -1,0 +1,50 @@
+"""Nearest-neighbour consensus re-ranking of generated reports."""
+
+import pytest
+import torch
+
+from mstar.errors import MstarError
+from mstar.eval.report_baseline import bleu4_against, ngram_counts
+from mstar.models.report.consensus import NeighbourBank, consensus_pick, rerank_reports
+
+A = "diagnosis adenocarcinoma of the lung . grade 2 . no lymphovascular invasion ."
+A2 = "diagnosis adenocarcinoma of the lung . grade 3 . no lymphovascular invasion ."
+A3 = "diagnosis adenocarcinoma of the lung . grade 2 . lymphovascular invasion present ."
+S = "diagnosis small cell carcinoma . necrosis present . ki67 90 % ."
+
+
+def test_the_candidate_that_agrees_most_with_the_neighbours_wins():
+    # the generated report describes the wrong class: the most typical neighbour report is returned
+    assert consensus_pick(S, [A2, A, A3]) == A
+    # a generated report closer to every neighbour than they are to each other is kept
+    assert consensus_pick(A, [A2, A3, A2]) == A
+
+
+def test_the_pick_maximises_bleu_against_the_other_neighbours():
+    neighbours = [A2, A3, S]
+    pick = consensus_pick("grade", neighbours)
+
+    def score(cand):
+        return bleu4_against(ngram_counts(cand), [ngram_counts(t) for t in neighbours if t != cand])
+
+    assert score(pick) == max(score(c) for c in ["grade", *neighbours])
+
+
+def test_neighbours_are_the_most_similar_pooled_slides(tmp_path):
+    d = 8
+    bags = [torch.zeros(3, d) for _ in range(4)]
+    for i, b in enumerate(bags):
+        b[:, i] = 1.0  # slide i points along axis i
+    bank = NeighbourBank.build(bags, [A, A2, A3, S])
+    query = torch.zeros(5, d)
+    query[:, 3] = 1.0
+    query[:, 1] = 0.5
+    assert bank.nearest(query, 2) == [3, 1]
+    bank.save(tmp_path / "bank.pt")
+    again = NeighbourBank.load(tmp_path / "bank.pt")
+    assert torch.equal(again.vectors, bank.vectors) and again.reports == bank.reports
+    # k = 1: the nearest slide's report (it is its own consensus); k = 0: the generated report unchanged
+    assert rerank_reports({"x": "grade"}, {"x": query}, bank, 1) == {"x": S}
+    assert rerank_reports({"x": "grade"}, {"x": query}, bank, 0) == {"x": "grade"}
+    with pytest.raises(MstarError, match="width 4 do not match.*8"):
+        bank.nearest(torch.zeros(2, 4), 2)
