@@ -25,7 +25,7 @@ app = typer.Typer(
 
 # Each module registers its commands on `app` when imported. Add a module here when it lands.
 COMMAND_MODULES = ("slide", "data", "demo", "train", "models", "features", "pretrain", "zeroshot",
-                   "multimodal", "selftrain")
+                   "multimodal", "selftrain", "predict")
 for _name in COMMAND_MODULES:
     importlib.import_module(f"mstar.cli.{_name}")
 

@@ -96,25 +96,6 @@ def survival(manifest: Manifest = None, features: Features = None, config: Confi
     _run("survival", **locals())
 
 
-@app.command("heatmap")
-def heatmap(
-    run: Annotated[Path, typer.Option("--run", help="Run directory (runs/<task>/<name>).")],
-    slide: Annotated[str, typer.Option("--slide", help="Slide id (file name without suffix).")],
-    unit: Annotated[Optional[str], typer.Option(
-        "--unit", help="Which fold/run's model (default: first).")] = None,
-    top_k: Annotated[int, typer.Option("--top-k", help="Number of top tiles in the grid.")] = 16,
-    features: Annotated[Optional[Path], typer.Option(
-        "--features", help="Features folder (default: the run's).")] = None,
-) -> None:
-    """Attention / per-patch evidence heatmap over the slide thumbnail, plus the top-k tiles."""
-    from rich import print as rprint
-
-    from mstar.tasks.heatmap import slide_heatmap
-
-    result = slide_heatmap(run, slide, unit, top_k, features)
-    rprint(f"{result['score']} heatmap: {result['heatmap']}\ntop tiles: {result['top_tiles']}")
-
-
 @app.command("evaluate")
 def evaluate(
     run: Annotated[PathOpt, typer.Option("--run", help="Run directory (runs/<task>/<name>).")] = None,

@@ -57,3 +57,23 @@ def feature_files_for(features: str | os.PathLike, slide_ids: list[str]) -> list
     another cohort extracted into it later, never change the run)."""
     folder = resolve_feature_dir(features)
     return [f for f in (feature_file(folder, s) for s in slide_ids) if f is not None]
+
+
+IDENTITY_KEYS = ("encoder", "encoder_sha", "checkpoint", "dim", "target_mpp", "tile_px", "overlap_px",
+                 "min_tissue", "mask_mpp", "fill_holes")
+
+
+def features_identity(path: str | os.PathLike) -> dict:
+    """What made a features file: the encoder (name, weights hash, checkpoint file name, width) and the
+    tiling settings (``target_mpp``, ``tile_px``, ...). Keys the file lacks (CLAM/TRIDENT files) are left
+    out. A run records this so that new slides are tiled and embedded the same way."""
+    from mstar.features.io import load_features
+
+    _, _, attrs = load_features(path)
+    out = {}
+    for key in IDENTITY_KEYS:
+        value = attrs.get(key)
+        if value is None:
+            continue
+        out[key] = value.item() if hasattr(value, "item") else value
+    return out

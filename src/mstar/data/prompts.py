@@ -8,7 +8,8 @@
 Zero-shot (:mod:`mstar.zeroshot.prompts`) reads the whole prompt set (:func:`read_prompts`: at least two
 classes, every template with ``CLASSNAME``); the report task's clinical check (:mod:`mstar.eval.clinical`)
 reads only the class names and synonyms (:func:`read_classnames`: templates optional). Packaged sets are
-named instead of given as a path (:data:`PACKAGED`).
+named instead of given as a path (:data:`PACKAGED`). A knowledge YAML (:mod:`mstar.data.knowledge`) is read
+as one prompt set: its classes' names and synonyms, and its templates.
 """
 
 from __future__ import annotations
@@ -63,6 +64,11 @@ def _strings(value: object, where: str) -> list[str]:
 def _entry(path_or_name: str | os.PathLike, key: str | None) -> tuple[Path, str, dict]:
     """``(path, key, entry)``: the chosen prompt set of the file, its ``classnames`` checked."""
     path = resolve_prompts(path_or_name)
+    if path.suffix.lower() in (".yaml", ".yml"):  # a knowledge file: its classes are the prompt set
+        from mstar.data.knowledge import read_knowledge
+
+        knowledge = read_knowledge(path)
+        return path, "0", {"classnames": knowledge.classnames, "templates": knowledge.templates}
     try:
         doc = json.loads(path.read_text())
     except json.JSONDecodeError as err:

@@ -78,3 +78,18 @@ def render_top_tiles(slide_path: str | os.PathLike, coords: np.ndarray, read_lev
                         cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     save_png(out_png, canvas)
     return Path(out_png)
+
+
+def save_top_tiles(slide_path: str | os.PathLike, coords: np.ndarray, read_level: int, read_px: int,
+                   scores: np.ndarray, out_dir: str | os.PathLike, k: int = 8, tile_px: int = 256,
+                   slide_mpp: float | None = None) -> list[Path]:
+    """The ``k`` highest-scoring tiles, each read from the slide into ``out_dir/rank<NN>.png``."""
+    out_dir = Path(out_dir)
+    paths = []
+    with open_slide(slide_path, mpp=slide_mpp) as slide:
+        for rank, i in enumerate(np.argsort(-np.asarray(scores))[:k], start=1):
+            tile = slide.read_region(int(coords[i][0]), int(coords[i][1]), read_level, read_px)
+            tile = cv2.resize(tile, (tile_px, tile_px), interpolation=cv2.INTER_AREA)
+            paths.append(out_dir / f"rank{rank:02d}.png")
+            save_png(paths[-1], tile)
+    return paths

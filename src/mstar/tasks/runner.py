@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from mstar.data.bags import BagDataset, BagStore, collate_bags
-from mstar.data.feature_dirs import resolve_feature_dir
+from mstar.data.feature_dirs import FEATURE_SUFFIXES, features_identity, resolve_feature_dir
 from mstar.data.manifest import read_manifest
 from mstar.errors import MstarError
 from mstar.eval.over_units import mean_over_units, unit_metrics
@@ -24,7 +24,7 @@ from mstar.run.module import write_log
 from mstar.tasks import run_files
 from mstar.tasks.config import TrainConfig
 from mstar.tasks.lightning_module import SlideTaskModule, as_batch
-from mstar.tasks.objectives import make_objective
+from mstar.tasks.objectives import SurvivalObjective, make_objective
 from mstar.tasks.units import Unit, make_units
 
 log = logging.getLogger(__name__)
@@ -116,6 +116,7 @@ class SlideTask:
         """What ``model.pt`` records to rebuild the model."""
         return {"model": cfg.model, "head": HEAD[cfg.task], "n_outputs": objective.n_outputs,
                 "in_dim": store.dim, "model_args": rebuild_args(cfg, model),
+                "features": store_identity(store),
                 "classes": getattr(objective, "classes", None),
                 "bin_edges": None if getattr(objective, "edges", None) is None else objective.edges.tolist()}
 
@@ -163,11 +164,23 @@ def train_unit(cfg: TrainConfig, unit: Unit, table: pd.DataFrame, store: BagStor
     metrics = {split: unit_metrics(objective.stats_fn(p), len(p), cfg.bootstrap, cfg.seed)
                for split, p in preds.groupby("split", sort=False)}
     info = {**task.model_info(cfg, model, store, objective), "best_epoch": best_epoch, "unit": unit.name}
+    if isinstance(objective, SurvivalObjective):  # `mstar predict` splits new slides into risk groups by it
+        info["risk_cutoff"] = float(predict(model, objective, store, rows["train"], cfg)["risk"].median())
     run_files.save_model(out_dir / "model.pt", model, info)
     write_predictions_csv(out_dir / "predictions.csv", preds)
     write_metrics_json(out_dir / "metrics.json", metrics, meta={"best_epoch": best_epoch})
     run_files.write_json(out_dir / "done.json", {"best_epoch": best_epoch})
     return preds
+
+
+def store_identity(store) -> dict:
+    """The encoder and tiling that made the features a run trains on (see
+    :func:`mstar.data.feature_dirs.features_identity`); empty for stores without a features folder."""
+    folder = getattr(store, "feature_dir", None)
+    if folder is None:
+        return {}
+    files = sorted(p for p in Path(folder).iterdir() if p.suffix in FEATURE_SUFFIXES)
+    return features_identity(files[0]) if files else {}
 
 
 def _load_table(cfg: TrainConfig):

@@ -1,0 +1,76 @@
+"""`mstar predict` and `mstar heatmap`: a trained run on new slides, with evidence and pages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from mstar.cli import app
+from mstar.cli.options import Config, Overwrite, Set, Stage1, build_config
+
+
+@app.command("predict")
+def predict(
+    inputs: Annotated[list[Path], typer.Argument(
+        help="Slide files, folders of slides, or one features folder made by the run's encoder.")],
+    run: Annotated[Optional[Path], typer.Option("--run", help="Trained classify/survival run.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Output folder (predictions.csv, index.html, "
+                                                "evidence/, slides/).")] = None,
+    unit: Annotated[Optional[list[str]], typer.Option(
+        "--unit", help="Only this unit's model (repeatable; default: every unit, as an ensemble).")] = None,
+    top_k: Annotated[Optional[int], typer.Option("--top-k", help="Evidence tiles per slide.")] = None,
+    slide_mpp: Annotated[Optional[float], typer.Option(
+        "--slide-mpp", help="Level-0 µm/px for slides whose metadata has none.")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(
+        "--checkpoint", help="The encoder's weights, to embed slides (the run records which).")] = None,
+    knowledge: Annotated[Optional[Path], typer.Option(
+        "--knowledge", help="Knowledge YAML (classes, concepts with sources); needs --stage1.")] = None,
+    stage1: Stage1 = None,
+    skip_errors: Annotated[bool, typer.Option(
+        "--skip-errors", help="Record a slide that fails and go on.")] = False,
+    overwrite: Overwrite = False, config: Config = None, set_: Set = None,
+) -> None:
+    """Predict new slides with a trained run: predictions.csv, per-slide evidence (tile scores, heatmap, top
+    tiles, QuPath GeoJSON), supporting knowledge, and index.html."""
+    from rich import print as rprint
+
+    from mstar.cli.options import fail_if_every_item_failed
+    from mstar.predict.config import PredictConfig
+    from mstar.predict.run import predict as run_predict
+
+    cfg = build_config(PredictConfig, config, set_, inputs=[str(p) for p in inputs], run=run, out=out,
+                       units=unit or None, top_k=top_k, slide_mpp=slide_mpp, checkpoint=checkpoint,
+                       knowledge=knowledge, stage1=stage1, skip_errors=skip_errors)
+    result = run_predict(cfg, overwrite=overwrite)
+    table = result["predictions"]
+    if result.get("finished_before"):
+        rprint(f"{result['out']}: already finished with these settings and inputs (--overwrite redoes it)")
+    ok = table[table["status"] == "ok"]
+    page = Path(result["out"]) / "index.html"
+    rprint(f"{len(ok)} slide(s) predicted, {len(table) - len(ok)} failed; open {page}")
+    fail_if_every_item_failed(table, "slide", str(Path(result["out"]) / "predictions.csv"))
+
+
+@app.command("heatmap")
+def heatmap(
+    run: Annotated[Path, typer.Option("--run", help="Run directory (runs/<task>/<name>).")],
+    slide: Annotated[str, typer.Option("--slide", help="Slide id (file name without suffix).")],
+    unit: Annotated[Optional[str], typer.Option(
+        "--unit", help="Only this unit's model (default: every unit, as in `mstar predict`).")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", help="Number of top tiles.")] = 8,
+    features: Annotated[Optional[Path], typer.Option(
+        "--features", help="Features folder (default: the run's).")] = None,
+) -> None:
+    """Evidence of a trained run on one slide (the single-slide case of `mstar predict`): tile scores,
+    heatmap over the thumbnail, top tiles and QuPath GeoJSON in <run>/heatmaps/evidence/."""
+    from rich import print as rprint
+
+    from mstar.predict.heatmap import slide_heatmap
+
+    record = slide_heatmap(run, slide, unit, top_k, features)
+    files = record["files"]
+    rprint(f"{record['label_text']}; {record['score_kind']}\n"
+           f"heatmap: {files.get('heatmap', '(no slide file)')}\nscores: {files['csv']}\n"
+           f"QuPath: {files['geojson']}")

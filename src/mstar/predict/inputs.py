@@ -1,0 +1,104 @@
+"""What `mstar predict` reads: a features folder made by the run's encoder, or slides it tiles and embeds
+with the run's encoder and tiling first."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from mstar.data.feature_dirs import FEATURE_SUFFIXES, feature_file, resolve_feature_dir
+from mstar.errors import MstarError
+from mstar.predict.models import RunModels
+
+log = logging.getLogger(__name__)
+
+
+def features_folder_of(inputs: list[str]) -> Path | None:
+    """The features folder when ``inputs`` is one (a single folder holding ``.h5``/``.pt`` feature files),
+    else None (slides)."""
+    if len(inputs) != 1 or not Path(inputs[0]).is_dir():
+        return None
+    try:
+        return resolve_feature_dir(inputs[0])
+    except MstarError:
+        return None
+
+
+def check_features(folder: Path, run: RunModels) -> dict[str, Path]:
+    """``{slide_id: feature file}`` of a features folder, after checking that the run's encoder made them.
+
+    Raises:
+        MstarError: another encoder's features (by weights hash, or width for files that do not record it).
+    """
+    from mstar.features.io import feature_rows, load_features
+
+    slides = sorted({p.stem for p in folder.iterdir() if p.suffix in FEATURE_SUFFIXES})
+    files = {s: feature_file(folder, s) for s in slides}
+    if not files:
+        raise MstarError(f"{folder}: no feature files (.h5/.pt)")
+    want_sha, want_enc = run.identity.get("encoder_sha"), run.identity.get("encoder", "?")
+    attrs, first, reason = None, None, ""
+    for path in files.values():  # the first readable file speaks for the folder; bad ones fail per slide
+        try:
+            _, _, attrs = load_features(path)
+            first = path
+            break
+        except MstarError as exc:
+            reason = reason or str(exc)
+    if attrs is None:
+        raise MstarError(f"{folder}: no readable feature file; the first: {reason}")
+    sha = attrs.get("encoder_sha")
+    if want_sha and sha and sha != want_sha:
+        raise MstarError(f"{folder}: features from encoder {attrs.get('encoder', '?')} ({sha[:24]}...), but "
+                         f"the run was trained on {want_enc} ({want_sha[:24]}...); extract them with the "
+                         "run's encoder, or pass the slides themselves")
+    _, dim, _ = feature_rows(first)
+    if dim != run.in_dim:
+        raise MstarError(f"{folder}: {dim}-d features, but the run was trained on {run.in_dim}-d "
+                         f"({want_enc}); extract with the run's encoder")
+    if not sha:
+        log.warning("%s: the features do not record their encoder; only their width (%d) was checked",
+                    folder, dim)
+    return files
+
+
+def embed_slides(inputs: list[str], work: Path, run: RunModels, slide_mpp: float | None,
+                 checkpoint: str | None, batch_size: int, skip_errors: bool) -> tuple[dict[str, Path], list]:
+    """Tile ``inputs`` as the run's training slides were tiled and embed them with its encoder into
+    ``work/`` (resumable: slides done before are reused); ``({slide_id: feature file}, error rows)``."""
+    from mstar.features.encoders import create_encoder
+    from mstar.features.extract import extract_features
+    from mstar.slide.batch import tile_many
+    from mstar.slide.tiling import TileParams
+    from mstar.slide.tissue import TissueParams
+
+    ident = run.identity
+    if "encoder" not in ident or "target_mpp" not in ident:
+        raise MstarError(f"{run.run}: the run's features do not record their encoder and tiling; extract the "
+                         "slides yourself (`mstar tile`, `mstar extract`) and pass the features folder")
+    want = str(ident.get("encoder_sha", ""))
+    if want.startswith("random-init:"):
+        encoder = create_encoder(ident["encoder"], random_init=True)
+    else:
+        if checkpoint is None:
+            raise MstarError(f"the run was trained on {ident['encoder']} features (weights "
+                             f"{ident.get('checkpoint') or '?'}): pass --checkpoint with those weights to "
+                             "embed new slides")
+        encoder = create_encoder(ident["encoder"], checkpoint)
+    if want and encoder.encoder_sha != want:
+        raise MstarError(f"{checkpoint or ident['encoder']}: these weights ({encoder.encoder_sha[:24]}...) "
+                         f"are not the ones the run's features came from ({want[:24]}...)")
+    params = TileParams(target_mpp=float(ident["target_mpp"]), tile_px=int(ident.get("tile_px", 256)),
+                        overlap_px=int(ident.get("overlap_px", 0)),
+                        min_tissue=float(ident.get("min_tissue", 0.25)), slide_mpp=slide_mpp,
+                        tissue=TissueParams(mask_mpp=float(ident.get("mask_mpp", 8.0)),
+                                            fill_holes=bool(ident.get("fill_holes", False))))
+    tiled = tile_many(inputs, work, params, skip_errors=skip_errors)
+    summary = extract_features(work, encoder, batch_size=batch_size, skip_errors=skip_errors,
+                               show_progress=True)
+    errors = [{"slide": r["slide"], "status": "error", "error": r["error"] or r["status"]}
+              for t in (tiled, summary) for r in t.to_dict("records") if r.get("status") not in ("ok", None)]
+    folder = work / "features" / encoder.folder_name
+    done = {r["slide"] for r in summary.to_dict("records") if r.get("status") == "ok"}
+    files = {s: feature_file(folder, s) for s in sorted(done)}
+    return {s: f for s, f in files.items() if f is not None}, errors

@@ -1,0 +1,132 @@
+"""`mstar predict INPUT... --run RUN --out DIR`: predictions with evidence on new slides.
+
+::
+
+    DIR/config.yaml, run.json      settings and inputs (re-running with the same ones resumes / reports)
+    DIR/predictions.csv            one row per slide (probabilities with their spread over the run's models
+                                   and the predicted class; or risk, its spread and the risk group)
+    DIR/evidence/                  per-slide tile scores, QuPath GeoJSON, heatmap, top tiles, <slide>.json
+    DIR/index.html, DIR/slides/    the pages a person reads
+    DIR/work/                      tiles and features of slides embedded on the way
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from mstar.errors import MstarError
+from mstar.eval.results import write_predictions_csv
+from mstar.predict.config import PredictConfig
+from mstar.predict.ensemble import predict_bag
+from mstar.predict.evidence import write_evidence
+from mstar.predict.models import RunModels, load_run_models
+from mstar.run.folder import open_run
+from mstar.utils.atomic import write_text_atomic
+from mstar.utils.progress import track
+
+log = logging.getLogger(__name__)
+
+
+def predict_slide(run: RunModels, slide_id: str, path: Path, out: Path, top_k: int,
+                  knowledge=None) -> dict:
+    """Predict one slide from its feature file; write its evidence; return its record (also written last,
+    as ``evidence/<slide>.json``, which marks the slide done)."""
+    from mstar.features.io import load_features
+
+    feats, coords, attrs = load_features(path)
+    if len(feats) == 0:
+        raise MstarError(f"{path}: the slide has no tiles (empty bag); nothing to predict")
+    if coords is None:
+        raise MstarError(f"{path}: the features have no tile coordinates; evidence needs them")
+    if not np.isfinite(feats).all():
+        raise MstarError(f"{path}: features contain NaN/inf; extract the slide again")
+    pred = predict_bag(run, torch.as_tensor(np.asarray(feats)))
+    evidence = write_evidence(out, slide_id, np.asarray(coords), attrs, pred, run.classes, top_k)
+    record = {"slide": slide_id, **pred.row, "label_text": pred.label, "score_kind": pred.score_kind,
+              "features": str(path), "slide_path": str(attrs.get("slide_path", "")),
+              "mpp": float(attrs.get("mpp_level0", float("nan"))), **evidence}
+    if knowledge is not None:
+        record["knowledge"] = knowledge.cite(torch.as_tensor(np.asarray(feats)), pred.scores)
+    write_text_atomic(out / "evidence" / f"{slide_id}.json", json.dumps(record, indent=1, default=float))
+    return record
+
+
+def predict(cfg: PredictConfig, overwrite: bool = False, progress: bool = True) -> dict:
+    """Apply ``cfg.run`` to ``cfg.inputs``; write predictions, evidence and pages into ``cfg.out``.
+
+    Returns:
+        ``{"out", "predictions": DataFrame, "failed": [slide ids], "finished_before"}``.
+    """
+    from mstar.predict.inputs import check_features, embed_slides, features_folder_of
+
+    cfg.validate()
+    run = load_run_models(cfg.run, cfg.units or None)
+    folder_in = features_folder_of(cfg.inputs)
+    files = check_features(folder_in, run) if folder_in is not None else None
+    if files is None:
+        from mstar.slide.batch import expand_slide_paths
+
+        expand_slide_paths(cfg.inputs)  # a missing file is one line before anything is written
+    knowledge = _knowledge(cfg, run)
+    folder = open_run(cfg, overwrite)
+    out = folder.path
+    if folder.finished:
+        return {"out": str(out), "predictions": pd.read_csv(out / "predictions.csv"), "failed": [],
+                "finished_before": True}
+    folder.start(cfg)
+    errors: list[dict] = []
+    if files is None:
+        files, errors = embed_slides(cfg.inputs, out / "work", run, cfg.slide_mpp, cfg.checkpoint,
+                                     cfg.batch_size, cfg.skip_errors)
+    records = []
+    for slide_id in track(sorted(files), len(files), "predicting", enabled=progress):
+        done = out / "evidence" / f"{slide_id}.json"
+        if done.is_file():  # resumed: this slide was finished before
+            records.append(json.loads(done.read_text()))
+            continue
+        try:
+            records.append(predict_slide(run, slide_id, files[slide_id], out, cfg.top_k, knowledge))
+        except MstarError as exc:
+            if not cfg.skip_errors:
+                raise MstarError(f"{slide_id}: {exc} (use --skip-errors to keep going past bad slides)") \
+                    from None
+            log.warning("%s: %s (skipped)", slide_id, exc)
+            errors.append({"slide": slide_id, "status": "error", "error": str(exc)})
+    errors = list({e["slide"]: e for e in reversed(errors)}.values())  # one row per failed slide
+    table = predictions_table(records, errors, run)
+    write_predictions_csv(out / "predictions.csv", table)
+    from mstar.predict.html import write_pages
+
+    write_pages(out, records, errors, run, cfg)
+    folder.finish(slides=len(records), failed=len(errors))
+    return {"out": str(out), "predictions": table, "failed": [e["slide"] for e in errors],
+            "finished_before": False}
+
+
+def predictions_table(records: list[dict], errors: list[dict], run: RunModels) -> pd.DataFrame:
+    """``predictions.csv``: one row per slide (failed slides with status ``error`` and the reason)."""
+    if run.kind == "classification":
+        cols = ([f"prob_{c}" for c in run.classes] + ["predicted", "confidence", "confidence_sd"]
+                + [f"sd_{c}" for c in run.classes])
+    else:
+        cols = ["risk", "risk_sd", "risk_group", "high_risk_votes"]
+    rows = [{"slide": r["slide"], **{c: r.get(c) for c in cols}, "n_models": r["n_models"],
+             "n_tiles": r["n_tiles"], "status": "ok", "error": "",
+             "evidence": r["files"]["csv"]} for r in records]
+    rows += [{"slide": e["slide"], "status": "error", "error": e["error"]} for e in errors]
+    columns = ["slide", *cols, "n_models", "n_tiles", "status", "error", "evidence"]
+    return pd.DataFrame(rows, columns=columns).sort_values("slide").reset_index(drop=True)
+
+
+def _knowledge(cfg: PredictConfig, run: RunModels):
+    if not cfg.knowledge:
+        return None
+    from mstar.predict.knowledge import KnowledgeRanker
+
+    return KnowledgeRanker.open(cfg.knowledge, cfg.stage1, cfg.top_statements)

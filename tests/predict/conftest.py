@@ -1,0 +1,50 @@
+"""`mstar predict` inputs: the tiny cohort's test_vit features and small runs trained on them."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+ENCODER = "timm:test_vit"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def pred_work(tiny_tiles: Path, tmp_path_factory) -> Path:
+    """The tiny cohort's tiles + ``features/timm-test_vit`` (random-init test_vit, 64-d)."""
+    from mstar.features.extract import extract_features
+
+    out = tmp_path_factory.mktemp("pred_work")
+    shutil.copytree(tiny_tiles / "tiles", out / "tiles")
+    torch.set_num_threads(1)
+    extract_features(out, ENCODER, workers=0, device="cpu", show_progress=False)
+    return out
+
+
+def _train(task: str, manifest: Path, features: Path, out: Path, **extra) -> Path:
+    from mstar.tasks.config import TrainConfig
+    from mstar.tasks.runner import train_task
+
+    cfg = TrainConfig(task=task, manifest=str(manifest), features=str(features), out=str(out), epochs=2,
+                      bootstrap=10, model_args={"dim": 16, "attn_dim": 8}, n_bins=2, **extra)
+    return Path(train_task(cfg, progress=False)["run"])
+
+
+@pytest.fixture(scope="session")
+def runs(tiny_cohort: Path, pred_work: Path, tmp_path_factory) -> dict:
+    """A classification run with two units (an ensemble of seeds) and a survival run."""
+    out = tmp_path_factory.mktemp("runs")
+    feats = pred_work / "features" / "timm-test_vit"
+    return {"classify": _train("classify", tiny_cohort / "manifests" / "diagnosis.csv", feats, out, runs=2),
+            "survival": _train("survival", tiny_cohort / "manifests" / "survival.csv", feats, out),
+            "features": feats}

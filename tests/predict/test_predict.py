@@ -1,0 +1,164 @@
+"""`mstar predict`: predictions equal `mstar evaluate`'s, evidence files, QuPath GeoJSON, pages, errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mstar.errors import MstarError
+from mstar.predict.config import PredictConfig
+from mstar.predict.run import predict
+
+pytestmark = pytest.mark.slow
+
+
+def _predict(inputs, run, out, **kw):
+    return predict(PredictConfig(inputs=[str(i) for i in inputs], run=str(run), out=str(out), top_k=3, **kw),
+                   progress=False)
+
+
+def _evaluate(run: Path, manifest: Path, features: Path) -> pd.DataFrame:
+    from mstar.tasks.evaluate import EvaluateConfig, evaluate_run
+
+    res = evaluate_run(EvaluateConfig(run=str(run), manifest=str(manifest), features=str(features)))
+    return pd.read_csv(Path(res["out"]) / "predictions.csv")
+
+
+@pytest.fixture(scope="module")
+def classified(runs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("pred") / "classify"
+    return _predict([runs["features"]], runs["classify"], out), out
+
+
+def test_ensemble_probabilities_equal_evaluate_mean_over_units(classified, runs, tiny_cohort):
+    result, out = classified
+    table = result["predictions"].set_index("slide")
+    ev = _evaluate(runs["classify"], tiny_cohort / "manifests" / "diagnosis.csv", runs["features"])
+    manifest = pd.read_csv(tiny_cohort / "manifests" / "diagnosis.csv")
+    slide_of = dict(zip(manifest["case"], manifest["slide"]))
+    probs = [c for c in ev.columns if c.startswith("prob_")]
+    assert len(ev["unit"].unique()) == 2  # an ensemble of two models
+    mean = ev.groupby("case")[probs].mean()
+    sd = ev.groupby("case")[probs].std(ddof=1)
+    single = [c for c in mean.index if ";" not in slide_of[c]]  # predict works per slide; evaluate per case
+    assert len(single) >= 5
+    for case, row in mean.loc[single].iterrows():
+        slide = slide_of[case]
+        np.testing.assert_allclose(table.loc[slide, probs].to_numpy(float), row.to_numpy(float), atol=1e-5)
+        sds = [f"sd_{c[5:]}" for c in probs]
+        np.testing.assert_allclose(table.loc[slide, sds].to_numpy(float), sd.loc[case].to_numpy(float),
+                                   atol=1e-5)
+        assert table.loc[slide, "predicted"] == probs[int(row.to_numpy().argmax())][5:]
+    assert (table["status"] == "ok").all() and (table["n_models"] == 2).all()
+
+
+def test_evidence_files_geojson_and_pages(classified):
+    shapely = pytest.importorskip("shapely", reason="shapely (dev extra) reads the GeoJSON back")
+    from shapely.geometry import shape
+
+    result, out = classified
+    slide = result["predictions"]["slide"].iloc[0]
+    ev = pd.read_csv(out / "evidence" / f"{slide}.csv")
+    record = json.loads((out / "evidence" / f"{slide}.json").read_text())
+    assert len(ev) == record["n_tiles"] and sorted(ev["rank"]) == list(range(1, len(ev) + 1))
+    assert ev["score"].sum() == pytest.approx(1.0, abs=1e-4)  # ABMIL attention sums to one per slide
+    gj = json.loads((out / "evidence" / f"{slide}.geojson").read_text())
+    assert gj["type"] == "FeatureCollection"
+    dets = [f for f in gj["features"] if f["properties"]["objectType"] == "detection"]
+    anns = [f for f in gj["features"] if f["properties"]["objectType"] == "annotation"]
+    assert len(dets) == len(ev) and anns, "tiles as detections, tissue as annotations"
+    for f, (_, row) in zip(dets, ev.iterrows()):
+        poly = shape(f["geometry"])  # round trip through a GeoJSON library
+        assert poly.is_valid and poly.area == pytest.approx(row["tile_px_level0"] ** 2)
+        assert poly.bounds == (row["x"], row["y"], row["x"] + row["tile_px_level0"],
+                               row["y"] + row["tile_px_level0"])
+        assert f["properties"]["measurements"]["score"] == pytest.approx(row["score"])
+        assert f["properties"]["classification"]["name"] == record["predicted"]
+        assert len(f["properties"]["classification"]["color"]) == 3
+    tissue = shapely.union_all([shape(a["geometry"]) for a in anns])
+    cover = [tissue.intersection(shape(f["geometry"])).area / shape(f["geometry"]).area for f in dets]
+    assert min(cover) > 0 and np.median(cover) > 0.5  # tiles (kept at >= 25 % tissue) lie on the contours
+    tiles = record["files"]["top_tiles"]
+    assert len(tiles) == 3 and all((out / p).is_file() for p in tiles)
+    index = (out / "index.html").read_text()
+    for s in result["predictions"]["slide"]:  # one row per slide, linking its page
+        assert index.count(f"<a href='slides/{s}.html'>") == 2 and (out / "slides" / f"{s}.html").is_file()
+    page = (out / "slides" / f"{slide}.html").read_text()
+    assert record["predicted"] in page and f"../evidence/{slide}_heatmap.png" in page
+
+
+def test_survival_risk_and_groups(runs, tiny_cohort, tmp_path):
+    import torch
+
+    result = _predict([runs["features"]], runs["survival"], tmp_path / "surv")
+    table = result["predictions"].set_index("slide")
+    ev = _evaluate(runs["survival"], tiny_cohort / "manifests" / "survival.csv", runs["features"])
+    manifest = pd.read_csv(tiny_cohort / "manifests" / "survival.csv")
+    slide_of = dict(zip(manifest["ID"], manifest["WSI"].str.replace(".pt", "", regex=False)))
+    model = torch.load(next(runs["survival"].glob("units/*/model.pt")), weights_only=False)
+    cutoff = model["info"]["risk_cutoff"]
+    for case, risk in zip(ev["case"], ev["risk"]):
+        if ";" in slide_of[case]:
+            continue
+        row = table.loc[slide_of[case]]
+        assert row["risk"] == pytest.approx(risk, abs=1e-5)
+        assert row["risk_group"] == ("high" if risk > cutoff else "low")
+
+
+def test_slides_are_embedded_with_the_runs_encoder(runs, classified, tiny_cohort, tmp_path):
+    slides = sorted((tiny_cohort / "slides").glob("*.svs"))[:2]
+    result = _predict(slides, runs["classify"], tmp_path / "from_slides")
+    got = result["predictions"].set_index("slide")
+    want = classified[0]["predictions"].set_index("slide")
+    probs = [c for c in got.columns if c.startswith("prob_")]
+    assert len(got) == 2
+    for s in got.index:
+        np.testing.assert_allclose(got.loc[s, probs].to_numpy(float), want.loc[s, probs].to_numpy(float),
+                                   atol=1e-4)
+    # finished: the same call is reported, not redone; other inputs are refused without --overwrite
+    assert _predict(slides, runs["classify"], tmp_path / "from_slides")["finished_before"]
+    with pytest.raises(MstarError, match="overwrite"):
+        _predict(slides[:1], runs["classify"], tmp_path / "from_slides")
+
+
+def test_bad_inputs_are_one_line_errors_and_skip_errors_goes_on(runs, tmp_path):
+    feats = tmp_path / "feats"
+    shutil.copytree(runs["features"], feats)
+    (feats / "summary.csv").unlink(missing_ok=True)
+    bad = sorted(feats.glob("*.h5"))[0]
+    bad.write_bytes(b"not an h5 file")
+    with pytest.raises(MstarError, match=f"{bad.stem}.*--skip-errors"):
+        _predict([feats], runs["classify"], tmp_path / "a")
+    result = _predict([feats], runs["classify"], tmp_path / "b", skip_errors=True)
+    table = result["predictions"]
+    assert result["failed"] == [bad.stem] and table.set_index("slide").loc[bad.stem, "status"] == "error"
+    assert (table["status"] == "ok").sum() == len(table) - 1
+    # features of another encoder (another width) are refused before anything is written
+    other = tmp_path / "other"
+    other.mkdir()
+    from tests.tasks._bags import write_bag
+
+    write_bag(other / "X.h5", np.zeros((4, 8), np.float32))
+    with pytest.raises(MstarError, match="8-d features, but the run was trained on 64-d"):
+        _predict([other], runs["classify"], tmp_path / "c")
+    assert not (tmp_path / "c").exists()
+    (tmp_path / "config.yaml").write_text("task: report\n")
+    with pytest.raises(MstarError, match="a report run; `mstar predict` applies classify and survival runs"):
+        _predict([feats], tmp_path, tmp_path / "d")
+
+
+def test_heatmap_is_the_single_slide_case(runs, classified):
+    from mstar.predict.heatmap import slide_heatmap
+
+    result, out = classified
+    slide = result["predictions"]["slide"].iloc[1]
+    record = slide_heatmap(runs["classify"], slide, top_k=3)
+    ev = pd.read_csv(runs["classify"] / "heatmaps" / record["files"]["csv"])
+    want = pd.read_csv(out / "evidence" / f"{slide}.csv")
+    pd.testing.assert_frame_equal(ev, want)
+    assert (runs["classify"] / "heatmaps" / record["files"]["heatmap"]).is_file()

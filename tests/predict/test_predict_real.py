@@ -1,0 +1,35 @@
+"""`mstar predict` from the real slides (../shared/data/slides): one has no mpp and needs --slide-mpp."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mstar.errors import MstarError
+from mstar.predict.config import PredictConfig
+from mstar.predict.run import predict
+
+pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
+
+
+def test_real_slides_from_raw_files_to_pages(runs, shared_data, tmp_path):
+    slides = sorted((shared_data / "slides").glob("*.svs"))
+    if len(slides) < 2:
+        pytest.skip("the two real slides are absent")
+
+    def cfg(**kw):
+        return PredictConfig(inputs=[str(s) for s in slides], run=str(runs["classify"]),
+                             out=str(tmp_path / "o"), top_k=2, **kw)
+
+    with pytest.raises(MstarError, match="no microns-per-pixel.*--slide-mpp"):
+        predict(cfg(), progress=False)
+    result = predict(cfg(slide_mpp=0.5), overwrite=True, progress=False)
+    table = result["predictions"]
+    assert sorted(table["slide"]) == sorted(s.stem for s in slides) and (table["status"] == "ok").all()
+    assert (table["n_tiles"] > 20).all()
+    for s in table["slide"]:
+        gj = json.loads((tmp_path / "o" / "evidence" / f"{s}.geojson").read_text())
+        kinds = {f["properties"]["objectType"] for f in gj["features"]}
+        assert kinds == {"detection", "annotation"}
+        assert (tmp_path / "o" / "evidence" / f"{s}_heatmap.png").stat().st_size > 10_000

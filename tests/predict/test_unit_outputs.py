@@ -1,0 +1,44 @@
+"""Per-tile evidence of each aggregator kind, and the ensemble's spread."""
+
+import numpy as np
+import pytest
+import torch
+
+from mstar.models.registry import create_mil_model
+from mstar.predict.ensemble import predict_bag
+from mstar.predict.models import RunModels, unit_outputs
+
+
+def test_attention_models_give_attention_and_token_models_per_tile_scores():
+    torch.manual_seed(0)
+    x = torch.randn(10, 8)
+    abmil = create_mil_model("abmil", "classification", 3, in_dim=8, dim=16).eval()
+    summary, scores, kind = unit_outputs(abmil, x)
+    assert kind == "attention" and scores.sum() == pytest.approx(1.0, abs=1e-5)
+    transmil = create_mil_model("transmil", "classification", 3, in_dim=8, dim=16).eval()
+    summary, scores, kind = unit_outputs(transmil, x)
+    assert kind == "per-tile class score" and scores.shape == (10,) and np.isfinite(scores).all()
+    logits = transmil.head(transmil(x[None], torch.ones(1, 10, dtype=torch.bool)).slide.tokens[0])
+    np.testing.assert_allclose(scores, logits[:, int(summary["probs"].argmax())].detach().numpy(), atol=1e-6)
+
+
+def test_ensemble_mean_and_spread_over_models():
+    torch.manual_seed(0)
+    models = [create_mil_model("abmil", "classification", 2, in_dim=8, dim=16).eval() for _ in range(3)]
+    run = RunModels(run=None, kind="classification", units=["a", "b", "c"], models=models, classes=["x", "y"],
+                    identity={}, risk_cutoffs=[], in_dim=8)
+    x = torch.randn(7, 8)
+    pred = predict_bag(run, x)
+    probs = np.stack([unit_outputs(m, x)[0]["probs"] for m in models])
+    assert pred.row["prob_x"] == pytest.approx(probs[:, 0].mean(), abs=1e-6)
+    assert pred.row["sd_y"] == pytest.approx(probs[:, 1].std(ddof=1), abs=1e-6)
+    assert pred.row["predicted"] == ["x", "y"][int(probs.mean(0).argmax())]
+    att = np.stack([unit_outputs(m, x)[1] for m in models])
+    np.testing.assert_allclose(pred.scores, att.mean(0), atol=1e-6)
+    surv = [create_mil_model("abmil", "survival", 4, in_dim=8, dim=16).eval() for _ in range(3)]
+    risks = [unit_outputs(m, x)[0]["risk"] for m in surv]
+    cutoffs = [risks[0] - 1, risks[1] + 1, risks[2] - 1]  # two of three models call the slide high risk
+    run = RunModels(None, "survival", ["a", "b", "c"], surv, None, {}, cutoffs, 8)
+    pred = predict_bag(run, x)
+    assert pred.row["high_risk_votes"] == 2 and pred.row["risk_group"] == "high"
+    assert pred.row["risk"] == pytest.approx(np.mean(risks), abs=1e-6)
