@@ -74,3 +74,32 @@ def heatmap(
     rprint(f"{record['label_text']}; {record['score_kind']}\n"
            f"heatmap: {files.get('heatmap', '(no slide file)')}\nscores: {files['csv']}\n"
            f"QuPath: {files['geojson']}")
+
+
+@app.command("view")
+def view(
+    folder: Annotated[Path, typer.Argument(help="A `mstar predict` output folder.")],
+    port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1 (0: any free port).")] = 8765,
+    slide: Annotated[Optional[str], typer.Option("--slide", help="Open this slide first.")] = None,
+    open_browser: Annotated[bool, typer.Option("--open/--no-open", help="Open a browser tab.")] = False,
+) -> None:
+    """Deep-zoom viewer of a prediction folder on 127.0.0.1: the slide at full resolution, the evidence
+    heatmap as an overlay (opacity slider), the top tiles as markers that fly to their region."""
+    import webbrowser
+
+    from rich import print as rprint
+
+    from mstar.predict.viewer import make_server
+
+    server = make_server(folder, port)
+    host, bound = server.server_address[:2]
+    url = f"http://{host}:{bound}/" + (f"slide/{slide}" if slide else "")
+    rprint(f"serving {folder} at {url} (loopback only; Ctrl-C stops)")
+    if open_browser:
+        webbrowser.open(url)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
