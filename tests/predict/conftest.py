@@ -45,6 +45,13 @@ def runs(tiny_cohort: Path, pred_work: Path, tmp_path_factory) -> dict:
     """A classification run with two units (an ensemble of seeds) and a survival run."""
     out = tmp_path_factory.mktemp("runs")
     feats = pred_work / "features" / "timm-test_vit"
+    from mstar.tasks.multimodal import train_multimodal
+    from mstar.tasks.multimodal_config import MultimodalConfig
+
+    mm = MultimodalConfig(manifest=str(tiny_cohort / "manifests" / "multimodal_survival.csv"),
+                          features=str(feats), rna=str(tiny_cohort / "rna" / "cases"), out=str(out), epochs=2,
+                          bootstrap=10, n_bins=2, model="mcat", runs=2)
     return {"classify": _train("classify", tiny_cohort / "manifests" / "diagnosis.csv", feats, out, runs=2),
+            "multimodal": Path(train_multimodal(mm, progress=False)["run"]),
             "survival": _train("survival", tiny_cohort / "manifests" / "survival.csv", feats, out),
             "features": feats}

@@ -148,7 +148,7 @@ def test_bad_inputs_are_one_line_errors_and_skip_errors_goes_on(runs, tmp_path):
         _predict([other], runs["classify"], tmp_path / "c")
     assert not (tmp_path / "c").exists()
     (tmp_path / "config.yaml").write_text("task: report\n")
-    with pytest.raises(MstarError, match="a report run; `mstar predict` applies classify and survival runs"):
+    with pytest.raises(MstarError, match="a report run; `mstar predict` applies classify, survival and"):
         _predict([feats], tmp_path, tmp_path / "d")
 
 
@@ -162,3 +162,31 @@ def test_heatmap_is_the_single_slide_case(runs, classified):
     want = pd.read_csv(out / "evidence" / f"{slide}.csv")
     pd.testing.assert_frame_equal(ev, want)
     assert (runs["classify"] / "heatmaps" / record["files"]["heatmap"]).is_file()
+
+
+def test_multimodal_runs_take_each_cases_omics(runs, tiny_cohort, tmp_path):
+    manifest = tiny_cohort / "manifests" / "multimodal_survival.csv"
+    result = _predict([runs["features"]], runs["multimodal"], tmp_path / "mm",
+                      omics=str(tiny_cohort / "rna" / "cases"), cases=str(manifest), skip_errors=True)
+    table = result["predictions"].set_index("slide")
+    # the run's own test/val predictions, averaged over its two units, for single-slide cases
+    unit_preds = pd.concat(pd.read_csv(p) for p in runs["multimodal"].glob("units/*/predictions.csv"))
+    unit_preds = unit_preds[unit_preds["split"].isin(["val", "test"])].drop_duplicates(["unit", "case"])
+    mean = unit_preds.groupby("case")["risk"].mean()
+    checked = 0
+    for case, risk in mean.items():
+        slide = f"{case}-DX1"
+        if slide in table.index and not (tmp_path / "mm" / "evidence" / f"{case}-DX2.json").exists():
+            assert table.loc[slide, "case"] == case
+            assert table.loc[slide, "risk"] == pytest.approx(risk, abs=1e-5)
+            checked += 1
+    assert checked >= 3
+    assert (table["status"] == "error").any()  # the tiny cohort has cases without RNA: error rows, not a stop
+    ok = table.index[table["status"] == "ok"][0]
+    ev = pd.read_csv(tmp_path / "mm" / "evidence" / f"{ok}.csv")
+    groups = [c for c in ev.columns if c.startswith("coattn_")]
+    assert len(groups) == 6  # MCAT: one co-attention map per signature group
+    np.testing.assert_allclose(ev[groups].sum(axis=0), 1.0, atol=1e-4)  # softmax over the tiles
+    np.testing.assert_allclose(ev["score"], ev[groups].mean(axis=1), atol=1e-6)
+    with pytest.raises(MstarError, match="--omics TABLE"):
+        _predict([runs["features"]], runs["multimodal"], tmp_path / "mm2")

@@ -28,6 +28,10 @@ def predict(
     knowledge: Annotated[Optional[Path], typer.Option(
         "--knowledge", help="Knowledge YAML (classes, concepts with sources); needs --stage1.")] = None,
     stage1: Stage1 = None,
+    omics: Annotated[Optional[Path], typer.Option(
+        "--omics", help="Multimodal runs: omics by case (a table, or a folder of <case>.csv).")] = None,
+    cases: Annotated[Optional[Path], typer.Option(
+        "--cases", help="Manifest mapping slides to cases (default: slide id or TCGA patient).")] = None,
     skip_errors: Annotated[bool, typer.Option(
         "--skip-errors", help="Record a slide that fails and go on.")] = False,
     overwrite: Overwrite = False, config: Config = None, set_: Set = None,
@@ -42,7 +46,7 @@ def predict(
 
     cfg = build_config(PredictConfig, config, set_, inputs=[str(p) for p in inputs], run=run, out=out,
                        units=unit or None, top_k=top_k, slide_mpp=slide_mpp, checkpoint=checkpoint,
-                       knowledge=knowledge, stage1=stage1, skip_errors=skip_errors)
+                       knowledge=knowledge, stage1=stage1, omics=omics, cases=cases, skip_errors=skip_errors)
     result = run_predict(cfg, overwrite=overwrite)
     table = result["predictions"]
     if result.get("finished_before"):

@@ -20,6 +20,9 @@ class PredictConfig(RunConfig):
     slide_mpp: float | None = None     # level-0 µm/px for slides whose metadata has none
     checkpoint: str | None = None      # the encoder's weights, when slides are embedded on the way
     batch_size: int = 64               # tiles per forward pass while embedding
+    omics: str | None = None           # multimodal runs: omics table (or folder of <case>.csv) by case
+    cases: str | None = None           # a manifest mapping slides to cases (default: the slide id, or its
+                                       # TCGA patient barcode, is the case)
     knowledge: str | None = None       # knowledge YAML (classes, concepts with sources)
     stage1: str | None = None          # stage-1 checkpoint that ranks the knowledge statements per slide
     top_statements: int = 3            # supporting statements cited per slide
@@ -31,7 +34,8 @@ class PredictConfig(RunConfig):
     REQUIRED: ClassVar[tuple[str, ...]] = ("inputs", "run", "out")
     AT_LEAST: ClassVar[dict[str, float]] = {"top_k": 1, "batch_size": 1, "top_statements": 1}
     POSITIVE: ClassVar[tuple[str, ...]] = ()
-    INPUTS: ClassVar[tuple[str, ...]] = ("inputs", "run", "checkpoint", "knowledge", "stage1")
+    INPUTS: ClassVar[tuple[str, ...]] = ("inputs", "run", "checkpoint", "omics", "cases", "knowledge",
+                                         "stage1")
     RUNTIME: ClassVar[tuple[str, ...]] = ("out", "name", "skip_errors", "batch_size")
 
     def check(self) -> None:
@@ -59,5 +63,5 @@ class PredictConfig(RunConfig):
         files = []  # a folder counts by its files (names, sizes, times): slides or feature files
         for p in map(Path, self.inputs):
             files += sorted(q for q in p.iterdir() if q.is_file()) if p.is_dir() else [p]
-        return {"inputs": files, "models": models, "checkpoint": self.checkpoint,
-                "knowledge": self.knowledge, "stage1": self.stage1}
+        return {"inputs": files, "models": models, "checkpoint": self.checkpoint, "omics": self.omics,
+                "cases": self.cases, "knowledge": self.knowledge, "stage1": self.stage1}

@@ -6,9 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import torch
 
-from mstar.predict.models import RunModels, unit_outputs
+from mstar.errors import MstarError
+from mstar.predict.models import RunModels, fusion_outputs, omics_input, unit_outputs
 
 
 @dataclass
@@ -28,6 +30,7 @@ class SlidePrediction:
     scores_sd: np.ndarray
     score_kind: str
     per_model: list[dict] = field(default_factory=list)
+    groups: dict[str, np.ndarray] = field(default_factory=dict)  # multimodal: co-attention per gene group
 
     @property
     def label(self) -> str:
@@ -38,9 +41,15 @@ class SlidePrediction:
         return f"risk {r['risk']:.3f} ± {r['risk_sd']:.3f} ({r['risk_group']})"
 
 
-def predict_bag(run: RunModels, feats: torch.Tensor) -> SlidePrediction:
-    """Every model of ``run`` on one bag ``feats`` ``(N, D)``."""
-    outs = [unit_outputs(m, feats) for m in run.models]
+def predict_bag(run: RunModels, feats: torch.Tensor, omics: pd.Series | None = None) -> SlidePrediction:
+    """Every model of ``run`` on one bag ``feats`` ``(N, D)`` (and, for a multimodal run, the case's omic
+    profile ``omics``: one row of an omics table)."""
+    if run.multimodal:
+        if omics is None:
+            raise MstarError("a multimodal run needs the case's omics (--omics TABLE)")
+        outs = [fusion_outputs(m, feats, omics_input(info, omics)) for m, info in zip(run.models, run.infos)]
+    else:
+        outs = [unit_outputs(m, feats) for m in run.models]
     scores = np.stack([s for _, s, _ in outs])  # (U, N)
     sd = lambda a: a.std(axis=0, ddof=1) if len(a) > 1 else np.zeros(a.shape[1:])  # noqa: E731
     row: dict = {"n_models": len(outs), "n_tiles": int(feats.shape[0])}
@@ -57,5 +66,9 @@ def predict_bag(run: RunModels, feats: torch.Tensor) -> SlidePrediction:
         votes = int((risks > np.asarray(run.risk_cutoffs)).sum())
         row.update({"risk": float(risks.mean()), "risk_sd": float(sd(risks[:, None])[0]),
                     "risk_group": "high" if 2 * votes > len(risks) else "low", "high_risk_votes": votes})
+    groups = {}
+    if outs[0][0].get("groups") is not None:  # (G, N) per model -> mean over models, one entry per group
+        mean_groups = np.mean([o["groups"] for o, _, _ in outs], axis=0)
+        groups = dict(zip(run.infos[0]["omic_groups"], mean_groups))
     return SlidePrediction(row, scores.mean(axis=0), sd(scores), outs[0][2],
-                           [o for o, _, _ in outs])
+                           [{k: v for k, v in o.items() if k != "groups"} for o, _, _ in outs], groups)

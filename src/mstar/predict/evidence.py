@@ -3,6 +3,7 @@
 ::
 
     evidence/<slide>.csv          x, y (level-0 px, top-left), tile_px_level0, score, score_sd, rank
+                                  (+ coattn_<gene group> per group for co-attention fusion models)
     evidence/<slide>.geojson      tiles as detections (measurements: score, score_sd; class: the prediction),
                                   tissue contours as annotations
     evidence/<slide>_heatmap.png  the scores over the slide thumbnail
@@ -46,13 +47,16 @@ def write_evidence(out: Path, slide_id: str, coords: np.ndarray, attrs: dict, pr
     table = pd.DataFrame({"x": coords[:, 0].astype(int), "y": coords[:, 1].astype(int),
                           "tile_px_level0": tile_px, "score": pred.scores, "score_sd": pred.scores_sd,
                           "rank": rank})
+    for group, values in pred.groups.items():  # multimodal: each gene group's co-attention over the tiles
+        table[f"coattn_{group}"] = values
     files = {"csv": f"evidence/{slide_id}.csv"}
     write_predictions_csv(out / files["csv"], table)
     predicted = pred.row.get("predicted") or f"{pred.row.get('risk_group', '')} risk"
     names = list(classes or ["low risk", "high risk"])
     classification = {"name": predicted, "color": class_colour(predicted, names)}
-    features = tile_detections(coords, tile_px, {"score": pred.scores, "score_sd": pred.scores_sd,
-                                                  "rank": rank.astype(float)}, classification)
+    measurements = {"score": pred.scores, "score_sd": pred.scores_sd, "rank": rank.astype(float),
+                    **{f"coattn {g}": v for g, v in pred.groups.items()}}
+    features = tile_detections(coords, tile_px, measurements, classification)
     notes = []
     slide_path, mpp = slide_file(attrs)
     if slide_path is None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +41,12 @@ class RunModels:
     identity: dict
     risk_cutoffs: list[float]
     in_dim: int
+    infos: list[dict] = field(default_factory=list)
+
+    @property
+    def multimodal(self) -> bool:
+        """Slides + omics (a fusion model): each slide needs its case's omic profile."""
+        return bool(self.infos) and self.infos[0].get("task") == "multimodal-survival"
 
 
 def _training_identity(cfg: dict, run: Path) -> dict:
@@ -69,10 +75,10 @@ def load_run_models(run: str | Path, units: list[str] | None = None) -> RunModel
     """
     run = run_files.find_run(run)
     cfg = yaml.safe_load((run / "config.yaml").read_text()) or {}
-    if cfg.get("task") not in ("classify", "survival"):
+    if cfg.get("task") not in ("classify", "survival", "multimodal-survival"):
         kind = cfg.get("task") or run.parent.name
-        raise MstarError(f"{run}: a {kind} run; `mstar predict` applies classify and survival runs "
-                         "(train one with `mstar train classify|survival`)")
+        raise MstarError(f"{run}: a {kind} run; `mstar predict` applies classify, survival and "
+                         "multimodal-survival runs (train one with `mstar train ...`)")
     done = (sorted(p.name for p in (run / "units").iterdir() if run_files.is_done(p))
             if (run / "units").is_dir() else [])
     if not done:
@@ -83,7 +89,9 @@ def load_run_models(run: str | Path, units: list[str] | None = None) -> RunModel
     names = list(units) if units else done
     models, infos = [], []
     for name in names:
-        model, info = run_files.load_model(run_files.unit_dir(run, name) / "model.pt")
+        path = run_files.unit_dir(run, name) / "model.pt"
+        model, info = (_load_fusion(path) if cfg.get("task") == "multimodal-survival"
+                       else run_files.load_model(path))
         models.append(model)
         infos.append(info)
     kind = infos[0]["head"]
@@ -96,7 +104,61 @@ def load_run_models(run: str | Path, units: list[str] | None = None) -> RunModel
             cutoffs.append(float(info.get("risk_cutoff", _val_cutoff(run_files.unit_dir(run, name)))))
     identity = infos[0].get("features") or _training_identity(cfg, run)
     return RunModels(run, kind, names, models, infos[0].get("classes"), identity, cutoffs,
-                     int(infos[0]["in_dim"]))
+                     int(infos[0]["in_dim"]), infos)
+
+
+def _load_fusion(path: Path) -> tuple[torch.nn.Module, dict]:
+    """A multimodal-survival unit's fusion model (slides + omics)."""
+    from mstar.models.registry import create_model
+
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    info = blob["info"]
+    if not info.get("omic_sizes") or int(info["in_dim"]) <= 1:
+        lacks = "omics" if not info.get("omic_sizes") else "slides"
+        raise MstarError(f"{path}: a {info['model']} model without {lacks}; `mstar predict` applies models "
+                         "that take slides and omics")
+    model = create_model(info["model"], path_dim=info["in_dim"], omic_sizes=info["omic_sizes"],
+                         n_bins=info["n_outputs"], **info.get("model_args", {}))
+    model.load_state_dict(blob["model_state_dict"])
+    return model.eval(), info
+
+
+def omics_input(info: dict, profile: pd.Series) -> list[torch.Tensor] | torch.Tensor:
+    """A case's omic profile (one row of an omics table, columns by name) as the fusion model takes it:
+    the training unit's columns, standardised with its training cases' statistics (missing values become
+    the training mean), split into its signature groups (``(1, size)`` each) or the full ``(1, F)``."""
+    from mstar.data.omics import OmicsScaler
+
+    columns = info["omic_columns"]
+    missing = [c for c in columns if c not in profile.index]
+    if len(missing) == len(columns):
+        raise MstarError(f"none of the model's {len(columns)} omic columns ({', '.join(columns[:3])}, ...) "
+                         "is in the omics table; give the table the run was trained on (same genes)")
+    values = profile.reindex(columns).to_numpy(np.float32)[None]  # (1, F); absent genes NaN -> mean
+    scaler = OmicsScaler(np.asarray(info["omics_scaler"]["mean"], np.float32),
+                         np.asarray(info["omics_scaler"]["std"], np.float32))
+    vec = torch.from_numpy(scaler.transform(values))  # (1, F)
+    return list(torch.split(vec, info["omic_sizes"], dim=1)) if info.get("omics_mode") == "groups" else vec
+
+
+@torch.inference_mode()
+def fusion_outputs(model: torch.nn.Module, feats: torch.Tensor, omics) -> tuple[dict, np.ndarray, str]:
+    """A fusion model on one bag and its case's omics: the risk, the per-tile evidence ``(N,)`` and its
+    name. Co-attention models (MCAT, MOTCat) give the genomic-guided co-attention of each signature group
+    over the tiles (softmax over tiles), recorded per group (``summary["groups"]``, ``(G, N)``) and averaged
+    over groups as the evidence; attention-pooling models give their pooling weights."""
+    out = model(feats[None].float(), torch.ones(1, feats.shape[0], dtype=torch.bool), omics=omics)
+    summary = {"risk": float(out.survival.risk[0])}
+    att = out.attention or {}
+    coattn = att.get("coattn")
+    if coattn is not None and coattn.shape[-1] == feats.shape[0]:
+        per_group = torch.softmax(coattn[0].float().reshape(-1, feats.shape[0]), dim=-1).numpy()  # (G, N)
+        summary["groups"] = per_group
+        return summary, per_group.mean(axis=0), "co-attention (mean over gene groups)"
+    path = att.get("path")
+    if path is not None and path.dim() == 2 and path.shape[-1] == feats.shape[0]:
+        return summary, torch.softmax(path[0].float(), 0).numpy(), "attention"
+    raise MstarError("this fusion model gives no per-tile attention; it has no tile evidence")
 
 
 @torch.inference_mode()

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 
 def predict_slide(run: RunModels, slide_id: str, path: Path, out: Path, top_k: int,
-                  knowledge=None) -> dict:
+                  knowledge=None, omics: CaseOmics | None = None) -> dict:
     """Predict one slide from its feature file; write its evidence; return its record (also written last,
     as ``evidence/<slide>.json``, which marks the slide done)."""
     from mstar.features.io import load_features
@@ -46,9 +46,16 @@ def predict_slide(run: RunModels, slide_id: str, path: Path, out: Path, top_k: i
         raise MstarError(f"{path}: the features have no tile coordinates; evidence needs them")
     if not np.isfinite(feats).all():
         raise MstarError(f"{path}: features contain NaN/inf; extract the slide again")
-    pred = predict_bag(run, torch.as_tensor(np.asarray(feats)))
+    case = None
+    profile = None
+    if run.multimodal:
+        if omics is None:
+            raise MstarError(f"{run.run}: a multimodal run; give the cases' omics with --omics TABLE")
+        case, profile = omics.profile(slide_id)
+    pred = predict_bag(run, torch.as_tensor(np.asarray(feats)), profile)
     evidence = write_evidence(out, slide_id, np.asarray(coords), attrs, pred, run.classes, top_k)
-    record = {"slide": slide_id, **pred.row, "label_text": pred.label, "score_kind": pred.score_kind,
+    record = {"slide": slide_id, **({"case": case} if case else {}), **pred.row, "label_text": pred.label,
+              "score_kind": pred.score_kind,
               "features": str(path), "slide_path": str(attrs.get("slide_path", "")),
               "mpp": float(attrs.get("mpp_level0", float("nan"))), **evidence}
     if knowledge is not None:
@@ -74,6 +81,7 @@ def predict(cfg: PredictConfig, overwrite: bool = False, progress: bool = True) 
 
         expand_slide_paths(cfg.inputs)  # a missing file is one line before anything is written
     knowledge = _knowledge(cfg, run)
+    omics = CaseOmics.open(cfg.omics, cfg.cases) if run.multimodal else None
     folder = open_run(cfg, overwrite)
     out = folder.path
     if folder.finished:
@@ -91,7 +99,7 @@ def predict(cfg: PredictConfig, overwrite: bool = False, progress: bool = True) 
             records.append(json.loads(done.read_text()))
             continue
         try:
-            records.append(predict_slide(run, slide_id, files[slide_id], out, cfg.top_k, knowledge))
+            records.append(predict_slide(run, slide_id, files[slide_id], out, cfg.top_k, knowledge, omics))
         except MstarError as exc:
             if not cfg.skip_errors:
                 raise MstarError(f"{slide_id}: {exc} (use --skip-errors to keep going past bad slides)") \
@@ -116,12 +124,54 @@ def predictions_table(records: list[dict], errors: list[dict], run: RunModels) -
                 + [f"sd_{c}" for c in run.classes])
     else:
         cols = ["risk", "risk_sd", "risk_group", "high_risk_votes"]
+    if run.multimodal:
+        cols = ["case", *cols]
     rows = [{"slide": r["slide"], **{c: r.get(c) for c in cols}, "n_models": r["n_models"],
              "n_tiles": r["n_tiles"], "status": "ok", "error": "",
              "evidence": r["files"]["csv"]} for r in records]
     rows += [{"slide": e["slide"], "status": "error", "error": e["error"]} for e in errors]
     columns = ["slide", *cols, "n_models", "n_tiles", "status", "error", "evidence"]
-    return pd.DataFrame(rows, columns=columns).sort_values("slide").reset_index(drop=True)
+    table = pd.DataFrame(rows, columns=columns).sort_values("slide").reset_index(drop=True)
+    for col in ("n_models", "n_tiles", "high_risk_votes"):  # counts stay integers beside failed rows
+        if col in table:
+            table[col] = table[col].astype("Int64")
+    return table
+
+
+class CaseOmics:
+    """The omics table of `mstar predict` on a multimodal run and the case each slide belongs to."""
+
+    def __init__(self, table: pd.DataFrame, source: str, slide_case: dict[str, str]) -> None:
+        self.table, self.source, self.slide_case = table, source, slide_case
+
+    @classmethod
+    def open(cls, omics: str | None, cases: str | None) -> CaseOmics:
+        """Read ``omics`` (any table `--rna` reads, or a folder of per-case ``<case>.csv``) and the optional
+        slide -> case manifest ``cases``."""
+        from mstar.data.omics import read_omics
+
+        if not omics:
+            raise MstarError("a multimodal run predicts from slides and omics: pass --omics TABLE (cases "
+                             "x genes, or a folder of <case>.csv) and, when slide ids are not case ids, "
+                             "--cases MANIFEST")
+        slide_case = {}
+        if cases:
+            from mstar.data.manifest import read_manifest
+
+            table = read_manifest(cases, require_split=False, require_label=False).table
+            slide_case = {s: c for c, ss in zip(table["case"], table["slides"]) for s in ss}
+        return cls(read_omics(omics).values, str(omics), slide_case)
+
+    def profile(self, slide_id: str) -> tuple[str, pd.Series]:
+        """``(case, omic profile)`` of a slide: its case from the manifest, else the slide id itself, else
+        its TCGA patient barcode (first 12 characters)."""
+        index = self.table.index
+        for case in (self.slide_case.get(slide_id), slide_id, slide_id[:12]):
+            if case is not None and case in index:
+                return case, self.table.loc[case]
+        raise MstarError(f"{self.source}: no omics for slide {slide_id} (tried case "
+                         f"{self.slide_case.get(slide_id) or slide_id}); pass --cases MANIFEST mapping "
+                         "slides to cases")
 
 
 def _knowledge(cfg: PredictConfig, run: RunModels):

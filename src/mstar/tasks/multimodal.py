@@ -30,7 +30,7 @@ from mstar.tasks.multimodal_config import MultimodalConfig
 from mstar.tasks.multimodal_inputs import MultimodalStore
 from mstar.tasks.objectives import SurvivalObjective
 from mstar.tasks.run_files import write_json
-from mstar.tasks.runner import SlideTask, rebuild_args, train_task
+from mstar.tasks.runner import SlideTask, rebuild_args, store_identity, train_task
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +121,7 @@ class MultimodalTask(SlideTask):
         layout = None if store.omics is None else store.omics.layout
         return {"task": cfg.task, "model": cfg.registry_name, "head": "survival",
                 "n_outputs": objective.n_outputs, "in_dim": store.dim, "model_args": rebuild_args(cfg, model),
+                "features": {} if store.bags is None else store_identity(store.bags),
                 "bin_edges": None if objective.edges is None else objective.edges.tolist(),
                 "omics_mode": None if layout is None else layout.mode,
                 "omic_sizes": None if layout is None else layout.sizes,

@@ -52,8 +52,8 @@ class ReportConfig(RunConfig):
     KIND: ClassVar[str] = "report"
     REQUIRED: ClassVar[tuple[str, ...]] = ("manifest", "features", "reports")
     CHOICES: ClassVar[dict[str, tuple]] = {"logger": LOGGERS}
-    AT_LEAST: ClassVar[dict[str, float]] = {"epochs": 1, "batch_size": 1, "beam_size": 1, "val_beam_size": 1, "consensus_k": 0,
-                                            "val_every": 1, "min_freq": 1, "bootstrap": 0}
+    AT_LEAST: ClassVar[dict[str, float]] = {"epochs": 1, "batch_size": 1, "beam_size": 1, "val_beam_size": 1,
+                                            "consensus_k": 0, "val_every": 1, "min_freq": 1, "bootstrap": 0}
     POSITIVE: ClassVar[tuple[str, ...]] = ("lr",)
     INPUTS: ClassVar[tuple[str, ...]] = ("manifest", "features", "reports", "stage1", "classes")
     RUNTIME: ClassVar[tuple[str, ...]] = ("out", "name", "accelerator", "devices", "logger")
