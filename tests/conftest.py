@@ -11,6 +11,9 @@ import numpy as np
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# `--precision auto` on the CPU depends on the machine (and a timed probe): tests extract in fp32 unless they
+# test the choice itself (tests/features/test_cpu_precision.py sets it per test).
+os.environ.setdefault("MSTAR_CPU_BF16", "0")
 
 
 def shared_data_dir() -> Path:

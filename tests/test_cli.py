@@ -63,7 +63,7 @@ def test_option_names_mean_one_thing_across_commands():
     for cmd in STAGE1_COMMANDS:
         assert "--stage1" in options[cmd] and "--aggregator" not in options[cmd], cmd
     checkpoint = {cmd for cmd, opts in options.items() if "--checkpoint" in opts}
-    assert checkpoint == {"extract", "self-train"}  # patch-encoder weights, nothing else
+    assert checkpoint == {"extract", "self-train", "predict"}  # patch-encoder weights, nothing else
     for cmd in checkpoint:
         assert "stage-1" not in options[cmd]["--checkpoint"].help.lower()
 

@@ -51,7 +51,16 @@ def runs(tiny_cohort: Path, pred_work: Path, tmp_path_factory) -> dict:
     mm = MultimodalConfig(manifest=str(tiny_cohort / "manifests" / "multimodal_survival.csv"),
                           features=str(feats), rna=str(tiny_cohort / "rna" / "cases"), out=str(out), epochs=2,
                           bootstrap=10, n_bins=2, model="mcat", runs=2)
+    import pandas as pd
+
+    cv = pd.read_csv(tiny_cohort / "manifests" / "diagnosis.csv").drop(columns="fold")
+    order = cv.groupby("label").cumcount()  # 2-fold CV: each fold tests one case of each type
+    cv["fold1"] = ["test" if o == 0 else "train" for o in order]
+    cv["fold2"] = ["test" if o == 1 else "train" for o in order]
+    cv.to_csv(out / "diagnosis_cv.csv", index=False)
     return {"classify": _train("classify", tiny_cohort / "manifests" / "diagnosis.csv", feats, out, runs=2),
+            "cv": _train("classify", out / "diagnosis_cv.csv", feats, out, val_fraction=0.34),
+            "cv_manifest": out / "diagnosis_cv.csv",
             "multimodal": Path(train_multimodal(mm, progress=False)["run"]),
             "survival": _train("survival", tiny_cohort / "manifests" / "survival.csv", feats, out),
             "features": feats}

@@ -35,10 +35,13 @@ def classified(runs, tmp_path_factory):
     return _predict([runs["features"]], runs["classify"], out), out
 
 
-def test_ensemble_probabilities_equal_evaluate_mean_over_units(classified, runs, tiny_cohort):
-    result, out = classified
+@pytest.mark.parametrize("kind", ["classify", "cv"])
+def test_ensemble_probabilities_equal_evaluate_mean_over_units(classified, runs, tiny_cohort, tmp_path, kind):
+    """Two seeds of a fixed split, or the two folds of a cross-validated run."""
+    result = (classified[0] if kind == "classify"
+              else _predict([runs["features"]], runs["cv"], tmp_path / "cv"))
     table = result["predictions"].set_index("slide")
-    ev = _evaluate(runs["classify"], tiny_cohort / "manifests" / "diagnosis.csv", runs["features"])
+    ev = _evaluate(runs[kind], tiny_cohort / "manifests" / "diagnosis.csv", runs["features"])
     manifest = pd.read_csv(tiny_cohort / "manifests" / "diagnosis.csv")
     slide_of = dict(zip(manifest["case"], manifest["slide"]))
     probs = [c for c in ev.columns if c.startswith("prob_")]
@@ -110,16 +113,29 @@ def test_survival_risk_and_groups(runs, tiny_cohort, tmp_path):
         assert row["risk_group"] == ("high" if risk > cutoff else "low")
 
 
-def test_slides_are_embedded_with_the_runs_encoder(runs, classified, tiny_cohort, tmp_path):
-    slides = sorted((tiny_cohort / "slides").glob("*.svs"))[:2]
-    result = _predict(slides, runs["classify"], tmp_path / "from_slides")
+@pytest.mark.parametrize("kind", ["classify", "cv", "survival", "multimodal"])
+def test_slides_are_embedded_with_the_runs_encoder(runs, tiny_cohort, tmp_path, kind):
+    """From raw slides (tiled and embedded on the way) = from the run's features, for every run kind."""
+    slides = sorted((tiny_cohort / "slides").glob("*.svs"))
+    extra = {}
+    if kind == "multimodal":  # slides whose case has RNA, and the cases' omics
+        rna = tiny_cohort / "rna" / "cases"
+        slides = [s for s in slides if (rna / f"{s.stem[:8]}.csv").is_file() and s.stem.endswith("DX1")]
+        extra = {"omics": str(rna), "cases": str(tiny_cohort / "manifests" / "multimodal_survival.csv")}
+    slides = slides[:2]
+    result = _predict(slides, runs[kind], tmp_path / "from_slides", **extra)
     got = result["predictions"].set_index("slide")
-    want = classified[0]["predictions"].set_index("slide")
-    probs = [c for c in got.columns if c.startswith("prob_")]
-    assert len(got) == 2
+    want = _predict([runs["features"]], runs[kind], tmp_path / "from_features", skip_errors=True,
+                    **extra)["predictions"]
+    want = want.set_index("slide")
+    cols = [c for c in got.columns if c.startswith("prob_")] or ["risk"]
+    assert len(got) == 2 and (got["status"] == "ok").all()
+    assert (tmp_path / "from_slides" / "index.html").is_file()
     for s in got.index:
-        np.testing.assert_allclose(got.loc[s, probs].to_numpy(float), want.loc[s, probs].to_numpy(float),
+        np.testing.assert_allclose(got.loc[s, cols].to_numpy(float), want.loc[s, cols].to_numpy(float),
                                    atol=1e-4)
+    if kind != "classify":
+        return
     # finished: the same call is reported, not redone; other inputs are refused without --overwrite
     assert _predict(slides, runs["classify"], tmp_path / "from_slides")["finished_before"]
     with pytest.raises(MstarError, match="overwrite"):

@@ -13,6 +13,7 @@ from mstar.cli.options import fail_if_every_item_failed
 
 
 class Precision(str, Enum):
+    auto = "auto"
     fp32 = "fp32"
     bf16 = "bf16"
     fp16 = "fp16"
@@ -27,7 +28,8 @@ class Device(str, Enum):
 ENCODER_HELP = "Encoder name (`mstar encoders`), timm:<model>, or a stage-2 checkpoint's name."
 CHECKPOINT_HELP = "Local weights (.pth/.bin/.safetensors), loaded strictly; nothing is downloaded."
 WORKERS_HELP = "Processes reading tiles (default: up to 8 on GPU; on CPU 0 with <= 4 cores, else 2)."
-PRECISION_HELP = "Autocast precision (default: the encoder's on GPU, fp32 on CPU)."
+PRECISION_HELP = ("Autocast precision: auto (default: the encoder's on GPU; on the CPU bf16 where it runs "
+                  "natively and faster than fp32, else fp32), fp32, bf16, fp16.")
 DEVICE_HELP = "cpu, cuda, or auto (CUDA when available)."
 THREADS_HELP = "Torch threads for the CPU forward (default: torch's)."
 SLIDES_HELP = "Folder of the slides when the tiles files' slide paths moved (or for CLAM coords)."

@@ -59,8 +59,8 @@ def feature_files_for(features: str | os.PathLike, slide_ids: list[str]) -> list
     return [f for f in (feature_file(folder, s) for s in slide_ids) if f is not None]
 
 
-IDENTITY_KEYS = ("encoder", "encoder_sha", "checkpoint", "dim", "target_mpp", "tile_px", "overlap_px",
-                 "min_tissue", "mask_mpp", "fill_holes")
+IDENTITY_KEYS = ("encoder", "encoder_sha", "checkpoint", "dim", "precision", "target_mpp", "tile_px",
+                 "overlap_px", "min_tissue", "mask_mpp", "fill_holes")
 
 
 def features_identity(path: str | os.PathLike) -> dict:

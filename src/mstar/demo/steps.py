@@ -76,7 +76,7 @@ def step_extract(ctx) -> tuple[str, str]:
     start = time.perf_counter()
     # a light encoder: one reading worker beside a one-thread forward beats sharing every core (BENCHMARKS.md)
     workers = 1 if ctx.workers > 1 else 0
-    summary = extract_features(ctx.work, DEMO_ENCODER, batch_size=32, workers=workers,
+    summary = extract_features(ctx.work, DEMO_ENCODER, batch_size=32, workers=workers, precision="fp32",
                                threads=1 if workers else None, device="cpu", save_pt=True)
     seconds = time.perf_counter() - start
     ctx.results["extract"] = summary

@@ -35,7 +35,8 @@ def feature_attrs(t: SlideTiles, encoder: Encoder, precision: str, tiles_file: P
         "schema": SCHEMA, "encoder": encoder.name, "encoder_sha": encoder.encoder_sha,
         "dim": int(encoder.dim),
         "checkpoint": os.path.basename(encoder.checkpoint) if encoder.checkpoint else "",
-        "precision": precision, "encoder_input_px": p.input_px, "encoder_mean": list(p.mean),
+        "precision": str(precision), "precision_choice": getattr(precision, "note", "requested"),
+        "encoder_input_px": p.input_px, "encoder_mean": list(p.mean),
         "encoder_std": list(p.std), "encoder_target_mpp": p.target_mpp,
         "interpolation": p.as_attrs()["interpolation"],
     })

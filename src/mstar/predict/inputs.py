@@ -95,6 +95,8 @@ def embed_slides(inputs: list[str], work: Path, run: RunModels, slide_mpp: float
                                             fill_holes=bool(ident.get("fill_holes", False))))
     tiled = tile_many(inputs, work, params, skip_errors=skip_errors)
     summary = extract_features(work, encoder, batch_size=batch_size, skip_errors=skip_errors,
+                               # as the training features were made (fp16 was a GPU's: auto here)
+                               precision=ident.get("precision") if ident.get("precision") != "fp16" else None,
                                show_progress=True)
     errors = [{"slide": r["slide"], "status": "error", "error": r["error"] or r["status"]}
               for t in (tiled, summary) for r in t.to_dict("records") if r.get("status") not in ("ok", None)]

@@ -71,6 +71,7 @@ class Stage1Config(RunConfig):
     precision: str = "auto"            # auto (bf16-mixed on GPU, 32 on CPU) | 32 | bf16-mixed | 16-mixed
     accelerator: str = "auto"          # auto | cpu | gpu
     devices: Any = 1                   # >1: DDP, embeddings gathered across ranks
+    strategy: str = "auto"             # Lightning strategy (auto: DDP when devices > 1; ddp: on 1 too)
     num_workers: int = 0
     logger: str = "csv"                # csv (log.csv) | tensorboard (also <run>/tensorboard/)
     out: str = "runs"
@@ -90,8 +91,8 @@ class Stage1Config(RunConfig):
     FRACTIONS: ClassVar[tuple[str, ...]] = ("val_fraction",)
     INPUTS: ClassVar[tuple[str, ...]] = ("manifest", "features", "reports", "rna", "text_encoder", "gene2vec",
                                          "continue_from")
-    RUNTIME: ClassVar[tuple[str, ...]] = ("out", "name", "num_workers", "accelerator", "devices", "logger",
-                                          "cache_features", "text_cache")
+    RUNTIME: ClassVar[tuple[str, ...]] = ("out", "name", "num_workers", "accelerator", "devices", "strategy",
+                                          "logger", "cache_features", "text_cache")
 
     def check(self) -> None:
         if not self.reports and not self.rna:
