@@ -50,12 +50,32 @@ def extract(
     slides: Annotated[Path | None, typer.Option("--slides", help=SLIDES_HELP)] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo slides that have features.")] = False,
     skip_errors: Annotated[bool, typer.Option("--skip-errors", help="Go on past unreadable slides.")] = False,
+    scan: Annotated[Path | None, typer.Option(
+        "--scan", help="Hierarchical scan: a run trained on the low-power features "
+                       "(ROOT/scan/features/<enc>) ranks regions; only the top --keep-fraction of tiles is "
+                       "embedded.")] = None,
+    keep_fraction: Annotated[float, typer.Option("--keep-fraction", help="Share of each slide's tiles "
+                                                 "embedded after the scan.")] = 0.25,
+    scan_mpp: Annotated[float, typer.Option("--scan-mpp", help="µm/px of the low-power pass.")] = 2.0,
 ) -> None:
-    """Extract patch features: tiles/<slide>.h5 -> features/<encoder>/<slide>.h5 (+ summary.csv)."""
+    """Extract patch features: tiles/<slide>.h5 -> features/<encoder>/<slide>.h5 (+ summary.csv); with --scan,
+    a low-power pass first and only the top regions at high power (ROOT/scan/keep<pct>/features/<enc>)."""
     from rich import print as rprint
 
     from mstar.features.encoders import folder_name
     from mstar.features.extract import extract_features
+
+    if scan is not None:
+        from mstar.predict.scan import hierarchical_scan
+
+        result = hierarchical_scan(root, encoder, scan, keep_fraction, scan_mpp, checkpoint=checkpoint,
+                                   batch_size=batch_size, skip_errors=skip_errors,
+                                   precision=precision.value if precision else None)
+        table = result["summary"]
+        rprint(f"[bold]scanned[/bold] {len(table)} slides at {scan_mpp} µm/px; embedded "
+               f"{int(table['kept'].sum())} of {int(table['tiles'].sum())} tiles; bags in "
+               f"{result['features']}")
+        return
 
     summary = extract_features(root, encoder, checkpoint=checkpoint, batch_size=batch_size, workers=workers,
                                precision=precision.value if precision else None, device=device.value,

@@ -63,12 +63,15 @@ def tiles_attrs(plan: ReadPlan, slide_id: str, slide_path: str, level_dimensions
 
 
 def write_tiles(path: str | os.PathLike, coords: np.ndarray, tissue_fraction: np.ndarray,
-                attrs: dict) -> None:
-    """Write a tiles file atomically (a killed run never leaves a partial file under ``path``)."""
+                attrs: dict, datasets: dict[str, np.ndarray] | None = None) -> None:
+    """Write a tiles file atomically (a killed run never leaves a partial file under ``path``); ``datasets``
+    adds arrays beside ``coords`` (e.g. ``skipped_coords`` of a hierarchical scan)."""
     coords = np.asarray(coords, dtype=np.int64).reshape(-1, 2)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         ds = f.create_dataset("coords", data=coords)
         f.create_dataset("tissue_fraction", data=np.asarray(tissue_fraction, dtype=np.float32).reshape(-1))
+        for name, array in (datasets or {}).items():
+            f.create_dataset(name, data=array)
         for key, value in attrs.items():
             ds.attrs[key] = value
             f.attrs[key] = value

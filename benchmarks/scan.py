@@ -1,0 +1,118 @@
+"""Hierarchical scan on a `mstar synth` cohort: tiles embedded, wall time, and the downstream metric against
+full high-power extraction, with paired CIs, for several keep fractions.
+
+Steps (all in ``--work``, which holds the cohort's ``tiles/`` and full ``features/<enc>/``):
+
+1. the low-power pass (2 µm/px tiles of the same slides, embedded with the same encoder), timed;
+2. the scan run: ABMIL trained on the low-power features for the diagnosis task (train split; epoch chosen on
+   val), whose attention ranks each slide's regions;
+3. for each keep fraction: `hierarchical_scan` (only the top share embedded at high power), timed;
+4. for the diagnosis (macro AUC) and survival (C-index) tasks: the same ABMIL recipe (3 seeds) on the full
+   bags and on each scanned set; paired bootstrap of scanned - full on the test cases (`mstar compare`).
+
+    python benchmarks/scan.py --cohort /tmp/gen/synth240/cohort --work /tmp/gen/synth240/work \\
+        --out /tmp/scan-bench --keep 0.25 0.5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+ENCODER = "timm:test_vit"
+RECIPE = {"model": "abmil", "model_args": {"dim": 64, "attn_dim": 32}, "epochs": 40, "lr": 1e-3,
+          "batch_size": 8, "runs": 3, "bootstrap": 1000}
+
+
+def train(task: str, manifest: Path, features: str, out: Path, name: str) -> str:
+    from mstar.tasks.config import TrainConfig
+    from mstar.tasks.runner import train_task
+
+    cfg = TrainConfig(task=task, manifest=str(manifest), features=features, out=str(out), name=name, **RECIPE)
+    return train_task(cfg, progress=False)["run"]
+
+
+def main() -> None:
+    from mstar.eval.compare import compare_runs
+    from mstar.features.extract import extract_features
+    from mstar.predict.scan import hierarchical_scan
+    from mstar.slide.batch import tile_many
+    from mstar.slide.tiling import TileParams
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cohort", type=Path, required=True)
+    ap.add_argument("--work", type=Path, required=True, help="holds tiles/ and features/<enc>/ (full)")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--keep", type=float, nargs="+", default=[0.25, 0.5])
+    ap.add_argument("--scan-mpp", type=float, default=2.0)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    manifests = args.cohort / "manifests"
+    full = str(args.work / "features" / "timm-test_vit")
+    result: dict = {"encoder": ENCODER, "scan_mpp": args.scan_mpp, "recipe": RECIPE}
+
+    start = time.perf_counter()  # the full high-power pass, timed on a copy (reads + forward of every tile)
+    timing_root = args.out / "full-timing"
+    if not (timing_root / "tiles").exists():
+        import shutil
+
+        shutil.copytree(args.work / "tiles", timing_root / "tiles")
+    extract_features(timing_root, ENCODER, workers=0, show_progress=False, overwrite=True)
+    result["full_seconds"] = time.perf_counter() - start
+    import pandas as pd
+
+    result["full_tiles"] = int(pd.read_csv(timing_root / "features" / "timm-test_vit" / "summary.csv")
+                               ["n_tiles"].sum())
+
+    start = time.perf_counter()
+    tile_many([args.cohort / "slides"], args.work / "scan", TileParams(target_mpp=args.scan_mpp),
+              show_progress=False)
+    extract_features(args.work / "scan", ENCODER, workers=0, show_progress=False)
+    result["low_power_seconds"] = time.perf_counter() - start
+    scan_run = train("classify", manifests / "diagnosis.csv", str(args.work / "scan" / "features" /
+                                                                     "timm-test_vit"), args.out / "runs",
+                     "scan-run")
+    result["scan_run"] = scan_run
+    runs = {("classify", 1.0): train("classify", manifests / "diagnosis.csv", full, args.out / "runs",
+                                     "diagnosis-full"),
+            ("survival", 1.0): train("survival", manifests / "survival.csv", full, args.out / "runs",
+                                     "survival-full")}
+    result["keep"] = {}
+    for keep in args.keep:
+        start = time.perf_counter()
+        scanned = hierarchical_scan(args.work, ENCODER, scan_run, keep_fraction=keep, scan_mpp=args.scan_mpp,
+                                    show_progress=False)
+        seconds = time.perf_counter() - start
+        table = scanned["summary"]
+        entry = {"tiles_embedded": int(table["kept"].sum()), "tiles_total": int(table["tiles"].sum()),
+                 "low_power_tiles": int(table["low_power_tiles"].sum()), "scan_seconds": seconds,
+                 "seconds_by_step": scanned["seconds"]}
+        for task, manifest in (("classify", "diagnosis.csv"), ("survival", "survival.csv")):
+            run = train(task, manifests / manifest, scanned["features"], args.out / "runs",
+                        f"{'diagnosis' if task == 'classify' else 'survival'}-keep{int(round(100 * keep))}")
+            cmp = compare_runs(run, runs[(task, 1.0)], "test")
+            metric = "auc_macro" if task == "classify" else "c_index"
+            entry[task] = {"metric": metric, **cmp["metrics"][metric]}
+        result["keep"][str(keep)] = entry
+        print(json.dumps({str(keep): entry}, default=float)[:600], flush=True)
+    (args.out / "scan.json").write_text(json.dumps(result, indent=1, default=float))
+    print(f"full: {result['full_tiles']} tiles in {result['full_seconds']:.1f} s; low-power pass "
+          f"{result['low_power_seconds']:.1f} s")
+    def ci(d: dict) -> str:
+        return f"{d['value']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]"
+
+    for keep, e in result["keep"].items():
+        c, s = e["classify"], e["survival"]
+        print(f"keep {keep}: {e['tiles_embedded']} / {e['tiles_total']} tiles, {e['scan_seconds']:.1f} s; "
+              f"AUC {c['a']:.3f} vs full {c['b']:.3f}: {ci(c['difference'])}; C-index {s['a']:.3f} vs "
+              f"{s['b']:.3f}: {ci(s['difference'])}")
+
+
+if __name__ == "__main__":
+    main()

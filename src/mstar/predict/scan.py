@@ -1,0 +1,175 @@
+"""Hierarchical scan (`mstar extract --scan`): a quick low-power look at the whole slide ranks regions, then
+only the top share of the tissue is embedded at high power.
+
+::
+
+    root/tiles/<slide>.h5                       the high-power tiles (`mstar tile`), as usual
+    root/scan/tiles/, scan/features/<enc>/      the low-power pass: tiles at ``scan_mpp`` and their features
+    root/scan/regions/<slide>.csv               each low-power region's score (the scan run's attention)
+    root/scan/keep<pct>/tiles/<slide>.h5        the kept high-power tiles; ``skipped_coords`` = the others
+    root/scan/keep<pct>/features/<enc>/         the bags: only the kept tiles were embedded
+
+The ranking comes from a trained run (``scan_run``) on **low-power** features of the same encoder (e.g.
+`mstar train classify --features root/scan/features/<enc>` on the training slides): its attention over a
+slide's low-power tiles, averaged over the run's units. Each high-power tile takes the score of the
+low-power region its centre lies in; tiles are kept by region score, best first, until ``keep_fraction`` of
+the slide's high-power tiles. The kept bag's features file says what was skipped (``scan_total_tiles``,
+``scan_kept_tiles``, ``scan_keep_fraction``, its tiles file's ``skipped_coords``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import torch
+
+from mstar.errors import MstarError
+
+log = logging.getLogger(__name__)
+
+
+def region_of(hp_coords: np.ndarray, hp_side: int, lp_coords: np.ndarray, lp_side: int) -> np.ndarray:
+    """For each high-power tile ``(N, 2)`` (level-0 top-left, side ``hp_side``), the index of the low-power
+    tile (``(M, 2)``, side ``lp_side``) containing its centre, or -1."""
+    centres = np.asarray(hp_coords, np.float64) + hp_side / 2  # (N, 2)
+    lp = np.asarray(lp_coords, np.int64)
+    index = {(int(x), int(y)): i for i, (x, y) in enumerate(lp)}
+    if not len(lp):
+        return np.full(len(centres), -1)
+    # low-power tiles lie on a grid anchored at 0 with step lp_side (no overlap at low power)
+    cells = np.floor(centres / lp_side).astype(np.int64) * lp_side
+    return np.array([index.get((int(x), int(y)), -1) for x, y in cells])
+
+
+def keep_mask(region_scores: np.ndarray, regions: np.ndarray, keep_fraction: float) -> np.ndarray:
+    """Which high-power tiles to embed: by their region's score, best first (tiles outside every scored
+    region last; ties in tile order), the first ``ceil(keep_fraction * N)``."""
+    n = len(regions)
+    score = np.where(regions >= 0, np.asarray(region_scores, np.float64)[np.maximum(regions, 0)], -np.inf)
+    order = np.argsort(-score, kind="stable")
+    keep = np.zeros(n, bool)
+    keep[order[: min(n, max(1, math.ceil(keep_fraction * n)))]] = True
+    return keep
+
+
+def scan_scores(run_dir: str | os.PathLike, lp_features: Path) -> dict[str, np.ndarray]:
+    """Each slide's low-power tile scores: the attention of the scan run's models (mean over units)."""
+    from mstar.features.io import load_features
+    from mstar.predict.ensemble import predict_bag
+    from mstar.predict.models import load_run_models
+
+    run = load_run_models(run_dir)
+    if run.multimodal:
+        raise MstarError(f"{run_dir}: the scan run must be a slide-only classify/survival run")
+    out = {}
+    for path in sorted(lp_features.glob("*.h5")):
+        feats, _, _ = load_features(path)
+        if len(feats) == 0:
+            out[path.stem] = np.zeros(0)
+            continue
+        if feats.shape[1] != run.in_dim:
+            raise MstarError(f"{path}: {feats.shape[1]}-d low-power features, but the scan run takes "
+                             f"{run.in_dim}-d; train it on the low-power features of the same encoder")
+        out[path.stem] = predict_bag(run, torch.as_tensor(np.asarray(feats))).scores
+    return out
+
+
+def hierarchical_scan(root: str | os.PathLike, encoder: str, scan_run: str | os.PathLike,
+                      keep_fraction: float = 0.25, scan_mpp: float = 2.0, checkpoint: str | None = None,
+                      batch_size: int = 64, skip_errors: bool = False, show_progress: bool = True,
+                      precision: str | None = None) -> dict:
+    """Run the low-power pass, rank regions with ``scan_run`` and embed the top ``keep_fraction`` of every
+    slide's high-power tiles (see the module docstring for the files).
+
+    Returns:
+        ``{"features": folder of the kept bags, "summary": DataFrame (slide, total, kept, low-power tiles),
+        "seconds": {"low_power_tiling", "low_power_features", "scoring", "high_power_features"}}``.
+    """
+    import time
+
+    from mstar.features.encoders import create_encoder
+    from mstar.features.extract import extract_features
+    from mstar.slide.batch import tile_many
+    from mstar.slide.tiles_file import read_tiles, write_tiles
+    from mstar.slide.tiling import TileParams
+    from mstar.utils.atomic import write_text_atomic
+
+    root = Path(root)
+    if not 0 < keep_fraction <= 1:
+        raise MstarError(f"--keep-fraction {keep_fraction}: expected a share in (0, 1]")
+    hp_files = sorted((root / "tiles").glob("*.h5"))
+    if not hp_files:
+        raise MstarError(f"{root}/tiles: no tiles files; run `mstar tile SLIDES --out {root}` first")
+    first = read_tiles(hp_files[0])[1]
+    hp_mpp = float(first.get("target_mpp", 0.5))
+    if scan_mpp <= hp_mpp:
+        raise MstarError(f"--scan-mpp {scan_mpp}: the low-power pass must be coarser than the tiles "
+                         f"({hp_mpp} µm/px)")
+    enc = create_encoder(encoder, checkpoint)
+    seconds = {}
+    start = time.perf_counter()
+    slides = [read_tiles(p)[1]["slide_path"] for p in hp_files]
+    override = float(first["mpp_level0"]) if first.get("mpp_source") == "override" else None
+    params = TileParams(target_mpp=scan_mpp, tile_px=int(first.get("tile_px", 256)),
+                        min_tissue=float(first.get("min_tissue", 0.25)), slide_mpp=override)
+    tile_many(slides, root / "scan", params, skip_errors=skip_errors, show_progress=show_progress)
+    seconds["low_power_tiling"] = time.perf_counter() - start
+    start = time.perf_counter()
+    extract_features(root / "scan", enc, batch_size=batch_size, skip_errors=skip_errors,
+                     show_progress=show_progress, precision=precision)
+    seconds["low_power_features"] = time.perf_counter() - start
+    start = time.perf_counter()
+    lp_feature_dir = root / "scan" / "features" / enc.folder_name
+    scores = scan_scores(scan_run, lp_feature_dir)
+    seconds["scoring"] = time.perf_counter() - start
+    pct = int(round(100 * keep_fraction))
+    kept_root = root / "scan" / f"keep{pct}"
+    rows = []
+    for hp in hp_files:
+        coords, attrs = read_tiles(hp)
+        sid = str(attrs["slide_id"])
+        lp_path = root / "scan" / "tiles" / hp.name
+        if sid not in scores or not lp_path.is_file():
+            if not skip_errors:
+                raise MstarError(f"{sid}: no low-power pass (see {root}/scan/tiles/summary.csv)")
+            continue
+        lp_coords, lp_attrs = read_tiles(lp_path)
+        regions = region_of(coords, int(attrs["tile_px_level0"]), lp_coords, int(lp_attrs["tile_px_level0"]))
+        keep = keep_mask(scores[sid], regions, keep_fraction)
+        pd_scores = pd.DataFrame({"x": lp_coords[:, 0], "y": lp_coords[:, 1],
+                                  "tile_px_level0": int(lp_attrs["tile_px_level0"]), "score": scores[sid]})
+        (root / "scan" / "regions").mkdir(parents=True, exist_ok=True)
+        write_text_atomic(root / "scan" / "regions" / f"{sid}.csv", pd_scores.to_csv(index=False))
+        with h5py.File(hp, "r") as f:
+            fraction = np.asarray(f["tissue_fraction"][:])
+        scan_attrs = {**attrs, "scan_total_tiles": int(len(coords)), "scan_kept_tiles": int(keep.sum()),
+                      "scan_keep_fraction": float(keep_fraction), "scan_mpp": float(scan_mpp),
+                      "scan_run": str(scan_run), "scan_source_tiles": str(hp.resolve())}
+        write_tiles(kept_root / "tiles" / hp.name, coords[keep], fraction[keep], scan_attrs,
+                    {"skipped_coords": coords[~keep].astype(np.int64).reshape(-1, 2)})
+        rows.append({"slide": sid, "tiles": len(coords), "kept": int(keep.sum()),
+                     "low_power_tiles": len(lp_coords)})
+    start = time.perf_counter()
+    extract_features(kept_root, enc, batch_size=batch_size, skip_errors=skip_errors,
+                     show_progress=show_progress, precision=precision)
+    seconds["high_power_features"] = time.perf_counter() - start
+    return {"features": str(kept_root / "features" / enc.folder_name), "summary": pd.DataFrame(rows),
+            "seconds": seconds}
+
+
+def skipped_tiles(features_file: str | os.PathLike) -> np.ndarray:
+    """The high-power tiles a scanned bag skipped ``(K, 2)`` (level-0 top-left), read from its tiles file."""
+    from mstar.features.io import load_features
+
+    _, _, attrs = load_features(features_file)
+    tiles = attrs.get("tiles_file")
+    if "scan_total_tiles" not in attrs or not tiles or not Path(tiles).is_file():
+        raise MstarError(f"{features_file}: not a scanned bag (no scan attributes or tiles file)")
+    with h5py.File(tiles, "r") as f:
+        return np.asarray(f["skipped_coords"][:])

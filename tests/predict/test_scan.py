@@ -1,0 +1,70 @@
+"""Hierarchical scan: region mapping and selection, and `mstar extract --scan` on the tiny cohort."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mstar.errors import MstarError
+from mstar.predict.scan import keep_mask, region_of
+
+
+def test_each_high_power_tile_maps_to_the_low_power_region_holding_its_centre():
+    lp = np.array([[0, 0], [1024, 0], [0, 1024]])  # 1024-px regions on the level-0 grid
+    hp = np.array([[0, 0], [768, 768], [1024, 256], [1536, 1536], [256, 1280]])  # 256-px tiles
+    assert region_of(hp, 256, lp, 1024).tolist() == [0, 0, 1, -1, 2]
+
+
+def test_tiles_are_kept_by_region_score_up_to_the_fraction():
+    regions = np.array([0, 0, 1, 1, 1, 2, -1, 2])
+    scores = np.array([0.2, 0.7, 0.1])
+    keep = keep_mask(scores, regions, 0.5)
+    assert keep.tolist() == [True, False, True, True, True, False, False, False]  # region 1 (3), then one of 0
+    assert keep_mask(scores, regions, 1.0).all()
+    assert keep_mask(scores, regions, 0.01).sum() == 1  # at least one tile per slide
+
+
+@pytest.mark.slow
+def test_extract_scan_embeds_the_top_share_and_records_the_rest(tiny_tiles, tiny_cohort, tmp_path):
+    import shutil
+
+    import torch
+
+    from mstar.features.extract import extract_features
+    from mstar.features.io import load_features
+    from mstar.predict.scan import hierarchical_scan, skipped_tiles
+    from mstar.slide.batch import tile_many
+    from mstar.slide.tiles_file import read_tiles
+    from mstar.slide.tiling import TileParams
+    from mstar.tasks.config import TrainConfig
+    from mstar.tasks.runner import train_task
+
+    torch.set_num_threads(1)
+    root = tmp_path / "work"
+    shutil.copytree(tiny_tiles / "tiles", root / "tiles")
+    # 1. the low-power pass, as a user runs it (`mstar tile --target-mpp 2`, `mstar extract`) ...
+    tile_many([tiny_cohort / "slides"], root / "scan", TileParams(target_mpp=2.0), show_progress=False)
+    extract_features(root / "scan", "timm:test_vit", workers=0, show_progress=False)
+    # 2. ... a run trained on it ranks the regions ...
+    run = train_task(TrainConfig(task="classify", manifest=str(tiny_cohort / "manifests" / "diagnosis.csv"),
+                                 features=str(root / "scan" / "features" / "timm-test_vit"),
+                                 out=str(tmp_path / "runs"), epochs=1, bootstrap=10,
+                                 model_args={"dim": 16, "attn_dim": 8}), progress=False)["run"]
+    # 3. ... and only the top half of each slide's tiles is embedded at high power
+    result = hierarchical_scan(root, "timm:test_vit", run, keep_fraction=0.5, show_progress=False)
+    table = result["summary"].set_index("slide")
+    assert (table["kept"] == np.ceil(table["tiles"] / 2)).all()
+    for slide, row in table.iterrows():
+        feats, coords, attrs = load_features(f"{result['features']}/{slide}.h5")
+        skipped = skipped_tiles(f"{result['features']}/{slide}.h5")
+        assert len(feats) == row["kept"] == attrs["scan_kept_tiles"]
+        assert attrs["scan_total_tiles"] == row["tiles"]
+        assert len(skipped) == row["tiles"] - row["kept"]
+        kept_set, skipped_set = {tuple(c) for c in coords}, {tuple(c) for c in skipped}
+        original = {tuple(c) for c in read_tiles(root / "tiles" / f"{slide}.h5")[0]}
+        assert not kept_set & skipped_set and kept_set | skipped_set == original
+        regions = pd.read_csv(root / "scan" / "regions" / f"{slide}.csv")
+        assert np.isclose(regions["score"].sum(), 1.0, atol=1e-4)  # ABMIL attention over the regions
+    with pytest.raises(MstarError, match="coarser than the tiles"):
+        hierarchical_scan(root, "timm:test_vit", run, scan_mpp=0.25, show_progress=False)
