@@ -3,7 +3,7 @@ full high-power extraction, with paired CIs, for several keep fractions.
 
 Steps (all in ``--work``, which holds the cohort's ``tiles/`` and full ``features/<enc>/``):
 
-1. the low-power pass (2 µm/px tiles of the same slides, embedded with the same encoder), timed;
+1. the low-power pass (`low_power_pass`: 2 µm/px regions holding the tiles, same encoder), timed;
 2. the scan run: ABMIL trained on the low-power features for the diagnosis task (train split; epoch chosen on
    val), whose attention ranks each slide's regions;
 3. for each keep fraction: `hierarchical_scan` (only the top share embedded at high power), timed;
@@ -38,10 +38,9 @@ def train(task: str, manifest: Path, features: str, out: Path, name: str) -> str
 
 def main() -> None:
     from mstar.eval.compare import compare_runs
+    from mstar.features.context import low_power_pass
     from mstar.features.extract import extract_features
     from mstar.predict.scan import hierarchical_scan
-    from mstar.slide.batch import tile_many
-    from mstar.slide.tiling import TileParams
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cohort", type=Path, required=True)
@@ -71,13 +70,9 @@ def main() -> None:
                                ["n_tiles"].sum())
 
     start = time.perf_counter()
-    tile_many([args.cohort / "slides"], args.work / "scan", TileParams(target_mpp=args.scan_mpp),
-              show_progress=False)
-    extract_features(args.work / "scan", ENCODER, workers=0, show_progress=False)
+    low = low_power_pass(args.work, ENCODER, args.scan_mpp, show_progress=False)
     result["low_power_seconds"] = time.perf_counter() - start
-    scan_run = train("classify", manifests / "diagnosis.csv", str(args.work / "scan" / "features" /
-                                                                     "timm-test_vit"), args.out / "runs",
-                     "scan-run")
+    scan_run = train("classify", manifests / "diagnosis.csv", str(low), args.out / "runs", "scan-run")
     result["scan_run"] = scan_run
     runs = {("classify", 1.0): train("classify", manifests / "diagnosis.csv", full, args.out / "runs",
                                      "diagnosis-full"),

@@ -7,22 +7,25 @@ import pandas as pd
 import pytest
 
 from mstar.errors import MstarError
-from mstar.predict.scan import keep_mask, region_of
+from mstar.features.context import context_rows
+from mstar.predict.scan import keep_mask
 
 
 def test_each_high_power_tile_maps_to_the_low_power_region_holding_its_centre():
     lp = np.array([[0, 0], [1024, 0], [0, 1024]])  # 1024-px regions on the level-0 grid
     hp = np.array([[0, 0], [768, 768], [1024, 256], [1536, 1536], [256, 1280]])  # 256-px tiles
-    assert region_of(hp, 256, lp, 1024).tolist() == [0, 0, 1, -1, 2]
+    assert context_rows(hp, 256, lp, 1024).tolist() == [0, 0, 1, -1, 2]
 
 
 def test_tiles_are_kept_by_region_score_up_to_the_fraction():
     regions = np.array([0, 0, 1, 1, 1, 2, -1, 2])
     scores = np.array([0.2, 0.7, 0.1])
     keep = keep_mask(scores, regions, 0.5)
-    assert keep.tolist() == [True, False, True, True, True, False, False, False]  # region 1 (3), then one of 0
+    assert keep.tolist() == [True, False, True, True, True, False, False, False]  # region 1, then one of 0
     assert keep_mask(scores, regions, 1.0).all()
     assert keep_mask(scores, regions, 0.01).sum() == 1  # at least one tile per slide
+    # a slide without a low-power tissue tile: no ranking, the first tiles in order
+    assert keep_mask(np.zeros(0), np.full(4, -1), 0.5).tolist() == [True, True, False, False]
 
 
 @pytest.mark.slow

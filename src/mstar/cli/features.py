@@ -57,6 +57,12 @@ def extract(
     keep_fraction: Annotated[float, typer.Option("--keep-fraction", help="Share of each slide's tiles "
                                                  "embedded after the scan.")] = 0.25,
     scan_mpp: Annotated[float, typer.Option("--scan-mpp", help="µm/px of the low-power pass.")] = 2.0,
+    scan_only: Annotated[bool, typer.Option(
+        "--scan-only", help="Only the low-power pass (ROOT/scan/features/<enc>), to train a scan run "
+                            "on.")] = False,
+    context_mpp: Annotated[float | None, typer.Option(
+        "--context-mpp", help="Multi-resolution: also embed the slides at this µm/px and write "
+                              "features/<enc>-ctx<mpp>/ (each tile with its low-power context).")] = None,
 ) -> None:
     """Extract patch features: tiles/<slide>.h5 -> features/<encoder>/<slide>.h5 (+ summary.csv); with --scan,
     a low-power pass first and only the top regions at high power (ROOT/scan/keep<pct>/features/<enc>)."""
@@ -65,6 +71,13 @@ def extract(
     from mstar.features.encoders import folder_name
     from mstar.features.extract import extract_features
 
+    if scan_only:
+        from mstar.features.context import low_power_pass
+
+        low = low_power_pass(root, encoder, scan_mpp, checkpoint=checkpoint, batch_size=batch_size,
+                             skip_errors=skip_errors, precision=precision.value if precision else None)
+        rprint(f"[bold]low-power pass[/bold] at {scan_mpp:g} µm/px: features in {low}")
+        return
     if scan is not None:
         from mstar.predict.scan import hierarchical_scan
 
@@ -90,6 +103,15 @@ def extract(
     for _, row in summary[summary["status"] == "error"].iterrows():
         rprint(f"  [red]error[/red] {row['slide']}: {row['error']}")
     fail_if_every_item_failed(summary, "slide", f"{folder}/summary.csv")
+    if context_mpp is not None:
+        from mstar.features.context import low_power_pass, write_context_folder
+
+        low = low_power_pass(root, encoder, context_mpp, checkpoint=checkpoint, batch_size=batch_size,
+                             skip_errors=skip_errors, precision=precision.value if precision else None)
+        out = Path(root) / "features" / f"{folder.name}-ctx{context_mpp:g}"
+        written = write_context_folder(folder, low, out)
+        rprint(f"[bold]multi-resolution[/bold]: {len(written)} slides with {context_mpp:g} µm/px context in "
+               f"{out} (train with --set context=true)")
 
 
 @app.command("encoders")

@@ -30,10 +30,13 @@ class BagStore:
         dtype: dtype of the bags handed out (and stored in RAM).
         cache: read every bag once into RAM (default); False reads a case's files on every access (cohorts
             beyond RAM), knowing only the shapes up front.
+        context: multi-resolution files (:mod:`mstar.features.context`): each patch is its high-power feature
+            followed by its low-power context, ``(N, 2D)``.
     """
 
     def __init__(self, feature_dir: Path, cases: Sequence[str], slides: Sequence[Sequence[str]],
-                 skip_missing: bool = False, dtype: torch.dtype = torch.float16, cache: bool = True):
+                 skip_missing: bool = False, dtype: torch.dtype = torch.float16, cache: bool = True,
+                 context: bool = False):
         missing = [(c, s) for c, ss in zip(cases, slides) for s in ss if feature_file(feature_dir, s) is None]
         if missing and not skip_missing:
             shown = ", ".join(s for _, s in missing[:10]) + (" ..." if len(missing) > 10 else "")
@@ -41,7 +44,7 @@ class BagStore:
                              "or pass --skip-missing to drop those cases")
         dropped = {c for c, _ in missing}
         self.dropped = sorted(dropped)
-        self.feature_dir, self.dtype, self.cache = feature_dir, dtype, cache
+        self.feature_dir, self.dtype, self.cache, self.context = feature_dir, dtype, cache, context
         self.cases: list[str] = []
         self.files: list[list[Path]] = []
         self.sizes: list[int] = []
@@ -62,6 +65,7 @@ class BagStore:
             else:
                 rows = [feature_rows(f) for f in files]
                 n, dim = sum(r[0] for r in rows), next((r[1] for r in rows if r[0]), 0)
+                dim *= 2 if context else 1
             self._check_dim(case, n, dim)
             self.cases.append(case)
             self.files.append(files)
@@ -81,6 +85,10 @@ class BagStore:
         feats, coords, owner = [], [], []
         for k, path in enumerate(files):
             f, xy, _ = load_features(path)
+            if self.context:  # multi-resolution: [high-power | low-power context] per tile, (N, 2D)
+                from mstar.features.context import load_context
+
+                f = np.concatenate([np.asarray(f, np.float32), load_context(path)], axis=1)
             feats.append(torch.as_tensor(np.asarray(f), dtype=self.dtype))
             coords.append(np.asarray(xy).reshape(-1, 2))
             owner.append(np.full(len(f), k, np.int16))

@@ -64,6 +64,7 @@ STEPS: list[DemoStep] = [
     DemoStep("feature extraction", _lazy("step_extract")),
     DemoStep("classification (cancer type)", _lazy("step_classify")),
     DemoStep("survival", _lazy("step_survival")),
+    DemoStep("hierarchical scan (whole-slide mode)", _lazy("demo_scan", "wsi_steps")),
     DemoStep("stage 1 pretraining (slides + reports + RNA)", _lazy("demo_pretrain", "stage1_steps")),
     DemoStep("stage 2 self-training (patch encoder)", _lazy("demo_selftrain", "stage1_steps")),
     DemoStep("zero-shot, few-shot, retrieval", _lazy("demo_zero_few_shot", "stage1_steps")),

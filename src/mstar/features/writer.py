@@ -15,8 +15,9 @@ from mstar.utils.atomic import atomic_path
 
 
 def write_features_file(path: str | os.PathLike, features: np.ndarray, coords: np.ndarray,
-                        attrs: dict) -> None:
-    """Write ``features`` (N, D) float32, ``coords`` (N, 2) int64, ``attrs`` on the root and on ``coords``.
+                        attrs: dict, datasets: dict[str, np.ndarray] | None = None) -> None:
+    """Write ``features`` (N, D) float32, ``coords`` (N, 2) int64, ``attrs`` on the root and on ``coords``
+    (and ``datasets`` beside them, e.g. a multi-resolution file's ``context_features``).
 
     The attrs go on ``coords`` too because CLAM/TRIDENT readers look there. No timestamps are stored, so the
     same inputs give the same bytes.
@@ -25,6 +26,8 @@ def write_features_file(path: str | os.PathLike, features: np.ndarray, coords: n
     coords = np.ascontiguousarray(coords, dtype=np.int64).reshape(-1, 2)
     with atomic_path(path) as tmp, h5py.File(tmp, "w", track_order=False) as f:
         f.create_dataset("features", data=features, track_times=False)
+        for name, array in (datasets or {}).items():
+            f.create_dataset(name, data=array, track_times=False)
         ds = f.create_dataset("coords", data=coords, track_times=False)
         for key, value in attrs.items():
             if value is None:

@@ -30,28 +30,20 @@ import pandas as pd
 import torch
 
 from mstar.errors import MstarError
+from mstar.features.context import context_rows
 
 log = logging.getLogger(__name__)
-
-
-def region_of(hp_coords: np.ndarray, hp_side: int, lp_coords: np.ndarray, lp_side: int) -> np.ndarray:
-    """For each high-power tile ``(N, 2)`` (level-0 top-left, side ``hp_side``), the index of the low-power
-    tile (``(M, 2)``, side ``lp_side``) containing its centre, or -1."""
-    centres = np.asarray(hp_coords, np.float64) + hp_side / 2  # (N, 2)
-    lp = np.asarray(lp_coords, np.int64)
-    index = {(int(x), int(y)): i for i, (x, y) in enumerate(lp)}
-    if not len(lp):
-        return np.full(len(centres), -1)
-    # low-power tiles lie on a grid anchored at 0 with step lp_side (no overlap at low power)
-    cells = np.floor(centres / lp_side).astype(np.int64) * lp_side
-    return np.array([index.get((int(x), int(y)), -1) for x, y in cells])
 
 
 def keep_mask(region_scores: np.ndarray, regions: np.ndarray, keep_fraction: float) -> np.ndarray:
     """Which high-power tiles to embed: by their region's score, best first (tiles outside every scored
     region last; ties in tile order), the first ``ceil(keep_fraction * N)``."""
     n = len(regions)
-    score = np.where(regions >= 0, np.asarray(region_scores, np.float64)[np.maximum(regions, 0)], -np.inf)
+    region_scores = np.asarray(region_scores, np.float64)
+    if not len(region_scores):  # no low-power tissue tile: no ranking, the tiles in their order
+        regions = np.full(n, -1)
+        region_scores = np.zeros(1)
+    score = np.where(regions >= 0, region_scores[np.maximum(regions, 0)], -np.inf)
     order = np.argsort(-score, kind="stable")
     keep = np.zeros(n, bool)
     keep[order[: min(n, max(1, math.ceil(keep_fraction * n)))]] = True
@@ -89,45 +81,29 @@ def hierarchical_scan(root: str | os.PathLike, encoder: str, scan_run: str | os.
 
     Returns:
         ``{"features": folder of the kept bags, "summary": DataFrame (slide, total, kept, low-power tiles),
-        "seconds": {"low_power_tiling", "low_power_features", "scoring", "high_power_features"}}``.
+        "seconds": {"low_power_pass", "scoring", "high_power_features"}}``.
     """
     import time
 
+    from mstar.features.context import low_power_pass
     from mstar.features.encoders import create_encoder
     from mstar.features.extract import extract_features
-    from mstar.slide.batch import tile_many
     from mstar.slide.tiles_file import read_tiles, write_tiles
-    from mstar.slide.tiling import TileParams
     from mstar.utils.atomic import write_text_atomic
 
     root = Path(root)
     if not 0 < keep_fraction <= 1:
         raise MstarError(f"--keep-fraction {keep_fraction}: expected a share in (0, 1]")
-    hp_files = sorted((root / "tiles").glob("*.h5"))
-    if not hp_files:
-        raise MstarError(f"{root}/tiles: no tiles files; run `mstar tile SLIDES --out {root}` first")
-    first = read_tiles(hp_files[0])[1]
-    hp_mpp = float(first.get("target_mpp", 0.5))
-    if scan_mpp <= hp_mpp:
-        raise MstarError(f"--scan-mpp {scan_mpp}: the low-power pass must be coarser than the tiles "
-                         f"({hp_mpp} µm/px)")
     enc = create_encoder(encoder, checkpoint)
     seconds = {}
     start = time.perf_counter()
-    slides = [read_tiles(p)[1]["slide_path"] for p in hp_files]
-    override = float(first["mpp_level0"]) if first.get("mpp_source") == "override" else None
-    params = TileParams(target_mpp=scan_mpp, tile_px=int(first.get("tile_px", 256)),
-                        min_tissue=float(first.get("min_tissue", 0.25)), slide_mpp=override)
-    tile_many(slides, root / "scan", params, skip_errors=skip_errors, show_progress=show_progress)
-    seconds["low_power_tiling"] = time.perf_counter() - start
+    lp_feature_dir = low_power_pass(root, enc, scan_mpp, batch_size=batch_size, skip_errors=skip_errors,
+                                    show_progress=show_progress, precision=precision)
+    seconds["low_power_pass"] = time.perf_counter() - start
     start = time.perf_counter()
-    extract_features(root / "scan", enc, batch_size=batch_size, skip_errors=skip_errors,
-                     show_progress=show_progress, precision=precision)
-    seconds["low_power_features"] = time.perf_counter() - start
-    start = time.perf_counter()
-    lp_feature_dir = root / "scan" / "features" / enc.folder_name
     scores = scan_scores(scan_run, lp_feature_dir)
     seconds["scoring"] = time.perf_counter() - start
+    hp_files = sorted((root / "tiles").glob("*.h5"))
     pct = int(round(100 * keep_fraction))
     kept_root = root / "scan" / f"keep{pct}"
     rows = []
@@ -140,7 +116,8 @@ def hierarchical_scan(root: str | os.PathLike, encoder: str, scan_run: str | os.
                 raise MstarError(f"{sid}: no low-power pass (see {root}/scan/tiles/summary.csv)")
             continue
         lp_coords, lp_attrs = read_tiles(lp_path)
-        regions = region_of(coords, int(attrs["tile_px_level0"]), lp_coords, int(lp_attrs["tile_px_level0"]))
+        regions = context_rows(coords, int(attrs["tile_px_level0"]), lp_coords,
+                               int(lp_attrs["tile_px_level0"]))
         keep = keep_mask(scores[sid], regions, keep_fraction)
         pd_scores = pd.DataFrame({"x": lp_coords[:, 0], "y": lp_coords[:, 1],
                                   "tile_px_level0": int(lp_attrs["tile_px_level0"]), "score": scores[sid]})

@@ -43,6 +43,7 @@ class TrainConfig(RunConfig):
     train_fraction: float = 1.0        # share of each unit's training cases used (low-label; seeded)
     ordinal: bool | None = None        # quadratic kappa; None = auto (integer labels)
     skip_missing: bool = False         # drop cases without feature files
+    context: bool = False              # multi-resolution features: [high-power | low-power context] per tile
     precision: str = "auto"            # auto | 32 | bf16-mixed | 16-mixed
     accelerator: str = "auto"          # auto | cpu | gpu
     devices: Any = 1

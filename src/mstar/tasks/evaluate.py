@@ -79,7 +79,7 @@ def evaluate_run(cfg: EvaluateConfig, overwrite: bool = False) -> dict:
         raise MstarError(f"{run}: no finished unit to evaluate")
     table = read_manifest(manifest, require_split=False).table
     store = BagStore(resolve_feature_dir(features), table["case"].tolist(), table["slides"].tolist(),
-                     skip_missing=skip_missing)
+                     skip_missing=skip_missing, context=bool(settings.context))
     table = table[table["case"].isin(store.cases)].reset_index(drop=True)
     preds, per_unit = [], []
     for udir in units:

@@ -188,7 +188,7 @@ def _load_table(cfg: TrainConfig):
     feature_dir = resolve_feature_dir(cfg.features)
     table = manifest.table
     store = BagStore(feature_dir, table["case"].tolist(), table["slides"].tolist(),
-                     skip_missing=cfg.skip_missing)
+                     skip_missing=cfg.skip_missing, context=bool(getattr(cfg, "context", False)))
     empty = store.empty_cases()
     if empty and not cfg.skip_missing:
         raise MstarError(f"{feature_dir}: {len(empty)} case(s) have empty bags (no tissue tiles): "
