@@ -48,6 +48,37 @@ def tiny_cohort(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture
+def one_thread():
+    """Torch on one CPU thread for the test (restored afterwards): tiny models pay an OpenMP synchronisation
+    per op, and on a shared 2-core machine two threads made such tests ~10x slower. Results do not depend
+    on it. Folders of tiny-model tests make it autouse in their conftest."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def test_vit_work(tiny_tiles: Path, tmp_path_factory) -> Path:
+    """A work folder: the tiny cohort's tiles + ``features/timm-test_vit`` (random-init test_vit, 64-d)."""
+    import torch
+
+    from mstar.features.extract import extract_features
+
+    out = tmp_path_factory.mktemp("test_vit_work")
+    shutil.copytree(tiny_tiles / "tiles", out / "tiles")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        extract_features(out, "timm:test_vit", workers=0, device="cpu", show_progress=False)
+    finally:
+        torch.set_num_threads(before)
+    return out
+
+
 @pytest.fixture(scope="session")
 def tiny_tiles(tiny_cohort: Path, tmp_path_factory) -> Path:
     """The tiny cohort tiled at 0.5 µm/px, 256 px (``<dir>/tiles/*.h5``)."""

@@ -2,33 +2,16 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
-import torch
 
 ENCODER = "timm:test_vit"
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="session")
-def pred_work(tiny_tiles: Path, tmp_path_factory) -> Path:
-    """The tiny cohort's tiles + ``features/timm-test_vit`` (random-init test_vit, 64-d)."""
-    from mstar.features.extract import extract_features
-
-    out = tmp_path_factory.mktemp("pred_work")
-    shutil.copytree(tiny_tiles / "tiles", out / "tiles")
-    torch.set_num_threads(1)
-    extract_features(out, ENCODER, workers=0, device="cpu", show_progress=False)
-    return out
+def _single_thread(one_thread):
+    """Every test here on one CPU thread (tests/conftest.py: one_thread)."""
 
 
 def _train(task: str, manifest: Path, features: Path, out: Path, **extra) -> Path:
@@ -41,10 +24,10 @@ def _train(task: str, manifest: Path, features: Path, out: Path, **extra) -> Pat
 
 
 @pytest.fixture(scope="session")
-def runs(tiny_cohort: Path, pred_work: Path, tmp_path_factory) -> dict:
+def runs(tiny_cohort: Path, test_vit_work: Path, tmp_path_factory) -> dict:
     """A classification run with two units (an ensemble of seeds) and a survival run."""
     out = tmp_path_factory.mktemp("runs")
-    feats = pred_work / "features" / "timm-test_vit"
+    feats = test_vit_work / "features" / "timm-test_vit"
     from mstar.tasks.multimodal import train_multimodal
     from mstar.tasks.multimodal_config import MultimodalConfig
 

@@ -25,8 +25,8 @@ def test_real_slides_from_raw_files_to_pages(runs, shared_data, tiny_cohort, tmp
         # a synthetic case's RNA profile: this checks the path from raw real slides to pages, not a prediction
         rna = tiny_cohort / "rna" / "cases"
         case = sorted(p.stem for p in rna.glob("*.csv"))[0]
-        pd.DataFrame({"case": case, "slide": [s.stem for s in slides]}).to_csv(tmp_path / "cases.csv",
-                                                                              index=False)
+        pd.DataFrame({"case": [case], "slide": [";".join(s.stem for s in slides)]}).to_csv(
+            tmp_path / "cases.csv", index=False)
         extra = {"omics": str(rna), "cases": str(tmp_path / "cases.csv")}
 
     def cfg(**kw):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -13,28 +12,14 @@ FEATURES = "timm-test_vit"
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread (and do not fight other processes for cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _single_thread(one_thread):
+    """Every test here on one CPU thread (tests/conftest.py: one_thread)."""
 
 
 @pytest.fixture(scope="session")
-def st_work(tiny_tiles: Path, tmp_path_factory) -> Path:
-    """A work folder: the tiny cohort's tiles + ``features/timm-test_vit`` (random-init test_vit, 64-d)."""
-    from mstar.features.extract import extract_features
-
-    out = tmp_path_factory.mktemp("st_work")
-    shutil.copytree(tiny_tiles / "tiles", out / "tiles")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        extract_features(out, ENCODER, workers=0, device="cpu", show_progress=False)
-    finally:
-        torch.set_num_threads(before)
-    return out
+def st_work(test_vit_work: Path) -> Path:
+    """The tiny cohort's tiles + ``features/timm-test_vit`` (tests/conftest.py: test_vit_work)."""
+    return test_vit_work
 
 
 def save_random_stage1(path: Path, in_dim: int = 64, dim: int = 16, seed: int = 0) -> Path:

@@ -73,7 +73,8 @@ class RunFolder:
 
         Called once the inputs have loaded, so a command that fails on its inputs leaves no folder behind.
         """
-        if environment_rank() != 0:
+        if environment_rank() != 0:  # rank 0 judges and creates the folder; the others wait for it, so
+            self._wait_for_rank0()     # none writes into it before rank 0 has checked it is a run folder
             return self.path
         if self.replace and self.path.exists():
             shutil.rmtree(self.path)
@@ -88,6 +89,16 @@ class RunFolder:
             raise MstarError(f"{self.path}: cannot write the run folder ({exc.strerror or exc}); pass a "
                              "writable --out") from None
         return self.path
+
+    def _wait_for_rank0(self, timeout_s: float = 600.0) -> None:
+        record = self.path / RECORD
+        deadline = time.time() + timeout_s
+        while time.time() < deadline:
+            # a replaced folder counts once rank 0 has rewritten its run.json (not the old one)
+            if record.is_file() and (not self.replace or record.stat().st_mtime >= self.started - 1):
+                return
+            time.sleep(0.05)
+        raise MstarError(f"{self.path}: rank 0 did not create the run folder within {timeout_s:.0f} s")
 
     def finish(self, **summary: Any) -> None:
         """Mark the run finished (written last, after every output)."""

@@ -7,12 +7,8 @@ milliseconds each and made this folder ~10x slower with 2 threads than with one.
 from __future__ import annotations
 
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _single_thread(one_thread):
+    """Every test here on one CPU thread (tests/conftest.py: one_thread)."""
