@@ -206,3 +206,34 @@ def test_multimodal_runs_take_each_cases_omics(runs, tiny_cohort, tmp_path):
     np.testing.assert_allclose(ev["score"], ev[groups].mean(axis=1), atol=1e-6)
     with pytest.raises(MstarError, match="--omics TABLE"):
         _predict([runs["features"]], runs["multimodal"], tmp_path / "mm2")
+
+
+def test_runs_on_multi_resolution_bags_predict_from_context_folders_and_slides(runs, tiny_cohort, tmp_path):
+    """A run trained with --set context=true: predict reads [high | context] like training and evaluate."""
+    from mstar.features.context import low_power_pass, write_context_folder
+
+    work = tmp_path / "work"
+    shutil.copytree(runs["features"].parents[1] / "tiles", work / "tiles")
+    shutil.copytree(runs["features"], work / "features" / "timm-test_vit")
+    low = low_power_pass(work, "timm:test_vit", 2.0, show_progress=False)
+    ctx = work / "features" / "timm-test_vit-ctx2"
+    write_context_folder(work / "features" / "timm-test_vit", low, ctx)
+    from tests.predict.conftest import _train
+
+    manifest_path = tiny_cohort / "manifests" / "diagnosis.csv"
+    run = _train("classify", manifest_path, ctx, tmp_path / "runs", context=True)
+    table = _predict([ctx], run, tmp_path / "p1")["predictions"].set_index("slide")
+    ev = _evaluate(run, tiny_cohort / "manifests" / "diagnosis.csv", ctx)
+    manifest = pd.read_csv(tiny_cohort / "manifests" / "diagnosis.csv")
+    probs = [c for c in ev.columns if c.startswith("prob_")]
+    for case, slide in zip(manifest["case"], manifest["slide"]):
+        if ";" not in slide:
+            np.testing.assert_allclose(table.loc[slide, probs].to_numpy(float),
+                                       ev.set_index("case").loc[case, probs].to_numpy(float), atol=1e-5)
+    slides = sorted((tiny_cohort / "slides").glob("*.svs"))[:2]
+    from_slides = _predict(slides, run, tmp_path / "p2")["predictions"].set_index("slide")
+    for s in from_slides.index:
+        np.testing.assert_allclose(from_slides.loc[s, probs].to_numpy(float),
+                                   table.loc[s, probs].to_numpy(float), atol=1e-4)
+    with pytest.raises(MstarError, match="multi-resolution bags; pass the <encoder>-ctx folder"):
+        _predict([runs["features"]], run, tmp_path / "p3")

@@ -60,7 +60,7 @@ def feature_files_for(features: str | os.PathLike, slide_ids: list[str]) -> list
 
 
 IDENTITY_KEYS = ("encoder", "encoder_sha", "checkpoint", "dim", "precision", "target_mpp", "tile_px",
-                 "overlap_px", "min_tissue", "mask_mpp", "fill_holes")
+                 "overlap_px", "min_tissue", "mask_mpp", "fill_holes", "context_mpp")
 
 
 def features_identity(path: str | os.PathLike) -> dict:

@@ -53,6 +53,16 @@ def check_features(folder: Path, run: RunModels) -> dict[str, Path]:
                          f"the run was trained on {want_enc} ({want_sha[:24]}...); extract them with the "
                          "run's encoder, or pass the slides themselves")
     _, dim, _ = feature_rows(first)
+    if run.context:  # multi-resolution run: the files must carry their low-power context
+        import h5py
+
+        from mstar.features.context import CONTEXT
+
+        with h5py.File(first, "r") as f:
+            if CONTEXT not in f:
+                raise MstarError(f"{folder}: the run was trained on multi-resolution bags; pass the "
+                                 "<encoder>-ctx folder (`mstar extract --context-mpp`) or the slides")
+        dim *= 2
     if dim != run.in_dim:
         raise MstarError(f"{folder}: {dim}-d features, but the run was trained on {run.in_dim}-d "
                          f"({want_enc}); extract with the run's encoder")
@@ -102,5 +112,13 @@ def embed_slides(inputs: list[str], work: Path, run: RunModels, slide_mpp: float
               for t in (tiled, summary) for r in t.to_dict("records") if r.get("status") not in ("ok", None)]
     folder = work / "features" / encoder.folder_name
     done = {r["slide"] for r in summary.to_dict("records") if r.get("status") == "ok"}
+    if run.context:  # the low-power pass the run's context came from, then the context files
+        from mstar.features.context import low_power_pass, write_context_folder
+
+        mpp = float(ident.get("context_mpp", 2.0))
+        low = low_power_pass(work, encoder, mpp, batch_size=batch_size, skip_errors=skip_errors,
+                             precision=ident.get("precision") if ident.get("precision") != "fp16" else None)
+        folder = work / "features" / f"{encoder.folder_name}-ctx{mpp:g}"
+        write_context_folder(work / "features" / encoder.folder_name, low, folder)
     files = {s: feature_file(folder, s) for s in sorted(done)}
     return {s: f for s, f in files.items() if f is not None}, errors

@@ -30,7 +30,7 @@ class RunModels:
         classes: Class names (classification).
         identity: The encoder and tiling of the training features (``features_identity``).
         risk_cutoffs: Per unit, the median training risk splitting new slides into low/high risk (survival).
-        in_dim: The feature width the models take.
+        in_dim: The feature width the models take (twice the encoder's for a context run).
     """
 
     run: Path
@@ -42,6 +42,7 @@ class RunModels:
     risk_cutoffs: list[float]
     in_dim: int
     infos: list[dict] = field(default_factory=list)
+    context: bool = False  # trained on multi-resolution bags: [high | low-power context] per tile
 
     @property
     def multimodal(self) -> bool:
@@ -104,7 +105,7 @@ def load_run_models(run: str | Path, units: list[str] | None = None) -> RunModel
             cutoffs.append(float(info.get("risk_cutoff", _val_cutoff(run_files.unit_dir(run, name)))))
     identity = infos[0].get("features") or _training_identity(cfg, run)
     return RunModels(run, kind, names, models, infos[0].get("classes"), identity, cutoffs,
-                     int(infos[0]["in_dim"]), infos)
+                     int(infos[0]["in_dim"]), infos, bool(cfg.get("context", False)))
 
 
 def _load_fusion(path: Path) -> tuple[torch.nn.Module, dict]:

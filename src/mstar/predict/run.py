@@ -46,6 +46,11 @@ def predict_slide(run: RunModels, slide_id: str, path: Path, out: Path, top_k: i
         raise MstarError(f"{path}: the features have no tile coordinates; evidence needs them")
     if not np.isfinite(feats).all():
         raise MstarError(f"{path}: features contain NaN/inf; extract the slide again")
+    high = np.asarray(feats)  # the high-power features (what a stage-1 model reads for the knowledge)
+    if run.context:  # [high | low-power context] per tile, as the run was trained
+        from mstar.features.context import load_context
+
+        feats = np.concatenate([np.asarray(feats, np.float32), load_context(path)], axis=1)
     case = None
     profile = None
     if run.multimodal:
@@ -59,7 +64,7 @@ def predict_slide(run: RunModels, slide_id: str, path: Path, out: Path, top_k: i
               "features": str(path), "slide_path": str(attrs.get("slide_path", "")),
               "mpp": float(attrs.get("mpp_level0", float("nan"))), **evidence}
     if knowledge is not None:
-        record["knowledge"] = knowledge.cite(torch.as_tensor(np.asarray(feats)), pred.scores)
+        record["knowledge"] = knowledge.cite(torch.as_tensor(high), pred.scores)
     write_text_atomic(out / "evidence" / f"{slide_id}.json", json.dumps(record, indent=1, default=float))
     return record
 
