@@ -42,3 +42,18 @@ def test_ensemble_mean_and_spread_over_models():
     pred = predict_bag(run, x)
     assert pred.row["high_risk_votes"] == 2 and pred.row["risk_group"] == "high"
     assert pred.row["risk"] == pytest.approx(np.mean(risks), abs=1e-6)
+
+
+def test_omics_are_found_by_manifest_slide_id_or_tcga_patient_only():
+    import pandas as pd
+
+    from mstar.errors import MstarError
+    from mstar.predict.run import CaseOmics
+
+    table = pd.DataFrame({"G1": [1.0, 2.0, 3.0]}, index=["TCGA-AB-1234", "patient_0001", "S9"])
+    omics = CaseOmics(table, "omics.csv", {"slide-x": "S9"})
+    assert omics.profile("slide-x")[0] == "S9"  # the manifest's case
+    assert omics.profile("patient_0001")[0] == "patient_0001"  # the slide id is the case
+    assert omics.profile("TCGA-AB-1234-01Z-00-DX1")[0] == "TCGA-AB-1234"  # TCGA patient barcode
+    with pytest.raises(MstarError, match="no omics for slide patient_00012_A"):
+        omics.profile("patient_00012_A")  # a 12-character prefix is not a case outside TCGA ids

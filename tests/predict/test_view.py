@@ -61,6 +61,11 @@ def test_routes_serve_deep_zoom_tiles_overlay_and_nothing_outside(served):
     assert overlay.shape[2] == 4 and 0 < (overlay[..., 3] > 0).mean() < 1  # transparent off the tiles
     page = _get(f"{base}/slide/{slide}?opacity=0.3").decode()
     assert '"opacity": 0.3' in page and f'"rank": {int(tiles["rank"].min())}' in page
+    # DNS rebinding: a request naming another host is refused
+    request = urllib.request.Request(base + "/", headers={"Host": f"evil.example:{base.rsplit(':', 1)[1]}"})
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(request, timeout=30)
+    assert err.value.code == 403
     for bad in ("/files/../../../etc/passwd", "/dzi/NOPE.dzi", "/osd/../package.json", "/nothing"):
         with pytest.raises(urllib.error.HTTPError) as err:
             _get(base + bad)

@@ -50,6 +50,9 @@ def predict_bag(run: RunModels, feats: torch.Tensor, omics: pd.Series | None = N
         outs = [fusion_outputs(m, feats, omics_input(info, omics)) for m, info in zip(run.models, run.infos)]
     else:
         outs = [unit_outputs(m, feats) for m in run.models]
+        if run.kind == "classification" and outs[0][2] == "per-tile class score" and len(outs) > 1:
+            best = int(np.mean([o["probs"] for o, _, _ in outs], axis=0).argmax())  # the ensemble's class
+            outs = [unit_outputs(m, feats, best) for m in run.models]
     scores = np.stack([s for _, s, _ in outs])  # (U, N)
     sd = lambda a: a.std(axis=0, ddof=1) if len(a) > 1 else np.zeros(a.shape[1:])  # noqa: E731
     row: dict = {"n_models": len(outs), "n_tiles": int(feats.shape[0])}

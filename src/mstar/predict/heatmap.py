@@ -21,6 +21,9 @@ def slide_heatmap(run: str | Path, slide_id: str, unit: str | None = None, top_k
 
     run = run_files.find_run(run)
     models = load_run_models(run, [unit] if unit else None)
+    if models.multimodal:
+        raise MstarError(f"{run}: a multimodal run needs each case's omics; use `mstar predict SLIDES --run "
+                         f"{run} --omics TABLE` (its evidence is the same, per slide)")
     cfg = yaml.safe_load((run / "config.yaml").read_text()) or {}
     folder = resolve_feature_dir(features or cfg.get("features", ""))
     path = feature_file(folder, slide_id)

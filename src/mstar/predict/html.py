@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as _dt
 from html import escape
 from pathlib import Path
+from urllib.parse import quote
 
 from mstar.predict.config import PredictConfig
 from mstar.predict.models import RunModels
@@ -55,11 +56,12 @@ def slide_page(record: dict, run: RunModels, cfg: PredictConfig) -> str:
     parts = [f"<p><a href='../index.html'>← all slides</a></p><h1>{escape(record['slide'])}</h1>",
              f"<h2>Prediction: {escape(record['label_text'])}</h2>", _prediction_table(record, run),
              f"<p class='muted'>{record['n_tiles']} tiles; evidence = {escape(record['score_kind'])} "
-             f"(mean over {record['n_models']} model(s)); tile scores: <a href='../{files['csv']}'>CSV</a>, "
-             f"QuPath: <a href='../{files['geojson']}'>GeoJSON</a></p>"]
+             f"(mean over {record['n_models']} model(s)); tile scores: "
+             f"<a href='../{quote(files['csv'])}'>CSV</a>, "
+             f"QuPath: <a href='../{quote(files['geojson'])}'>GeoJSON</a></p>"]
     if "heatmap" in files:
-        parts.append(f"<h2>Heatmap</h2><img src='../{files['heatmap']}' style='max-width:100%'>")
-        tiles = "".join(f"<figure style='display:inline-block;margin:0'><img src='../{p}'>"
+        parts.append(f"<h2>Heatmap</h2><img src='../{quote(files['heatmap'])}' style='max-width:100%'>")
+        tiles = "".join(f"<figure style='display:inline-block;margin:0'><img src='../{quote(p)}'>"
                         f"<figcaption class='muted'>#{i}</figcaption></figure>"
                         for i, p in enumerate(files.get("top_tiles", []), start=1))
         parts.append(f"<h2>Top evidence tiles</h2><div class='tiles'>{tiles}</div>")
@@ -83,8 +85,9 @@ def index_page(records: list[dict], errors: list[dict], run: RunModels, cfg: Pre
     head = "<tr><th></th><th>slide</th><th>prediction</th><th>tiles</th></tr>"
     rows = []
     for r in sorted(records, key=lambda r: r["slide"]):
-        thumb = (f"<img class='thumb' src='{r['files']['heatmap']}'>" if "heatmap" in r["files"] else "")
-        link = f"slides/{escape(r['slide'])}.html"
+        heat = r["files"].get("heatmap")
+        thumb = f"<img class='thumb' src='{quote(heat)}'>" if heat else ""
+        link = f"slides/{quote(r['slide'])}.html"
         rows.append(f"<tr><td><a href='{link}'>{thumb}</a></td><td><a href='{link}'>{escape(r['slide'])}</a>"
                     f"</td><td>{escape(r['label_text'])}</td><td>{r['n_tiles']}</td></tr>")
     failed = "".join(f"<li class='err'>{escape(e['slide'])}: {escape(str(e['error']))}</li>" for e in errors)

@@ -58,10 +58,13 @@ def check_features(folder: Path, run: RunModels) -> dict[str, Path]:
 
         from mstar.features.context import CONTEXT
 
-        with h5py.File(first, "r") as f:
-            if CONTEXT not in f:
-                raise MstarError(f"{folder}: the run was trained on multi-resolution bags; pass the "
-                                 "<encoder>-ctx folder (`mstar extract --context-mpp`) or the slides")
+        has_context = False
+        if first.suffix in (".h5", ".hdf5"):
+            with h5py.File(first, "r") as f:
+                has_context = CONTEXT in f
+        if not has_context:
+            raise MstarError(f"{folder}: the run was trained on multi-resolution bags; pass the "
+                             "<encoder>-ctx folder (`mstar extract --context-mpp`) or the slides")
         dim *= 2
     if dim != run.in_dim:
         raise MstarError(f"{folder}: {dim}-d features, but the run was trained on {run.in_dim}-d "
@@ -120,5 +123,9 @@ def embed_slides(inputs: list[str], work: Path, run: RunModels, slide_mpp: float
                              precision=ident.get("precision") if ident.get("precision") != "fp16" else None)
         folder = work / "features" / f"{encoder.folder_name}-ctx{mpp:g}"
         write_context_folder(work / "features" / encoder.folder_name, low, folder)
+        for slide in sorted(done):  # a slide whose low-power pass failed has no context file: an error row
+            if feature_file(folder, slide) is None:
+                errors.append({"slide": slide, "status": "error",
+                               "error": f"no low-power context at {mpp:g} µm/px (see {low}/summary.csv)"})
     files = {s: feature_file(folder, s) for s in sorted(done)}
     return {s: f for s, f in files.items() if f is not None}, errors

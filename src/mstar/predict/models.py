@@ -63,8 +63,16 @@ def _training_identity(cfg: dict, run: Path) -> dict:
 
 
 def _val_cutoff(unit_dir: Path) -> float:
-    preds = pd.read_csv(unit_dir / "predictions.csv")
-    return float(preds.loc[preds["split"] == "val", "risk"].median())
+    path = unit_dir / "predictions.csv"
+    if not path.is_file():
+        raise MstarError(f"{unit_dir}: no risk cut-off in model.pt and no predictions.csv to take the "
+                         "validation median from; retrain the run with this mstar version")
+    preds = pd.read_csv(path)
+    value = float(preds.loc[preds["split"] == "val", "risk"].median())
+    if not np.isfinite(value):
+        raise MstarError(f"{path}: no validation risks to split risk groups by; retrain the run with this "
+                         "mstar version (model.pt then records the training median)")
+    return value
 
 
 def load_run_models(run: str | Path, units: list[str] | None = None) -> RunModels:
@@ -99,10 +107,12 @@ def load_run_models(run: str | Path, units: list[str] | None = None) -> RunModel
     cutoffs = []
     if kind == "survival":
         for name, info in zip(names, infos):
-            if "risk_cutoff" not in info:
-                log.warning("%s: unit %s does not record its training risk cut-off (trained before it "
-                            "was recorded); the median validation risk splits the risk groups", run, name)
-            cutoffs.append(float(info.get("risk_cutoff", _val_cutoff(run_files.unit_dir(run, name)))))
+            if "risk_cutoff" in info:
+                cutoffs.append(float(info["risk_cutoff"]))
+                continue
+            log.warning("%s: unit %s does not record its training risk cut-off (trained before it was "
+                        "recorded); the median validation risk splits the risk groups", run, name)
+            cutoffs.append(_val_cutoff(run_files.unit_dir(run, name)))
     identity = infos[0].get("features") or _training_identity(cfg, run)
     return RunModels(run, kind, names, models, infos[0].get("classes"), identity, cutoffs,
                      int(infos[0]["in_dim"]), infos, bool(cfg.get("context", False)))
@@ -163,12 +173,14 @@ def fusion_outputs(model: torch.nn.Module, feats: torch.Tensor, omics) -> tuple[
 
 
 @torch.inference_mode()
-def unit_outputs(model: torch.nn.Module, feats: torch.Tensor) -> tuple[dict, np.ndarray, str]:
+def unit_outputs(model: torch.nn.Module, feats: torch.Tensor,
+                 class_index: int | None = None) -> tuple[dict, np.ndarray, str]:
     """One model on one bag ``feats`` ``(N, D)``: its slide output, its per-tile evidence ``(N,)`` and the
     evidence's name.
 
     The evidence is the attention when the aggregator pools by attention; otherwise the head applied to each
-    output token: the score of the predicted class, or the risk.
+    output token: the score of the predicted class (``class_index`` when given: an ensemble scores every
+    model's tiles for the class the ensemble predicts), or the risk.
     """
     out = model(feats[None].float(), torch.ones(1, feats.shape[0], dtype=torch.bool))
     slide = out.slide
@@ -183,5 +195,6 @@ def unit_outputs(model: torch.nn.Module, feats: torch.Tensor) -> tuple[dict, np.
         per_tile = model.head(slide.tokens[0])  # (N, C) logits or a survival output
         if out.survival is not None:
             return summary, per_tile.risk.float().numpy(), "per-tile risk"
-        return summary, per_tile[:, int(summary["probs"].argmax())].float().numpy(), "per-tile class score"
+        chosen = int(summary["probs"].argmax()) if class_index is None else int(class_index)
+        return summary, per_tile[:, chosen].float().numpy(), "per-tile class score"
     raise MstarError("this model gives neither attention nor per-tile tokens; it has no tile evidence")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -111,6 +112,12 @@ def predict(cfg: PredictConfig, overwrite: bool = False, progress: bool = True) 
                     from None
             log.warning("%s: %s (skipped)", slide_id, exc)
             errors.append({"slide": slide_id, "status": "error", "error": str(exc)})
+        except Exception as exc:  # noqa: BLE001 - e.g. a slide reader failing on a corrupt region
+            if not cfg.skip_errors:
+                raise
+            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            log.warning("%s: %s (skipped)", slide_id, reason)
+            errors.append({"slide": slide_id, "status": "error", "error": reason})
     errors = list({e["slide"]: e for e in reversed(errors)}.values())  # one row per failed slide
     table = predictions_table(records, errors, run)
     write_predictions_csv(out / "predictions.csv", table)
@@ -168,10 +175,11 @@ class CaseOmics:
         return cls(read_omics(omics).values, str(omics), slide_case)
 
     def profile(self, slide_id: str) -> tuple[str, pd.Series]:
-        """``(case, omic profile)`` of a slide: its case from the manifest, else the slide id itself, else
-        its TCGA patient barcode (first 12 characters)."""
+        """``(case, omic profile)`` of a slide: its case from the manifest, else the slide id itself, else,
+        for TCGA slide ids, the patient barcode (first 12 characters)."""
         index = self.table.index
-        for case in (self.slide_case.get(slide_id), slide_id, slide_id[:12]):
+        tcga = slide_id[:12] if re.match(r"TCGA-\w\w-\w{4}", slide_id, re.IGNORECASE) else None
+        for case in (self.slide_case.get(slide_id), slide_id, tcga):
             if case is not None and case in index:
                 return case, self.table.loc[case]
         raise MstarError(f"{self.source}: no omics for slide {slide_id} (tried case "

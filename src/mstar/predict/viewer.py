@@ -138,6 +138,11 @@ def _handler(data: ViewerData, osd: Path):
             self._send(path.read_bytes(), types.get(path.suffix, "application/octet-stream"))
 
         def do_GET(self) -> None:  # noqa: N802 - the http.server name
+            port = self.server.server_address[1]
+            if self.headers.get("Host", "") not in (f"127.0.0.1:{port}", f"localhost:{port}"):
+                # a page elsewhere that rebinds its name to 127.0.0.1 must not read the folder (DNS rebinding)
+                self._send(b"forbidden: wrong Host", "text/plain", HTTPStatus.FORBIDDEN)
+                return
             url = urlparse(self.path)
             route = unquote(url.path)
             try:
@@ -170,6 +175,10 @@ def _handler(data: ViewerData, osd: Path):
                 self._send(f"not found: {exc}".encode(), "text/plain", HTTPStatus.NOT_FOUND)
             except (BrokenPipeError, ConnectionResetError):
                 pass
+            except Exception as exc:  # noqa: BLE001 - a bad tile or file answers 500, the server goes on
+                log.warning("%s: %s", route, exc)
+                self._send(f"error: {type(exc).__name__}".encode(), "text/plain",
+                           HTTPStatus.INTERNAL_SERVER_ERROR)
 
     return Handler
 

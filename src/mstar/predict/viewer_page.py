@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from html import escape
+from urllib.parse import quote
 
 STYLE = """body{margin:0;font-family:system-ui,sans-serif;color:#222}
 #bar{display:flex;gap:1.2em;align-items:center;padding:6px 12px;background:#f4f4f4;
@@ -60,7 +61,7 @@ def _page(title: str, body: str, head: str = "") -> str:
 
 def index_html(data) -> str:
     """The slides of the folder, each a link to its viewer."""
-    rows = "".join(f"<li><a href='/slide/{escape(s)}'>{escape(s)}</a> — {escape(r['label_text'])}</li>"
+    rows = "".join(f"<li><a href='/slide/{quote(s)}'>{escape(s)}</a> — {escape(r['label_text'])}</li>"
                    for s, r in sorted(data.records.items()))
     return _page("mstar view", f"<div style='padding:1em'><h1>Slides</h1><ul>{rows}</ul>"
                                "<p><a href='/files/index.html'>the prediction pages</a></p></div>")
@@ -73,15 +74,16 @@ def slide_html(data, slide_id: str, opacity: float = 0.5, top_k: int = 8, fly: i
     tiles = data.tiles(slide_id).sort_values("rank").head(top_k)
     top = [{"rank": int(t.rank), "x": float(t.x), "y": float(t.y), "side": float(t.tile_px_level0),
             "score": float(t.score)} for t in tiles.itertuples()]
-    payload = {"dzi": f"/dzi/{slide_id}.dzi", "overlay": f"/overlay/{slide_id}.png",
+    payload = {"dzi": f"/dzi/{quote(slide_id)}.dzi", "overlay": f"/overlay/{quote(slide_id)}.png",
                "opacity": max(0.0, min(1.0, opacity)), "top": top, "fly": int(fly)}
     items = "".join(f"<li>#{t['rank']} score {t['score']:.3g}</li>" for t in top)
+    data = json.dumps(payload).replace("<", "\\u003c")  # no "</script>" can end the block early
     body = (f"<div id='bar'><a href='/'>slides</a><b>{escape(slide_id)}</b>"
             f"<span>{escape(record['label_text'])}</span><label>heatmap opacity <input id='opacity' "
             f"type='range' min='0' max='1' step='0.05' value='{payload['opacity']}'></label>"
             f"<span class='muted'>{escape(record['score_kind'])}</span></div>"
             f"<div id='main'><div id='osd'></div><div id='side'><b>Top evidence tiles</b> (click to fly)"
             f"<ol style='padding-left:1.2em;list-style:none'>{items}</ol></div></div>"
-            f"<script id='data' type='application/json'>{json.dumps(payload)}</script>"
+            f"<script id='data' type='application/json'>{data}</script>"
             f"<script src='/osd/openseadragon.min.js'></script><script>{SCRIPT}</script>")
     return _page(f"{slide_id} — mstar view", body)

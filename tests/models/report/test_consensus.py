@@ -17,17 +17,24 @@ def test_the_candidate_that_agrees_most_with_the_neighbours_wins():
     # the generated report describes the wrong class: the most typical neighbour report is returned
     assert consensus_pick(S, [A2, A, A3]) == A
     # a generated report closer to every neighbour than they are to each other is kept
-    assert consensus_pick(A, [A2, A3, A2]) == A
+    assert consensus_pick(A, [A2, A3]) == A
+
+
+def test_neighbours_with_the_same_report_support_each_other():
+    # two neighbours share a report: it is the consensus, not excluded for matching itself
+    assert consensus_pick("x y z w v q", ["a b c d e f", "a b c d e f", "x y z w v u"]) == "a b c d e f"
 
 
 def test_the_pick_maximises_bleu_against_the_other_neighbours():
     neighbours = [A2, A3, S]
     pick = consensus_pick("grade", neighbours)
 
-    def score(cand):
-        return bleu4_against(ngram_counts(cand), [ngram_counts(t) for t in neighbours if t != cand])
+    def score(j):  # a neighbour against the others; the generated report (j None) against all
+        others = [ngram_counts(t) for i, t in enumerate(neighbours) if i != j]
+        return bleu4_against(ngram_counts("grade" if j is None else neighbours[j]), others)
 
-    assert score(pick) == max(score(c) for c in ["grade", *neighbours])
+    best = max([None, *range(len(neighbours))], key=lambda j: score(j))
+    assert pick == ("grade" if best is None else neighbours[best])
 
 
 def test_neighbours_are_the_most_similar_pooled_slides(tmp_path):
@@ -43,8 +50,9 @@ def test_neighbours_are_the_most_similar_pooled_slides(tmp_path):
     bank.save(tmp_path / "bank.pt")
     again = NeighbourBank.load(tmp_path / "bank.pt")
     assert torch.equal(again.vectors, bank.vectors) and again.reports == bank.reports
-    # k = 1: the nearest slide's report (it is its own consensus); k = 0: the generated report unchanged
-    assert rerank_reports({"x": "grade"}, {"x": query}, bank, 1) == {"x": S}
+    # one neighbour is no consensus, and k = 0 is off: the generated report unchanged
+    assert rerank_reports({"x": "grade"}, {"x": query}, bank, 1) == {"x": "grade"}
     assert rerank_reports({"x": "grade"}, {"x": query}, bank, 0) == {"x": "grade"}
+    assert rerank_reports({"x": "grade"}, {"x": query}, bank, 2) == {"x": consensus_pick("grade", [S, A2])}
     with pytest.raises(MstarError, match="width 4 do not match.*8"):
         bank.nearest(torch.zeros(2, 4), 2)

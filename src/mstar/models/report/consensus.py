@@ -65,12 +65,15 @@ class NeighbourBank:
 
 def consensus_pick(generated: str, neighbour_reports: Sequence[str]) -> str:
     """The candidate (the generated report or one of the neighbours') with the highest BLEU-4 against the
-    neighbours' reports (each neighbour scored against the others); ties keep the generated report."""
-    refs = [(text, ngram_counts(text)) for text in neighbour_reports]
-    best, best_score = generated, -1.0
-    for cand in [generated, *neighbour_reports]:
-        others = [c for text, c in refs if text != cand] or [c for _, c in refs]
-        score = bleu4_against(ngram_counts(cand), others)
+    neighbours' reports: the generated report against all of them, a neighbour against the others (by
+    position, so two neighbours with the same report support each other). Ties keep the generated report;
+    with fewer than two neighbours there is no consensus and the generated report is kept."""
+    if len(neighbour_reports) < 2:
+        return generated
+    refs = [ngram_counts(text) for text in neighbour_reports]
+    best, best_score = generated, bleu4_against(ngram_counts(generated), refs)
+    for j, cand in enumerate(neighbour_reports):
+        score = bleu4_against(refs[j], refs[:j] + refs[j + 1:])
         if score > best_score:
             best, best_score = cand, score
     return best
