@@ -33,9 +33,9 @@ from mstar.features.extract import (
     extract_features,
     load_slide_tiles,
     resolve_device,
-    resolve_precision,
 )
 from mstar.features.io import load_features
+from mstar.features.precision import resolve_precision
 from mstar.features.preprocess import preprocess_batch
 from mstar.features.reference import naive_features
 from mstar.slide.reader import open_slide

@@ -78,7 +78,8 @@ def check_extract(device: torch.device, size: dict, work: Path) -> dict:
     """Extraction: ours (auto precision) vs the upstream fp32 loop vs the forward-only ceiling."""
     import extract as bench
     from mstar.features.encoders import create_encoder
-    from mstar.features.extract import default_workers, load_slide_tiles, resolve_precision
+    from mstar.features.extract import default_workers, load_slide_tiles
+    from mstar.features.precision import resolve_precision
     from mstar.features.preprocess import preprocess_batch
     from mstar.slide.reader import open_slide
 

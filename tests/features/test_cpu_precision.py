@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from mstar.features.encoders import create_encoder
-from mstar.features.extract import extract_features, resolve_precision
+from mstar.features.extract import extract_features
 from mstar.features.io import load_features
+from mstar.features.precision import resolve_precision
 from mstar.utils import cpu_precision as cp
 
 AMX = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n"

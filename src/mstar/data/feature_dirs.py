@@ -63,6 +63,13 @@ IDENTITY_KEYS = ("encoder", "encoder_sha", "checkpoint", "dim", "precision", "ta
                  "overlap_px", "min_tissue", "mask_mpp", "fill_holes", "context_mpp")
 
 
+def folder_identity(folder: str | os.PathLike) -> dict:
+    """:func:`features_identity` of a features folder (its first file; every file of a folder shares it);
+    empty for a folder without feature files."""
+    files = sorted(p for p in Path(folder).iterdir() if p.suffix in FEATURE_SUFFIXES)
+    return features_identity(files[0]) if files else {}
+
+
 def features_identity(path: str | os.PathLike) -> dict:
     """What made a features file: the encoder (name, weights hash, checkpoint file name, width) and the
     tiling settings (``target_mpp``, ``tile_px``, ...). Keys the file lacks (CLAM/TRIDENT files) are left

@@ -59,37 +59,45 @@ def render_heatmap(slide_path: str | os.PathLike, coords: np.ndarray, tile_px_le
     return Path(out_png)
 
 
-def render_top_tiles(slide_path: str | os.PathLike, coords: np.ndarray, read_level: int, read_px: int,
-                     scores: np.ndarray, out_png: str | os.PathLike, k: int = 16, tile_px: int = 192,
-                     slide_mpp: float | None = None) -> Path:
-    """The ``k`` highest-scoring tiles, read from the slide, in a grid (rank and score under each)."""
-    order = np.argsort(-np.asarray(scores))[:k]
-    cols = int(np.ceil(np.sqrt(len(order)))) or 1
-    rows = int(np.ceil(len(order) / cols)) or 1
-    canvas = np.full((rows * (tile_px + 18), cols * tile_px, 3), 255, np.uint8)
+def read_top_tiles(slide_path: str | os.PathLike, coords: np.ndarray, read_level: int, read_px: int,
+                   scores: np.ndarray, k: int = 16, tile_px: int = 192,
+                   slide_mpp: float | None = None) -> list[tuple[int, np.ndarray]]:
+    """The ``k`` highest-scoring tiles, best first: ``(index into coords, RGB tile_px x tile_px)``."""
+    out = []
     with open_slide(slide_path, mpp=slide_mpp) as slide:
-        for rank, i in enumerate(order):
+        for i in np.argsort(-np.asarray(scores))[:k]:
             tile = slide.read_region(int(coords[i][0]), int(coords[i][1]), read_level, read_px)
-            tile = cv2.resize(tile, (tile_px, tile_px), interpolation=cv2.INTER_AREA)
-            r, c = divmod(rank, cols)
-            y0, x0 = r * (tile_px + 18), c * tile_px
-            canvas[y0:y0 + tile_px, x0:x0 + tile_px] = tile
-            cv2.putText(canvas, f"#{rank + 1}  {float(scores[i]):.3g}", (x0 + 4, y0 + tile_px + 13),
-                        cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+            out.append((int(i), cv2.resize(tile, (tile_px, tile_px), interpolation=cv2.INTER_AREA)))
+    return out
+
+
+def tiles_grid(tiles: list[tuple[int, np.ndarray]], scores: np.ndarray, out_png: str | os.PathLike) -> Path:
+    """Tiles from :func:`read_top_tiles` in a grid, rank and score under each."""
+    tile_px = tiles[0][1].shape[0] if tiles else 192
+    cols = int(np.ceil(np.sqrt(len(tiles)))) or 1
+    rows = int(np.ceil(len(tiles) / cols)) or 1
+    canvas = np.full((rows * (tile_px + 18), cols * tile_px, 3), 255, np.uint8)
+    for rank, (i, tile) in enumerate(tiles):
+        r, c = divmod(rank, cols)
+        y0, x0 = r * (tile_px + 18), c * tile_px
+        canvas[y0:y0 + tile_px, x0:x0 + tile_px] = tile
+        cv2.putText(canvas, f"#{rank + 1}  {float(scores[i]):.3g}", (x0 + 4, y0 + tile_px + 13),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     save_png(out_png, canvas)
     return Path(out_png)
 
 
-def save_top_tiles(slide_path: str | os.PathLike, coords: np.ndarray, read_level: int, read_px: int,
-                   scores: np.ndarray, out_dir: str | os.PathLike, k: int = 8, tile_px: int = 256,
-                   slide_mpp: float | None = None) -> list[Path]:
-    """The ``k`` highest-scoring tiles, each read from the slide into ``out_dir/rank<NN>.png``."""
-    out_dir = Path(out_dir)
-    paths = []
-    with open_slide(slide_path, mpp=slide_mpp) as slide:
-        for rank, i in enumerate(np.argsort(-np.asarray(scores))[:k], start=1):
-            tile = slide.read_region(int(coords[i][0]), int(coords[i][1]), read_level, read_px)
-            tile = cv2.resize(tile, (tile_px, tile_px), interpolation=cv2.INTER_AREA)
-            paths.append(out_dir / f"rank{rank:02d}.png")
-            save_png(paths[-1], tile)
+def render_top_tiles(slide_path: str | os.PathLike, coords: np.ndarray, read_level: int, read_px: int,
+                     scores: np.ndarray, out_png: str | os.PathLike, k: int = 16, tile_px: int = 192,
+                     slide_mpp: float | None = None) -> Path:
+    """The ``k`` highest-scoring tiles, read from the slide, in a grid (rank and score under each)."""
+    return tiles_grid(read_top_tiles(slide_path, coords, read_level, read_px, scores, k, tile_px, slide_mpp),
+                      scores, out_png)
+
+
+def save_tiles(tiles: list[tuple[int, np.ndarray]], out_dir: str | os.PathLike) -> list[Path]:
+    """Tiles from :func:`read_top_tiles` as ``out_dir/rank<NN>.png``."""
+    paths = [Path(out_dir) / f"rank{rank:02d}.png" for rank in range(1, len(tiles) + 1)]
+    for path, (_, tile) in zip(paths, tiles):
+        save_png(path, tile)
     return paths

@@ -36,7 +36,7 @@ def write_evidence(out: Path, slide_id: str, coords: np.ndarray, attrs: dict, pr
                    classes: list[str] | None, top_k: int = 8) -> dict:
     """Write the evidence files of one slide under ``out/evidence``; return their paths (relative to
     ``out``) and notes (e.g. images skipped because the slide file is gone)."""
-    from mstar.eval.heatmap import render_heatmap, render_top_tiles, save_top_tiles
+    from mstar.eval.heatmap import read_top_tiles, render_heatmap, save_tiles, tiles_grid
     from mstar.slide.geojson import class_colour, tile_detections, write_geojson
 
     ev = out / "evidence"
@@ -70,10 +70,10 @@ def write_evidence(out: Path, slide_id: str, coords: np.ndarray, attrs: dict, pr
                        slide_mpp=mpp)
         level, read_px = int(attrs.get("read_level", 0)), int(attrs.get("read_px", tile_px))
         files["top_grid"] = f"evidence/{slide_id}_top.png"
-        render_top_tiles(slide_path, coords, level, read_px, pred.scores, out / files["top_grid"], k=top_k,
-                         slide_mpp=mpp)
-        tiles = save_top_tiles(slide_path, coords, level, read_px, pred.scores, ev / f"{slide_id}_tiles",
-                               k=top_k, slide_mpp=mpp)
+        top = read_top_tiles(slide_path, coords, level, read_px, pred.scores, k=top_k, tile_px=256,
+                             slide_mpp=mpp)  # read once: the grid and the single tiles
+        tiles_grid(top, pred.scores, out / files["top_grid"])
+        tiles = save_tiles(top, ev / f"{slide_id}_tiles")
         files["top_tiles"] = [str(p.relative_to(out)) for p in tiles]
     files["geojson"] = f"evidence/{slide_id}.geojson"
     write_geojson(out / files["geojson"], features)

@@ -106,10 +106,11 @@ def embed_slides(inputs: list[str], work: Path, run: RunModels, slide_mpp: float
                         min_tissue=float(ident.get("min_tissue", 0.25)), slide_mpp=slide_mpp,
                         tissue=TissueParams(mask_mpp=float(ident.get("mask_mpp", 8.0)),
                                             fill_holes=bool(ident.get("fill_holes", False))))
+    # as the training features were made (fp16 was a GPU's choice: auto here)
+    precision = ident.get("precision") if ident.get("precision") != "fp16" else None
     tiled = tile_many(inputs, work, params, skip_errors=skip_errors)
     summary = extract_features(work, encoder, batch_size=batch_size, skip_errors=skip_errors,
-                               # as the training features were made (fp16 was a GPU's: auto here)
-                               precision=ident.get("precision") if ident.get("precision") != "fp16" else None,
+                               precision=precision,
                                show_progress=True)
     errors = [{"slide": r["slide"], "status": "error", "error": r["error"] or r["status"]}
               for t in (tiled, summary) for r in t.to_dict("records") if r.get("status") not in ("ok", None)]
@@ -120,7 +121,7 @@ def embed_slides(inputs: list[str], work: Path, run: RunModels, slide_mpp: float
 
         mpp = float(ident.get("context_mpp", 2.0))
         low = low_power_pass(work, encoder, mpp, batch_size=batch_size, skip_errors=skip_errors,
-                             precision=ident.get("precision") if ident.get("precision") != "fp16" else None)
+                             precision=precision)
         folder = work / "features" / f"{encoder.folder_name}-ctx{mpp:g}"
         write_context_folder(work / "features" / encoder.folder_name, low, folder)
         for slide in sorted(done):  # a slide whose low-power pass failed has no context file: an error row

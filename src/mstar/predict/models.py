@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 import yaml
 
-from mstar.data.feature_dirs import FEATURE_SUFFIXES, features_identity, resolve_feature_dir
+from mstar.data.feature_dirs import folder_identity, resolve_feature_dir
 from mstar.errors import MstarError
 from mstar.tasks import run_files
 
@@ -58,8 +58,7 @@ def _training_identity(cfg: dict, run: Path) -> dict:
         raise MstarError(f"{run}: the run does not record which encoder made its features and its features "
                          f"folder {cfg.get('features')!r} is gone; predict from a features folder "
                          "extracted with the run's encoder") from None
-    files = sorted(p for p in folder.iterdir() if p.suffix in FEATURE_SUFFIXES)
-    return features_identity(files[0]) if files else {}
+    return folder_identity(folder)
 
 
 def _val_cutoff(unit_dir: Path) -> float:

@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from mstar.data.bags import BagDataset, BagStore, collate_bags
-from mstar.data.feature_dirs import FEATURE_SUFFIXES, features_identity, resolve_feature_dir
+from mstar.data.feature_dirs import folder_identity, resolve_feature_dir
 from mstar.data.manifest import read_manifest
 from mstar.errors import MstarError
 from mstar.eval.over_units import mean_over_units, unit_metrics
@@ -177,10 +177,7 @@ def store_identity(store) -> dict:
     """The encoder and tiling that made the features a run trains on (see
     :func:`mstar.data.feature_dirs.features_identity`); empty for stores without a features folder."""
     folder = getattr(store, "feature_dir", None)
-    if folder is None:
-        return {}
-    files = sorted(p for p in Path(folder).iterdir() if p.suffix in FEATURE_SUFFIXES)
-    return features_identity(files[0]) if files else {}
+    return {} if folder is None else folder_identity(folder)
 
 
 def _load_table(cfg: TrainConfig):
