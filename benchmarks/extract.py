@@ -2,7 +2,8 @@
 
 (a) naive: the upstream loop (per-tile PIL read -> PIL resize -> ToTensor/Normalize -> fp32 forward,
     batch --naive-batch-size, one process);
-(b) ours: ``mstar.features.extract_features`` (workers, batched tensor preprocessing, autocast, writer);
+(b) ours: ``mstar.features.extract_features`` (workers, batched tensor preprocessing, the precision's forward,
+    writer: autocast on a GPU, bf16 weights and optionally a compiled graph on the CPU);
 (c) ceiling: the encoder's forward alone on pre-made input tensors (same batch size and precision as b).
 
 Prints tiles/s for each, b/a and b/c, and the agreement of b's features with a's (cosine per tile).
@@ -28,12 +29,12 @@ import torch
 
 from mstar.features.encoders import create_encoder
 from mstar.features.extract import (
-    autocast,
     default_workers,
     extract_features,
     load_slide_tiles,
     resolve_device,
 )
+from mstar.features.forward import encoder_forward
 from mstar.features.io import load_features
 from mstar.features.precision import resolve_precision
 from mstar.features.preprocess import preprocess_batch
@@ -78,18 +79,21 @@ def run_ours(work: Path, enc, args, device: torch.device) -> tuple[float, np.nda
     start = time.perf_counter()
     extract_features(work, enc, batch_size=args.batch_size, workers=args.workers, precision=args.precision,
                      device=str(device), threads=args.threads, preprocess_on=args.preprocess_on,
-                     show_progress=False)
+                     show_progress=False, compile_mode=args.compile)
     _sync(device)
     seconds = time.perf_counter() - start
     return seconds, load_features(next((work / "features").rglob("*.h5")))[0]
 
 
-def run_forward_only(inputs: list[torch.Tensor], enc, device: torch.device, precision: str) -> float:
+def run_forward_only(inputs: list[torch.Tensor], enc, args, device: torch.device) -> float:
+    """(c): ours's forward (same precision, weights and compiled graph as b) on ready input tensors."""
+    tiles = sum(len(x) for x in inputs)
+    forward = encoder_forward(enc, device, args.precision, args.compile, tiles, args.batch_size)
     _sync(device)
     start = time.perf_counter()
-    with torch.inference_mode(), autocast(device, precision):
+    with torch.inference_mode():
         for x in inputs:
-            y = enc.model(x)
+            y = forward(x)
     _sync(device)
     del y
     return time.perf_counter() - start
@@ -139,6 +143,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="(b) torch threads (default: torch's)")
     ap.add_argument("--precision", default=None, help="fp32/bf16/fp16 for (b) and (c); (a) is always fp32")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--compile", default="auto", choices=["auto", "on", "off"],
+                    help="(b) and (c): torch.compile the encoder (compiled once, in the warm-up round)")
     ap.add_argument("--preprocess-on", default="auto", choices=["auto", "worker", "device"])
     ap.add_argument("--max-tiles", type=int, default=64, help="0: every tissue tile of the slide")
     ap.add_argument("--target-mpp", type=float, default=0.5)
@@ -165,16 +171,17 @@ def main() -> None:
                                              for x, y in t.coords]))  # (N, H, W, 3)
         inputs = [preprocess_batch(raw[i:i + args.batch_size], enc.preprocess).to(device)
                   for i in range(0, n, args.batch_size)]  # (B, 3, S, S) each
+        warm_b = float("nan")
         for _ in range(args.warmup):
             run_naive(t, enc, args.naive_batch_size, device)
-            run_ours(work, enc, args, device)
-            run_forward_only(inputs, enc, device, args.precision)
+            warm_b = run_ours(work, enc, args, device)[0]
+            run_forward_only(inputs, enc, args, device)
         load = os.getloadavg()[0]
         times: dict[str, list[float]] = {"a": [], "b": [], "c": []}
         for _ in range(args.repeats):
             sa, feats_a = run_naive(t, enc, args.naive_batch_size, device)
             sb, feats_b = run_ours(work, enc, args, device)
-            sc = run_forward_only(inputs, enc, device, args.precision)
+            sc = run_forward_only(inputs, enc, args, device)
             times["a"].append(sa)
             times["b"].append(sb)
             times["c"].append(sc)
@@ -182,13 +189,15 @@ def main() -> None:
         best = {k: n / min(v) for k, v in times.items()}
         cos = torch.nn.functional.cosine_similarity(torch.from_numpy(feats_a), torch.from_numpy(feats_b))
         threads = torch.get_num_threads()
+        forward = encoder_forward(enc, device, args.precision, args.compile, n, args.batch_size)
         omp = os.environ.get("OMP_WAIT_POLICY", "default")
         print(f"slide {args.slide.name}: {n} tiles (overlap {args.overlap_px} px), read {t.read_px} px at "
               f"level {t.read_level} -> {enc.preprocess.input_px} px; encoder {enc.name} ({enc.dim}-d); "
               f"device {device} ({threads} torch threads, load avg {load:.2f} -> {os.getloadavg()[0]:.2f}); "
               f"precision (b,c) {args.precision}; batch {args.batch_size} (naive {args.naive_batch_size}); "
               f"workers {args.workers}; (b) threads {args.threads or threads}; OMP_WAIT_POLICY={omp}; "
-              f"repeats {args.repeats} (+{args.warmup} warm-up)")
+              f"repeats {args.repeats} (+{args.warmup} warm-up; first (b) {warm_b:.1f} s, compilation "
+              f"included); forward: {forward.mode}")
         names = {"a": "(a) naive upstream loop ", "b": "(b) mstar extract       ",
                  "c": "(c) forward-only ceiling"}
         for k, label in names.items():

@@ -89,7 +89,7 @@ def check_extract(device: torch.device, size: dict, work: Path) -> dict:
     tf = bench.prepare_tiles(_slide(work), work / "extract", size["tiles"], 0.5, 256, 192, 0.0)
     t = load_slide_tiles(tf)
     args = SimpleNamespace(batch_size=size["batch"], workers=default_workers(device), precision=precision,
-                           device=str(device), threads=None, preprocess_on="auto")
+                           device=str(device), threads=None, preprocess_on="auto", compile="auto")
     with open_slide(t.slide_path, mpp=t.mpp) as slide:
         raw = torch.from_numpy(np.stack([slide.read_region(x, y, t.read_level, t.read_px)
                                          for x, y in t.coords]))  # (N, H, W, 3)
@@ -97,8 +97,8 @@ def check_extract(device: torch.device, size: dict, work: Path) -> dict:
               for i in range(0, len(raw), size["batch"])]
     bench.run_ours(work / "extract", enc, args, device)  # warm-up
     s_ours, feats = bench.run_ours(work / "extract", enc, args, device)
-    bench.run_forward_only(inputs[:1], enc, device, precision)
-    s_ceiling = bench.run_forward_only(inputs, enc, device, precision)
+    bench.run_forward_only(inputs[:1], enc, args, device)
+    s_ceiling = bench.run_forward_only(inputs, enc, args, device)
     n, n_naive = len(t.coords), min(len(t.coords), size["naive_tiles"])
     sub = SimpleNamespace(**{**vars(t), "coords": t.coords[:n_naive]})
     s_naive, feats_naive = bench.run_naive(sub, enc, 32 if n_naive >= 32 else n_naive, device)

@@ -70,10 +70,12 @@ def test_auto_is_the_default_and_the_features_file_records_the_choice(work, monk
     path = next((work / "features" / enc.folder_name).glob("*.h5"))
     feats, _, attrs = load_features(path)
     assert attrs["precision"] == "bf16" and attrs["precision_choice"] == f"auto: {cp.ENV}=1"
+    assert attrs["encoder_forward"] == "bf16 weights"  # 32 tiles: compile=auto stays eager
     ref = extract_features(work, enc, workers=0, show_progress=False, precision="fp32", overwrite=True)
     assert (ref["status"] == "ok").all()
     ref_feats, _, ref_attrs = load_features(path)
     assert ref_attrs["precision"] == "fp32" and ref_attrs["precision_choice"] == "requested"
+    assert ref_attrs["encoder_forward"] == "fp32"
     a, b = np.asarray(feats, np.float64), np.asarray(ref_feats, np.float64)
     cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
     assert cos.min() > 0.99

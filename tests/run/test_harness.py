@@ -116,3 +116,18 @@ def test_precision_resolution():
     assert resolve_precision("bf16") == "bf16-mixed"
     with pytest.raises(MstarError, match="'precision' must be one of"):
         resolve_precision("fp8")
+
+
+def test_cpu_bf16_training_only_where_checked_and_the_cpu_runs_it(monkeypatch):
+    from mstar.utils import cpu_precision as cp
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with cp.pinned_cpu_precision("bf16"):
+        assert resolve_precision("auto", "cpu", cpu_bf16=True) == "bf16-mixed"
+        assert resolve_precision("auto", "auto", cpu_bf16=True) == "bf16-mixed"
+        assert resolve_precision("auto", "cpu") == "32-true"  # a stage not checked in bf16 stays fp32
+        assert resolve_precision("32", "cpu", cpu_bf16=True) == "32-true"  # asked for: obeyed
+        assert cp.cpu_precision().precision == "bf16"
+    assert cp.cpu_precision().precision == "fp32"  # restored (tests/conftest.py pins fp32)
+    with cp.pinned_cpu_precision("fp32"):
+        assert resolve_precision("auto", "cpu", cpu_bf16=True) == "32-true"

@@ -39,6 +39,21 @@ def test_classification_recovers_the_planted_classes(tmp_path, cls_data):
     assert result["meta"]["selection_metric"] == "auc_macro"
 
 
+def test_cpu_bf16_training_under_auto_where_the_cpu_has_it(tmp_path, cls_data, monkeypatch):
+    from mstar.utils.cpu_precision import pinned_cpu_precision
+
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    probs = {}
+    for want, resolved in (("bf16", "bf16-mixed"), ("fp32", "32-true")):
+        with pinned_cpu_precision(want):
+            train_task(_cfg(tmp_path / want, *cls_data, task="classify", epochs=2), progress=False)
+        run = tmp_path / want / "runs" / "classify" / "manifest-abmil"
+        assert json.loads((run / "run.json").read_text())["training_precision"] == resolved
+        probs[want] = pd.read_csv(run / "predictions.csv")["prob_A"].to_numpy()
+    diff = abs(probs["bf16"] - probs["fp32"])
+    assert 0 < diff.max() < 0.05  # bf16 really ran, and stayed close to fp32
+
+
 def test_a_finished_run_resumes_without_retraining(tmp_path, cls_data):
     cfg = _cfg(tmp_path, *cls_data, task="classify", epochs=2)
     train_task(cfg, progress=False)

@@ -74,14 +74,19 @@ STEPS: list[DemoStep] = [
 
 
 def run_demo(ctx: DemoContext, on_step: Callable[[StepResult], None] | None = None) -> list[StepResult]:
-    """Run every demo step in order; return one result per step."""
+    """Run every demo step in order; return one result per step. Training and extraction run in fp32 on
+    every CPU (:func:`~mstar.utils.cpu_precision.pinned_cpu_precision`), so the figures are the same
+    everywhere."""
+    from mstar.utils.cpu_precision import pinned_cpu_precision
+
     ctx.out.mkdir(parents=True, exist_ok=True)
     results = []
-    for step in STEPS:
-        start = time.perf_counter()
-        output, numbers = step.run(ctx)
-        result = StepResult(step.name, time.perf_counter() - start, output, numbers)
-        results.append(result)
-        if on_step:
-            on_step(result)
+    with pinned_cpu_precision("fp32"):
+        for step in STEPS:
+            start = time.perf_counter()
+            output, numbers = step.run(ctx)
+            result = StepResult(step.name, time.perf_counter() - start, output, numbers)
+            results.append(result)
+            if on_step:
+                on_step(result)
     return results

@@ -88,6 +88,8 @@ class Encoder:
         checkpoint: the weights file, if any.
         timm_model: timm architecture (for stage 2 and the sidecar format).
         timm_kwargs: its ``timm.create_model`` keyword arguments.
+        forwards: the forwards built for it (:func:`mstar.features.forward.encoder_forward`), by device,
+            precision and compile choice.
     """
 
     name: str
@@ -98,6 +100,7 @@ class Encoder:
     checkpoint: str | None = None
     timm_model: str | None = None
     timm_kwargs: dict = field(default_factory=dict)
+    forwards: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def folder_name(self) -> str:

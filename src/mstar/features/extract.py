@@ -2,9 +2,10 @@
 
 The fast path: DataLoader workers read whole batches of one slide with their own handles; the batch is
 resized and normalised as one tensor op (in the workers on CPU; on the GPU after a pinned, non-blocking
-copy of the uint8 tiles when on CUDA); the encoder runs under ``inference_mode`` and autocast in the chosen
-precision; features stay on the device until the slide is complete, then a background thread writes the
-files atomically. Completed slides (the h5 exists) are skipped, so a killed run resumes where it stopped.
+copy of the uint8 tiles when on CUDA); the encoder runs under ``inference_mode`` in the chosen precision
+(:mod:`mstar.features.forward`: autocast on a GPU, bf16 weights on the CPU, optionally compiled); features
+stay on the device until the slide is complete, then a background thread writes the files atomically.
+Completed slides (the h5 exists) are skipped, so a killed run resumes where it stopped.
 Under ``torchrun`` each rank takes its own slides and rank 0 writes the one ``summary.csv``.
 """
 
@@ -37,6 +38,7 @@ from mstar.features.extract_outputs import (
     unwritten_as_errors,
     write_summary,
 )
+from mstar.features.forward import COMPILE_MODES, encoder_forward
 from mstar.features.io import features_path, load_features, pt_path
 from mstar.features.precision import resolve_precision
 from mstar.features.preprocess import preprocess_batch
@@ -49,7 +51,6 @@ from mstar.utils.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 MPP_WARN_TOLERANCE = 0.10
 
 
@@ -67,13 +68,6 @@ def resolve_device(device: str | None, info: DistInfo = DistInfo()) -> torch.dev
     if dev.index is None:
         dev = torch.device("cuda", info.local_rank % torch.cuda.device_count())
     return dev
-
-
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """Autocast to ``precision`` on ``device`` (nothing for fp32)."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=DTYPES[precision])
 
 
 def tiles_files(root: Path) -> list[Path]:
@@ -137,7 +131,8 @@ def extract_features(root: str | os.PathLike, encoder: str | Encoder, *,
                      workers: int | None = None, precision: str | None = None, device: str | None = None,
                      save_pt: bool = False, overwrite: bool = False, skip_errors: bool = False,
                      slides_dir: str | os.PathLike | None = None, threads: int | None = None,
-                     preprocess_on: str = "auto", show_progress: bool = True) -> pd.DataFrame:
+                     preprocess_on: str = "auto", show_progress: bool = True,
+                     compile_mode: str = "auto") -> pd.DataFrame:
     """Extract patch features for every ``root/tiles/*.h5`` into ``root/features/<encoder>/``.
 
     Args:
@@ -156,6 +151,8 @@ def extract_features(root: str | os.PathLike, encoder: str | Encoder, *,
         threads: torch intra-op threads of this process during the run (CPU forward); None: unchanged.
         preprocess_on: ``worker``, ``device`` or ``auto`` (workers on CPU, the device on GPU).
         show_progress: draw a progress bar (rank 0 only).
+        compile_mode: ``auto`` (default), ``on`` or ``off``: ``torch.compile`` the encoder (see
+            :func:`mstar.features.forward.should_compile`; ``auto`` only for long bf16 runs on the CPU).
 
     Returns:
         The summary (merged over ranks on rank 0; this rank's slides elsewhere), also written to
@@ -163,6 +160,8 @@ def extract_features(root: str | os.PathLike, encoder: str | Encoder, *,
     """
     root = Path(root)
     slides_dir = Path(slides_dir) if slides_dir is not None else None
+    if compile_mode not in COMPILE_MODES:
+        raise MstarError(f"--compile {compile_mode}: expected one of {', '.join(COMPILE_MODES)}")
     if batch_size < 1 or (workers is not None and workers < 0) or (threads is not None and threads < 1):
         raise MstarError(f"--batch-size {batch_size}, --threads {threads}, --workers {workers}: batch size "
                          "and threads must be >= 1, workers >= 0")
@@ -194,7 +193,7 @@ def extract_features(root: str | os.PathLike, encoder: str | Encoder, *,
             mine = [files[i] for i in shard(weights, info.rank, info.world_size)]
         show = show_progress and info.rank == 0
         rows, error = _run_rank(mine, root, enc, dev, prec, batch_size, workers, save_pt, overwrite,
-                                skip_errors, slides_dir, preprocess_on, show, info)
+                                skip_errors, slides_dir, preprocess_on, show, info, compile_mode)
         unwritten_as_errors(rows, root, enc.folder_name, error)
         all_rows = gather_rows(rows, info)
         if all_rows is not None:
@@ -211,8 +210,8 @@ def extract_features(root: str | os.PathLike, encoder: str | Encoder, *,
 
 def _run_rank(files: list[Path], root: Path, enc: Encoder, dev: torch.device, prec: str, batch_size: int,
               workers: int, save_pt: bool, overwrite: bool, skip_errors: bool, slides_dir: Path | None,
-              preprocess_on: str, show_progress: bool,
-              info: DistInfo) -> tuple[list[dict], BaseException | None]:
+              preprocess_on: str, show_progress: bool, info: DistInfo,
+              compile_mode: str = "off") -> tuple[list[dict], BaseException | None]:
     """This rank's slides: returns its summary rows and the error that stopped it (raised after the merge)."""
     rows: list[dict] = []
     failed: list[dict] = []
@@ -242,7 +241,7 @@ def _run_rank(files: list[Path], root: Path, enc: Encoder, dev: torch.device, pr
         if batch and (skip_errors or not failed):
             _warn_mpp([t for _, t in batch], enc)
             _extract_slides(batch, root, enc, dev, prec, batch_size, workers, save_pt, skip_errors,
-                            preprocess_on, show_progress, info, writer, rows, failed)
+                            preprocess_on, show_progress, info, writer, rows, failed, compile_mode)
 
     try:
         with FeatureWriter() as writer:
@@ -301,7 +300,7 @@ def _warn_mpp(slides: list[SlideTiles], enc: Encoder) -> None:
 def _extract_slides(todo: list[tuple[Path, SlideTiles]], root: Path, enc: Encoder, dev: torch.device,
                     prec: str, batch_size: int, workers: int, save_pt: bool, skip_errors: bool,
                     preprocess_on: str, show_progress: bool, info: DistInfo, writer: FeatureWriter,
-                    rows: list[dict], failed: list[dict]) -> None:
+                    rows: list[dict], failed: list[dict], compile_mode: str = "off") -> None:
     """The loop: read (workers) -> preprocess -> forward -> hand complete slides to the writer."""
     if preprocess_on not in ("auto", "worker", "device"):
         raise MstarError(f"preprocess_on={preprocess_on!r}: expected auto, worker or device")
@@ -311,11 +310,11 @@ def _extract_slides(todo: list[tuple[Path, SlideTiles]], root: Path, enc: Encode
     loader = make_loader(dataset, workers, pin_memory=dev.type == "cuda")
     if dev.type == "cuda":
         torch.cuda.set_device(dev)  # pinning and kernels on this rank's GPU
-    model = enc.model.to(dev)
+    total = sum(len(t.coords) for t in slides)
+    forward = encoder_forward(enc, dev, prec, compile_mode, total, batch_size)
     pending: dict[int, list[torch.Tensor]] = {}
     started: dict[int, float] = {}
     bad: set[int] = set()
-    total = sum(len(t.coords) for t in slides)
     done = 0
     with progress_bar(transient=False) as bar:
         task = bar.add_task(f"extract {enc.name}", total=total, rate="", visible=show_progress)
@@ -340,19 +339,19 @@ def _extract_slides(todo: list[tuple[Path, SlideTiles]], root: Path, enc: Encode
                 x = batch["images"]
                 if not on_worker:
                     x = preprocess_batch(x, enc.preprocess)  # (B, 3, S, S) on the device
-                with autocast(dev, prec):
-                    y = model(x)  # (B, D)
+                y = forward(x)  # (B, D) float32
                 if y.ndim != 2 or y.shape[1] != enc.dim:
                     raise MstarError(f"encoder {enc.name} returned shape {tuple(y.shape)}, expected "
                                      f"(B, {enc.dim}); is it built with num_classes=0?")
-                pending.setdefault(s, []).append(y.float())
+                pending.setdefault(s, []).append(y)
                 done += stop - batch["start"]
                 if stop == len(t.coords):
                     feats = torch.cat(pending.pop(s)).cpu().numpy()  # (N, D) float32
                     seconds = time.perf_counter() - started[s]
                     pt = pt_path(root, enc.folder_name, t.slide_id) if save_pt else None
+                    attrs = {**feature_attrs(t, enc, prec, todo[s][0]), "encoder_forward": forward.mode}
                     writer.submit(WriteJob(features_path(root, enc.folder_name, t.slide_id), feats, t.coords,
-                                           feature_attrs(t, enc, prec, todo[s][0]), pt))
+                                           attrs, pt))
                     rows.append(summary_row(t.slide_id, todo[s][0], t.slide_path, info.rank, len(feats),
                                             enc.dim, seconds))
                 elapsed = time.perf_counter() - start

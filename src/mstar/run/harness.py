@@ -34,8 +34,11 @@ QUIET = (".*does not have many workers.*", ".*isinstance\\(treespec, LeafSpec\\)
          ".*Checkpoint directory .* exists and is not empty.*")
 
 
-def resolve_precision(precision: str, accelerator: str = "auto") -> str:
-    """Lightning's precision string: ``auto`` is bf16-mixed on a CUDA GPU that supports it, 32-true elsewhere.
+def resolve_precision(precision: str, accelerator: str = "auto", cpu_bf16: bool = False) -> str:
+    """Lightning's precision string: ``auto`` is bf16-mixed on a CUDA GPU that supports it; on the CPU
+    bf16-mixed where ``cpu_bf16`` (a stage whose accuracy in bf16 was checked: supervised MIL training) and
+    the CPU runs bf16 natively and faster (:func:`mstar.utils.cpu_precision.cpu_precision`, which
+    ``MSTAR_CPU_BF16=0/1`` overrides); 32-true elsewhere.
 
     Raises:
         MstarError: An unknown precision.
@@ -45,7 +48,13 @@ def resolve_precision(precision: str, accelerator: str = "auto") -> str:
         raise MstarError(f"config: 'precision' must be one of {', '.join(PRECISIONS)}; got {precision!r}")
     if precision == "auto":
         gpu = torch.cuda.is_available() and accelerator != "cpu"
-        return "bf16-mixed" if gpu and torch.cuda.is_bf16_supported() else "32-true"
+        if gpu:
+            return "bf16-mixed" if torch.cuda.is_bf16_supported() else "32-true"
+        if cpu_bf16:
+            from mstar.utils.cpu_precision import cpu_precision
+
+            return "bf16-mixed" if cpu_precision().precision == "bf16" else "32-true"
+        return "32-true"
     return {"32": "32-true", "bf16": "bf16-mixed", "16": "16-mixed"}.get(precision, precision)
 
 
@@ -99,7 +108,8 @@ def fit(module: RunModule, settings: Any, run: Path | None, *, train_loader: Any
         val_loader: Any = None, epochs: int | None = None, resume_from: Path | None = None,
         callbacks: Sequence[Any] = (),
         grad_clip: float | None = None, grad_clip_algorithm: str = "norm", progress: bool = True,
-        log_name: str = "log.csv", logger_version: str = "", distributed_sampler: bool = True) -> Fitted:
+        log_name: str = "log.csv", logger_version: str = "", distributed_sampler: bool = True,
+        cpu_bf16: bool = False) -> Fitted:
     """Train ``module`` with the settings every stage shares.
 
     Args:
@@ -119,6 +129,7 @@ def fit(module: RunModule, settings: Any, run: Path | None, *, train_loader: Any
         logger_version: Subfolder of ``tensorboard/`` (units of a cross-validated run).
         distributed_sampler: Let Lightning shard the loaders under DDP (stages with their own sharded
             sampler pass False).
+        cpu_bf16: ``precision: auto`` may choose bf16-mixed on the CPU (see :func:`resolve_precision`).
 
     Raises:
         MstarError: The run was interrupted (re-running the command resumes it).
@@ -128,7 +139,7 @@ def fit(module: RunModule, settings: Any, run: Path | None, *, train_loader: Any
         return default if value is None else value
 
     accelerator = get("accelerator", "auto")
-    precision = resolve_precision(get("precision", "auto"), accelerator)
+    precision = resolve_precision(get("precision", "auto"), accelerator, cpu_bf16)
     extra = list(callbacks)
     if resume_from is not None:
         Path(resume_from).parent.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ from mstar.eval.over_units import mean_over_units, unit_metrics
 from mstar.eval.results import read_metrics_json, read_metrics_meta, write_metrics_json, write_predictions_csv
 from mstar.run.callbacks import BestEpoch
 from mstar.run.folder import open_run
-from mstar.run.harness import fit
+from mstar.run.harness import fit, resolve_precision
 from mstar.run.module import write_log
 from mstar.tasks import run_files
 from mstar.tasks.config import TrainConfig
@@ -98,6 +98,10 @@ class SlideTask:
     """What :func:`train_task` needs to know about a task's inputs and model (the hooks a task with other
     per-case inputs overrides, e.g. :class:`mstar.tasks.multimodal.MultimodalTask`)."""
 
+    # `precision: auto` may train in bf16-mixed on a CPU with native bf16: checked for slide-bag MIL
+    # (benchmarks/cpu_bf16_training.py: AUC and C-index within their CIs of fp32)
+    cpu_bf16 = True
+
     def load(self, cfg: TrainConfig):
         """``(manifest, table of kept cases, store, dropped case ids)``."""
         return _load_table(cfg)
@@ -146,7 +150,7 @@ def train_unit(cfg: TrainConfig, unit: Unit, table: pd.DataFrame, store: BagStor
                              slow_prefixes=slow_prefixes(cfg), slow_lr=cfg.aggregator_lr)
     best = BestEpoch(f"val_{objective.selection_metric}", patience=cfg.patience, tie="loss")
     out_dir.mkdir(parents=True, exist_ok=True)
-    fit(module, cfg, out_dir, callbacks=[best], progress=progress,
+    fit(module, cfg, out_dir, callbacks=[best], progress=progress, cpu_bf16=task.cpu_bf16,
         train_loader=_loader(store, rows["train"], objective.targets(rows["train"]), cfg, True, unit.seed),
         val_loader=_loader(store, selection, objective.targets(selection), cfg, False, 0))
     model.load_state_dict(best.best_state)
@@ -225,7 +229,7 @@ def train_task(cfg: TrainConfig, overwrite: bool = False, progress: bool = True,
     result = finish_run(cfg, run, units, all_preds, dropped, time.perf_counter() - start,
                         objective=task.objective(cfg, table))
     task.finish(cfg, run, result)
-    folder.finish()
+    folder.finish(training_precision=resolve_precision(cfg.precision, cfg.accelerator, task.cpu_bf16))
     return result
 
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -99,3 +101,21 @@ def choose_cpu_precision(flags: tuple[str, ...] | None = None, speedup: float | 
 def cpu_precision() -> CpuPrecision:
     """:func:`choose_cpu_precision` for this machine, measured once per process."""
     return choose_cpu_precision()
+
+
+@contextmanager
+def pinned_cpu_precision(precision: str) -> Iterator[None]:
+    """Within the block, :func:`cpu_precision` answers ``precision`` (``fp32`` or ``bf16``) without probing
+    (through ``MSTAR_CPU_BF16``, so subprocesses see it too); the previous setting is restored after.
+    ``mstar demo`` pins fp32, so that its figures are the same on every machine."""
+    before = os.environ.get(ENV)
+    os.environ[ENV] = "1" if precision == "bf16" else "0"
+    cpu_precision.cache_clear()
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(ENV, None)
+        else:
+            os.environ[ENV] = before
+        cpu_precision.cache_clear()
