@@ -134,3 +134,19 @@ def test_evaluate_applies_a_run_to_an_external_cohort(tmp_path, cls_data):
     assert (result["metrics"]["test"]["auc_macro"]["value"] > 0.85
             and result["metrics"]["test"]["auc_macro"]["n"] == 30)
     assert (run / "evaluations" / "ext" / "figures" / "roc_test.png").exists()
+
+
+def test_units_trained_in_different_precisions_are_listed(tmp_path, caplog):
+    from types import SimpleNamespace
+
+    from mstar.tasks import run_files
+    from mstar.tasks.runner import unit_precisions
+
+    units = [SimpleNamespace(name=n) for n in ("fold0", "fold1")]
+    for unit, precision in zip(units, ("bf16-mixed", "bf16-mixed")):
+        run_files.unit_dir(tmp_path, unit.name).mkdir(parents=True)
+        run_files.write_json(run_files.unit_dir(tmp_path, unit.name) / "done.json", {"precision": precision})
+    assert unit_precisions(tmp_path, units) == "bf16-mixed"
+    run_files.write_json(run_files.unit_dir(tmp_path, "fold1") / "done.json", {"best_epoch": 3})  # older run
+    assert unit_precisions(tmp_path, units) == "fold0: bf16-mixed, fold1: unrecorded"
+    assert "different precisions" in caplog.text

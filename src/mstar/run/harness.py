@@ -139,7 +139,9 @@ def fit(module: RunModule, settings: Any, run: Path | None, *, train_loader: Any
         return default if value is None else value
 
     accelerator = get("accelerator", "auto")
-    precision = resolve_precision(get("precision", "auto"), accelerator, cpu_bf16)
+    # one process decides alone: ranks of a CPU DDP run could time the bf16 probe differently
+    precision = resolve_precision(get("precision", "auto"), accelerator,
+                                  cpu_bf16 and get("devices", 1) in (1, "1"))
     extra = list(callbacks)
     if resume_from is not None:
         Path(resume_from).parent.mkdir(parents=True, exist_ok=True)

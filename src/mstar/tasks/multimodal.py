@@ -62,7 +62,7 @@ def _case_files(manifest, rna: Path, skip_missing: bool) -> dict[str, str] | Non
 class MultimodalTask(SlideTask):
     """The hooks of :class:`SlideTask` for slide + omics inputs; ``summary`` describes the omics used."""
 
-    cpu_bf16 = False  # bf16 on the CPU not checked for co-attention / optimal transport: fp32 there
+    cpu_bf16_models = ()  # bf16 on the CPU not checked for co-attention / optimal transport: fp32 there
 
     def __init__(self) -> None:
         self.summary: dict = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ from mstar.eval.over_units import mean_over_units, unit_metrics
 from mstar.eval.results import read_metrics_json, read_metrics_meta, write_metrics_json, write_predictions_csv
 from mstar.run.callbacks import BestEpoch
 from mstar.run.folder import open_run
-from mstar.run.harness import fit, resolve_precision
+from mstar.run.harness import fit
 from mstar.run.module import write_log
 from mstar.tasks import run_files
 from mstar.tasks.config import TrainConfig
@@ -98,9 +99,13 @@ class SlideTask:
     """What :func:`train_task` needs to know about a task's inputs and model (the hooks a task with other
     per-case inputs overrides, e.g. :class:`mstar.tasks.multimodal.MultimodalTask`)."""
 
-    # `precision: auto` may train in bf16-mixed on a CPU with native bf16: checked for slide-bag MIL
-    # (benchmarks/cpu_bf16_training.py: AUC and C-index within their CIs of fp32)
-    cpu_bf16 = True
+    # `precision: auto` may train in bf16-mixed on a CPU with native bf16 for these aggregators only:
+    # checked (benchmarks/cpu_bf16_training.py: AUC and C-index within their CIs of fp32)
+    cpu_bf16_models: tuple[str, ...] = ("abmil",)
+
+    def cpu_bf16(self, cfg: TrainConfig) -> bool:
+        """Whether ``precision: auto`` may choose bf16-mixed on the CPU for this run (see above)."""
+        return cfg.model in self.cpu_bf16_models
 
     def load(self, cfg: TrainConfig):
         """``(manifest, table of kept cases, store, dropped case ids)``."""
@@ -150,9 +155,9 @@ def train_unit(cfg: TrainConfig, unit: Unit, table: pd.DataFrame, store: BagStor
                              slow_prefixes=slow_prefixes(cfg), slow_lr=cfg.aggregator_lr)
     best = BestEpoch(f"val_{objective.selection_metric}", patience=cfg.patience, tie="loss")
     out_dir.mkdir(parents=True, exist_ok=True)
-    fit(module, cfg, out_dir, callbacks=[best], progress=progress, cpu_bf16=task.cpu_bf16,
+    fitted = fit(module, cfg, out_dir, callbacks=[best], progress=progress, cpu_bf16=task.cpu_bf16(cfg),
         train_loader=_loader(store, rows["train"], objective.targets(rows["train"]), cfg, True, unit.seed),
-        val_loader=_loader(store, selection, objective.targets(selection), cfg, False, 0))
+                 val_loader=_loader(store, selection, objective.targets(selection), cfg, False, 0))
     model.load_state_dict(best.best_state)
     best_epoch = best.best_epoch
     preds = []
@@ -173,8 +178,22 @@ def train_unit(cfg: TrainConfig, unit: Unit, table: pd.DataFrame, store: BagStor
     run_files.save_model(out_dir / "model.pt", model, info)
     write_predictions_csv(out_dir / "predictions.csv", preds)
     write_metrics_json(out_dir / "metrics.json", metrics, meta={"best_epoch": best_epoch})
-    run_files.write_json(out_dir / "done.json", {"best_epoch": best_epoch})
+    run_files.write_json(out_dir / "done.json", {"best_epoch": best_epoch, "precision": fitted.precision})
     return preds
+
+
+def unit_precisions(run: Path, units) -> str:
+    """The training precision of the run's units (``done.json``), e.g. ``bf16-mixed``; units trained in
+    different precisions (a run resumed on another machine) are listed by unit, with a warning."""
+    seen = {}
+    for unit in units:
+        done = run_files.unit_dir(run, unit.name) / "done.json"
+        seen[unit.name] = json.loads(done.read_text()).get("precision", "unrecorded") if done.exists() else ""
+    kinds = sorted(set(seen.values()) - {""})
+    if len(kinds) <= 1:
+        return kinds[0] if kinds else ""
+    log.warning("%s: units were trained in different precisions: %s", run, seen)
+    return ", ".join(f"{name}: {p}" for name, p in seen.items())
 
 
 def store_identity(store) -> dict:
@@ -229,7 +248,7 @@ def train_task(cfg: TrainConfig, overwrite: bool = False, progress: bool = True,
     result = finish_run(cfg, run, units, all_preds, dropped, time.perf_counter() - start,
                         objective=task.objective(cfg, table))
     task.finish(cfg, run, result)
-    folder.finish(training_precision=resolve_precision(cfg.precision, cfg.accelerator, task.cpu_bf16))
+    folder.finish(training_precision=unit_precisions(run, units))
     return result
 
 
