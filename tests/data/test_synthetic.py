@@ -22,6 +22,22 @@ def test_same_seed_same_cohort(tiny_cohort, tmp_path):
                                   b.read_region(0, 0, b.level_count - 1, b.level_dimensions[-1]))
 
 
+def test_making_a_cohort_again_leaves_its_files_untouched(tmp_path):
+    """A re-run (e.g. `make demo` twice) must not change file times, or every run reading the cohort would
+    see changed inputs (folder digests hash names, sizes and times)."""
+    from mstar.run.fingerprint import files_digest, folder_files
+
+    out = tmp_path / "cohort"
+    make_cohort(out, SynthConfig(cases=4, seed=3), show_progress=False)
+    files = sorted(p for p in out.rglob("*") if p.is_file())
+    times = {p: p.stat().st_mtime_ns for p in files}
+    digest = files_digest(folder_files(out / "rna" / "cases"))
+    make_cohort(out, SynthConfig(cases=4, seed=3), show_progress=False)
+    assert sorted(p for p in out.rglob("*") if p.is_file()) == files
+    assert {p: p.stat().st_mtime_ns for p in files} == times
+    assert files_digest(folder_files(out / "rna" / "cases")) == digest
+
+
 def test_different_seed_differs(tmp_path):
     a = draw_cohort_truth(20, 3, seed=1)
     b = draw_cohort_truth(20, 3, seed=2)

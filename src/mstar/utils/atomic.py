@@ -60,6 +60,20 @@ def write_text_atomic(final: str | os.PathLike, text: str) -> None:
         tmp.write_text(text)
 
 
+def write_text_if_changed(final: str | os.PathLike, text: str) -> bool:
+    """Write ``text`` to ``final`` atomically unless the file already holds exactly it (its time then stays,
+    so the folder digests of runs that read it do not change when a resumable step writes it again).
+    Returns whether the file was written."""
+    final = Path(final)
+    try:
+        if final.is_file() and final.stat().st_size == len(text.encode()) and final.read_text() == text:
+            return False
+    except (OSError, UnicodeDecodeError):
+        pass
+    write_text_atomic(final, text)
+    return True
+
+
 def remove_stale_parts(folder: str | os.PathLike) -> int:
     """Delete temporary files left by killed runs in ``folder``; return how many were removed.
 

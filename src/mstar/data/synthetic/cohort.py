@@ -34,7 +34,7 @@ from mstar.data.synthetic.reports import write_report
 from mstar.data.synthetic.rna import expression_table, signature_table
 from mstar.data.synthetic.truth import CaseTruth, SlideTruth, draw_cohort_truth
 from mstar.data.synthetic.types import CANCER_TYPES, MARKER_LABELS
-from mstar.utils.atomic import atomic_path, remove_stale_parts, write_text_atomic
+from mstar.utils.atomic import atomic_path, remove_stale_parts, write_text_if_changed
 from mstar.utils.pools import process_pool
 from mstar.utils.progress import progress_bar
 
@@ -70,8 +70,7 @@ def _slide_job(case: CaseTruth, slide: SlideTruth, slide_um, out: str) -> str:
 
 
 def _csv(path: Path, df: pd.DataFrame) -> None:
-    with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False)
+    write_text_if_changed(path, df.to_csv(index=False))  # a resumed cohort keeps its files' times
 
 
 def _manifests(cases: list[CaseTruth], out: Path) -> None:
@@ -141,7 +140,7 @@ def make_cohort(out: str | os.PathLike, config: SynthConfig = SynthConfig(), wor
     with_report = [s.slide_id for c in cases if c.has_report for s in c.slides]
     if len(with_report) > 4:
         reports[with_report[3]] = ""  # real exports contain empty reports; every loader must cope
-    write_text_atomic(out / "reports.json", json.dumps(reports, indent=1))
+    write_text_if_changed(out / "reports.json", json.dumps(reports, indent=1))
 
     table = expression_table(cases, config.seed + 7)
     _csv(out / "rna" / "expression.csv", table.reset_index())
@@ -151,11 +150,11 @@ def make_cohort(out: str | os.PathLike, config: SynthConfig = SynthConfig(), wor
     _csv(out / "signatures.csv", signature_table(config.seed + 11))
     _manifests(cases, out)
     for name, prompt in _prompts(codes).items():
-        write_text_atomic(out / "prompts" / f"{name}.json", json.dumps(prompt, indent=1))
+        write_text_if_changed(out / "prompts" / f"{name}.json", json.dumps(prompt, indent=1))
     truth = {"config": asdict(config), "cancer_types": codes, "marker_labels": list(MARKER_LABELS),
              "mask_mpp": MASK_MPP, "label_names": {str(k): v for k, v in LABEL_NAMES.items()},
              "cases": [c.to_json() for c in cases]}
-    write_text_atomic(truth_path, json.dumps(truth, indent=1))
+    write_text_if_changed(truth_path, json.dumps(truth, indent=1))
     n_slides = len(jobs)
     return {"out": str(out), "cases": len(cases), "slides": n_slides,
             "reports": sum(1 for v in reports.values() if v), "rna_cases": table.shape[1],
