@@ -38,6 +38,22 @@ COMPILE_REFERENCE_PARAMS = 304_000_000  # ViT-L/16
 COMPILERS = ("g++", "c++", "clang++")
 
 
+# max-autotune would print tables of kernel timings per matrix shape to stderr
+QUIET_INDUCTOR = {"autotune_num_choices_displayed": 0, "max_autotune_report_choices_stats": False}
+
+
+@contextlib.contextmanager
+def _quiet_cpp_extension():
+    """Hide torch's "No CUDA runtime is found" warning while inductor builds CPU kernels."""
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """Autocast to ``precision`` on ``device`` (nothing for fp32)."""
     if precision == "fp32":
@@ -143,7 +159,8 @@ class EncoderForward:
             import torch._inductor.config as inductor_config  # 1 s to import: only when compiling
 
             try:
-                with inductor_config.patch(freezing=True), self._autocast():
+                quiet = {k: v for k, v in QUIET_INDUCTOR.items() if hasattr(inductor_config, k)}
+                with inductor_config.patch(freezing=True, **quiet), _quiet_cpp_extension(), self._autocast():
                     return self.compiled(padded)[:n].float()  # (n, D)
             except Exception as err:  # noqa: BLE001 - any inductor failure: run eagerly instead
                 self._give_up(err)
