@@ -137,9 +137,20 @@ def test_a_compile_that_fails_at_once_leaves_an_eager_forward(enc, monkeypatch, 
         assert forward(torch.randn(2, 3, 224, 224)).shape == (2, enc.dim)
 
 
+def _inductor_builds_cpu_kernels() -> bool:
+    """Whether torch.compile works at all here (a C++ compiler and the headers inductor needs)."""
+    if not fw.compiler_available():
+        return False
+    try:
+        return bool(torch.compile(lambda t: t * 2 + 1)(torch.ones(3)).eq(3).all())
+    except Exception:  # noqa: BLE001 - any failure means: not on this machine
+        return False
+
+
 @pytest.mark.slow
-@pytest.mark.skipif(not fw.compiler_available(), reason="torch.compile on the CPU needs a C++ compiler")
 def test_really_compiled_forward_matches_eager(enc):
+    if not _inductor_builds_cpu_kernels():
+        pytest.skip("torch.compile cannot build CPU kernels on this machine (no C++ compiler or headers)")
     x = torch.randn(3, 3, 224, 224)
     with torch.inference_mode():
         eager = fw.EncoderForward(fw.bf16_copy(enc.model), CPU, "bf16")(x)
