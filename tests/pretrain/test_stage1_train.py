@@ -204,3 +204,29 @@ def test_text_read_out_and_negation_are_saved_and_old_checkpoints_load_as_before
     model_old, _ = load_stage1(old)  # saved before these settings existed: [CLS], negations kept
     assert model_old.text.pooling == "cls" and model_old.text.negation == "keep"
     assert model_old.text_cache_file(tmp_path) != new_key  # cached states never mix read-outs
+
+
+def test_cpu_bf16_only_where_it_pays(cohort, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from mstar.pretrain import stage1_train
+    from mstar.utils.cpu_precision import pinned_cpu_precision
+
+    def fake(sizes):
+        return SimpleNamespace(bags=SimpleNamespace(sizes=sizes))
+
+    big = Stage1Config(dim=512, max_patches=4096)
+    assert stage1_train.cpu_bf16_pays(big, fake([300, 5000, 2000]))
+    assert not stage1_train.cpu_bf16_pays(big, fake([33, 40, 5000]))  # small bags: bf16 is slower
+    assert not stage1_train.cpu_bf16_pays(Stage1Config(dim=512, max_patches=128), fake([5000] * 3))
+    assert not stage1_train.cpu_bf16_pays(Stage1Config(dim=64), fake([5000] * 3))  # narrow model
+    assert not stage1_train.cpu_bf16_pays(big, SimpleNamespace(bags=None))
+    # through a run: the workload rule and the CPU's choice decide together; the meta records it
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    monkeypatch.setattr(stage1_train, "cpu_bf16_pays", lambda cfg, cohort: True)
+    with pinned_cpu_precision("bf16"):
+        out = pretrain(_cfg(tmp_path, cohort, name="bf16", epochs=1), progress=False)
+    assert out["meta"]["precision"] == "bf16-mixed"
+    with pinned_cpu_precision("fp32"):
+        out = pretrain(_cfg(tmp_path, cohort, name="fp32", epochs=1), progress=False)
+    assert out["meta"]["precision"] == "32-true"

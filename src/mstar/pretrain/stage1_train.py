@@ -29,6 +29,23 @@ from mstar.run.harness import fit, resolve_precision
 log = logging.getLogger(__name__)
 
 
+# `precision: auto` trains stage 1 in bf16-mixed on a CPU with native bf16 only where it pays (BENCHMARKS.md,
+# slide-branch step on an AVX512-BF16 CPU): width 512 x 256 / 2,048 patches 1.5x (2x with the gene branch),
+# width 64 or bags of ~33 patches slower than fp32. Accuracy held at width 64 and 512 (2 seeds each).
+CPU_BF16_MIN_DIM = 512
+CPU_BF16_MIN_PATCHES = 256
+
+
+def cpu_bf16_pays(cfg: Stage1Config, cohort) -> bool:
+    """Whether ``precision: auto`` may choose bf16-mixed on the CPU for this run: width ``dim`` at least
+    :data:`CPU_BF16_MIN_DIM` and a median of at least :data:`CPU_BF16_MIN_PATCHES` patches per training step
+    and slide (after ``max_patches``)."""
+    if cfg.dim < CPU_BF16_MIN_DIM or cohort.bags is None or not cohort.bags.sizes:
+        return False
+    sizes = sorted(min(n, cfg.max_patches or n) for n in cohort.bags.sizes)
+    return sizes[len(sizes) // 2] >= CPU_BF16_MIN_PATCHES
+
+
 def build_model(cfg: Stage1Config, cohort):
     """A fresh :class:`Stage1Model` for ``cohort``; the gene encoder is fitted on the training profiles."""
     from mstar.models.gene_encoder import GeneEncoder, SNNGeneEncoder
@@ -151,7 +168,8 @@ def pretrain(cfg: Stage1Config, overwrite: bool = False, progress: bool = True,
     model.load_text_cache(cfg.text_cache)
     train_ds = Stage1Dataset(cohort.bags, cohort.splits["train"], cfg.max_patches, train=True, seed=cfg.seed)
     val_items = cohort.splits["val"]
-    bf16 = resolve_precision(cfg.precision, cfg.accelerator).startswith("bf16")
+    cpu_bf16 = cpu_bf16_pays(cfg, cohort)
+    bf16 = resolve_precision(cfg.precision, cfg.accelerator, cpu_bf16).startswith("bf16")
     evaluate = None
     if len(val_items) >= 2:
         evaluate = make_evaluator(cfg, val_items, Stage1Dataset(cohort.bags, val_items), bf16)
@@ -162,7 +180,7 @@ def pretrain(cfg: Stage1Config, overwrite: bool = False, progress: bool = True,
     if not resume:
         last.unlink(missing_ok=True)
     result = fit(module, cfg, run, resume_from=last, callbacks=list(callbacks or []), grad_clip=cfg.grad_clip,
-                 progress=progress, distributed_sampler=False)
+                 progress=progress, distributed_sampler=False, cpu_bf16=cpu_bf16)
     trainer = result.trainer
     if not trainer.is_global_zero:
         return {"run": str(run)}
