@@ -207,23 +207,21 @@ def test_text_read_out_and_negation_are_saved_and_old_checkpoints_load_as_before
 
 
 def test_cpu_bf16_only_where_it_pays(cohort, tmp_path, monkeypatch):
-    from types import SimpleNamespace
 
     from mstar.pretrain import stage1_train
     from mstar.utils.cpu_precision import pinned_cpu_precision
 
-    def fake(sizes):
-        return SimpleNamespace(bags=SimpleNamespace(sizes=sizes))
-
-    big = Stage1Config(dim=512, max_patches=4096)
-    assert stage1_train.cpu_bf16_pays(big, fake([300, 5000, 2000]))
-    assert not stage1_train.cpu_bf16_pays(big, fake([33, 40, 5000]))  # small bags: bf16 is slower
-    assert not stage1_train.cpu_bf16_pays(Stage1Config(dim=512, max_patches=128), fake([5000] * 3))
-    assert not stage1_train.cpu_bf16_pays(Stage1Config(dim=64), fake([5000] * 3))  # narrow model
-    assert not stage1_train.cpu_bf16_pays(big, SimpleNamespace(bags=None))
+    pays = stage1_train.cpu_bf16_pays
+    assert pays(Stage1Config(dim=512))  # the default model: 8 heads x 64
+    assert not pays(Stage1Config(dim=64))  # narrow model: bf16 is slower
+    assert not pays(Stage1Config(dim=512, vision_args={"heads": 4, "dim_head": 16}))  # narrow attention
+    assert pays(Stage1Config(dim=1024, vision_args={"heads": 4}))  # 4 x 128
+    assert not pays(Stage1Config(dim=512), width=64)  # a continued narrow model
+    assert pays(Stage1Config(dim=64), width=512)
+    assert not pays(Stage1Config(dim=512, devices=2))  # DDP: every rank would decide alone
     # through a run: the workload rule and the CPU's choice decide together; the meta records it
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
-    monkeypatch.setattr(stage1_train, "cpu_bf16_pays", lambda cfg, cohort: True)
+    monkeypatch.setattr(stage1_train, "cpu_bf16_pays", lambda cfg, width=None: True)
     with pinned_cpu_precision("bf16"):
         out = pretrain(_cfg(tmp_path, cohort, name="bf16", epochs=1), progress=False)
     assert out["meta"]["precision"] == "bf16-mixed"

@@ -68,7 +68,7 @@ class Stage1Config(RunConfig):
     cache_features: bool = True        # keep every bag in RAM (float16); False: read from disk per step
     skip_missing: bool = False         # drop slides without (or with empty) feature files
     seed: int = 0
-    precision: str = "auto"            # auto (bf16-mixed on GPU, 32 on CPU) | 32 | bf16-mixed | 16-mixed
+    precision: str = "auto"            # auto (GPU: bf16-mixed; CPU: stage1_train.cpu_bf16_pays) | 32 | bf16
     accelerator: str = "auto"          # auto | cpu | gpu
     devices: Any = 1                   # >1: DDP, embeddings gathered across ranks
     strategy: str = "auto"             # Lightning strategy (auto: DDP when devices > 1; ddp: on 1 too)

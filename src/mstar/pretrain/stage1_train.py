@@ -24,26 +24,28 @@ import lightning as L
 from mstar.errors import MstarError
 from mstar.pretrain.stage1_config import Stage1Config
 from mstar.run.folder import open_run
-from mstar.run.harness import fit, resolve_precision
+from mstar.run.harness import fit, one_process, resolve_precision
 
 log = logging.getLogger(__name__)
 
 
-# `precision: auto` trains stage 1 in bf16-mixed on a CPU with native bf16 only where it pays (BENCHMARKS.md,
-# slide-branch step on an AVX512-BF16 CPU): width 512 x 256 / 2,048 patches 1.5x (2x with the gene branch),
-# width 64 or bags of ~33 patches slower than fp32. Accuracy held at width 64 and 512 (2 seeds each).
+# `precision: auto` trains stage 1 in bf16-mixed on a CPU with native bf16 only where it pays
+# (benchmarks/stage1_cpu_bf16.py and BENCHMARKS.md, AVX512-BF16 CPU): at width 512 with TransMIL's default
+# attention (8 heads x 64) a step is 1.6-1.8x faster whatever the bag size; at width 64, or width 512 with a
+# narrow attention (4 x 16, whole runs), bf16 is slower. Accuracy held at widths 64 and 512 (2 seeds each).
 CPU_BF16_MIN_DIM = 512
-CPU_BF16_MIN_PATCHES = 256
+CPU_BF16_MIN_ATTENTION = 256  # heads x dim_head of the TransMIL aggregator
 
 
-def cpu_bf16_pays(cfg: Stage1Config, cohort) -> bool:
-    """Whether ``precision: auto`` may choose bf16-mixed on the CPU for this run: width ``dim`` at least
-    :data:`CPU_BF16_MIN_DIM` and a median of at least :data:`CPU_BF16_MIN_PATCHES` patches per training step
-    and slide (after ``max_patches``)."""
-    if cfg.dim < CPU_BF16_MIN_DIM or cohort.bags is None or not cohort.bags.sizes:
-        return False
-    sizes = sorted(min(n, cfg.max_patches or n) for n in cohort.bags.sizes)
-    return sizes[len(sizes) // 2] >= CPU_BF16_MIN_PATCHES
+def cpu_bf16_pays(cfg: Stage1Config, width: int | None = None) -> bool:
+    """Whether ``precision: auto`` may choose bf16-mixed on the CPU for this run: model width (``width``, the
+    model's own when continuing one; else ``cfg.dim``) at least :data:`CPU_BF16_MIN_DIM`, the aggregator's
+    attention (``heads`` x ``dim_head`` of ``vision_args``; defaults 8 x width/8) at least
+    :data:`CPU_BF16_MIN_ATTENTION` wide, and one process (:func:`~mstar.run.harness.one_process`)."""
+    width = int(width or cfg.dim)
+    heads = int(cfg.vision_args.get("heads", 8))
+    dim_head = int(cfg.vision_args.get("dim_head") or width // 8)
+    return width >= CPU_BF16_MIN_DIM and heads * dim_head >= CPU_BF16_MIN_ATTENTION and one_process(cfg)
 
 
 def build_model(cfg: Stage1Config, cohort):
@@ -168,7 +170,7 @@ def pretrain(cfg: Stage1Config, overwrite: bool = False, progress: bool = True,
     model.load_text_cache(cfg.text_cache)
     train_ds = Stage1Dataset(cohort.bags, cohort.splits["train"], cfg.max_patches, train=True, seed=cfg.seed)
     val_items = cohort.splits["val"]
-    cpu_bf16 = cpu_bf16_pays(cfg, cohort)
+    cpu_bf16 = cpu_bf16_pays(cfg, getattr(model, "dim", None))
     bf16 = resolve_precision(cfg.precision, cfg.accelerator, cpu_bf16).startswith("bf16")
     evaluate = None
     if len(val_items) >= 2:

@@ -36,9 +36,10 @@ QUIET = (".*does not have many workers.*", ".*isinstance\\(treespec, LeafSpec\\)
 
 def resolve_precision(precision: str, accelerator: str = "auto", cpu_bf16: bool = False) -> str:
     """Lightning's precision string: ``auto`` is bf16-mixed on a CUDA GPU that supports it; on the CPU
-    bf16-mixed where ``cpu_bf16`` (a stage whose accuracy in bf16 was checked: supervised MIL training) and
-    the CPU runs bf16 natively and faster (:func:`mstar.utils.cpu_precision.cpu_precision`, which
-    ``MSTAR_CPU_BF16=0/1`` overrides); 32-true elsewhere.
+    bf16-mixed where ``cpu_bf16`` (the caller's stage was checked in bf16 and its workload gains: supervised
+    ABMIL runs, large stage-1 runs; see :func:`one_process` for DDP) and the CPU runs bf16 natively and
+    faster (:func:`mstar.utils.cpu_precision.cpu_precision`, which ``MSTAR_CPU_BF16=0/1`` overrides);
+    32-true elsewhere.
 
     Raises:
         MstarError: An unknown precision.
@@ -56,6 +57,12 @@ def resolve_precision(precision: str, accelerator: str = "auto", cpu_bf16: bool 
             return "bf16-mixed" if cpu_precision().precision == "bf16" else "32-true"
         return "32-true"
     return {"32": "32-true", "bf16": "bf16-mixed", "16": "16-mixed"}.get(precision, precision)
+
+
+def one_process(settings: Any) -> bool:
+    """Whether the run trains in one process (``devices`` 1): only then may ``auto`` choose bf16 on the CPU,
+    since ranks of a CPU DDP run would each time the bf16 probe and could choose differently."""
+    return getattr(settings, "devices", 1) in (None, 1, "1")
 
 
 @contextlib.contextmanager
@@ -139,9 +146,7 @@ def fit(module: RunModule, settings: Any, run: Path | None, *, train_loader: Any
         return default if value is None else value
 
     accelerator = get("accelerator", "auto")
-    # one process decides alone: ranks of a CPU DDP run could time the bf16 probe differently
-    precision = resolve_precision(get("precision", "auto"), accelerator,
-                                  cpu_bf16 and get("devices", 1) in (1, "1"))
+    precision = resolve_precision(get("precision", "auto"), accelerator, cpu_bf16 and one_process(settings))
     extra = list(callbacks)
     if resume_from is not None:
         Path(resume_from).parent.mkdir(parents=True, exist_ok=True)

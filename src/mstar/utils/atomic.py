@@ -61,16 +61,18 @@ def write_text_atomic(final: str | os.PathLike, text: str) -> None:
 
 
 def write_text_if_changed(final: str | os.PathLike, text: str) -> bool:
-    """Write ``text`` to ``final`` atomically unless the file already holds exactly it (its time then stays,
-    so the folder digests of runs that read it do not change when a resumable step writes it again).
-    Returns whether the file was written."""
+    """Write ``text`` (UTF-8) to ``final`` atomically unless the file already holds exactly those bytes (its
+    time then stays, so the folder digests of runs that read it do not change when a resumable step writes
+    it again). Returns whether the file was written."""
     final = Path(final)
+    data = text.encode("utf-8")
     try:
-        if final.is_file() and final.stat().st_size == len(text.encode()) and final.read_text() == text:
+        if final.is_file() and final.stat().st_size == len(data) and final.read_bytes() == data:
             return False
-    except (OSError, UnicodeDecodeError):
+    except OSError:
         pass
-    write_text_atomic(final, text)
+    with atomic_path(final) as tmp:
+        tmp.write_bytes(data)
     return True
 
 

@@ -70,7 +70,8 @@ def _slide_job(case: CaseTruth, slide: SlideTruth, slide_um, out: str) -> str:
 
 
 def _csv(path: Path, df: pd.DataFrame) -> None:
-    write_text_if_changed(path, df.to_csv(index=False))  # a resumed cohort keeps its files' times
+    # a resumed cohort keeps its files (and their times) where the content is the same
+    write_text_if_changed(path, df.to_csv(index=False, lineterminator="\n"))
 
 
 def _manifests(cases: list[CaseTruth], out: Path) -> None:
