@@ -17,15 +17,12 @@ from pathlib import Path
 
 import torch
 
-RECIPE = {"model": "abmil", "model_args": {"dim": 64, "attn_dim": 32}, "epochs": 40, "lr": 1e-3,
-          "batch_size": 8, "runs": 3, "bootstrap": 1000}
+from abmil_recipe import RECIPE, train
 
 
 def main() -> None:
     from mstar.eval.compare import compare_runs
     from mstar.features.context import write_context_folder
-    from mstar.tasks.config import TrainConfig
-    from mstar.tasks.runner import train_task
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cohort", type=Path, required=True)
@@ -46,10 +43,8 @@ def main() -> None:
     for task, manifest, metric in tasks:
         runs = {}
         for arm, (folder, context) in arms.items():
-            cfg = TrainConfig(task=task, manifest=str(args.cohort / "manifests" / manifest),
-                              features=str(folder), out=str(args.out / "runs"), name=f"{task}-{arm}",
-                              context=context, **RECIPE)
-            runs[arm] = train_task(cfg, progress=False)["run"]
+            runs[arm] = train(task, args.cohort / "manifests" / manifest, str(folder), args.out / "runs",
+                              f"{task}-{arm}", context=context)
         result[task] = {"metric": metric}
         for arm in ("context", "low"):
             cmp = compare_runs(runs[arm], runs["high"], "test")["metrics"][metric]

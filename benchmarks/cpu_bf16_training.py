@@ -21,20 +21,15 @@ from pathlib import Path
 
 import torch
 
-RECIPE = {"model": "abmil", "model_args": {"dim": 64, "attn_dim": 32}, "epochs": 40, "lr": 1e-3,
-          "batch_size": 8, "runs": 3, "bootstrap": 1000, "accelerator": "cpu"}
+from abmil_recipe import RECIPE, train
+
 TASKS = (("classify", "molecular.csv", "auc_macro"), ("survival", "survival.csv", "c_index"))
 
 
-def train(task: str, manifest: Path, features: str, out: Path, name: str,
-          precision: str) -> tuple[str, float]:
-    from mstar.tasks.config import TrainConfig
-    from mstar.tasks.runner import train_task
-
-    cfg = TrainConfig(task=task, manifest=str(manifest), features=features, out=str(out), name=name,
-                      precision=precision, **RECIPE)
+def timed_train(task: str, manifest: Path, features: str, out: Path, name: str,
+                precision: str) -> tuple[str, float]:
     start = time.perf_counter()
-    run = train_task(cfg, progress=False)["run"]
+    run = train(task, manifest, features, out, name, precision=precision, accelerator="cpu")
     return run, time.perf_counter() - start
 
 
@@ -48,12 +43,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    result = {"recipe": RECIPE, "tasks": {}}
+    result = {"recipe": {**RECIPE, "accelerator": "cpu"}, "tasks": {}}
     for task, manifest, metric in TASKS:
         runs, seconds = {}, {}
         for precision in ("32", "bf16"):
             name = f"{manifest.removesuffix('.csv')}-{precision}"
-            runs[precision], seconds[precision] = train(
+            runs[precision], seconds[precision] = timed_train(
                 task, args.cohort / "manifests" / manifest, str(args.features), args.out / "runs", name,
                 precision)
         cmp = compare_runs(runs["bf16"], runs["32"], "test")["metrics"][metric]

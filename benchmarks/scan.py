@@ -23,19 +23,9 @@ from pathlib import Path
 
 import torch
 
+from abmil_recipe import RECIPE, train
+
 ENCODER = "timm:test_vit"
-RECIPE = {"model": "abmil", "model_args": {"dim": 64, "attn_dim": 32}, "epochs": 40, "lr": 1e-3,
-          "batch_size": 8, "runs": 3, "bootstrap": 1000}
-
-
-def train(task: str, manifest: Path, features: str, out: Path, name: str) -> str:
-    from mstar.tasks.config import TrainConfig
-    from mstar.tasks.runner import train_task
-
-    cfg = TrainConfig(task=task, manifest=str(manifest), features=features, out=str(out), name=name, **RECIPE)
-    return train_task(cfg, progress=False)["run"]
-
-
 def main() -> None:
     from mstar.eval.compare import compare_runs
     from mstar.features.context import low_power_pass

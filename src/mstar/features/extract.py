@@ -38,7 +38,7 @@ from mstar.features.extract_outputs import (
     unwritten_as_errors,
     write_summary,
 )
-from mstar.features.forward import COMPILE_MODES, encoder_forward
+from mstar.features.forward import check_compile_mode, encoder_forward
 from mstar.features.io import features_path, load_features, pt_path
 from mstar.features.precision import resolve_precision
 from mstar.features.preprocess import preprocess_batch
@@ -160,8 +160,7 @@ def extract_features(root: str | os.PathLike, encoder: str | Encoder, *,
     """
     root = Path(root)
     slides_dir = Path(slides_dir) if slides_dir is not None else None
-    if compile_mode not in COMPILE_MODES:
-        raise MstarError(f"--compile {compile_mode}: expected one of {', '.join(COMPILE_MODES)}")
+    check_compile_mode(compile_mode)
     if batch_size < 1 or (workers is not None and workers < 0) or (threads is not None and threads < 1):
         raise MstarError(f"--batch-size {batch_size}, --threads {threads}, --workers {workers}: batch size "
                          "and threads must be >= 1, workers >= 0")

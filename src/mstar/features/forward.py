@@ -66,6 +66,12 @@ def compiler_available() -> bool:
     return any(shutil.which(name) for name in COMPILERS)
 
 
+def check_compile_mode(mode: str) -> None:
+    """A one-line error for a ``--compile`` value other than auto, on or off."""
+    if mode not in COMPILE_MODES:
+        raise MstarError(f"--compile {mode}: expected one of {', '.join(COMPILE_MODES)}")
+
+
 def compile_min_tiles(params: int) -> int:
     """Tiles from which ``auto`` compiles an encoder of ``params`` parameters (2,000 for a ViT-L/16)."""
     return int(COMPILE_MIN_TILES * COMPILE_REFERENCE_PARAMS / max(params, 1))
@@ -79,8 +85,7 @@ def should_compile(mode: str, device: torch.device, precision: str, tiles: int,
     :func:`compile_min_tiles` tiles for an encoder of ``params`` parameters and a C++ compiler is present
     (GPU runs stay eager under ``auto``: not measured there yet).
     """
-    if mode not in COMPILE_MODES:
-        raise MstarError(f"--compile {mode}: expected one of {', '.join(COMPILE_MODES)}")
+    check_compile_mode(mode)
     if mode != "auto":
         return mode == "on", f"--compile {mode}"
     if device.type != "cpu":
