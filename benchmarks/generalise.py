@@ -40,6 +40,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from generalise_report import report_generation, report_seeds
+from generalise_tables import SHOTS, tables
+
 log = logging.getLogger("generalise")
 
 PROFILES = {
@@ -47,9 +50,8 @@ PROFILES = {
                           "gene_args": {"dim": 32, "depth": 1, "heads": 4, "dim_head": 8},
                           "report_negation": "keep", "text_pooling": "cls", "preserve_weight": 0.0},
                "prototype_rule": "upstream", "report": {"number_tokens": False, "max_len": 64}},
-    "after": {"stage1": {}, "prototype_rule": "per_case", "report": {}},
+    "after": {"stage1": {}, "prototype_rule": "per_case", "report": {"neighbours": "stage1"}},
 }
-SHOTS = (1, 4, 16)
 
 
 # ---- cohorts ----
@@ -291,46 +293,6 @@ def low_label(emb: dict, risk: np.ndarray, tr: np.ndarray, te: np.ndarray, seed:
     return paired_auc_difference(y[te], probs["pretrained"], probs["untrained"], seed=seed)
 
 
-# ---- report generation ----
-def _report_seeds(results: dict) -> dict:
-    """``{seed<k>: report figures}`` (a file of an earlier version held seed 0's figures directly)."""
-    report = results.get("report", {})
-    return {"seed0": report} if "bleu" in report else dict(report)
-
-
-def report_generation(paths: dict, work: Path, profile: dict, seed: int) -> dict:
-    """``mstar train report`` with the demo's settings; BLEU-4 vs the most-common-report baseline."""
-    from mstar.demo.settings import DEMO_REPORT
-    from mstar.eval.text_metrics import paired_bleu_difference
-    from mstar.tasks.report_config import ReportConfig
-    from mstar.tasks.report_task import train_report
-
-    extra = dict(profile["report"])
-    max_len = extra.pop("max_len", None)  # before issue 17 the demo fixed 64 tokens
-    model_args = {**DEMO_REPORT["model_args"], **extra.pop("model_args", {}),
-                  **({"max_len": max_len} if max_len else {})}
-    cfg = ReportConfig(manifest=str(paths["manifest"]), features=str(paths["features"]),
-                       reports=str(paths["reports"]), out=str(work), name=f"report-s{seed}", seed=seed,
-                       meteor=False, classes=str(paths["prompts"]),
-                       **{**DEMO_REPORT, **extra, "model_args": model_args})
-    res = train_report(cfg)
-    pred = pd.read_csv(Path(res["run"]) / "predictions.csv")
-    pred = pred[pred["split"] == "test"].fillna("")
-    keys = pred["slide"].tolist()
-    diff = paired_bleu_difference(dict(zip(keys, pred["generated"])), dict(zip(keys, pred["baseline"])),
-                                  dict(zip(keys, pred["reference"])), seed=seed)
-    unk = float(pred["generated"].str.contains("<unk>").mean())
-    test = res.get("test", {})
-    alone = {}  # the generator before the neighbour-consensus re-ranking
-    if "generator" in pred:
-        alone = {"bleu_generator": paired_bleu_difference(
-            dict(zip(keys, pred["generator"])), dict(zip(keys, pred["baseline"])),
-            dict(zip(keys, pred["reference"])), seed=seed)}
-    return {"bleu": diff, **alone, "unk_fraction": unk,
-            "cancer_type_accuracy": test.get("cancer_type_accuracy"),
-            "baseline_cancer_type_accuracy": res.get("test_baseline", {}).get("cancer_type_accuracy")}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cohort", type=Path)
@@ -381,7 +343,7 @@ def main() -> None:
         print(key, json.dumps({k: results[key][k] for k in ("gene_probe", "risk_probe", "low_label")},
                               default=float)[:1500])
     if args.report is not None:
-        reports = _report_seeds(results)
+        reports = report_seeds(results)
         for seed in args.report or [0]:
             if f"seed{seed}" not in reports:
                 reports[f"seed{seed}"] = report_generation(paths, work, profile, seed)
@@ -389,99 +351,6 @@ def main() -> None:
                 path.write_text(json.dumps(results, indent=1, default=float))
     print(f"wrote {path}")
 
-
-
-# ---- tables ----
-ROWS = [  # (section, label, path into a seed's results, chance path or None)
-    ("retrieval (held-out R@5)", "slide→report", "retrieval_pretrained.slide_to_report/recall@5", "chance"),
-    ("retrieval (held-out R@5)", "report→slide", "retrieval_pretrained.report_to_slide/recall@5", "chance"),
-    ("retrieval (held-out R@5)", "slide→RNA", "retrieval_pretrained.slide_to_gene/recall@5", "chance"),
-    ("retrieval (held-out R@5)", "RNA→slide", "retrieval_pretrained.gene_to_slide/recall@5", "chance"),
-    ("retrieval (held-out R@5)", "report→RNA", "retrieval_pretrained.report_to_gene/recall@5", "chance"),
-    ("class probe (bacc)", "gene embedding", "gene_probe.embedding", None),
-    ("class probe (bacc)", "raw expression", "gene_probe.raw_expression", None),
-    ("class probe (bacc)", "report emb., with negated distractor", "report_probe.with_distractor", None),
-    ("class probe (bacc)", "report emb., without", "report_probe.without_distractor", None),
-    ("risk (Spearman)", "slide embedding", "risk_probe.slide_embedding", None),
-    ("risk (Spearman)", "untrained slide embedding", "risk_probe.untrained_embedding", None),
-    ("risk (Spearman)", "pooled patch features", "risk_probe.pooled_features", None),
-    ("risk (Spearman)", "gene embedding", "risk_probe.gene_embedding", None),
-    ("risk (Spearman)", "raw expression", "risk_probe.raw_expression", None),
-    ("zero-shot (test bacc)", "slide", "zero_shot.slide/balanced_accuracy", "chance"),
-    ("survival (test C-index)", "slide embedding", "survival.slide_embedding", None),
-    ("survival (test C-index)", "untrained slide embedding", "survival.untrained_embedding", None),
-    ("survival (test C-index)", "pooled patch features", "survival.pooled_features", None),
-    ("low-label (AUC, 12 labels)", "pretrained − untrained", "low_label", None),
-]
-
-
-def _get(blob: dict, path: str):
-    head, _, rest = path.partition(".")
-    value = blob.get(head)
-    return value if not rest or value is None else (value.get(rest) if isinstance(value, dict) else None)
-
-
-def _cell(seeds: list[dict], path: str, chance: str | None) -> str:
-    entries = [e for e in (_get(s, path) for s in seeds) if isinstance(e, dict) and "value" in e]
-    if not entries:
-        return "–"
-    values = np.array([e["value"] for e in entries])
-    first = entries[0]
-    text = f"{first['value']:.3f}"
-    if "ci_low" in first:
-        text += f" [{first['ci_low']:.2f}, {first['ci_high']:.2f}]"
-    if len(values) > 1:
-        text += f" · {values.mean():.3f} ± {values.std(ddof=1):.3f}"
-    if chance and chance in first:
-        text += f" (chance {first['chance']:.3f})"
-    return text
-
-
-def tables(work: Path) -> str:
-    """Markdown: one column per profile found under ``work``: seed 0 [its 95 % bootstrap CI] · mean ± sd over
-    the seeds."""
-    found = {p.parent.name: json.loads(p.read_text()) for p in sorted(work.glob("*/results.json"))}
-    names = sorted(found, key=lambda n: (n != "before", n))
-    seeds = {n: [v for k, v in found[n].items() if k.startswith("seed")] for n in names}
-    lines = [f"| measure | {' | '.join(f'{n} ({len(seeds[n])} seeds)' for n in names)} |",
-             "|---|" + "---|" * len(names)]
-    section = None
-    for sec, label, path, chance in ROWS:
-        if sec != section:
-            lines.append(f"| **{sec}** |" + " |" * len(names))
-            section = sec
-        lines.append(f"| {label} | " + " | ".join(_cell(seeds[n], path, chance) for n in names) + " |")
-    lines.append("| **few-shot (test bacc, median of 5 draws)** |" + " |" * len(names))
-    for key in [f"{m}/k{k}" for m in ("text_prototypes", "simpleshot", "linear_probe") for k in SHOTS]:
-        cells = []
-        for n in names:
-            vals = [s["few_shot"][key]["median"] for s in seeds[n] if key in s.get("few_shot", {})]
-            cells.append(f"{np.mean(vals):.3f}" + (f" ± {np.std(vals, ddof=1):.3f}" if len(vals) > 1 else "")
-                         if vals else "–")
-        lines.append(f"| {key.replace('/', ', ')} | " + " | ".join(cells) + " |")
-    reports = {n: list(_report_seeds(found[n]).values()) for n in names}
-    if any(reports.values()):
-        lines.append("| **report generation (test)** |" + " |" * len(names))
-        for label, key in (("BLEU-4 generated", "bleu4_generated"), ("BLEU-4 most common report",
-                                                                     "bleu4_baseline"),
-                           ("difference (paired)", "difference")):
-            lines.append(f"| {label} | " + " | ".join(
-                _cell([r["bleu"] for r in reports[n]], key, None) for n in names) + " |")
-        for label, key in (("BLEU-4 generator alone (no re-ranking)", "bleu4_generated"),
-                           ("difference, generator alone (paired)", "difference")):
-            lines.append(f"| {label} | " + " | ".join(
-                _cell([r["bleu_generator"] for r in reports[n] if "bleu_generator" in r], key, None)
-                for n in names) + " |")
-        for label, key in (("reports with `<unk>`", "unk_fraction"),
-                           ("cancer type stated correctly", "cancer_type_accuracy"),
-                           ("... by the baseline", "baseline_cancer_type_accuracy")):
-            cells = []
-            for n in names:
-                vals = [r[key] for r in reports[n] if r.get(key) is not None]
-                sd = f" ± {np.std(vals, ddof=1):.3f}" if len(vals) > 1 else ""
-                cells.append(f"{np.mean(vals):.3f}{sd}" if vals else "–")
-            lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

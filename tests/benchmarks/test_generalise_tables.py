@@ -29,7 +29,8 @@ def test_profiles_become_columns_with_seed_zero_ci_and_the_spread_over_seeds(tmp
         (tmp_path / name).mkdir()
         blob = {f"seed{i}": s for i, s in enumerate(seeds)}
         if name == "after":  # report figures as an earlier version wrote them: seed 0's directly
-            blob["report"] = {"bleu": {"difference": _entry(0.02)}, "unk_fraction": 0.0}
+            blob["report"] = {"bleu": {"difference": _entry(0.02)}, "unk_fraction": 0.0,
+                              "bleu_pooled": {"difference": _entry(0.01)}, "type_bleu_pooled": 0.6}
         (tmp_path / name / "results.json").write_text(json.dumps(blob))
     md = tables(tmp_path).splitlines()
     assert md[0] == "| measure | before (1 seeds) | after (2 seeds) |"
@@ -41,4 +42,6 @@ def test_profiles_become_columns_with_seed_zero_ci_and_the_spread_over_seeds(tmp
     k16 = next(line for line in md if line.startswith("| text_prototypes, k16 |"))
     assert k16 == "| text_prototypes, k16 | 0.300 | 0.650 ± 0.071 |"
     assert "| difference (paired) | – | 0.020 [-0.08, 0.12] |" in md
+    assert "| difference, pooled-feature consensus (paired) | – | 0.010 [-0.09, 0.11] |" in md
+    assert "| ... pooled-feature consensus | – | 0.600 |" in md
     assert "| risk from slide embedding |" not in md and "| slide embedding | – | – |" in md

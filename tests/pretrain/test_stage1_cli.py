@@ -3,6 +3,8 @@ cohort."""
 
 from __future__ import annotations
 
+import json
+
 import h5py
 import numpy as np
 import pandas as pd
@@ -72,6 +74,9 @@ def test_embed_writes_every_modality_and_masks_unknown_and_missing_genes(run, tm
         assert has_gene.sum() == 26 and not has_gene[5] and np.isnan(f["gene"][:][~has_gene]).all()
         assert [s.decode() for s in f["label"][:3]] == ["BRCA", "LUAD", "KIRC"]
         slide0, gene0 = f["slide"][0], f["gene"][0]
+        trained = json.loads(f.attrs["train_cases"])  # the cases the model was trained on: the train fold
+    manifest = pd.read_csv(paths["manifest"])
+    assert trained == sorted(manifest[manifest["fold"] == "train"]["case"])
     model, _ = load_stage1(ckpt)
     from mstar.features.io import load_features
 

@@ -68,6 +68,16 @@ def test_continuing_on_new_cancer_types_with_replay(cohort, tmp_path):
     later = pretrain(_cfg(tmp_path, cohort, name="later", labels=["KIRC"], epochs=1,
                           continue_from=first["run"], replay_fraction=0.5), progress=False)
     counts = later["meta"]["counts"]
+    # every case the model was ever trained on is recorded: the earlier run's and KIRC's training cases
+    # (a case with neither report nor RNA is dropped, so never trained on: one slide per case here)
+    train = pd.read_csv(cohort["manifest"]).query("fold == 'train'")
+    first_cases, later_cases = set(first["meta"]["train_cases"]), set(later["meta"]["train_cases"])
+    assert len(first_cases) == first["meta"]["counts"]["train_slides"]
+    assert first_cases <= set(train[train["label"].isin(["BRCA", "LUAD"])]["case"])
+    kirc = later_cases - first_cases
+    assert first_cases < later_cases <= set(train["case"])
+    assert kirc <= set(train[train["label"] == "KIRC"]["case"])
+    assert len(kirc) == counts["train_slides"] - counts["replayed_cases"]
     # 14 training cases per earlier type; half of each is replayed beside KIRC's 14
     assert counts["replayed_cases"] == 14 and counts["train_slides"] == 14 + 14
     assert later["meta"]["classes"] == ["BRCA", "KIRC", "LUAD"]

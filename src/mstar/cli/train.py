@@ -165,6 +165,11 @@ def report(
     manifest: Manifest = None, features: Features = None, reports: Reports = None, config: Config = None,
     stage1: Annotated[PathOpt, typer.Option("--stage1", help="Stage-1 checkpoint whose proj initialises the "
                                                              "WSI mapping.")] = None,
+    neighbour_embeddings: Annotated[PathOpt, typer.Option(
+        "--neighbour-embeddings", help="`mstar embed` file (slides + reports) of a stage-1 model pretrained "
+                                       "on this training split: the consensus neighbours are the training "
+                                       "reports nearest each slide's embedding (default: pooled features).")
+    ] = None,
     epochs: Epochs = None, lr: Lr = None, batch_size: BatchSize = None, seed: Seed = None, out: Out = None,
     name: Name = None, skip_missing: SkipMissing = False, overwrite: Overwrite = False, set_: Set = None,
     aggregator: OldAggregator = None,
@@ -201,6 +206,9 @@ def generate(
         "--features", help="Features folder (default: the run's).")] = None,
     beam_size: Annotated[Optional[int], typer.Option(
         "--beam-size", help="Beam width (default: the run's).")] = None,
+    embeddings: Annotated[PathOpt, typer.Option(
+        "--embeddings", help="`mstar embed` file of these slides, for runs trained with "
+                             "--neighbour-embeddings (default: the run's file).")] = None,
     out: Out = None, name: Name = None, overwrite: Overwrite = False, config: Config = None, set_: Set = None,
 ) -> None:
     """Generate pathology reports of slides; print them and write <out>/generate/<name>/generated.csv."""
@@ -208,7 +216,7 @@ def generate(
     from mstar.tasks.report_task import generate as run_generate
 
     cfg = build_config(GenerateConfig, config, set_, run=run, slides=slide, features=features,
-                       beam_size=beam_size, out=out, name=name)
+                       beam_size=beam_size, embeddings=embeddings, out=out, name=name)
     result = run_generate(cfg, overwrite=overwrite)
     if result.get("finished_before"):
         print(f"{result['run']}: already finished with these settings and inputs", file=sys.stderr)

@@ -167,13 +167,21 @@ def demo_multimodal(ctx) -> tuple[str, str]:
 # ---- report generation ----
 def step_report(ctx) -> tuple[str, str]:
     """A tiny HistGen-style generator on the demo reports; test BLEU-4 and cancer type stated, vs the
-    template."""
+    template. The consensus neighbours are the training reports the stage-1 model (pretrained on the same
+    training split) retrieves for each slide."""
+    from mstar.pretrain.stage1_embed import EmbedConfig, embed_cohort
     from mstar.tasks.report_config import ReportConfig
     from mstar.tasks.report_task import train_report
 
-    cfg = ReportConfig(manifest=str(ctx.cohort / "manifests" / "diagnosis.csv"),
-                       features=str(demo_features(ctx.work)), reports=str(ctx.cohort / "reports.json"),
-                       out=str(ctx.out / "runs"), seed=ctx.seed, **DEMO_REPORT)
+    manifest, reports = ctx.cohort / "manifests" / "diagnosis.csv", ctx.cohort / "reports.json"
+    with torch_threads(1):
+        embedded = embed_cohort(EmbedConfig(stage1=ctx.results["pretrain"]["checkpoint"],
+                                            features=str(demo_features(ctx.work)), manifest=str(manifest),
+                                            reports=str(reports), out=str(ctx.out / "runs"),
+                                            name="demo-report-neighbours", device="cpu"))
+    cfg = ReportConfig(manifest=str(manifest), features=str(demo_features(ctx.work)), reports=str(reports),
+                       out=str(ctx.out / "runs"), seed=ctx.seed, neighbour_embeddings=embedded["out"],
+                       **DEMO_REPORT)
     result = train_report(cfg)
     ctx.results["report"] = result
     test, base = result["test"], result["test_baseline"]

@@ -8,7 +8,8 @@ goes to that file and the run folder records it); one row per slide, rows in man
     report, gene                   (S, E) float32, NaN where the slide has no report / RNA profile
     has_report, has_gene           (S,) bool
     report_key                     (S,) string: the id the report was found under ("" if none)
-    attrs: checkpoint, dim, in_dim, normalised=False, genes (the checkpoint's vocabulary size; 0: no RNA)
+    attrs: checkpoint, dim, in_dim, normalised=False, genes (the checkpoint's vocabulary size; 0: no RNA),
+           train_cases (JSON list of the cases the model was trained on, when its checkpoint records them)
 
 Embeddings are the raw projections (what the losses L2-normalise); normalise them for cosine similarity.
 Reports are looked up by slide id, then case id; RNA profiles by case id, then slide id. RNA genes outside
@@ -17,6 +18,7 @@ the checkpoint's vocabulary are ignored with a warning; vocabulary genes absent 
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,6 +199,8 @@ def embed_cohort(cfg: EmbedConfig, overwrite: bool = False) -> dict:
         f.create_dataset("has_gene", data=has_gene)
         f.attrs.update({"checkpoint": str(checkpoint), "dim": dim, "in_dim": model.in_dim or 0,
                         "normalised": False, "genes": cohort.counts.get("genes", 0)})
+        if meta.get("train_cases") is not None:  # the cases the model was trained on (JSON list)
+            f.attrs["train_cases"] = json.dumps(meta["train_cases"])
     model.save_text_cache(cfg.text_cache)
     summary = {"out": str(out), "run": str(run), "slides": n, "reports": int(has_report.sum()),
                "genes": int(has_gene.sum()), "dim": dim}

@@ -31,6 +31,9 @@ class ReportConfig(RunConfig):
     beam_size: int = 3
     consensus_k: int = 5               # re-rank by the consensus of the k nearest training reports
                                        # (docs/report_generation.md); 0 = the generator's report as is
+    neighbour_embeddings: str | None = None  # `mstar embed` file of a stage-1 model pretrained on this
+                                       # training split: neighbours = training reports nearest the slide's
+                                       # embedding (cross-modal); None = nearest by pooled patch features
     val_beam_size: int | None = None   # beam width while selecting the epoch (default: beam_size)
     length_penalty: float = 0.0        # 0 = HistGen; 1 = Wu et al. normalisation
                                        # (see docs/report_generation.md)
@@ -55,14 +58,22 @@ class ReportConfig(RunConfig):
     AT_LEAST: ClassVar[dict[str, float]] = {"epochs": 1, "batch_size": 1, "beam_size": 1, "val_beam_size": 1,
                                             "consensus_k": 0, "val_every": 1, "min_freq": 1, "bootstrap": 0}
     POSITIVE: ClassVar[tuple[str, ...]] = ("lr",)
-    INPUTS: ClassVar[tuple[str, ...]] = ("manifest", "features", "reports", "stage1", "classes")
+    INPUTS: ClassVar[tuple[str, ...]] = ("manifest", "features", "reports", "stage1", "classes",
+                                         "neighbour_embeddings")
     RUNTIME: ClassVar[tuple[str, ...]] = ("out", "name", "accelerator", "devices", "logger")
     ALIASES: ClassVar[dict[str, str]] = {"aggregator": "stage1"}
 
     def check(self) -> None:
+        from mstar.errors import MstarError
+
+        if self.neighbour_embeddings and not Path(self.neighbour_embeddings).is_file():
+            raise MstarError(f"config 'neighbour_embeddings': {self.neighbour_embeddings}: no such file "
+                             "(write it with `mstar embed --stage1 ... --features ... --reports ...`)")
+        if self.neighbour_embeddings and not self.consensus_k:
+            raise MstarError("config 'neighbour_embeddings' is set but consensus_k is 0 (no neighbours are "
+                             "consulted): drop one of them")
         if self.classes:  # a missing file is one error line before any training
             from mstar.data.prompts import resolve_prompts
-            from mstar.errors import MstarError
 
             try:
                 resolve_prompts(self.classes)
@@ -73,8 +84,8 @@ class ReportConfig(RunConfig):
         return f"{Path(self.manifest).stem}-histgen"
 
     def input_paths(self) -> dict[str, Any]:
-        """The manifest, the feature files of its slides, the reports, the stage-1 checkpoint and the
-        clinical check's classes file."""
+        """The manifest, the feature files of its slides, the reports, the stage-1 checkpoint, the
+        clinical check's classes file and the neighbours' embeddings file."""
         from mstar.data.feature_dirs import feature_files_for
         from mstar.data.manifest import read_manifest
         from mstar.data.prompts import resolve_prompts
@@ -82,7 +93,8 @@ class ReportConfig(RunConfig):
         slides = [s for ss in read_manifest(self.manifest).table["slides"] for s in ss]
         return {"manifest": self.manifest, "features": feature_files_for(self.features, slides),
                 "reports": self.reports, "stage1": self.stage1,
-                "classes": resolve_prompts(self.classes or "synthetic_cancer_type")}
+                "classes": resolve_prompts(self.classes or "synthetic_cancer_type"),
+                "neighbour_embeddings": self.neighbour_embeddings}
 
 
 @dataclass
@@ -93,13 +105,15 @@ class GenerateConfig(RunConfig):
     slides: list[str] = field(default_factory=list)  # slide ids (default: every slide of the features folder)
     features: str | None = None        # features folder (default: the run's)
     beam_size: int | None = None       # beam width (default: the run's)
+    embeddings: str | None = None      # `mstar embed` file holding these slides (runs whose neighbours are
+                                       # found by stage-1 embeddings; default: the run's neighbour_embeddings)
     out: str = "runs"
     name: str | None = None
 
     KIND: ClassVar[str] = "generate"
     REQUIRED: ClassVar[tuple[str, ...]] = ("run",)
     AT_LEAST: ClassVar[dict[str, float]] = {"beam_size": 1}
-    INPUTS: ClassVar[tuple[str, ...]] = ("run", "features")
+    INPUTS: ClassVar[tuple[str, ...]] = ("run", "features", "embeddings")
 
     def default_name(self) -> str:
         return Path(self.run).name
@@ -114,4 +128,5 @@ class GenerateConfig(RunConfig):
             features = feature_files_for(self.features, list(self.slides))
         elif self.features:
             features = resolve_feature_dir(self.features)
-        return {"model": run / "model.pt", "vocabulary": run / "vocab.json", "features": features}
+        return {"model": run / "model.pt", "vocabulary": run / "vocab.json", "features": features,
+                "embeddings": self.embeddings}

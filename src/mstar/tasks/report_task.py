@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,6 +24,8 @@ from mstar.utils.atomic import write_text_atomic
 
 if TYPE_CHECKING:
     from mstar.models.report.vocab import Vocabulary
+
+log = logging.getLogger(__name__)
 
 
 def _load(cfg: ReportConfig):
@@ -59,6 +62,43 @@ def model_args_for(cfg: ReportConfig, vocab: Vocabulary, train_items: list) -> d
     return args
 
 
+def _embeddings(cfg: ReportConfig):
+    """The ``mstar embed`` file the neighbours are found in, or None (pooled features)."""
+    from mstar.data.embeddings import read_cohort_embeddings
+
+    return read_cohort_embeddings(cfg.neighbour_embeddings) if cfg.neighbour_embeddings else None
+
+
+def neighbour_bank(cfg: ReportConfig, train_items: list):
+    """The training reports for the consensus re-ranking, found by pooled features or, with
+    ``neighbour_embeddings``, by their stage-1 report embeddings."""
+    from mstar.models.report.consensus import NeighbourBank
+    from mstar.models.report.vocab import clean_report
+
+    texts = [clean_report(it.report) for it in train_items]
+    embeddings = _embeddings(cfg)
+    if embeddings is None:
+        return NeighbourBank.build([it.features for it in train_items], texts)
+    return NeighbourBank.from_embeddings(embeddings, [it.slide_id for it in train_items], texts)
+
+
+def check_not_pretrained_on(cfg: ReportConfig, heldout: list[str]) -> None:
+    """Stop when the stage-1 model behind ``neighbour_embeddings`` was trained on cases of the held-out
+    (val/test) slides: it saw their reports, so retrieving for them would score leaked text."""
+    embeddings = _embeddings(cfg)
+    if embeddings is None:
+        return
+    if embeddings.train_cases is None:
+        log.warning("%s: its stage-1 checkpoint does not record the cases it was trained on; make sure it "
+                    "never saw this run's val/test cases", embeddings.path)
+        return
+    seen = embeddings.trained_on(heldout)
+    if seen:
+        raise MstarError(f"{embeddings.path}: its stage-1 model was trained on {len(seen)} of this run's "
+                         f"val/test slides (e.g. {', '.join(seen[:3])}); pretrain stage 1 on this manifest's "
+                         "training split only")
+
+
 def train_report(cfg: ReportConfig, overwrite: bool = False, progress: bool = False) -> dict:
     """Train, select by validation BLEU-4, evaluate on test (with the template baseline) and save.
 
@@ -68,7 +108,7 @@ def train_report(cfg: ReportConfig, overwrite: bool = False, progress: bool = Fa
     from mstar.eval.report_baseline import baseline_reports
     from mstar.eval.text_metrics import report_generation_metrics
     from mstar.models.report import ReportGenerator, Vocabulary
-    from mstar.models.report.consensus import NeighbourBank, rerank_reports
+    from mstar.models.report.consensus import rerank_reports
     from mstar.models.report.inference import generate_reports
     from mstar.models.report.vocab import clean_report
     from mstar.tasks.report_train import build_items, fit_report_model
@@ -91,6 +131,12 @@ def train_report(cfg: ReportConfig, overwrite: bool = False, progress: bool = Fa
     vocab = Vocabulary.build([it.report for it in items["train"]], min_freq=cfg.min_freq,
                              numbers=cfg.number_tokens)
     vocab.save(run / "vocab.json")
+    # the neighbour bank (and every slide's query into it) before training: a slide missing from the
+    # embeddings file stops the run here, not after the epochs
+    check_not_pretrained_on(cfg, [it.slide_id for split in ("val", "test") for it in items[split]])
+    bank = neighbour_bank(cfg, items["train"])
+    queries = {split: bank.queries({it.slide_id: it.features for it in items[split]}, _embeddings(cfg))
+               for split in ("val", "test")} if cfg.consensus_k else {}
     model = ReportGenerator(len(vocab), in_dim=dim, **model_args_for(cfg, vocab, items["train"]))
     if cfg.stage1:
         from mstar.models.report.init import init_from_stage1
@@ -103,9 +149,10 @@ def train_report(cfg: ReportConfig, overwrite: bool = False, progress: bool = Fa
     model.cpu()
     save_checkpoint(run / "model.pt", {"model_state_dict": model.state_dict(),
                                        "info": {"config": model.config}})
-    metrics, rows, summary = {}, [], {"best_epoch": fit.best_epoch, "skipped": counts}
+    metrics, rows, summary = {}, [], {"best_epoch": fit.best_epoch, "skipped": counts,
+                                      "consensus": {"k": cfg.consensus_k, "space": bank.space,
+                                                    "source": bank.source}}
     train_texts = [it.report for it in items["train"]]
-    bank = NeighbourBank.build([it.features for it in items["train"]], [clean_report(t) for t in train_texts])
     bank.save(run / "neighbours.pt")
     for split in ("val", "test"):
         if not items[split]:
@@ -116,8 +163,7 @@ def train_report(cfg: ReportConfig, overwrite: bool = False, progress: bool = Fa
         generated = generate_reports(model, vocab, items[split], beam_size=cfg.beam_size,
                                      length_penalty=cfg.length_penalty)
         generator = {k: clean_report(v) for k, v in generated.items()}
-        hyps = rerank_reports(generator, {it.slide_id: it.features for it in items[split]}, bank,
-                              cfg.consensus_k)
+        hyps = rerank_reports(generator, queries.get(split, {}), bank, cfg.consensus_k)
         baseline = {k: clean_report(v) for k, v in baseline_reports(train_texts, list(refs)).items()}
         truth = clinical_truth({it.slide_id: it.report for it in items[split]}, label_of)
         variants = [(split, hyps), (f"{split}_baseline", baseline)]
@@ -167,9 +213,12 @@ def load_report_model(run: str | Path):
 
 
 def generate_for_slides(run: str | Path, slide_ids: list[str], features: str | Path | None = None,
-                        beam_size: int | None = None) -> dict[str, str]:
+                        beam_size: int | None = None, embeddings: str | Path | None = None) -> dict[str, str]:
     """The reports of ``slide_ids`` with a trained run's model, re-ranked by its neighbour bank as in its
-    evaluation (``consensus_k``; runs from before the bank existed give the generator's reports)."""
+    evaluation (``consensus_k``; runs from before the bank existed give the generator's reports). A run
+    whose neighbours are found by stage-1 embeddings reads the slides' embeddings from ``embeddings``
+    (default: the run's ``neighbour_embeddings`` file)."""
+    from mstar.data.embeddings import read_cohort_embeddings
     from mstar.data.feature_dirs import feature_file
     from mstar.features.io import load_features
     from mstar.models.report.consensus import NeighbourBank, rerank_reports
@@ -180,6 +229,13 @@ def generate_for_slides(run: str | Path, slide_ids: list[str], features: str | P
     folder = resolve_feature_dir(features or cfg.features)
     bank_path = Path(run) / "neighbours.pt"
     bank = NeighbourBank.load(bank_path) if cfg.consensus_k and bank_path.is_file() else None
+    vectors = None
+    if bank is not None and bank.space == "stage1":
+        if not embeddings and not Path(bank.source).is_file():
+            raise MstarError(f"{bank.source}: the embeddings file this run's neighbours were found in is "
+                             "gone; pass --embeddings FILE (`mstar embed` of these slides with the same "
+                             "stage-1 model)")
+        vectors = read_cohort_embeddings(embeddings or bank.source)
     out = {}
     for slide_id in slide_ids:
         path = feature_file(folder, slide_id)
@@ -187,8 +243,10 @@ def generate_for_slides(run: str | Path, slide_ids: list[str], features: str | P
         text = clean_report(generate_for_slide(model, vocab, bag, slide_id,
                                                beam_size=beam_size or cfg.beam_size,
                                                length_penalty=cfg.length_penalty))
-        out[slide_id] = text if bank is None else rerank_reports({slide_id: text}, bag, bank,
-                                                                 cfg.consensus_k)[slide_id]
+        if bank is not None and bag:
+            text = rerank_reports({slide_id: text}, bank.queries(bag, vectors), bank,
+                                  cfg.consensus_k)[slide_id]
+        out[slide_id] = text
     return out
 
 
@@ -216,7 +274,7 @@ def generate(cfg: GenerateConfig, overwrite: bool = False) -> dict:
     _, _, trained = load_report_model(cfg.run)
     features = resolve_feature_dir(cfg.features or trained.features)
     slides = list(cfg.slides) or sorted({p.stem for p in features.iterdir() if p.suffix in FEATURE_SUFFIXES})
-    reports = generate_for_slides(cfg.run, slides, features, cfg.beam_size)
+    reports = generate_for_slides(cfg.run, slides, features, cfg.beam_size, cfg.embeddings)
     run = folder.start(cfg)
     write_predictions_csv(run / "generated.csv",
                           pd.DataFrame({"slide": list(reports), "report": list(reports.values())}))

@@ -5,7 +5,7 @@ import torch
 
 from mstar.errors import MstarError
 from mstar.eval.report_baseline import bleu4_against, ngram_counts
-from mstar.models.report.consensus import NeighbourBank, consensus_pick, rerank_reports
+from mstar.models.report.consensus import NeighbourBank, consensus_pick, pooled_vector, rerank_reports
 
 A = "diagnosis adenocarcinoma of the lung . grade 2 . no lymphovascular invasion ."
 A2 = "diagnosis adenocarcinoma of the lung . grade 3 . no lymphovascular invasion ."
@@ -46,13 +46,16 @@ def test_neighbours_are_the_most_similar_pooled_slides(tmp_path):
     query = torch.zeros(5, d)
     query[:, 3] = 1.0
     query[:, 1] = 0.5
-    assert bank.nearest(query, 2) == [3, 1]
+    queries = bank.queries({"x": query})
+    assert torch.allclose(queries["x"], pooled_vector(query))
+    assert bank.nearest(queries["x"], 2) == [3, 1]
     bank.save(tmp_path / "bank.pt")
     again = NeighbourBank.load(tmp_path / "bank.pt")
     assert torch.equal(again.vectors, bank.vectors) and again.reports == bank.reports
+    assert again.space == "pooled"
     # one neighbour is no consensus, and k = 0 is off: the generated report unchanged
-    assert rerank_reports({"x": "grade"}, {"x": query}, bank, 1) == {"x": "grade"}
-    assert rerank_reports({"x": "grade"}, {"x": query}, bank, 0) == {"x": "grade"}
-    assert rerank_reports({"x": "grade"}, {"x": query}, bank, 2) == {"x": consensus_pick("grade", [S, A2])}
-    with pytest.raises(MstarError, match="width 4 do not match.*8"):
-        bank.nearest(torch.zeros(2, 4), 2)
+    assert rerank_reports({"x": "grade"}, queries, bank, 1) == {"x": "grade"}
+    assert rerank_reports({"x": "grade"}, queries, bank, 0) == {"x": "grade"}
+    assert rerank_reports({"x": "grade"}, queries, bank, 2) == {"x": consensus_pick("grade", [S, A2])}
+    with pytest.raises(MstarError, match="patch features of width 4 do not match.*8"):
+        bank.nearest(torch.zeros(4), 2)

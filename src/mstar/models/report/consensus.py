@@ -2,12 +2,17 @@
 neighbor approaches for image captioning", applied to slides).
 
 A report generator trained on a few hundred reports learns each class's sentences but not which of a fact's
-many phrasings and which boilerplate the reports of similar slides share. The training slides nearest to a
-slide (cosine of mean-pooled patch features) and their reports are a second opinion: among those ``k``
-reports and the generated one, the report with the highest BLEU-4 against the neighbours' reports (the
-consensus) is returned. The generated report wins when it agrees with the neighbours better than any of
-them does; otherwise the most typical neighbour report does. ``k`` was chosen on `mstar synth` and reported
-on an independent cohort (docs/report_generation.md).
+many phrasings and which boilerplate the reports of similar slides share. The ``k`` training reports nearest
+to a slide are a second opinion: among those reports and the generated one, the report with the highest
+BLEU-4 against the neighbours' reports (the consensus) is returned. The generated report wins when it agrees
+with the neighbours better than any of them does; otherwise the most typical neighbour report does.
+
+Two neighbour spaces (docs/report_generation.md):
+
+- ``pooled``: the training slides nearest by the cosine of mean-pooled patch features (no other input);
+- ``stage1``: the training *reports* nearest to the slide's stage-1 slide embedding in the stage-1 report
+  space (cross-modal retrieval with the pretrained model; vectors from an ``mstar embed`` file). Chosen on
+  `mstar synth` over pooled features and over stage-1 slide-to-slide neighbours.
 """
 
 from __future__ import annotations
@@ -19,9 +24,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from mstar.data.embeddings import CohortEmbeddings
 from mstar.errors import MstarError
 from mstar.eval.report_baseline import bleu4_against, ngram_counts
 from mstar.run.checkpoint import save_checkpoint
+
+SPACES = ("pooled", "stage1")
 
 
 def pooled_vector(bag: torch.Tensor) -> torch.Tensor:
@@ -31,35 +39,72 @@ def pooled_vector(bag: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class NeighbourBank:
-    """The training slides' pooled features ``(M, D)`` and their cleaned reports (``M`` strings)."""
+    """The training reports (``M`` cleaned strings) and the vectors ``(M, D)`` they are found by: the
+    training slides' pooled features (``space="pooled"``) or the reports' stage-1 embeddings
+    (``space="stage1"``, ``source`` = the ``mstar embed`` file they came from, ``checkpoint`` = the stage-1
+    model that file was embedded with)."""
 
     vectors: torch.Tensor
     reports: list[str]
+    space: str = "pooled"
+    source: str = ""
+    checkpoint: str = ""
 
     @classmethod
     def build(cls, bags: Sequence[torch.Tensor], reports: Sequence[str]) -> NeighbourBank:
-        """A bank from the training bags and their (cleaned) reports."""
+        """A pooled-feature bank from the training bags and their (cleaned) reports."""
         if not bags or len(bags) != len(reports):
             raise MstarError(f"a neighbour bank needs one report per bag (got {len(bags)} bags, "
                              f"{len(reports)} reports)")
         return cls(torch.stack([pooled_vector(b) for b in bags]), list(reports))  # (M, D)
 
+    @classmethod
+    def from_embeddings(cls, embeddings: CohortEmbeddings, slide_ids: Sequence[str],
+                        reports: Sequence[str]) -> NeighbourBank:
+        """A stage-1 bank: the (cleaned) ``reports`` of the training ``slide_ids``, found by their report
+        embeddings in ``embeddings``."""
+        if not slide_ids or len(slide_ids) != len(reports):
+            raise MstarError(f"a neighbour bank needs one report per slide (got {len(slide_ids)} slides, "
+                             f"{len(reports)} reports)")
+        vectors = embeddings.lookup("report", list(slide_ids), "training slides")  # (M, E)
+        return cls(vectors, list(reports), "stage1", str(embeddings.path), embeddings.checkpoint)
+
     def save(self, path: str | Path) -> None:
         """Write the bank (atomically, like every checkpoint)."""
-        save_checkpoint(path, {"vectors": self.vectors, "reports": self.reports})
+        save_checkpoint(path, {"vectors": self.vectors, "reports": self.reports, "space": self.space,
+                               "source": self.source, "checkpoint": self.checkpoint})
 
     @classmethod
     def load(cls, path: str | Path) -> NeighbourBank:
-        """Read a bank written by :meth:`save`."""
+        """Read a bank written by :meth:`save` (banks of earlier versions are pooled-feature banks)."""
         blob = torch.load(path, map_location="cpu", weights_only=True)
-        return cls(blob["vectors"], list(blob["reports"]))
+        return cls(blob["vectors"], list(blob["reports"]), blob.get("space", "pooled"),
+                   blob.get("source", ""), blob.get("checkpoint", ""))
 
-    def nearest(self, bag: torch.Tensor, k: int) -> list[int]:
-        """Indices of the ``k`` training slides nearest to ``bag`` (most similar first)."""
-        if bag.shape[-1] != self.vectors.shape[1]:
-            raise MstarError(f"patch features of width {bag.shape[-1]} do not match the run's training "
-                             f"features ({self.vectors.shape[1]}): use the encoder the run was trained on")
-        sims = self.vectors @ pooled_vector(bag)  # (M,)
+    def queries(self, bags: Mapping[str, torch.Tensor],
+                embeddings: CohortEmbeddings | None = None) -> dict[str, torch.Tensor]:
+        """``{slide_id: (D,) query vector}`` for the slides of ``bags``: their pooled features, or their
+        stage-1 slide embeddings from ``embeddings`` (required for a stage-1 bank)."""
+        if self.space == "pooled":
+            return {sid: pooled_vector(bag) for sid, bag in bags.items()}
+        if embeddings is None:
+            raise MstarError(f"this run finds neighbours by stage-1 embeddings ({self.source}): pass the "
+                             "`mstar embed` file of the slides (--embeddings)")
+        if self.checkpoint and embeddings.checkpoint != self.checkpoint:
+            raise MstarError(f"{embeddings.path}: embedded with {embeddings.checkpoint}, but this run's "
+                             f"neighbours were found with {self.checkpoint}: embed the slides with that "
+                             "model")
+        ids = list(bags)
+        return dict(zip(ids, embeddings.lookup("slide", ids, "slides to report on"))) if ids else {}
+
+    def nearest(self, query: torch.Tensor, k: int) -> list[int]:
+        """Indices of the ``k`` bank reports nearest to the ``(D,)`` unit ``query`` (most similar first)."""
+        if query.shape[-1] != self.vectors.shape[1]:
+            what = ("patch features", "the encoder the run was trained on") if self.space == "pooled" else (
+                "stage-1 embeddings", "an `mstar embed` file of the stage-1 model the run used")
+            raise MstarError(f"{what[0]} of width {query.shape[-1]} do not match the run's neighbour bank "
+                             f"({self.vectors.shape[1]}): use {what[1]}")
+        sims = self.vectors @ query.float()  # (M,)
         return sims.topk(min(k, len(self.reports))).indices.tolist()
 
 
@@ -79,17 +124,18 @@ def consensus_pick(generated: str, neighbour_reports: Sequence[str]) -> str:
     return best
 
 
-def rerank_reports(generated: Mapping[str, str], bags: Mapping[str, torch.Tensor], bank: NeighbourBank,
+def rerank_reports(generated: Mapping[str, str], queries: Mapping[str, torch.Tensor], bank: NeighbourBank,
                    k: int) -> dict[str, str]:
     """Each slide's consensus report among its generated report and its ``k`` nearest training reports.
 
     Args:
         generated: ``{slide_id: generated cleaned text}``.
-        bags: ``{slide_id: (N, D) patch features}`` for every slide in ``generated``.
-        bank: The run's training slides and reports.
+        queries: ``{slide_id: (D,) query vector}`` for every slide in ``generated``
+            (:meth:`NeighbourBank.queries`).
+        bank: The run's training reports and the vectors they are found by.
         k: Neighbours consulted (0: the generated reports unchanged).
     """
     if k <= 0:
         return dict(generated)
-    return {sid: consensus_pick(text, [bank.reports[j] for j in bank.nearest(bags[sid], k)])
+    return {sid: consensus_pick(text, [bank.reports[j] for j in bank.nearest(queries[sid], k)])
             for sid, text in generated.items()}

@@ -1,0 +1,116 @@
+"""`mstar train report --neighbour-embeddings`: consensus neighbours found by stage-1 embeddings."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from mstar.data.synthetic.reports import write_report
+from mstar.data.synthetic.truth import draw_cohort_truth
+from mstar.data.synthetic.types import cancer_codes
+from mstar.errors import MstarError
+from mstar.models.report.consensus import consensus_pick
+from mstar.models.report.vocab import clean_report
+from mstar.tasks.report_config import ReportConfig
+from mstar.tasks.report_task import generate_for_run, train_report
+from tests.models.report.test_consensus_stage1 import write_embeddings
+from tests.tasks._bags import write_bag
+from tests.tasks.test_report_learning import class_bags
+
+pytestmark = pytest.mark.slow
+TINY = {"d_model": 16, "d_ff": 32, "n_heads": 2, "d_vf": 16, "cmm_size": 16, "cmm_dim": 16, "topk": 8,
+        "prototype_num": 8, "region_size": 16, "num_layers": 1, "encoder_layers": 1, "max_len": 48}
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    """90 cases; an embeddings file whose slide vectors point at the *next* class's report axis, so
+    reports found through it state that class (the pooled features would give the true one)."""
+    root = tmp_path_factory.mktemp("neighbours")
+    cases = draw_cohort_truth(90, 3, seed=2)
+    bags, rng = class_bags(cases), np.random.default_rng(3)
+    codes = cancer_codes(3)
+    rows, reports, ids, slide_vec, report_vec = [], {}, [], [], []
+    for c in cases:
+        sid = c.slides[0].slide_id
+        write_bag(root / "features" / f"{sid}.h5", bags[c.case_id].numpy())
+        rows.append({"case": c.case_id, "slide": sid, "label": c.cancer_type, "fold": c.split})
+        reports[sid] = write_report(c, rng)
+        axis = codes.index(c.cancer_type)
+        ids.append(sid)
+        slide_vec.append(np.eye(3)[(axis + 1) % 3] + rng.normal(0, 0.1, 3))
+        report_vec.append(np.eye(3)[axis] + rng.normal(0, 0.1, 3))
+    pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
+    (root / "reports.json").write_text(json.dumps(reports))
+    write_embeddings(root / "embeddings.h5", ids, slide_vec, report_vec)
+    return root, dict(zip(ids, slide_vec)), dict(zip(ids, report_vec))
+
+
+def config(root: Path, **kw) -> ReportConfig:
+    kw = {"out": str(root / "runs"), **kw}
+    return ReportConfig(manifest=str(root / "manifest.csv"), features=str(root / "features"),
+                        reports=str(root / "reports.json"), epochs=1, batch_size=8, min_freq=2, beam_size=1,
+                        bootstrap=0, meteor=False, model_args=TINY, **kw)
+
+
+def test_neighbours_come_from_the_embeddings_file(cohort):
+    root, slide_vec, report_vec = cohort
+    result = train_report(config(root, neighbour_embeddings=str(root / "embeddings.h5"), name="s1"))
+    assert result["consensus"] == {"k": 5, "space": "stage1", "source": str(root / "embeddings.h5")}
+    pred = pd.read_csv(Path(result["run"]) / "predictions.csv", keep_default_na=False)
+    manifest = pd.read_csv(root / "manifest.csv")
+    train = manifest[manifest.fold == "train"].slide.tolist()
+    texts = json.loads((root / "reports.json").read_text())
+    bank = np.stack([report_vec[s] / np.linalg.norm(report_vec[s]) for s in train])  # (M, 3)
+    for row in pred.itertuples():  # the rule recomputed: the 5 training reports nearest to the slide vector
+        sims = bank @ (slide_vec[row.slide] / np.linalg.norm(slide_vec[row.slide]))
+        nearest = torch.tensor(sims).topk(5).indices.tolist()
+        neighbours = [clean_report(texts[train[j]]) for j in nearest]
+        assert row.generated == consensus_pick(row.generator, neighbours)
+    # the slide vectors point at the next class: the re-ranked reports state it, not the true class
+    assert result["test"]["cancer_type_accuracy"] < 0.2
+    pooled = train_report(config(root, name="pooled"))
+    assert pooled["consensus"]["space"] == "pooled" and pooled["test"]["cancer_type_accuracy"] > 0.8
+    # generation re-ranks like the evaluation (the run's file by default, or another file of the slides)
+    test = pred[pred.split == "test"].head(2)
+    assert [generate_for_run(result["run"], s) for s in test.slide] == test.generated.tolist()
+
+
+def test_generation_needs_the_slides_embeddings(cohort, tmp_path, capsys):
+    from mstar.cli import main
+
+    root = cohort[0]
+    run = train_report(config(root, neighbour_embeddings=str(root / "embeddings.h5"), name="s1"))["run"]
+    sid = pd.read_csv(root / "manifest.csv").slide[0]
+    write_embeddings(tmp_path / "few.h5", ["other"], [[1, 0, 0]], [[1, 0, 0]])
+    with pytest.raises(SystemExit) as stop:
+        main(["generate", "--run", run, "--slide", sid, "--embeddings", str(tmp_path / "few.h5"), "--out",
+              str(tmp_path / "gen")])
+    assert stop.value.code == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"1 slides to report on have no slide embedding (e.g. {sid})" in err
+    assert not any((tmp_path / "gen").rglob("generated.csv"))
+    with pytest.raises(MstarError, match="no such file"):
+        config(root, neighbour_embeddings=str(tmp_path / "none.h5")).validate()
+    with pytest.raises(MstarError, match="consensus_k is 0"):
+        config(root, neighbour_embeddings=str(root / "embeddings.h5"), consensus_k=0).validate()
+    # a stage-1 model that was trained on held-out cases stops the run before training
+    manifest = pd.read_csv(root / "manifest.csv")
+    _, slide_vec, report_vec = cohort
+    ids = manifest.slide.tolist()
+    leaked = manifest[manifest.fold == "test"].case.tolist()[:2]
+    write_embeddings(tmp_path / "leak.h5", ids, [slide_vec[s] for s in ids], [report_vec[s] for s in ids],
+                     train_cases=[*manifest[manifest.fold == "train"].case, *leaked],
+                     case_ids=manifest.case.tolist())
+    with pytest.raises(MstarError, match="trained on 2 of this run's val/test slides"):
+        train_report(config(root, neighbour_embeddings=str(tmp_path / "leak.h5"), name="leak",
+                            out=str(tmp_path / "runs")))
+    # a training slide without a report vector stops the run before training
+    write_embeddings(tmp_path / "part.h5", ids[:10], np.eye(3)[[0] * 10], np.eye(3)[[0] * 10])
+    with pytest.raises(MstarError, match="training slides have no report embedding"):
+        train_report(config(root, neighbour_embeddings=str(tmp_path / "part.h5"), name="part",
+                            out=str(tmp_path / "runs")))
+    assert not any((tmp_path / "runs").rglob("model.pt"))
