@@ -345,7 +345,9 @@ def main() -> None:
     if args.report is not None:
         reports = report_seeds(results)
         for seed in args.report or [0]:
-            if f"seed{seed}" not in reports:
+            stored = reports.get(f"seed{seed}")
+            if stored is None or stored.get("neighbours", "pooled") != profile["report"].get("neighbours",
+                                                                                              "pooled"):
                 reports[f"seed{seed}"] = report_generation(paths, work, profile, seed)
                 results["report"] = reports
                 path.write_text(json.dumps(results, indent=1, default=float))

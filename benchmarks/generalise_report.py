@@ -70,8 +70,6 @@ def report_generation(paths: dict, work: Path, profile: dict, seed: int) -> dict
 def _pooled_consensus(cfg, features: dict, split_of: dict, generator: dict[str, str]) -> dict[str, str]:
     """The generator's test reports re-ranked by pooled-feature neighbours (the rule before stage-1
     neighbours), for the side-by-side figure."""
-    from dataclasses import replace
-
     from mstar.data.reports import read_reports
     from mstar.models.report.consensus import rerank_reports
     from mstar.tasks.report_task import neighbour_bank
@@ -79,7 +77,7 @@ def _pooled_consensus(cfg, features: dict, split_of: dict, generator: dict[str, 
 
     reports = read_reports(cfg.reports)
     train = build_items(features, reports, [s for s, x in split_of.items() if x == "train"])[0]
-    bank = neighbour_bank(replace(cfg, neighbour_embeddings=None), train)
+    bank = neighbour_bank(train)
     return rerank_reports(generator, bank.queries({k: features[k] for k in generator}), bank, cfg.consensus_k)
 
 

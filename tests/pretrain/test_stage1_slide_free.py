@@ -78,6 +78,14 @@ def test_continuing_on_new_cancer_types_with_replay(cohort, tmp_path):
     assert first_cases < later_cases <= set(train["case"])
     assert kirc <= set(train[train["label"] == "KIRC"]["case"])
     assert len(kirc) == counts["train_slides"] - counts["replayed_cases"]
+    assert first["meta"]["train_cases_complete"] and later["meta"]["train_cases_complete"]
+    # an earlier checkpoint that does not record its cases: this run's are kept, the list marked incomplete
+    blob = torch.load(first["checkpoint"], map_location="cpu", weights_only=False)
+    del blob["meta"]["train_cases"]
+    torch.save(blob, first["checkpoint"])
+    unknown = pretrain(_cfg(tmp_path, cohort, name="unknown", labels=["KIRC"], epochs=0,
+                            continue_from=first["run"]), progress=False)["meta"]
+    assert unknown["train_cases"] == sorted(kirc) and unknown["train_cases_complete"] is False
     # 14 training cases per earlier type; half of each is replayed beside KIRC's 14
     assert counts["replayed_cases"] == 14 and counts["train_slides"] == 14 + 14
     assert later["meta"]["classes"] == ["BRCA", "KIRC", "LUAD"]

@@ -59,7 +59,8 @@ def config(root: Path, **kw) -> ReportConfig:
 def test_neighbours_come_from_the_embeddings_file(cohort):
     root, slide_vec, report_vec = cohort
     result = train_report(config(root, neighbour_embeddings=str(root / "embeddings.h5"), name="s1"))
-    assert result["consensus"] == {"k": 5, "space": "stage1", "source": str(root / "embeddings.h5")}
+    source = str((root / "embeddings.h5").resolve())
+    assert result["consensus"] == {"k": 5, "space": "stage1", "source": source}
     pred = pd.read_csv(Path(result["run"]) / "predictions.csv", keep_default_na=False)
     manifest = pd.read_csv(root / "manifest.csv")
     train = manifest[manifest.fold == "train"].slide.tolist()
@@ -74,17 +75,22 @@ def test_neighbours_come_from_the_embeddings_file(cohort):
     assert result["test"]["cancer_type_accuracy"] < 0.2
     pooled = train_report(config(root, name="pooled"))
     assert pooled["consensus"]["space"] == "pooled" and pooled["test"]["cancer_type_accuracy"] > 0.8
-    # generation re-ranks like the evaluation (the run's file by default, or another file of the slides)
+    # generation re-ranks like the evaluation (the run's file by default)
     test = pred[pred.split == "test"].head(2)
     assert [generate_for_run(result["run"], s) for s in test.slide] == test.generated.tolist()
 
 
-def test_generation_needs_the_slides_embeddings(cohort, tmp_path, capsys):
+def test_generation_reads_the_slides_embeddings(cohort, tmp_path, capsys):
+    import shutil
+
     from mstar.cli import main
 
     root = cohort[0]
-    run = train_report(config(root, neighbour_embeddings=str(root / "embeddings.h5"), name="s1"))["run"]
     sid = pd.read_csv(root / "manifest.csv").slide[0]
+    shutil.copy(root / "embeddings.h5", tmp_path / "copy.h5")
+    run = train_report(config(root, neighbour_embeddings=str(tmp_path / "copy.h5"), name="moved"))["run"]
+    want = generate_for_run(run, sid)
+    # a file without the slide: one line, exit 1, nothing written
     write_embeddings(tmp_path / "few.h5", ["other"], [[1, 0, 0]], [[1, 0, 0]])
     with pytest.raises(SystemExit) as stop:
         main(["generate", "--run", run, "--slide", sid, "--embeddings", str(tmp_path / "few.h5"), "--out",
@@ -93,24 +99,35 @@ def test_generation_needs_the_slides_embeddings(cohort, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"1 slides to report on have no slide embedding (e.g. {sid})" in err
     assert not any((tmp_path / "gen").rglob("generated.csv"))
-    with pytest.raises(MstarError, match="no such file"):
-        config(root, neighbour_embeddings=str(tmp_path / "none.h5")).validate()
+    # the run's file is gone: say so, and another file of the same model (--embeddings) does the same job
+    (tmp_path / "copy.h5").unlink()
+    with pytest.raises(MstarError, match="copy.h5: the embeddings file .* is gone; pass --embeddings"):
+        generate_for_run(run, sid)
+    assert generate_for_run(run, sid, embeddings=root / "embeddings.h5") == want
+    pooled = train_report(config(root, name="pooled"))["run"]
+    with pytest.raises(MstarError, match="pooled neighbour bank\\): drop --embeddings"):
+        generate_for_run(pooled, sid, embeddings=root / "embeddings.h5")
     with pytest.raises(MstarError, match="consensus_k is 0"):
         config(root, neighbour_embeddings=str(root / "embeddings.h5"), consensus_k=0).validate()
-    # a stage-1 model that was trained on held-out cases stops the run before training
+
+
+@pytest.mark.parametrize("case_ids", [True, False], ids=["h5-with-cases", "h5-of-slides-only"])
+def test_a_model_that_saw_held_out_cases_stops_before_the_run_folder(cohort, tmp_path, case_ids):
+    root, slide_vec, report_vec = cohort
     manifest = pd.read_csv(root / "manifest.csv")
-    _, slide_vec, report_vec = cohort
     ids = manifest.slide.tolist()
     leaked = manifest[manifest.fold == "test"].case.tolist()[:2]
+    # without a manifest `mstar embed` knows slides only: the report run's manifest names their cases
     write_embeddings(tmp_path / "leak.h5", ids, [slide_vec[s] for s in ids], [report_vec[s] for s in ids],
                      train_cases=[*manifest[manifest.fold == "train"].case, *leaked],
-                     case_ids=manifest.case.tolist())
+                     case_ids=manifest.case.tolist() if case_ids else None)
     with pytest.raises(MstarError, match="trained on 2 of this run's val/test slides"):
         train_report(config(root, neighbour_embeddings=str(tmp_path / "leak.h5"), name="leak",
                             out=str(tmp_path / "runs")))
-    # a training slide without a report vector stops the run before training
+    assert not (tmp_path / "runs" / "report" / "leak").exists()
+    # a training slide without a report vector stops it too, before anything is written
     write_embeddings(tmp_path / "part.h5", ids[:10], np.eye(3)[[0] * 10], np.eye(3)[[0] * 10])
     with pytest.raises(MstarError, match="training slides have no report embedding"):
         train_report(config(root, neighbour_embeddings=str(tmp_path / "part.h5"), name="part",
                             out=str(tmp_path / "runs")))
-    assert not any((tmp_path / "runs").rglob("model.pt"))
+    assert not (tmp_path / "runs" / "report" / "part").exists()

@@ -2,15 +2,17 @@
 
 The layout (written by :mod:`mstar.pretrain.stage1_embed`): ``slide_id``, ``case_id`` ``(S,)`` strings;
 ``slide``, ``report``, ``gene`` ``(S, E)`` float32 with NaN rows where a modality is absent; ``has_slide``,
-``has_report``, ``has_gene`` ``(S,)`` bool; attrs ``checkpoint``, ``dim`` and ``train_cases`` (JSON list of
-the cases the stage-1 model was trained on, when its checkpoint records them). Stages that consume the vectors
-(the report task's neighbour consensus) read them here, below the stage that writes them.
+``has_report``, ``has_gene`` ``(S,)`` bool; attrs ``checkpoint``, ``checkpoint_digest`` (content digest of
+the stage-1 checkpoint), ``dim``, ``train_cases`` (JSON list of the cases the stage-1 model was trained on,
+when its checkpoint records them) and ``train_cases_complete`` (False when a continued model's earlier cases
+are unknown). Stages that consume the vectors (the report task's neighbour consensus) read them here, below
+the stage that writes them.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,13 +35,28 @@ class CohortEmbeddings:
     vectors: dict[str, np.ndarray]
     checkpoint: str
     train_cases: frozenset[str] | None = None  # cases the stage-1 model was trained on (None: not recorded)
+    train_cases_complete: bool = True          # False: a continued model whose earlier cases are unknown
+    checkpoint_digest: str = ""                # content digest of the stage-1 checkpoint ("" in older files)
+    rows: dict[str, int] = field(init=False, repr=False, compare=False)
 
-    def trained_on(self, slide_ids: list[str]) -> list[str]:
-        """The slides of ``slide_ids`` whose case the stage-1 model was trained on (none when unrecorded)."""
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rows", {s: i for i, s in enumerate(self.slide_ids)})
+
+    @property
+    def model_id(self) -> str:
+        """What identifies the stage-1 model: its content digest, else its resolved path."""
+        return self.checkpoint_digest or str(Path(self.checkpoint).resolve())
+
+    def trained_on(self, slide_ids: list[str], case_of: dict[str, str] | None = None) -> list[str]:
+        """The slides of ``slide_ids`` the stage-1 model was trained on: their case (from ``case_of``, e.g.
+        the caller's manifest, and from this file) or the slide id itself is among its training cases (none
+        when unrecorded)."""
         if self.train_cases is None:
             return []
-        case_of = dict(zip(self.slide_ids, self.case_ids))
-        return [s for s in slide_ids if case_of.get(s, s) in self.train_cases]
+        own = dict(zip(self.slide_ids, self.case_ids))
+        case_of = case_of or {}
+        return [s for s in slide_ids
+                if {s, own.get(s, s), case_of.get(s, s)} & self.train_cases]
 
     @property
     def dim(self) -> int:
@@ -57,8 +74,7 @@ class CohortEmbeddings:
         if table is None:
             raise MstarError(f"{self.path}: no {modality} embeddings; run `mstar embed` with the "
                              f"{'--reports' if modality == 'report' else '--features'} of the cohort")
-        row = {s: i for i, s in enumerate(self.slide_ids)}
-        idx = [row.get(s, -1) for s in slide_ids]
+        idx = [self.rows.get(s, -1) for s in slide_ids]
         missing = [s for s, i in zip(slide_ids, idx) if i < 0 or not np.isfinite(table[i]).all()]
         if missing:
             raise MstarError(f"{self.path}: {len(missing)} {what} have no {modality} embedding (e.g. "
@@ -82,15 +98,26 @@ def read_cohort_embeddings(path: str | Path) -> CohortEmbeddings:
         with h5py.File(path, "r") as f:
             if "slide_id" not in f:
                 raise MstarError(f"{path}: not an `mstar embed` file (no 'slide_id' dataset)")
-            slide_ids = f["slide_id"][:].astype(str).tolist()
-            case_ids = f["case_id"][:].astype(str).tolist() if "case_id" in f else list(slide_ids)
-            trained = f.attrs.get("train_cases")
-            train_cases = frozenset(json.loads(trained)) if trained is not None else None
-            vectors = {m: f[m][:].astype(np.float32) for m in MODALITIES
-                       if m in f and f[m].ndim == 2 and np.isfinite(f[m][:]).any()}
-            checkpoint = str(f.attrs.get("checkpoint", "<stage-1 checkpoint>"))
+            slide_ids = [str(s) for s in f["slide_id"].asstr()[:]]
+            case_ids = [str(s) for s in f["case_id"].asstr()[:]] if "case_id" in f else list(slide_ids)
+            vectors = {}
+            for m in MODALITIES:
+                if m in f and f[m].ndim == 2:
+                    table = f[m][:].astype(np.float32)
+                    if np.isfinite(table).any():
+                        vectors[m] = table
+            attrs = dict(f.attrs)
     except OSError as err:
         raise MstarError(f"{path}: cannot read the embeddings file ({err})") from None
     if not vectors:
         raise MstarError(f"{path}: holds no slide, report or gene embeddings")
-    return CohortEmbeddings(path, slide_ids, case_ids, vectors, checkpoint, train_cases)
+    train_cases = None
+    if attrs.get("train_cases") is not None:
+        try:
+            train_cases = frozenset(str(c) for c in json.loads(attrs["train_cases"]))
+        except (TypeError, ValueError):
+            raise MstarError(f"{path}: attribute 'train_cases' is not a JSON list of case ids; embed again "
+                             "with `mstar embed`") from None
+    return CohortEmbeddings(path, slide_ids, case_ids, vectors, str(attrs.get("checkpoint", "")), train_cases,
+                            bool(attrs.get("train_cases_complete", True)),
+                            str(attrs.get("checkpoint_digest", "")))

@@ -8,8 +8,11 @@ goes to that file and the run folder records it); one row per slide, rows in man
     report, gene                   (S, E) float32, NaN where the slide has no report / RNA profile
     has_report, has_gene           (S,) bool
     report_key                     (S,) string: the id the report was found under ("" if none)
-    attrs: checkpoint, dim, in_dim, normalised=False, genes (the checkpoint's vocabulary size; 0: no RNA),
-           train_cases (JSON list of the cases the model was trained on, when its checkpoint records them)
+    has_slide                      (S,) bool
+    attrs: checkpoint, checkpoint_digest (content digest of the checkpoint), dim, in_dim, normalised=False,
+           genes (the checkpoint's vocabulary size; 0: no RNA), train_cases (JSON list of the cases the model
+           was trained on, when its checkpoint records them), train_cases_complete (False: a continued
+           model whose earlier cases are unknown)
 
 Embeddings are the raw projections (what the losses L2-normalise); normalise them for cosine similarity.
 Reports are looked up by slide id, then case id; RNA profiles by case id, then slide id. RNA genes outside
@@ -30,6 +33,7 @@ import torch
 
 from mstar.errors import MstarError
 from mstar.run.config import RunConfig
+from mstar.run.fingerprint import file_digest
 from mstar.run.folder import open_run
 
 log = logging.getLogger(__name__)
@@ -199,8 +203,10 @@ def embed_cohort(cfg: EmbedConfig, overwrite: bool = False) -> dict:
         f.create_dataset("has_gene", data=has_gene)
         f.attrs.update({"checkpoint": str(checkpoint), "dim": dim, "in_dim": model.in_dim or 0,
                         "normalised": False, "genes": cohort.counts.get("genes", 0)})
+        f.attrs["checkpoint_digest"] = file_digest(Path(checkpoint))  # what identifies the model
         if meta.get("train_cases") is not None:  # the cases the model was trained on (JSON list)
             f.attrs["train_cases"] = json.dumps(meta["train_cases"])
+            f.attrs["train_cases_complete"] = bool(meta.get("train_cases_complete", True))
     model.save_text_cache(cfg.text_cache)
     summary = {"out": str(out), "run": str(run), "slides": n, "reports": int(has_report.sum()),
                "genes": int(has_gene.sum()), "dim": dim}

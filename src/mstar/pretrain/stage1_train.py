@@ -120,20 +120,20 @@ def _load(cfg: Stage1Config, vocabulary: list[str] | None = None):
     return cohort
 
 
-def trained_cases(cfg: Stage1Config, cohort) -> list[str] | None:
-    """Every case the model has been trained on: this run's training split and, when continuing, every
-    case of the earlier model (None when the earlier checkpoint does not record them). Stages that use the
-    model's embeddings to evaluate on other cases (the report consensus) check against it."""
-    cases = set(cohort.splits["train"].cases)
+def trained_cases(cfg: Stage1Config, cohort) -> tuple[list[str], bool]:
+    """``(cases, complete)``: every case the model has been trained on — this run's training split and, when
+    continuing, the earlier model's — and whether that list is complete (False when the earlier checkpoint
+    does not record its cases). Stages that use the model's embeddings to evaluate on other cases (the
+    report consensus) check against it."""
+    cases, complete = set(cohort.splits["train"].cases), True
     if cfg.continue_from:
         from mstar.models.upstream import read_checkpoint
         from mstar.pretrain.stage1_continue import resolve_continuation
 
         earlier = read_checkpoint(resolve_continuation(cfg.continue_from).checkpoint).get("meta", {})
-        if earlier.get("train_cases") is None:
-            return None
-        cases |= set(earlier["train_cases"])
-    return sorted(cases)
+        cases |= set(earlier.get("train_cases") or [])
+        complete = earlier.get("train_cases") is not None and earlier.get("train_cases_complete", True)
+    return sorted(cases), complete
 
 
 def _continued_model(cfg: Stage1Config):
@@ -211,7 +211,7 @@ def pretrain(cfg: Stage1Config, overwrite: bool = False, progress: bool = True,
             "epochs": cfg.epochs, "global_step": int(trainer.global_step), "precision": result.precision,
             "world_size": int(trainer.world_size), "seconds": round(time.perf_counter() - start, 1),
             "vocabulary_size": len(cohort.vocabulary or []), "in_dim": cohort.in_dim,
-            "train_cases": trained_cases(cfg, cohort)}
+            **dict(zip(("train_cases", "train_cases_complete"), trained_cases(cfg, cohort)))}
     out = write_outputs(run, model, module.history, final, emb, val_items, cohort.classes, meta)
     folder.finish()
     return out

@@ -66,9 +66,6 @@ class ReportConfig(RunConfig):
     def check(self) -> None:
         from mstar.errors import MstarError
 
-        if self.neighbour_embeddings and not Path(self.neighbour_embeddings).is_file():
-            raise MstarError(f"config 'neighbour_embeddings': {self.neighbour_embeddings}: no such file "
-                             "(write it with `mstar embed --stage1 ... --features ... --reports ...`)")
         if self.neighbour_embeddings and not self.consensus_k:
             raise MstarError("config 'neighbour_embeddings' is set but consensus_k is 0 (no neighbours are "
                              "consulted): drop one of them")
@@ -118,15 +115,31 @@ class GenerateConfig(RunConfig):
     def default_name(self) -> str:
         return Path(self.run).name
 
+    def check(self) -> None:
+        from mstar.errors import MstarError
+
+        if self.embeddings and not Path(self.embeddings).is_file():
+            raise MstarError(f"config 'embeddings': {self.embeddings}: no such file (write it with "
+                             "`mstar embed --stage1 ... --features ...`)")
+
     def input_paths(self) -> dict[str, Any]:
-        """The trained model and vocabulary, and the feature files read."""
+        """The trained model, vocabulary, settings and neighbour bank, the feature files read and the
+        embeddings file the neighbours are found with (``embeddings`` or the run's own)."""
+        import torch
+
         from mstar.data.feature_dirs import feature_files_for, resolve_feature_dir
 
         run = Path(self.run)
+        bank = run / "neighbours.pt"
+        source = (torch.load(bank, map_location="cpu", weights_only=True).get("source")
+                  if bank.is_file() else None)
+        embeddings = self.embeddings or source
         features = None
         if self.features and self.slides:
             features = feature_files_for(self.features, list(self.slides))
         elif self.features:
             features = resolve_feature_dir(self.features)
-        return {"model": run / "model.pt", "vocabulary": run / "vocab.json", "features": features,
-                "embeddings": self.embeddings}
+        return {"model": run / "model.pt", "vocabulary": run / "vocab.json", "settings": run / "config.yaml",
+                "neighbours": bank if bank.is_file() else None,
+                "features": features,
+                "embeddings": embeddings if embeddings and Path(embeddings).is_file() else None}

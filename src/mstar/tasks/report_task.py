@@ -69,34 +69,39 @@ def _embeddings(cfg: ReportConfig):
     return read_cohort_embeddings(cfg.neighbour_embeddings) if cfg.neighbour_embeddings else None
 
 
-def neighbour_bank(cfg: ReportConfig, train_items: list):
-    """The training reports for the consensus re-ranking, found by pooled features or, with
-    ``neighbour_embeddings``, by their stage-1 report embeddings."""
+def neighbour_bank(train_items: list, embeddings=None):
+    """The training reports for the consensus re-ranking, found by pooled features or, given an ``mstar
+    embed`` file (:class:`~mstar.data.embeddings.CohortEmbeddings`), by their stage-1 report embeddings."""
     from mstar.models.report.consensus import NeighbourBank
     from mstar.models.report.vocab import clean_report
 
     texts = [clean_report(it.report) for it in train_items]
-    embeddings = _embeddings(cfg)
     if embeddings is None:
         return NeighbourBank.build([it.features for it in train_items], texts)
     return NeighbourBank.from_embeddings(embeddings, [it.slide_id for it in train_items], texts)
 
 
-def check_not_pretrained_on(cfg: ReportConfig, heldout: list[str]) -> None:
-    """Stop when the stage-1 model behind ``neighbour_embeddings`` was trained on cases of the held-out
-    (val/test) slides: it saw their reports, so retrieving for them would score leaked text."""
-    embeddings = _embeddings(cfg)
+def check_not_pretrained_on(embeddings, heldout: list[str], case_of: dict[str, str]) -> None:
+    """Stop when the stage-1 model behind ``embeddings`` was trained on the cases of held-out (val/test)
+    slides (``case_of``: the manifest's case of each slide): it saw their reports, so retrieving for them
+    would score leaked text. A model whose list is missing or incomplete gets a warning."""
     if embeddings is None:
         return
-    if embeddings.train_cases is None:
-        log.warning("%s: its stage-1 checkpoint does not record the cases it was trained on; make sure it "
-                    "never saw this run's val/test cases", embeddings.path)
-        return
-    seen = embeddings.trained_on(heldout)
+    seen = embeddings.trained_on(heldout, case_of)
     if seen:
         raise MstarError(f"{embeddings.path}: its stage-1 model was trained on {len(seen)} of this run's "
                          f"val/test slides (e.g. {', '.join(seen[:3])}); pretrain stage 1 on this manifest's "
                          "training split only")
+    if embeddings.train_cases is None or not embeddings.train_cases_complete:
+        what = "the cases" if embeddings.train_cases is None else "all the cases (a continued model)"
+        log.warning("%s: its stage-1 checkpoint does not record %s it was trained on; make sure it never saw "
+                    "this run's val/test cases", embeddings.path, what)
+
+
+def _case_of(cfg: ReportConfig) -> dict[str, str]:
+    """``{slide: case}`` of the manifest."""
+    table = read_manifest(cfg.manifest).table
+    return {s: str(case) for case, ss in zip(table["case"], table["slides"]) for s in ss}
 
 
 def train_report(cfg: ReportConfig, overwrite: bool = False, progress: bool = False) -> dict:
@@ -123,20 +128,22 @@ def train_report(cfg: ReportConfig, overwrite: bool = False, progress: bool = Fa
     reports = read_reports(cfg.reports)
     classes = load_classes(cfg.classes)  # a malformed classes file stops before training
     features, split_of, dim, label_of = _load(cfg)
-    run = folder.start(cfg)
     items, counts = {}, {}
     for split in ("train", "val", "test"):
         ids = [s for s, sp in split_of.items() if sp == split]
         items[split], counts[split] = build_items(features, reports, ids)
+    # the neighbour bank (and every slide's query into it) before the run folder and the epochs: a stage-1
+    # model that saw held-out cases, or a slide missing from its embeddings file, stops here
+    embeddings = _embeddings(cfg)
+    check_not_pretrained_on(embeddings, [it.slide_id for sp in ("val", "test") for it in items[sp]],
+                            _case_of(cfg))
+    bank = neighbour_bank(items["train"], embeddings)
+    queries = {split: bank.queries({it.slide_id: it.features for it in items[split]}, embeddings)
+               for split in ("val", "test")} if cfg.consensus_k else {}
+    run = folder.start(cfg)
     vocab = Vocabulary.build([it.report for it in items["train"]], min_freq=cfg.min_freq,
                              numbers=cfg.number_tokens)
     vocab.save(run / "vocab.json")
-    # the neighbour bank (and every slide's query into it) before training: a slide missing from the
-    # embeddings file stops the run here, not after the epochs
-    check_not_pretrained_on(cfg, [it.slide_id for split in ("val", "test") for it in items[split]])
-    bank = neighbour_bank(cfg, items["train"])
-    queries = {split: bank.queries({it.slide_id: it.features for it in items[split]}, _embeddings(cfg))
-               for split in ("val", "test")} if cfg.consensus_k else {}
     model = ReportGenerator(len(vocab), in_dim=dim, **model_args_for(cfg, vocab, items["train"]))
     if cfg.stage1:
         from mstar.models.report.init import init_from_stage1
@@ -229,13 +236,18 @@ def generate_for_slides(run: str | Path, slide_ids: list[str], features: str | P
     folder = resolve_feature_dir(features or cfg.features)
     bank_path = Path(run) / "neighbours.pt"
     bank = NeighbourBank.load(bank_path) if cfg.consensus_k and bank_path.is_file() else None
-    vectors = None
-    if bank is not None and bank.space == "stage1":
+    stage1 = bank is not None and bank.space == "stage1"
+    if embeddings and not stage1:
+        raise MstarError(f"{run}: this run does not find its neighbours by stage-1 embeddings (consensus_k "
+                         f"{cfg.consensus_k}, {bank.space if bank else 'no'} neighbour bank): drop "
+                         "--embeddings")
+    queries = {}
+    if stage1:  # every slide's embedding is looked up before any report is generated
         if not embeddings and not Path(bank.source).is_file():
             raise MstarError(f"{bank.source}: the embeddings file this run's neighbours were found in is "
                              "gone; pass --embeddings FILE (`mstar embed` of these slides with the same "
                              "stage-1 model)")
-        vectors = read_cohort_embeddings(embeddings or bank.source)
+        queries = bank.queries(dict.fromkeys(slide_ids), read_cohort_embeddings(embeddings or bank.source))
     out = {}
     for slide_id in slide_ids:
         path = feature_file(folder, slide_id)
@@ -243,17 +255,17 @@ def generate_for_slides(run: str | Path, slide_ids: list[str], features: str | P
         text = clean_report(generate_for_slide(model, vocab, bag, slide_id,
                                                beam_size=beam_size or cfg.beam_size,
                                                length_penalty=cfg.length_penalty))
-        if bank is not None and bag:
-            text = rerank_reports({slide_id: text}, bank.queries(bag, vectors), bank,
-                                  cfg.consensus_k)[slide_id]
+        if bank is not None:
+            query = queries if stage1 else bank.queries(bag)
+            text = rerank_reports({slide_id: text}, query, bank, cfg.consensus_k)[slide_id]
         out[slide_id] = text
     return out
 
 
 def generate_for_run(run: str | Path, slide_id: str, features: str | Path | None = None,
-                     beam_size: int | None = None) -> str:
+                     beam_size: int | None = None, embeddings: str | Path | None = None) -> str:
     """The report of one slide with a trained run's model (see :func:`generate_for_slides`)."""
-    return generate_for_slides(run, [slide_id], features, beam_size)[slide_id]
+    return generate_for_slides(run, [slide_id], features, beam_size, embeddings)[slide_id]
 
 
 def generate(cfg: GenerateConfig, overwrite: bool = False) -> dict:

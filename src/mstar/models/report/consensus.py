@@ -41,14 +41,14 @@ def pooled_vector(bag: torch.Tensor) -> torch.Tensor:
 class NeighbourBank:
     """The training reports (``M`` cleaned strings) and the vectors ``(M, D)`` they are found by: the
     training slides' pooled features (``space="pooled"``) or the reports' stage-1 embeddings
-    (``space="stage1"``, ``source`` = the ``mstar embed`` file they came from, ``checkpoint`` = the stage-1
-    model that file was embedded with)."""
+    (``space="stage1"``, ``source`` = the ``mstar embed`` file they came from, ``model`` = what identifies the
+    stage-1 model that file was embedded with: its content digest)."""
 
     vectors: torch.Tensor
     reports: list[str]
     space: str = "pooled"
     source: str = ""
-    checkpoint: str = ""
+    model: str = ""
 
     @classmethod
     def build(cls, bags: Sequence[torch.Tensor], reports: Sequence[str]) -> NeighbourBank:
@@ -61,39 +61,50 @@ class NeighbourBank:
     @classmethod
     def from_embeddings(cls, embeddings: CohortEmbeddings, slide_ids: Sequence[str],
                         reports: Sequence[str]) -> NeighbourBank:
-        """A stage-1 bank: the (cleaned) ``reports`` of the training ``slide_ids``, found by their report
-        embeddings in ``embeddings``."""
+        """A stage-1 bank: the distinct (cleaned) ``reports`` of the training ``slide_ids``, found by their
+        report embeddings in ``embeddings``. A report shared by several slides (one report per case) is one
+        entry: the same text has the same embedding, and copies would outvote every other neighbour."""
         if not slide_ids or len(slide_ids) != len(reports):
             raise MstarError(f"a neighbour bank needs one report per slide (got {len(slide_ids)} slides, "
                              f"{len(reports)} reports)")
         vectors = embeddings.lookup("report", list(slide_ids), "training slides")  # (M, E)
-        return cls(vectors, list(reports), "stage1", str(embeddings.path), embeddings.checkpoint)
+        first, seen = [], set()
+        for i, text in enumerate(reports):
+            if text not in seen:
+                seen.add(text)
+                first.append(i)
+        return cls(vectors[first], [reports[i] for i in first], "stage1", str(embeddings.path.resolve()),
+                   embeddings.model_id)
 
     def save(self, path: str | Path) -> None:
         """Write the bank (atomically, like every checkpoint)."""
         save_checkpoint(path, {"vectors": self.vectors, "reports": self.reports, "space": self.space,
-                               "source": self.source, "checkpoint": self.checkpoint})
+                               "source": self.source, "model": self.model})
 
     @classmethod
     def load(cls, path: str | Path) -> NeighbourBank:
         """Read a bank written by :meth:`save` (banks of earlier versions are pooled-feature banks)."""
         blob = torch.load(path, map_location="cpu", weights_only=True)
-        return cls(blob["vectors"], list(blob["reports"]), blob.get("space", "pooled"),
-                   blob.get("source", ""), blob.get("checkpoint", ""))
+        space = blob.get("space", "pooled")
+        if space not in SPACES:
+            raise MstarError(f"{path}: unknown neighbour space {space!r} (known: {', '.join(SPACES)})")
+        return cls(blob["vectors"], list(blob["reports"]), space, blob.get("source", ""),
+                   blob.get("model", ""))
 
-    def queries(self, bags: Mapping[str, torch.Tensor],
+    def queries(self, bags: Mapping[str, torch.Tensor | None],
                 embeddings: CohortEmbeddings | None = None) -> dict[str, torch.Tensor]:
         """``{slide_id: (D,) query vector}`` for the slides of ``bags``: their pooled features, or their
-        stage-1 slide embeddings from ``embeddings`` (required for a stage-1 bank)."""
+        stage-1 slide embeddings from ``embeddings`` (required for a stage-1 bank, which ignores the bags'
+        contents)."""
         if self.space == "pooled":
             return {sid: pooled_vector(bag) for sid, bag in bags.items()}
         if embeddings is None:
             raise MstarError(f"this run finds neighbours by stage-1 embeddings ({self.source}): pass the "
                              "`mstar embed` file of the slides (--embeddings)")
-        if self.checkpoint and embeddings.checkpoint != self.checkpoint:
-            raise MstarError(f"{embeddings.path}: embedded with {embeddings.checkpoint}, but this run's "
-                             f"neighbours were found with {self.checkpoint}: embed the slides with that "
-                             "model")
+        if self.model and embeddings.model_id != self.model:
+            raise MstarError(f"{embeddings.path}: embedded with another stage-1 model "
+                             f"({embeddings.checkpoint}) than this run's neighbours (in {self.source}): "
+                             "embed the slides with that model")
         ids = list(bags)
         return dict(zip(ids, embeddings.lookup("slide", ids, "slides to report on"))) if ids else {}
 
