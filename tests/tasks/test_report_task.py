@@ -89,6 +89,7 @@ def test_cli_trains_one_epoch_and_generates(report_run):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "test_baseline" in result.output and "BLEU-4" in result.output
+    assert "re-ranked by the consensus of 5 training reports (pooled patch features)" in result.output
     run = root / "cli" / "report" / "manifest-histgen"
     assert (run / "metrics.json").exists()
     sid = pd.read_csv(root / "manifest.csv")["slide"][5]

@@ -194,6 +194,11 @@ def report(
                           + (f"  METEOR {s['meteor']:.3f}" if "meteor" in s else "")
                           + (f"  cancer type stated correctly {s['cancer_type_accuracy']:.2f}"
                              if s.get("cancer_type_accuracy") is not None else "  cancer type: cannot judge"))
+    consensus = result.get("consensus") or {}
+    if consensus.get("k"):
+        where = ("stage-1 retrieval, " + consensus["source"] if consensus.get("space") == "stage1"
+                 else "pooled patch features")
+        console.print(f"re-ranked by the consensus of {consensus['k']} training reports ({where})")
     console.print(f"run directory: {result['run']} (best epoch {result['best_epoch']} by validation BLEU-4)")
 
 
