@@ -77,6 +77,7 @@ def test_embed_writes_every_modality_and_masks_unknown_and_missing_genes(run, tm
         slide0, gene0 = f["slide"][0], f["gene"][0]
         trained = json.loads(f.attrs["train_cases"])  # the cases the model was trained on: the train fold
         assert f.attrs["train_cases_complete"] and f.attrs["checkpoint_digest"] == file_digest(ckpt)
+        assert f.attrs["reports_digest"] == file_digest(paths["reports"])
     manifest = pd.read_csv(paths["manifest"])
     assert trained == sorted(manifest[manifest["fold"] == "train"]["case"])
     model, _ = load_stage1(ckpt)

@@ -14,6 +14,7 @@ from mstar.data.synthetic.types import cancer_codes
 from mstar.errors import MstarError
 from mstar.models.report.consensus import consensus_pick
 from mstar.models.report.vocab import clean_report
+from mstar.run.fingerprint import file_digest
 from mstar.tasks.report_config import ReportConfig
 from mstar.tasks.report_task import generate_for_run, train_report
 from tests.models.report.test_consensus_stage1 import write_embeddings
@@ -131,3 +132,21 @@ def test_a_model_that_saw_held_out_cases_stops_before_the_run_folder(cohort, tmp
         train_report(config(root, neighbour_embeddings=str(tmp_path / "part.h5"), name="part",
                             out=str(tmp_path / "runs")))
     assert not (tmp_path / "runs" / "report" / "part").exists()
+
+
+def test_embeddings_of_another_reports_file_are_flagged(cohort, tmp_path, caplog):
+    root, slide_vec, report_vec = cohort
+    ids = pd.read_csv(root / "manifest.csv").slide.tolist()
+    write_embeddings(tmp_path / "other.h5", ids, [slide_vec[s] for s in ids], [report_vec[s] for s in ids],
+                     reports_digest="sha256:another-file")
+    with caplog.at_level("WARNING", logger="mstar.tasks.report_task"):
+        train_report(config(root, neighbour_embeddings=str(tmp_path / "other.h5"), name="other",
+                            out=str(tmp_path / "runs")))
+    assert "was embedded from another reports file than" in caplog.text
+    caplog.clear()
+    write_embeddings(tmp_path / "same.h5", ids, [slide_vec[s] for s in ids], [report_vec[s] for s in ids],
+                     reports_digest=file_digest(root / "reports.json"))
+    with caplog.at_level("WARNING", logger="mstar.tasks.report_task"):
+        train_report(config(root, neighbour_embeddings=str(tmp_path / "same.h5"), name="same",
+                            out=str(tmp_path / "runs")))
+    assert "another reports file" not in caplog.text

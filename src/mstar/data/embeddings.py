@@ -4,9 +4,9 @@ The layout (written by :mod:`mstar.pretrain.stage1_embed`): ``slide_id``, ``case
 ``slide``, ``report``, ``gene`` ``(S, E)`` float32 with NaN rows where a modality is absent; ``has_slide``,
 ``has_report``, ``has_gene`` ``(S,)`` bool; attrs ``checkpoint``, ``checkpoint_digest`` (content digest of
 the stage-1 checkpoint), ``dim``, ``train_cases`` (JSON list of the cases the stage-1 model was trained on,
-when its checkpoint records them) and ``train_cases_complete`` (False when a continued model's earlier cases
-are unknown). Stages that consume the vectors (the report task's neighbour consensus) read them here, below
-the stage that writes them.
+when its checkpoint records them), ``train_cases_complete`` (False when a continued model's earlier cases
+are unknown) and ``reports_digest`` (of the reports file). Stages that consume the vectors (the report
+task's neighbour consensus) read them here, below the stage that writes them.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ class CohortEmbeddings:
     train_cases: frozenset[str] | None = None  # cases the stage-1 model was trained on (None: not recorded)
     train_cases_complete: bool = True          # False: a continued model whose earlier cases are unknown
     checkpoint_digest: str = ""                # content digest of the stage-1 checkpoint ("" in older files)
+    reports_digest: str = ""                   # content digest of the reports file the texts came from
     rows: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -120,4 +121,4 @@ def read_cohort_embeddings(path: str | Path) -> CohortEmbeddings:
                              "with `mstar embed`") from None
     return CohortEmbeddings(path, slide_ids, case_ids, vectors, str(attrs.get("checkpoint", "")), train_cases,
                             bool(attrs.get("train_cases_complete", True)),
-                            str(attrs.get("checkpoint_digest", "")))
+                            str(attrs.get("checkpoint_digest", "")), str(attrs.get("reports_digest", "")))

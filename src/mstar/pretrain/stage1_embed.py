@@ -12,7 +12,7 @@ goes to that file and the run folder records it); one row per slide, rows in man
     attrs: checkpoint, checkpoint_digest (content digest of the checkpoint), dim, in_dim, normalised=False,
            genes (the checkpoint's vocabulary size; 0: no RNA), train_cases (JSON list of the cases the model
            was trained on, when its checkpoint records them), train_cases_complete (False: a continued
-           model whose earlier cases are unknown)
+           model whose earlier cases are unknown), reports_digest (content digest of the reports file)
 
 Embeddings are the raw projections (what the losses L2-normalise); normalise them for cosine similarity.
 Reports are looked up by slide id, then case id; RNA profiles by case id, then slide id. RNA genes outside
@@ -204,6 +204,8 @@ def embed_cohort(cfg: EmbedConfig, overwrite: bool = False) -> dict:
         f.attrs.update({"checkpoint": str(checkpoint), "dim": dim, "in_dim": model.in_dim or 0,
                         "normalised": False, "genes": cohort.counts.get("genes", 0)})
         f.attrs["checkpoint_digest"] = file_digest(Path(checkpoint))  # what identifies the model
+        if reports and Path(reports).is_file():  # which report texts the report vectors are of
+            f.attrs["reports_digest"] = file_digest(Path(reports))
         if meta.get("train_cases") is not None:  # the cases the model was trained on (JSON list)
             f.attrs["train_cases"] = json.dumps(meta["train_cases"])
             f.attrs["train_cases_complete"] = bool(meta.get("train_cases_complete", True))

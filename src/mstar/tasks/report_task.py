@@ -18,6 +18,7 @@ from mstar.data.reports import read_reports
 from mstar.errors import MstarError
 from mstar.eval.results import write_metrics_json, write_predictions_csv
 from mstar.run.checkpoint import save_checkpoint
+from mstar.run.fingerprint import file_digest
 from mstar.run.folder import open_run
 from mstar.tasks.report_config import GenerateConfig, ReportConfig
 from mstar.utils.atomic import write_text_atomic
@@ -135,6 +136,9 @@ def train_report(cfg: ReportConfig, overwrite: bool = False, progress: bool = Fa
     # the neighbour bank (and every slide's query into it) before the run folder and the epochs: a stage-1
     # model that saw held-out cases, or a slide missing from its embeddings file, stops here
     embeddings = _embeddings(cfg)
+    if embeddings is not None and embeddings.reports_digest not in ("", file_digest(Path(cfg.reports))):
+        log.warning("%s was embedded from another reports file than %s: its report vectors may not be of "
+                    "these texts", embeddings.path, cfg.reports)
     check_not_pretrained_on(embeddings, [it.slide_id for sp in ("val", "test") for it in items[sp]],
                             _case_of(cfg))
     bank = neighbour_bank(items["train"], embeddings)

@@ -16,7 +16,7 @@ REPORTS = {"t0": "adenocarcinoma grade 2 .", "t1": "adenocarcinoma grade 3 .", "
 
 
 def write_embeddings(path, slide_ids, slide, report, checkpoint="stage1.pt", train_cases=None, case_ids=None,
-                     digest="sha256:model-a"):
+                     digest="sha256:model-a", reports_digest=None):
     """An ``mstar embed`` file (its layout: mstar.pretrain.stage1_embed); case ids default to slide ids."""
     text = h5py.string_dtype()
     with h5py.File(path, "w") as f:
@@ -27,6 +27,8 @@ def write_embeddings(path, slide_ids, slide, report, checkpoint="stage1.pt", tra
         f.attrs["checkpoint"] = checkpoint
         if digest:
             f.attrs["checkpoint_digest"] = digest
+        if reports_digest:
+            f.attrs["reports_digest"] = reports_digest
         if train_cases is not None:
             f.attrs["train_cases"] = json.dumps(list(train_cases))
     return path
