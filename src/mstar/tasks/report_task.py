@@ -99,10 +99,24 @@ def check_not_pretrained_on(embeddings, heldout: list[str], case_of: dict[str, s
                     "this run's val/test cases", embeddings.path, what)
 
 
-def _case_of(cfg: ReportConfig) -> dict[str, str]:
-    """``{slide: case}`` of the manifest."""
-    table = read_manifest(cfg.manifest).table
-    return {s: str(case) for case, ss in zip(table["case"], table["slides"]) for s in ss}
+def prepare_neighbours(cfg: ReportConfig, items: dict[str, list]):
+    """``(bank, {split: {slide: query}})`` for the consensus re-ranking of the val and test items (no
+    queries when ``consensus_k`` is 0), after the checks on ``neighbour_embeddings``: the stage-1 model must
+    not have seen a held-out case (:func:`check_not_pretrained_on`; cases from the manifest), and a file
+    embedded from another reports file is flagged."""
+    embeddings = _embeddings(cfg)
+    if embeddings is not None:
+        if embeddings.reports_digest not in ("", file_digest(Path(cfg.reports))):
+            log.warning("%s was embedded from another reports file than %s: its report vectors may not be "
+                        "of these texts", embeddings.path, cfg.reports)
+        table = read_manifest(cfg.manifest).table
+        case_of = {s: str(case) for case, ss in zip(table["case"], table["slides"]) for s in ss}
+        check_not_pretrained_on(embeddings, [it.slide_id for sp in ("val", "test") for it in items[sp]],
+                                case_of)
+    bank = neighbour_bank(items["train"], embeddings)
+    queries = {split: bank.queries({it.slide_id: it.features for it in items[split]}, embeddings)
+               for split in ("val", "test")} if cfg.consensus_k else {}
+    return bank, queries
 
 
 def train_report(cfg: ReportConfig, overwrite: bool = False, progress: bool = False) -> dict:
@@ -133,17 +147,9 @@ def train_report(cfg: ReportConfig, overwrite: bool = False, progress: bool = Fa
     for split in ("train", "val", "test"):
         ids = [s for s, sp in split_of.items() if sp == split]
         items[split], counts[split] = build_items(features, reports, ids)
-    # the neighbour bank (and every slide's query into it) before the run folder and the epochs: a stage-1
-    # model that saw held-out cases, or a slide missing from its embeddings file, stops here
-    embeddings = _embeddings(cfg)
-    if embeddings is not None and embeddings.reports_digest not in ("", file_digest(Path(cfg.reports))):
-        log.warning("%s was embedded from another reports file than %s: its report vectors may not be of "
-                    "these texts", embeddings.path, cfg.reports)
-    check_not_pretrained_on(embeddings, [it.slide_id for sp in ("val", "test") for it in items[sp]],
-                            _case_of(cfg))
-    bank = neighbour_bank(items["train"], embeddings)
-    queries = {split: bank.queries({it.slide_id: it.features for it in items[split]}, embeddings)
-               for split in ("val", "test")} if cfg.consensus_k else {}
+    # before the run folder and the epochs: a stage-1 model that saw held-out cases, or a slide missing
+    # from its embeddings file, stops here
+    bank, queries = prepare_neighbours(cfg, items)
     run = folder.start(cfg)
     vocab = Vocabulary.build([it.report for it in items["train"]], min_freq=cfg.min_freq,
                              numbers=cfg.number_tokens)

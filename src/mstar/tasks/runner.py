@@ -156,7 +156,8 @@ def train_unit(cfg: TrainConfig, unit: Unit, table: pd.DataFrame, store: BagStor
     best = BestEpoch(f"val_{objective.selection_metric}", patience=cfg.patience, tie="loss")
     out_dir.mkdir(parents=True, exist_ok=True)
     fitted = fit(module, cfg, out_dir, callbacks=[best], progress=progress, cpu_bf16=task.cpu_bf16(cfg),
-        train_loader=_loader(store, rows["train"], objective.targets(rows["train"]), cfg, True, unit.seed),
+                 train_loader=_loader(store, rows["train"], objective.targets(rows["train"]), cfg, True,
+                                      unit.seed),
                  val_loader=_loader(store, selection, objective.targets(selection), cfg, False, 0))
     model.load_state_dict(best.best_state)
     best_epoch = best.best_epoch
