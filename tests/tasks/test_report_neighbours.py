@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pandas as pd
 import pytest
@@ -150,3 +151,34 @@ def test_embeddings_of_another_reports_file_are_flagged(cohort, tmp_path, caplog
         train_report(config(root, neighbour_embeddings=str(tmp_path / "same.h5"), name="same",
                             out=str(tmp_path / "runs")))
     assert "another reports file" not in caplog.text
+
+
+def test_a_stage1_init_checkpoint_is_checked_before_the_run_folder(cohort, tmp_path, caplog):
+    """``--stage1`` copies the stage-1 patch projection: a model that saw held-out cases is flagged (not
+    refused: mSTAR pretrains on the cohorts it evaluates) and recorded; a mismatched one writes nothing."""
+    root, _, _ = cohort
+    manifest = pd.read_csv(root / "manifest.csv")
+    with h5py.File(root / "features" / f"{manifest.slide[0]}.h5") as handle:
+        in_dim = handle["features"].shape[1]
+    leaked = manifest[manifest.fold == "test"].case.tolist()[:2]
+    proj = {"proj.weight": torch.randn(TINY["d_vf"], in_dim), "proj.bias": torch.randn(TINY["d_vf"])}
+    torch.save({"model_state_dict": proj, "meta": {"train_cases": [*manifest[manifest.fold == "train"].case,
+                                                                    *leaked]}}, tmp_path / "seen.pt")
+    with caplog.at_level("WARNING", logger="mstar.tasks.report_task"):
+        result = train_report(config(root, stage1=str(tmp_path / "seen.pt"), name="seen",
+                                     out=str(tmp_path / "runs")))
+    assert "trained on 2 of this run's val/test slides" in caplog.text
+    assert result["stage1_init"] == {"checkpoint": str(tmp_path / "seen.pt"), "saw_heldout": 2,
+                                     "train_cases_recorded": True}
+    caplog.clear()
+    torch.save({"model_state_dict": proj}, tmp_path / "old.pt")  # an earlier version's: no cases recorded
+    with caplog.at_level("WARNING", logger="mstar.tasks.report_task"):
+        result = train_report(config(root, stage1=str(tmp_path / "old.pt"), name="old",
+                                     out=str(tmp_path / "runs")))
+    assert "does not record the cases it was trained on" in caplog.text
+    assert result["stage1_init"]["saw_heldout"] == 0
+    wide = {"proj.weight": torch.randn(TINY["d_vf"] + 1, in_dim), "proj.bias": torch.randn(TINY["d_vf"] + 1)}
+    torch.save({"model_state_dict": wide}, tmp_path / "wide.pt")
+    with pytest.raises(MstarError, match="wide.pt"):
+        train_report(config(root, stage1=str(tmp_path / "wide.pt"), name="wide", out=str(tmp_path / "runs")))
+    assert not (tmp_path / "runs" / "report" / "wide").exists()

@@ -93,24 +93,54 @@ def check_not_pretrained_on(embeddings, heldout: list[str], case_of: dict[str, s
         raise MstarError(f"{embeddings.path}: its stage-1 model was trained on {len(seen)} of this run's "
                          f"val/test slides (e.g. {', '.join(seen[:3])}); pretrain stage 1 on this manifest's "
                          "training split only")
-    if embeddings.train_cases is None or not embeddings.train_cases_complete:
-        what = "the cases" if embeddings.train_cases is None else "all the cases (a continued model)"
+    _warn_unrecorded(embeddings.path, embeddings.train_cases, embeddings.train_cases_complete)
+
+
+def _warn_unrecorded(where, train_cases, complete: bool) -> None:
+    if train_cases is None or not complete:
+        what = "the cases" if train_cases is None else "all the cases (a continued model)"
         log.warning("%s: its stage-1 checkpoint does not record %s it was trained on; make sure it never saw "
-                    "this run's val/test cases", embeddings.path, what)
+                    "this run's val/test cases", where, what)
 
 
-def prepare_neighbours(cfg: ReportConfig, items: dict[str, list]):
+def _case_of(cfg: ReportConfig) -> dict[str, str]:
+    """The manifest's case of each slide."""
+    table = read_manifest(cfg.manifest).table
+    return {s: str(case) for case, ss in zip(table["case"], table["slides"]) for s in ss}
+
+
+def stage1_init_checkpoint(cfg: ReportConfig, heldout: list[str], case_of: dict[str, str]) -> dict:
+    """The ``--stage1`` checkpoint (read before the run folder, so an unreadable one writes nothing) and
+    ``{"checkpoint", "saw_heldout"}`` for the run's summary. A model trained on held-out (val/test) cases is
+    a warning, not an error: only its patch projection is copied, which saw those slides with their reports
+    (mSTAR pretrains on the cohorts it evaluates), so the test figures may be optimistic."""
+    from mstar.models.upstream import read_checkpoint
+
+    blob = read_checkpoint(cfg.stage1)
+    meta = blob.get("meta") if isinstance(blob, dict) else None
+    meta = meta if isinstance(meta, dict) else {}
+    cases = None if meta.get("train_cases") is None else {str(c) for c in meta["train_cases"]}
+    seen = [s for s in heldout if cases and {s, case_of.get(s, s)} & cases]
+    if seen:
+        log.warning("%s: this stage-1 model was trained on %d of this run's val/test slides (e.g. %s); its "
+                    "patch projection initialises the report model, so test figures may be optimistic",
+                    cfg.stage1, len(seen), ", ".join(seen[:3]))
+    else:
+        _warn_unrecorded(cfg.stage1, cases, bool(meta.get("train_cases_complete", True)))
+    return {"blob": blob, "summary": {"checkpoint": str(cfg.stage1), "saw_heldout": len(seen),
+                                      "train_cases_recorded": cases is not None}}
+
+
+def prepare_neighbours(cfg: ReportConfig, items: dict[str, list], case_of: dict[str, str]):
     """``(bank, {split: {slide: query}})`` for the consensus re-ranking of the val and test items (no
     queries when ``consensus_k`` is 0), after the checks on ``neighbour_embeddings``: the stage-1 model must
-    not have seen a held-out case (:func:`check_not_pretrained_on`; cases from the manifest), and a file
+    not have seen a held-out case (:func:`check_not_pretrained_on`; ``case_of``: the manifest's), and a file
     embedded from another reports file is flagged."""
     embeddings = _embeddings(cfg)
     if embeddings is not None:
         if embeddings.reports_digest not in ("", file_digest(Path(cfg.reports))):
             log.warning("%s was embedded from another reports file than %s: its report vectors may not be "
                         "of these texts", embeddings.path, cfg.reports)
-        table = read_manifest(cfg.manifest).table
-        case_of = {s: str(case) for case, ss in zip(table["case"], table["slides"]) for s in ss}
         check_not_pretrained_on(embeddings, [it.slide_id for sp in ("val", "test") for it in items[sp]],
                                 case_of)
     bank = neighbour_bank(items["train"], embeddings)
@@ -148,17 +178,22 @@ def train_report(cfg: ReportConfig, overwrite: bool = False, progress: bool = Fa
         ids = [s for s, sp in split_of.items() if sp == split]
         items[split], counts[split] = build_items(features, reports, ids)
     # before the run folder and the epochs: a stage-1 model that saw held-out cases, or a slide missing
-    # from its embeddings file, stops here
-    bank, queries = prepare_neighbours(cfg, items)
-    run = folder.start(cfg)
+    # from its embeddings file, stops here; so does an unreadable or mismatched --stage1 checkpoint
+    case_of = _case_of(cfg)
+    bank, queries = prepare_neighbours(cfg, items, case_of)
     vocab = Vocabulary.build([it.report for it in items["train"]], min_freq=cfg.min_freq,
                              numbers=cfg.number_tokens)
-    vocab.save(run / "vocab.json")
     model = ReportGenerator(len(vocab), in_dim=dim, **model_args_for(cfg, vocab, items["train"]))
+    stage1_init = None
     if cfg.stage1:
         from mstar.models.report.init import init_from_stage1
 
-        init_from_stage1(model, cfg.stage1)
+        init = stage1_init_checkpoint(cfg, [it.slide_id for sp in ("val", "test") for it in items[sp]],
+                                      case_of)
+        init_from_stage1(model, init["blob"], name=str(cfg.stage1))
+        stage1_init = init["summary"]
+    run = folder.start(cfg)
+    vocab.save(run / "vocab.json")
     fit = fit_report_model(model, items["train"], items["val"], vocab, epochs=cfg.epochs, lr=cfg.lr,
                            weight_decay=cfg.weight_decay, gamma=cfg.gamma, batch_size=cfg.batch_size,
                            grad_clip_value=cfg.grad_clip_value, beam_size=cfg.val_beam_size or cfg.beam_size,
@@ -169,6 +204,8 @@ def train_report(cfg: ReportConfig, overwrite: bool = False, progress: bool = Fa
     metrics, rows, summary = {}, [], {"best_epoch": fit.best_epoch, "skipped": counts,
                                       "consensus": {"k": cfg.consensus_k, "space": bank.space,
                                                     "source": bank.source}}
+    if stage1_init:
+        summary["stage1_init"] = stage1_init
     train_texts = [it.report for it in items["train"]]
     bank.save(run / "neighbours.pt")
     for split in ("val", "test"):

@@ -17,26 +17,22 @@ import torch
 
 from mstar.errors import MstarError
 from mstar.models.report.generator import ReportGenerator
+from mstar.models.upstream import read_checkpoint
 
 REUSED = {"proj.weight": "encoder.wsi_mapping.weight", "proj.bias": "encoder.wsi_mapping.bias"}
 
 
-def _state_dict(checkpoint: str | os.PathLike | Mapping) -> tuple[dict, str]:
-    if isinstance(checkpoint, Mapping):
-        blob, where = checkpoint, "the stage-1 checkpoint"
-    else:
-        where = str(Path(checkpoint))
-        try:
-            blob = torch.load(where, map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError, EOFError) as err:
-            raise MstarError(f"{where}: cannot read the stage-1 checkpoint ({err})") from err
+def _state_dict(checkpoint: str | os.PathLike | Mapping, name: str | None) -> tuple[dict, str]:
+    where = name or ("the stage-1 checkpoint" if isinstance(checkpoint, Mapping) else str(Path(checkpoint)))
+    blob = read_checkpoint(checkpoint)
     state = blob.get("model_state_dict", blob.get("state_dict", blob)) if isinstance(blob, Mapping) else None
     if not isinstance(state, Mapping):
         raise MstarError(f"{where}: not a state dict (expected {{'model_state_dict': {{...}}}})")
     return {k.removeprefix("module."): v for k, v in state.items()}, where
 
 
-def init_from_stage1(model: ReportGenerator, checkpoint: str | os.PathLike | Mapping) -> list[str]:
+def init_from_stage1(model: ReportGenerator, checkpoint: str | os.PathLike | Mapping,
+                     name: str | None = None) -> list[str]:
     """Copy the stage-1 ``proj`` into ``model.encoder.wsi_mapping``.
 
     Args:
@@ -44,6 +40,7 @@ def init_from_stage1(model: ReportGenerator, checkpoint: str | os.PathLike | Map
         checkpoint: Path to, or the loaded dict of, a stage-1 checkpoint
             (``{'model_state_dict': {'proj.weight', 'proj.bias', 'vision_encoder.*', ...}}``; ``module.``
             prefixes are accepted).
+        name: What to call the checkpoint in errors (default: its path, or "the stage-1 checkpoint").
 
     Returns:
         The checkpoint keys that were copied.
@@ -51,7 +48,7 @@ def init_from_stage1(model: ReportGenerator, checkpoint: str | os.PathLike | Map
     Raises:
         MstarError: When the checkpoint has no ``proj`` or its shape differs from ``wsi_mapping``.
     """
-    state, where = _state_dict(checkpoint)
+    state, where = _state_dict(checkpoint, name)
     if "proj.weight" not in state:
         raise MstarError(f"{where}: no 'proj.weight' (the stage-1 patch projection) to initialise from")
     target = model.state_dict()
