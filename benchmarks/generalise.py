@@ -346,8 +346,10 @@ def main() -> None:
         reports = report_seeds(results)
         for seed in args.report or [0]:
             stored = reports.get(f"seed{seed}")
-            if stored is None or stored.get("neighbours", "pooled") != profile["report"].get("neighbours",
-                                                                                              "pooled"):
+            # recomputed (from the finished run) when stored with other neighbours or before the <unk> count
+            # read the generator's own text
+            if stored is None or "unk_fraction_generator" not in stored or stored.get(
+                    "neighbours", "pooled") != profile["report"].get("neighbours", "pooled"):
                 reports[f"seed{seed}"] = report_generation(paths, work, profile, seed)
                 results["report"] = reports
                 path.write_text(json.dumps(results, indent=1, default=float))

@@ -17,6 +17,12 @@ def report_seeds(results: dict) -> dict:
     return {"seed0": report} if "bleu" in report else dict(report)
 
 
+def unk_fraction(texts: pd.Series) -> float:
+    """Fraction of reports with an unknown token: ``<unk>`` as decoded, or the bare word "unk" (glued forms
+    such as "unkmm3" included) it became in the cleaned text runs of an earlier version wrote."""
+    return float(texts.str.contains(r"<unk>|(?:^|\s)unk", regex=True).mean())
+
+
 def report_generation(paths: dict, work: Path, profile: dict, seed: int) -> dict:
     """``mstar train report`` with the demo's settings; BLEU-4 vs the most-common-report baseline.
 
@@ -26,6 +32,7 @@ def report_generation(paths: dict, work: Path, profile: dict, seed: int) -> dict
     from mstar.demo.settings import DEMO_REPORT
     from mstar.eval.clinical import extract_cancer_type, load_classes
     from mstar.eval.text_metrics import paired_bleu_difference
+    from mstar.models.report.vocab import clean_report
     from mstar.tasks.report_config import ReportConfig
     from mstar.tasks.report_task import _load, train_report
 
@@ -49,9 +56,10 @@ def report_generation(paths: dict, work: Path, profile: dict, seed: int) -> dict
     pred = pred[pred["split"] == "test"].fillna("")
     keys = pred["slide"].tolist()
     refs, base = dict(zip(keys, pred["reference"])), dict(zip(keys, pred["baseline"]))
-    variants = {"bleu": dict(zip(keys, pred["generated"]))}
+    # scored as the run scores them: cleaned (predictions.csv shows the generator's text as decoded)
+    variants = {"bleu": {k: clean_report(t) for k, t in zip(keys, pred["generated"])}}
     if "generator" in pred:  # the generator before the neighbour-consensus re-ranking
-        variants["bleu_generator"] = dict(zip(keys, pred["generator"]))
+        variants["bleu_generator"] = {k: clean_report(t) for k, t in zip(keys, pred["generator"])}
     features, split_of, _, label = _load(cfg)
     if h5 is not None:
         variants["bleu_pooled"] = _pooled_consensus(cfg, features, split_of, variants["bleu_generator"])
@@ -61,7 +69,8 @@ def report_generation(paths: dict, work: Path, profile: dict, seed: int) -> dict
         out[f"type_{name}"] = float(np.mean([extract_cancer_type(t, classes) == label[k]
                                              for k, t in texts.items()]))
     test = res.get("test", {})
-    return {**out, "unk_fraction": float(pred["generated"].str.contains("<unk>").mean()),
+    return {**out, "unk_fraction": unk_fraction(pred["generated"]),
+            "unk_fraction_generator": unk_fraction(pred["generator"]) if "generator" in pred else None,
             "neighbours": res.get("consensus", {}).get("space", "pooled"),
             "cancer_type_accuracy": test.get("cancer_type_accuracy"),
             "baseline_cancer_type_accuracy": res.get("test_baseline", {}).get("cancer_type_accuracy")}
@@ -97,6 +106,7 @@ def report_rows(reports: dict[str, list[dict]], names: list[str], cell) -> list[
             cell([r[variant] for r in reports[n] if variant in r], "difference", None)
             for n in names) + " |")
     for label, key in (("reports with `<unk>`", "unk_fraction"),
+                       ("... by the generator alone", "unk_fraction_generator"),
                        ("cancer type stated correctly", "cancer_type_accuracy"),
                        ("... pooled-feature consensus", "type_bleu_pooled"),
                        ("... generator alone", "type_bleu_generator"),

@@ -69,6 +69,27 @@ def test_generate_prints_a_report_and_rejects_unknown_slides(report_run):
         generate_for_run(result["run"], "NOPE")
 
 
+def test_predictions_show_unknown_tokens_as_decoded_and_score_the_cleaned_text(report_run, tmp_path):
+    """A vocabulary of specials and number pieces only: the generator writes ``<unk>``; predictions.csv shows
+    it (the cleaning used for scoring would make it a plain "unk"), and the score is of the cleaned text."""
+    from mstar.eval.text_metrics import report_generation_metrics
+    from mstar.models.report.vocab import clean_report
+
+    fitted, root = report_run
+    cfg = ReportConfig.load(Path(fitted["run"]) / "config.yaml", {
+        "out": str(tmp_path), "epochs": 1, "min_freq": 10**6, "consensus_k": 0, "beam_size": 1,
+        "bootstrap": 0, "val_every": 1})
+    result = train_report(cfg)
+    pred = pd.read_csv(Path(result["run"]) / "predictions.csv", keep_default_na=False)
+    test = pred[pred.split == "test"]
+    assert test.generated.str.contains("<unk>").mean() > 0.5
+    assert (test.generated == test.generator).all()
+    cleaned = {s: clean_report(t) for s, t in zip(test.slide, test.generated)}
+    assert "<unk>" not in " ".join(cleaned.values())
+    expected = report_generation_metrics(cleaned, dict(zip(test.slide, test.reference)), meteor=False)
+    assert result["test"]["bleu_4"] == pytest.approx(expected.scores["bleu_4"], abs=1e-12)
+
+
 def test_histgen_annotation_format_is_read(tmp_path):
     path = tmp_path / "ann.json"
     path.write_text(json.dumps({"train": [{"id": "a", "report": "x"}], "test": [{"id": "b", "report": "y"}]}))

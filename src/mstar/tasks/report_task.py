@@ -237,8 +237,8 @@ def train_report(cfg: ReportConfig, overwrite: bool = False, progress: bool = Fa
                                           "n": clinical.n}
             summary[name] = {**scores.scores, **clinical.summary(), "notes": [*scores.notes, *clinical.notes],
                              "implementation": scores.implementation}
-        rows += [{"split": split, "slide": k, "generated": hyps[k], "generator": generator[k],
-                  "baseline": baseline[k], "reference": v}
+        rows += [{"split": split, "slide": k, "generated": as_decoded(hyps[k], generator[k], generated[k]),
+                  "generator": generated[k], "baseline": baseline[k], "reference": v}
                  for k, v in refs.items()]
     write_predictions_csv(run / "predictions.csv", pd.DataFrame(rows))
     summary["seconds"] = round(time.perf_counter() - start, 1)
@@ -249,6 +249,12 @@ def train_report(cfg: ReportConfig, overwrite: bool = False, progress: bool = Fa
     plot_training_curves(pd.DataFrame(fit.history), run / "figures" / "training_curves.png")
     folder.finish()
     return {"run": str(run), "finished_before": False, **summary}
+
+
+def as_decoded(picked: str, cleaned: str, decoded: str) -> str:
+    """The report to show: the generator's text as decoded (``<unk>`` visible; the cleaning used for scoring
+    would turn it into a plain "unk") when the consensus kept it, else the training report it picked."""
+    return decoded if picked == cleaned else picked
 
 
 def load_report_model(run: str | Path):
@@ -288,6 +294,12 @@ def generate_for_slides(run: str | Path, slide_ids: list[str], features: str | P
         raise MstarError(f"{run}: this run does not find its neighbours by stage-1 embeddings (consensus_k "
                          f"{cfg.consensus_k}, {bank.space if bank else 'no'} neighbour bank): drop "
                          "--embeddings")
+    paths = {s: feature_file(folder, s) for s in slide_ids}  # every slide's features first, then embeddings
+    missing = [s for s, path in paths.items() if path is None]
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise MstarError(f"unknown slide id '{missing[0]}'{more}: no features for it in {folder}; check the "
+                         "slide ids, or pass --features with their folder")
     queries = {}
     if stage1:  # every slide's embedding is looked up before any report is generated
         if not embeddings and not Path(bank.source).is_file():
@@ -297,15 +309,14 @@ def generate_for_slides(run: str | Path, slide_ids: list[str], features: str | P
         queries = bank.queries(dict.fromkeys(slide_ids), read_cohort_embeddings(embeddings or bank.source))
     out = {}
     for slide_id in slide_ids:
-        path = feature_file(folder, slide_id)
-        bag = {} if path is None else {slide_id: torch.as_tensor(load_features(path)[0]).float()}
-        text = clean_report(generate_for_slide(model, vocab, bag, slide_id,
-                                               beam_size=beam_size or cfg.beam_size,
-                                               length_penalty=cfg.length_penalty))
+        bag = {slide_id: torch.as_tensor(load_features(paths[slide_id])[0]).float()}
+        decoded = generate_for_slide(model, vocab, bag, slide_id, beam_size=beam_size or cfg.beam_size,
+                                     length_penalty=cfg.length_penalty)
+        text = clean_report(decoded)
         if bank is not None:
             query = queries if stage1 else bank.queries(bag)
             text = rerank_reports({slide_id: text}, query, bank, cfg.consensus_k)[slide_id]
-        out[slide_id] = text
+        out[slide_id] = as_decoded(text, clean_report(decoded), decoded)
     return out
 
 
