@@ -96,6 +96,17 @@ def test_report_tables_are_read_and_bad_ones_are_one_line_errors(tmp_path):
         assert "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize("doc", [{"A": "text", "B": {"text": "nested"}},
+                                 {"train": [{"id": "A", "report": ["a", "list"]}]}],
+                         ids=["mapping", "histgen"])
+def test_a_report_that_is_not_text_is_named_not_trained_on_as_its_repr(tmp_path, doc):
+    (tmp_path / "r.json").write_text(json.dumps(doc))
+    with pytest.raises(MstarError, match=r"r.json: the report of '(B|A)' is a (dict|list), not text"):
+        read_reports(tmp_path / "r.json")
+    (tmp_path / "ok.json").write_text(json.dumps({"A": "text", "B": None}))
+    assert read_reports(tmp_path / "ok.json") == {"A": "text", "B": ""}
+
+
 def test_inline_ocr_artefacts_go_and_roman_numerals_stay():
     line = ("PROCEDURE: cystectomy.UUID :FIC2FSC6-C3F6 -4E69 -90FE -E55A44571779 FINAL DIAGNOSIS :"
             "TCGA -6T-A20U "

@@ -37,13 +37,18 @@ def _read_json(path: Path) -> dict[str, str]:
         raise MstarError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
     if isinstance(doc, dict) and doc and all(isinstance(v, list) for v in doc.values()):
         try:
-            return {str(r["id"]): "" if r["report"] is None else str(r["report"])
-                    for v in doc.values() for r in v}
+            pairs = [(str(r["id"]), r["report"]) for v in doc.values() for r in v]
         except (KeyError, TypeError) as err:
             raise MstarError(f"{path}: split lists must hold objects with 'id' and 'report'") from err
-    if not isinstance(doc, dict):
+    elif isinstance(doc, dict):
+        pairs = [(str(k), v) for k, v in doc.items()]
+    else:
         raise MstarError(f'{path}: expected a JSON object {{"<slide_or_case>": "<report text>", ...}}')
-    return {str(k): "" if v is None else str(v) for k, v in doc.items()}
+    bad = next(((k, v) for k, v in pairs if v is not None and not isinstance(v, str)), None)
+    if bad is not None:  # str() of a nested object would be trained on as if it were text
+        raise MstarError(f"{path}: the report of '{bad[0]}' is a {type(bad[1]).__name__}, not text; each "
+                         'value must be the report as a string ({"<slide_or_case>": "<report text>", ...})')
+    return {k: v or "" for k, v in pairs}
 
 
 def read_report_rows(path: str | os.PathLike) -> list[tuple[str, str]]:
