@@ -90,6 +90,36 @@ def test_predictions_show_unknown_tokens_as_decoded_and_score_the_cleaned_text(r
     assert result["test"]["bleu_4"] == pytest.approx(expected.scores["bleu_4"], abs=1e-12)
 
 
+def test_an_interrupted_report_run_resumes_from_its_last_epoch(report_run, tmp_path, monkeypatch):
+    from mstar.tasks import report_train
+
+    fitted, _ = report_run
+    cfg = ReportConfig.load(Path(fitted["run"]) / "config.yaml", {
+        "out": str(tmp_path), "epochs": 3, "beam_size": 1, "bootstrap": 0, "val_every": 1})
+    original = report_train.ReportModule.on_train_epoch_end
+    epochs_run = []
+
+    def interrupted_in_epoch_3(self):
+        epochs_run.append(self.current_epoch + 1)
+        if self.current_epoch + 1 == 3:
+            raise KeyboardInterrupt
+        original(self)
+
+    monkeypatch.setattr(report_train.ReportModule, "on_train_epoch_end", interrupted_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        train_report(cfg)
+    run = next((tmp_path / "report").iterdir())
+    assert (run / "checkpoints" / "last.ckpt").is_file() and not (run / "metrics.json").exists()
+    epochs_run.clear()
+    monkeypatch.setattr(report_train.ReportModule, "on_train_epoch_end",
+                        lambda self: (epochs_run.append(self.current_epoch + 1), original(self)))
+    result = train_report(cfg)
+    assert epochs_run == [3]  # epochs 1 and 2 were not trained again
+    assert pd.read_csv(run / "log.csv")["epoch"].tolist() == [1, 2, 3]
+    assert result["best_epoch"] in (1, 2, 3) and not (run / "checkpoints" / "last.ckpt").exists()
+    assert json.loads((run / "run.json").read_text())["status"] == "finished"
+
+
 def test_histgen_annotation_format_is_read(tmp_path):
     path = tmp_path / "ann.json"
     path.write_text(json.dumps({"train": [{"id": "a", "report": "x"}], "test": [{"id": "b", "report": "y"}]}))

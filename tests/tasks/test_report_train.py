@@ -65,6 +65,43 @@ def test_fit_selects_best_validation_epoch_and_restores_it():
         fit_report_model(model, items, [], vocab, epochs=1)
 
 
+def test_an_interrupted_fit_resumes_to_the_uninterrupted_result(tmp_path):
+    """Dropout on, shuffled batches: the epoch checkpoint carries the random states, the best epoch and the
+    validation reports, so stopping after epoch 2 and re-running gives the run that never stopped."""
+    reports = ["left tumor is big.", "right tumor is small.", "no tumor seen."]
+    torch.manual_seed(1)
+    items = [ReportItem(f"s{i}", torch.randn(5, 6) + (i % 3), reports[i % 3]) for i in range(9)]
+    vocab = Vocabulary.build(reports, min_freq=1)
+    noisy = {**TINY, "dropout": 0.2, "drop_prob_lm": 0.2}
+
+    def run(folder, stop_at=None):
+        torch.manual_seed(0)
+        model = ReportGenerator(len(vocab), **noisy)
+
+        def crash(row, _):
+            if row["epoch"] == stop_at:
+                raise RuntimeError("simulated crash")
+        fit = fit_report_model(model, items, items[:3], vocab, epochs=4, lr=3e-3, batch_size=2, beam_size=1,
+                               on_epoch_end=crash, run=folder, resume_from=folder / "last.ckpt")
+        return fit, model
+
+    whole, whole_model = run(tmp_path / "whole")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(tmp_path / "cut", stop_at=3)  # epoch 2's checkpoint is the last one written
+    saved = torch.load(tmp_path / "cut" / "last.ckpt", weights_only=False)
+    best = next(v for k, v in saved["callbacks"].items() if "BestEpoch" in k)
+    rows = saved["mstar_history"]
+    assert [r["epoch"] for r in rows] == [1, 2]  # the best of epoch 2 included (saved after BestEpoch ran)
+    assert best["best_epoch"] == max(rows, key=lambda r: (r["val_bleu_4"], r["epoch"]))["epoch"]
+    resumed, resumed_model = run(tmp_path / "cut")
+    strip = [{k: v for k, v in r.items() if k != "seconds"} for r in whole.history]
+    assert [{k: v for k, v in r.items() if k != "seconds"} for r in resumed.history] == strip
+    assert (resumed.best_epoch, resumed.best_bleu_4) == (whole.best_epoch, whole.best_bleu_4)
+    assert resumed.val_generated == whole.val_generated
+    for key, value in whole_model.state_dict().items():
+        assert torch.equal(value, resumed_model.state_dict()[key]), key
+
+
 def test_generate_for_unknown_slide_is_a_clear_error():
     model = ReportGenerator(10, **TINY)
     vocab = Vocabulary([f"w{i}" for i in range(6)])

@@ -61,6 +61,16 @@ class BestEpoch(Checkpoint):
         self.best_state: dict | None = None
         self.stale = 0
 
+    def state_dict(self) -> dict:
+        """Carried in the epoch checkpoint, so a resumed run keeps the best epoch found before it stopped."""
+        return {"best_score": self.best_score, "best_loss": self.best_loss, "best_epoch": self.best_epoch,
+                "best_state": self.best_state, "stale": self.stale}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        for key in ("best_score", "best_loss", "best_epoch", "best_state", "stale"):
+            if key in state_dict:
+                setattr(self, key, state_dict[key])
+
     def _better(self, score: float, loss: float) -> bool:
         if score > self.best_score + self.tol:
             return True

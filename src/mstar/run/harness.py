@@ -150,7 +150,7 @@ def fit(module: RunModule, settings: Any, run: Path | None, *, train_loader: Any
     extra = list(callbacks)
     if resume_from is not None:
         Path(resume_from).parent.mkdir(parents=True, exist_ok=True)
-        extra.insert(0, EpochCheckpoint(resume_from))
+        extra.append(EpochCheckpoint(resume_from))  # last: it saves the other callbacks' state of the epoch
     logger = make_logger(get("logger", "csv"), run, logger_version) if run is not None else False
     module.log_path = run / log_name if run is not None else None
     has_checkpoint = any(isinstance(c, Checkpoint) for c in extra)

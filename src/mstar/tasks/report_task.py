@@ -192,12 +192,17 @@ def train_report(cfg: ReportConfig, overwrite: bool = False, progress: bool = Fa
                                       case_of)
         init_from_stage1(model, init["blob"], name=str(cfg.stage1))
         stage1_init = init["summary"]
+    resumable = folder.resumable
     run = folder.start(cfg)
+    last = run / "checkpoints" / "last.ckpt"  # the resume point, written after every epoch
+    if not resumable:
+        last.unlink(missing_ok=True)
     vocab.save(run / "vocab.json")
     fit = fit_report_model(model, items["train"], items["val"], vocab, epochs=cfg.epochs, lr=cfg.lr,
                            weight_decay=cfg.weight_decay, gamma=cfg.gamma, batch_size=cfg.batch_size,
                            grad_clip_value=cfg.grad_clip_value, beam_size=cfg.val_beam_size or cfg.beam_size,
-                           val_every=cfg.val_every, seed=cfg.seed, settings=cfg, run=run, progress=progress)
+                           val_every=cfg.val_every, seed=cfg.seed, settings=cfg, run=run, progress=progress,
+                           resume_from=last)
     model.cpu()
     save_checkpoint(run / "model.pt", {"model_state_dict": model.state_dict(),
                                        "info": {"config": model.config}})
@@ -247,6 +252,7 @@ def train_report(cfg: ReportConfig, overwrite: bool = False, progress: bool = Fa
     from mstar.eval.plots import plot_training_curves
 
     plot_training_curves(pd.DataFrame(fit.history), run / "figures" / "training_curves.png")
+    last.unlink(missing_ok=True)  # model.pt holds the chosen epoch; the resume point is no longer needed
     folder.finish()
     return {"run": str(run), "finished_before": False, **summary}
 

@@ -104,6 +104,7 @@ class ReportModule(RunModule):
         self.on_epoch_end_fn = on_epoch_end
         self.refs = {it.slide_id: clean_report(it.report) for it in self.val_items}
         self.generated: dict[int, dict[str, str]] = {}
+        self.shuffle: torch.Generator | None = None  # the batch order's generator (carried in checkpoints)
 
     def losses(self, batch: list[ReportItem], batch_idx: int) -> dict[str, torch.Tensor]:
         feats, mask = pad_bags([it.features.to(device=self.device, dtype=torch.float32) for it in batch])
@@ -135,6 +136,26 @@ class ReportModule(RunModule):
         self.record(row)
         if self.on_epoch_end_fn is not None:
             self.on_epoch_end_fn(row, self.model)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Besides weights, optimiser and ``history``: the validation reports and the random states (the
+        batch order's generator, torch's for dropout), so a resumed run continues as if never stopped."""
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["mstar_report"] = {
+            "generated": self.generated, "torch_rng": torch.get_rng_state(),
+            "shuffle_rng": None if self.shuffle is None else self.shuffle.get_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        state = checkpoint.get("mstar_report", {})
+        self.generated = {int(k): v for k, v in state.get("generated", {}).items()}
+        if state.get("torch_rng") is not None:
+            torch.set_rng_state(state["torch_rng"])
+        if state.get("shuffle_rng") is not None and self.shuffle is not None:
+            self.shuffle.set_state(state["shuffle_rng"])
+        if state.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
 
     def configure_optimizers(self):
         opt = torch.optim.Adam(self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay,
@@ -168,7 +189,8 @@ def fit_report_model(model: ReportGenerator, train_items: Sequence[ReportItem],
                      grad_clip_value: float | None = 0.1, beam_size: int = 3, val_max_len: int | None = None,
                      val_every: int = 1, seed: int = 0, restore_best: bool = True,
                      on_epoch_end: Callable[[dict[str, Any], ReportGenerator], None] | None = None,
-                     settings: Any = None, run: Path | None = None, progress: bool = False) -> ReportFit:
+                     settings: Any = None, run: Path | None = None, progress: bool = False,
+                     resume_from: Path | None = None) -> ReportFit:
     """Train with teacher forcing; keep the epoch with the best validation BLEU-4.
 
     Args:
@@ -193,6 +215,8 @@ def fit_report_model(model: ReportGenerator, train_items: Sequence[ReportItem],
             CPU-or-GPU auto, 32-bit on CPU, log only).
         run: Run folder for ``log.csv`` (and TensorBoard); None keeps nothing on disk.
         progress: Lightning's progress bar.
+        resume_from: The epoch checkpoint (written after every epoch; training resumes from it when it
+            exists, bit-identical on the CPU to a run never stopped).
 
     Returns:
         :class:`ReportFit`.
@@ -204,11 +228,11 @@ def fit_report_model(model: ReportGenerator, train_items: Sequence[ReportItem],
     module = ReportModule(model, vocab, val_items, lr, weight_decay, gamma, beam_size, val_max_len, val_every,
                           on_epoch_end)
     items = list(train_items)
-    loader = DataLoader(items, batch_sampler=ShuffledBatches(len(items), batch_size,
-                                                             torch.Generator().manual_seed(seed)),
+    module.shuffle = torch.Generator().manual_seed(seed)
+    loader = DataLoader(items, batch_sampler=ShuffledBatches(len(items), batch_size, module.shuffle),
                         collate_fn=list, generator=torch.Generator())  # never draws from the global RNG
     best = BestEpoch("val_bleu_4", patience=None, tie="later", tol=0.0)
-    fit(module, settings, run, train_loader=loader, epochs=epochs, callbacks=[best],
+    fit(module, settings, run, train_loader=loader, epochs=epochs, callbacks=[best], resume_from=resume_from,
         grad_clip=grad_clip_value, grad_clip_algorithm="value", progress=progress)
     if best.best_state is None:
         raise MstarError("report training validated no epoch; check val_every")
