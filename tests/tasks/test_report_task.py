@@ -120,6 +120,27 @@ def test_an_interrupted_report_run_resumes_from_its_last_epoch(report_run, tmp_p
     assert json.loads((run / "run.json").read_text())["status"] == "finished"
 
 
+def test_reports_keyed_by_case_serve_the_cases_slides_and_unmatched_ids_are_one_line(report_run, tmp_path):
+    fitted, root = report_run
+    manifest = pd.read_csv(root / "manifest.csv")
+    by_slide = json.loads((root / "reports.json").read_text())
+    case = dict(zip(manifest.slide, manifest.case))
+    (tmp_path / "by_case.json").write_text(json.dumps({case[s]: t for s, t in by_slide.items()}))
+    settings = {"out": str(tmp_path / "runs"), "epochs": 1, "beam_size": 1, "bootstrap": 0, "consensus_k": 0}
+    slide_run = train_report(ReportConfig.load(Path(fitted["run"]) / "config.yaml",
+                                               {**settings, "name": "s"}))
+    case_run = train_report(ReportConfig.load(Path(fitted["run"]) / "config.yaml", {
+        **settings, "name": "c", "reports": str(tmp_path / "by_case.json")}))
+    assert case_run["skipped"] == slide_run["skipped"]
+    assert case_run["test"]["bleu_4"] == pytest.approx(slide_run["test"]["bleu_4"])
+    (tmp_path / "other.json").write_text(json.dumps({"X-1": "a report.", "X-2": "another."}))
+    with pytest.raises(MstarError, match=r"other.json: no report for any of the \d+ slides \(its ids start "
+                                         r"X-1, X-2; the manifest's slides SYN"):
+        train_report(ReportConfig.load(Path(fitted["run"]) / "config.yaml", {
+            **settings, "name": "o", "reports": str(tmp_path / "other.json")}))
+    assert not (tmp_path / "runs" / "report" / "o").exists()
+
+
 def test_histgen_annotation_format_is_read(tmp_path):
     path = tmp_path / "ann.json"
     path.write_text(json.dumps({"train": [{"id": "a", "report": "x"}], "test": [{"id": "b", "report": "y"}]}))

@@ -103,6 +103,20 @@ def _warn_unrecorded(where, train_cases, complete: bool) -> None:
                     "this run's val/test cases", where, what)
 
 
+def slide_reports(path, reports: dict[str, str], slides: list[str],
+                  case_of: dict[str, str]) -> dict[str, str]:
+    """Each slide's report: keyed by the slide id, else by its case (one report per case, as TCGA's, serves
+    every slide of the case). A file that names none of the slides is one line showing both kinds of id."""
+    out = {s: reports[s] if s in reports else reports[case_of.get(s, s)] for s in slides
+           if s in reports or case_of.get(s, s) in reports}
+    if slides and not out:
+        cases = ", ".join(case_of.get(s, s) for s in slides[:2])
+        raise MstarError(f"{path}: no report for any of the {len(slides)} slides (its ids start "
+                         f"{', '.join(list(reports)[:2])}; the manifest's slides {', '.join(slides[:2])}, "
+                         f"cases {cases}); key the reports by slide or case id")
+    return out
+
+
 def _case_of(cfg: ReportConfig) -> dict[str, str]:
     """The manifest's case of each slide."""
     table = read_manifest(cfg.manifest).table
@@ -173,13 +187,14 @@ def train_report(cfg: ReportConfig, overwrite: bool = False, progress: bool = Fa
     reports = read_reports(cfg.reports)
     classes = load_classes(cfg.classes)  # a malformed classes file stops before training
     features, split_of, dim, label_of = _load(cfg)
+    case_of = _case_of(cfg)
+    reports = slide_reports(cfg.reports, reports, list(split_of), case_of)
     items, counts = {}, {}
     for split in ("train", "val", "test"):
         ids = [s for s, sp in split_of.items() if sp == split]
         items[split], counts[split] = build_items(features, reports, ids)
     # before the run folder and the epochs: a stage-1 model that saw held-out cases, or a slide missing
     # from its embeddings file, stops here; so does an unreadable or mismatched --stage1 checkpoint
-    case_of = _case_of(cfg)
     bank, queries = prepare_neighbours(cfg, items, case_of)
     vocab = Vocabulary.build([it.report for it in items["train"]], min_freq=cfg.min_freq,
                              numbers=cfg.number_tokens)
