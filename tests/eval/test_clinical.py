@@ -76,6 +76,15 @@ def thoracic(tmp_path):
     return str(path)
 
 
+def test_a_plain_class_to_names_file_reads_as_the_prompt_files_classes(thoracic, tmp_path):
+    plain = tmp_path / "plain.json"
+    plain.write_text(json.dumps(json.loads(Path(thoracic).read_text())["0"]["classnames"]))
+    assert load_classes(str(plain)).names == load_classes(thoracic).names
+    (tmp_path / "two.json").write_text(json.dumps({"a": {"classnames": {}}, "b": {"classnames": {}}}))
+    with pytest.raises(MstarError, match=r"none is '0'; write one set .* or a plain \{CLASS: \[names\]\}"):
+        load_classes(str(tmp_path / "two.json"))
+
+
 def test_default_classes_are_the_packaged_synthetic_names():
     names = load_classes()
     assert names.source == "synthetic_cancer_type" and names.codes == list(CANCER_TYPES)
