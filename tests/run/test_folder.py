@@ -111,3 +111,6 @@ def test_digests_of_files_lists_and_large_files(tmp_path):
     assert path_digest([a]) != path_digest([a, b])
     old, new = fingerprint({"x": 1}, {"f": a}), fingerprint({"x": 2}, {"f": None})
     assert differences(old, new) == ["x 1 -> 2", "input 'f' added or removed"]
+    wide = {f"key_{i}": i for i in range(12)}  # a long mapping: the changed entry is named, not cut off
+    old, new = fingerprint({"model_args": wide}, {}), fingerprint({"model_args": {**wide, "key_11": 64}}, {})
+    assert differences(old, new) == ["model_args.key_11 11 -> 64"]

@@ -93,8 +93,14 @@ def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     out = []
     old_s, new_s = old.get("settings", {}), new.get("settings", {})
     for key in sorted(set(old_s) | set(new_s)):
-        if old_s.get(key) != new_s.get(key):
-            out.append(f"{key} {_short(old_s.get(key))} -> {_short(new_s.get(key))}")
+        a, b = old_s.get(key), new_s.get(key)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):  # the changed entries: model_args.d_vf 64 -> 128
+            out += [f"{key}.{k} {_short(a.get(k))} -> {_short(b.get(k))}"
+                    for k in sorted(set(a) | set(b), key=str) if a.get(k) != b.get(k)]
+        else:
+            out.append(f"{key} {_short(a)} -> {_short(b)}")
     old_i, new_i = old.get("inputs", {}), new.get("inputs", {})
     for key in sorted(set(old_i) | set(new_i)):
         if old_i.get(key) != new_i.get(key):
