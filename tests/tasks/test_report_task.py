@@ -67,6 +67,9 @@ def test_generate_prints_a_report_and_rejects_unknown_slides(report_run):
     assert "test_generator" in result and "bleu_4" in result["test_generator"]
     with pytest.raises(MstarError, match="unknown slide id 'NOPE'"):
         generate_for_run(result["run"], "NOPE")
+    write_bag(root / "wide" / f"{sid}.h5", np.zeros((4, 7), dtype=np.float32))  # another encoder's width
+    with pytest.raises(MstarError, match=rf"{sid}.h5: 7-d patch features, but this run's model reads"):
+        generate_for_run(result["run"], sid, features=root / "wide")
 
 
 def test_predictions_show_unknown_tokens_as_decoded_and_score_the_cleaned_text(report_run, tmp_path):

@@ -331,6 +331,10 @@ def generate_for_slides(run: str | Path, slide_ids: list[str], features: str | P
     out = {}
     for slide_id in slide_ids:
         bag = {slide_id: torch.as_tensor(load_features(paths[slide_id])[0]).float()}
+        if bag[slide_id].shape[-1] != model.config["in_dim"]:
+            raise MstarError(f"{paths[slide_id]}: {bag[slide_id].shape[-1]}-d patch features, but this run's "
+                             f"model reads {model.config['in_dim']}-d ones ({cfg.features}); pass --features "
+                             "made with the same encoder")
         decoded = generate_for_slide(model, vocab, bag, slide_id, beam_size=beam_size or cfg.beam_size,
                                      length_penalty=cfg.length_penalty)
         text = clean_report(decoded)
