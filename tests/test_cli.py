@@ -72,3 +72,21 @@ def test_old_spellings_still_parse_with_a_deprecation_line(tmp_path):
     result = runner.invoke(app, ["train", "classify", "--manifest", str(tmp_path / "m.csv"), "--features",
                                  str(tmp_path), "--aggregator", str(tmp_path / "s1.pt")])
     assert "--aggregator is deprecated" in result.output and "use --stage1" in result.output
+
+
+def test_mstar_warnings_are_one_warning_line(capsys, monkeypatch):
+    import logging
+    import warnings
+
+    import mstar.cli as cli
+
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)  # restored after the test
+    logger = logging.getLogger("mstar")
+    monkeypatch.setattr(logger, "handlers", list(logger.handlers))
+    cli._one_line_warnings()
+    cli._one_line_warnings()  # a second call adds no second handler
+    logging.getLogger("mstar.tasks.report_task").warning("embedded from another reports file %s", "r.json")
+    warnings.warn_explicit("classes file names none of LUAD", UserWarning, cli.__file__, 1)
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["warning: embedded from another reports file r.json",
+                   "warning: classes file names none of LUAD"]

@@ -64,12 +64,46 @@ def os_error_line(exc: OSError) -> str:
     return f"{text} ({hint})" if hint else text
 
 
+class _LowerLevel:
+    """``warning: <message>``, the form of the CLI's ``error:`` lines."""
+
+    def format(self, record) -> str:
+        return f"{record.levelname.lower()}: {record.getMessage()}"
+
+
+def _one_line_warnings() -> None:
+    """mstar's warnings (``logging`` and ``warnings.warn``) as ``warning: <message>`` lines on stderr, not
+    Python's ``file:line: UserWarning`` form with the source line; other libraries' warnings unchanged."""
+    import logging
+    import warnings
+    from pathlib import Path
+
+    logger = logging.getLogger("mstar")
+    if not any(getattr(h, "mstar_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_LowerLevel())
+        handler.setLevel(logging.WARNING)
+        handler.mstar_cli = True
+        logger.addHandler(handler)
+    package = str(Path(__file__).resolve().parents[1])
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if str(filename).startswith(package):
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point, the CLI's one error boundary: user errors and operating-system failures (no space,
     permission, not a directory) become one line on stderr and exit status 1; Ctrl-C says what is kept and
     exits 130."""
     from typer.exceptions import TyperException
 
+    _one_line_warnings()
     try:
         code = app(args=argv, standalone_mode=False)
     except MstarError as exc:
