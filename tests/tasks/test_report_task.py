@@ -1,4 +1,5 @@
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -164,6 +165,8 @@ def test_cli_trains_one_epoch_and_generates(report_run):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "test_baseline" in result.output and "BLEU-4" in result.output
+    assert re.search(r"cancer\s+type\s+stated\s+correctly\s+\d\.\d\d\s+\(majority\s+class\s+0\.\d\d\)",
+                     result.output)  # the chance level beside the rate (the console may wrap the line)
     assert "re-ranked by the consensus of 5 training reports (pooled patch features)" in result.output
     run = root / "cli" / "report" / "manifest-histgen"
     assert (run / "metrics.json").exists()

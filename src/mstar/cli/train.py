@@ -193,6 +193,8 @@ def report(
             console.print(f"{split:14s} BLEU-4 {s['bleu_4']:.3f}  ROUGE-L {s['rouge_l']:.3f}"
                           + (f"  METEOR {s['meteor']:.3f}" if "meteor" in s else "")
                           + (f"  cancer type stated correctly {s['cancer_type_accuracy']:.2f}"
+                             + (f" (majority class {s['cancer_type_majority']:.2f})"
+                                if s.get("cancer_type_majority") is not None else "")
                              if s.get("cancer_type_accuracy") is not None else "  cancer type: cannot judge"))
     consensus = result.get("consensus") or {}
     if consensus.get("k"):
