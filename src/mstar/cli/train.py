@@ -201,6 +201,10 @@ def report(
         where = ("stage-1 retrieval, " + consensus["source"] if consensus.get("space") == "stage1"
                  else "pooled patch features")
         console.print(f"re-ranked by the consensus of {consensus['k']} training reports ({where})")
+    init = result.get("stage1_init")
+    if init:
+        seen = f"; it was trained on {init['saw_heldout']} val/test slides" if init["saw_heldout"] else ""
+        console.print(f"WSI mapping initialised from the stage-1 projection of {init['checkpoint']}{seen}")
     console.print(f"run directory: {result['run']} (best epoch {result['best_epoch']} by validation BLEU-4)")
 
 
