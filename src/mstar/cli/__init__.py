@@ -7,6 +7,7 @@ so ``mstar --help`` stays instant.
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
 
 import typer
@@ -64,27 +65,25 @@ def os_error_line(exc: OSError) -> str:
     return f"{text} ({hint})" if hint else text
 
 
-class _LowerLevel:
-    """``warning: <message>``, the form of the CLI's ``error:`` lines."""
+class _WarningLines(logging.Handler):
+    """``warning: <message>`` (the form of the CLI's ``error:`` lines) on the ``sys.stderr`` of the moment
+    (a captured or replaced stream included)."""
 
-    def format(self, record) -> str:
-        return f"{record.levelname.lower()}: {record.getMessage()}"
+    mstar_cli = True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"{record.levelname.lower()}: {record.getMessage()}", file=sys.stderr)
 
 
 def _one_line_warnings() -> None:
     """mstar's warnings (``logging`` and ``warnings.warn``) as ``warning: <message>`` lines on stderr, not
     Python's ``file:line: UserWarning`` form with the source line; other libraries' warnings unchanged."""
-    import logging
     import warnings
     from pathlib import Path
 
     logger = logging.getLogger("mstar")
     if not any(getattr(h, "mstar_cli", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(_LowerLevel())
-        handler.setLevel(logging.WARNING)
-        handler.mstar_cli = True
-        logger.addHandler(handler)
+        logger.addHandler(_WarningLines(logging.WARNING))
     package = str(Path(__file__).resolve().parents[1])
     default = warnings.showwarning
 
