@@ -74,19 +74,17 @@ def test_old_spellings_still_parse_with_a_deprecation_line(tmp_path):
     assert "--aggregator is deprecated" in result.output and "use --stage1" in result.output
 
 
-def test_mstar_warnings_are_one_warning_line(capsys, monkeypatch):
+def test_mstar_warnings_are_one_warning_line_while_a_command_runs(capsys):
     import logging
     import warnings
 
     import mstar.cli as cli
 
-    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)  # restored after the test
-    logger = logging.getLogger("mstar")
-    monkeypatch.setattr(logger, "handlers", list(logger.handlers))
-    cli._one_line_warnings()
-    cli._one_line_warnings()  # a second call adds no second handler
-    logging.getLogger("mstar.tasks.report_task").warning("embedded from another reports file %s", "r.json")
-    warnings.warn_explicit("classes file names none of LUAD", UserWarning, cli.__file__, 1)
-    err = capsys.readouterr().err.splitlines()
-    assert err == ["warning: embedded from another reports file r.json",
-                   "warning: classes file names none of LUAD"]
+    logger, before = logging.getLogger("mstar"), warnings.showwarning
+    with cli.one_line_warnings(), cli.one_line_warnings():  # nested: still one handler
+        logging.getLogger("mstar.tasks").warning("embedded from another reports file %s", "r.json")
+        warnings.warn_explicit("classes file names none of LUAD", UserWarning, cli.__file__, 1)
+    assert capsys.readouterr().err.splitlines() == ["warning: embedded from another reports file r.json",
+                                                    "warning: classes file names none of LUAD"]
+    assert warnings.showwarning is before  # undone: in-process callers keep their own set-up
+    assert not any(getattr(h, "mstar_cli", False) for h in logger.handlers)

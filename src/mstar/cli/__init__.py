@@ -6,9 +6,11 @@ so ``mstar --help`` stays instant.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import sys
+from collections.abc import Iterator
 
 import typer
 
@@ -75,15 +77,19 @@ class _WarningLines(logging.Handler):
         print(f"{record.levelname.lower()}: {record.getMessage()}", file=sys.stderr)
 
 
-def _one_line_warnings() -> None:
-    """mstar's warnings (``logging`` and ``warnings.warn``) as ``warning: <message>`` lines on stderr, not
-    Python's ``file:line: UserWarning`` form with the source line; other libraries' warnings unchanged."""
+@contextlib.contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """While a command runs: mstar's warnings (``logging`` and ``warnings.warn``) as ``warning: <message>``
+    lines on stderr, not Python's ``file:line: UserWarning`` form with the source line; other libraries'
+    warnings unchanged. Undone afterwards, so code calling :func:`main` in-process keeps its own set-up."""
     import warnings
     from pathlib import Path
 
     logger = logging.getLogger("mstar")
-    if not any(getattr(h, "mstar_cli", False) for h in logger.handlers):
-        logger.addHandler(_WarningLines(logging.WARNING))
+    handler = None if any(getattr(h, "mstar_cli", False) for h in logger.handlers) else (
+        _WarningLines(logging.WARNING))
+    if handler is not None:
+        logger.addHandler(handler)
     package = str(Path(__file__).resolve().parents[1])
     default = warnings.showwarning
 
@@ -94,6 +100,12 @@ def _one_line_warnings() -> None:
             default(message, category, filename, lineno, file, line)
 
     warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = default
+        if handler is not None:
+            logger.removeHandler(handler)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -102,27 +114,27 @@ def main(argv: list[str] | None = None) -> None:
     exits 130."""
     from typer.exceptions import TyperException
 
-    _one_line_warnings()
-    try:
-        code = app(args=argv, standalone_mode=False)
-    except MstarError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
-    except (KeyboardInterrupt, typer.Abort) as exc:
-        cause = exc.__cause__
-        if isinstance(cause, EOFError):  # typer reports an EOFError (a truncated pickle...) as an abort
-            print(f"error: unexpected end of a file or stream ({cause or 'EOFError'})", file=sys.stderr)
+    with one_line_warnings():
+        try:
+            code = app(args=argv, standalone_mode=False)
+        except MstarError as exc:
+            print(f"error: {exc}", file=sys.stderr)
             sys.exit(1)
-        print(INTERRUPTED, file=sys.stderr)
-        sys.exit(130)
-    except TyperException as exc:  # usage errors (click's, vendored by typer): their message and status
-        if not hasattr(exc, "show"):
-            raise
-        exc.show()
-        sys.exit(getattr(exc, "exit_code", 2))
-    except OSError as exc:
-        print(f"error: {os_error_line(exc)}", file=sys.stderr)
-        sys.exit(1)
-    if code == 130:  # typer turns Ctrl-C inside a command into exit status 130 without a word
-        print(INTERRUPTED, file=sys.stderr)
+        except (KeyboardInterrupt, typer.Abort) as exc:
+            cause = exc.__cause__
+            if isinstance(cause, EOFError):  # typer reports an EOFError (a truncated pickle...) as an abort
+                print(f"error: unexpected end of a file or stream ({cause or 'EOFError'})", file=sys.stderr)
+                sys.exit(1)
+            print(INTERRUPTED, file=sys.stderr)
+            sys.exit(130)
+        except TyperException as exc:  # usage errors (click's, vendored by typer): their message and status
+            if not hasattr(exc, "show"):
+                raise
+            exc.show()
+            sys.exit(getattr(exc, "exit_code", 2))
+        except OSError as exc:
+            print(f"error: {os_error_line(exc)}", file=sys.stderr)
+            sys.exit(1)
+        if code == 130:  # typer turns Ctrl-C inside a command into exit status 130 without a word
+            print(INTERRUPTED, file=sys.stderr)
     sys.exit(code if isinstance(code, int) else 0)
