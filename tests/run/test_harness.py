@@ -105,6 +105,18 @@ def test_resume_from_the_epoch_checkpoint_continues_bit_identically(tmp_path):
                                   pd.read_csv(tmp_path / "cut" / "log.csv"))
 
 
+def test_a_checkpoint_interval_skips_short_epochs_but_never_the_last(tmp_path):
+    L.seed_everything(0, verbose=False)
+    with pytest.raises(RuntimeError, match="stop"):  # stopped at epoch 3: two short epochs, no write
+        fit(Line(), _settings(), tmp_path, train_loader=_loader(), resume_from=tmp_path / "last.ckpt",
+            callbacks=[Stop(RuntimeError)], progress=False, checkpoint_every_s=3600)
+    assert not (tmp_path / "last.ckpt").exists()
+    fit(Line(), _settings(), tmp_path, train_loader=_loader(), resume_from=tmp_path / "last.ckpt",
+        progress=False, checkpoint_every_s=3600)
+    saved = torch.load(tmp_path / "last.ckpt", weights_only=False)
+    assert [r["epoch"] for r in saved["mstar_history"]] == [1, 2, 3]  # the last epoch is always written
+
+
 def test_ctrl_c_reaches_the_caller_as_keyboard_interrupt(tmp_path):
     with pytest.raises(KeyboardInterrupt):  # not Lightning's SystemExit: the CLI then says how to resume
         fit(Line(), _settings(), tmp_path, train_loader=_loader(), callbacks=[Stop(KeyboardInterrupt)],

@@ -99,7 +99,8 @@ def test_an_interrupted_report_run_resumes_from_its_last_epoch(report_run, tmp_p
 
     fitted, _ = report_run
     cfg = ReportConfig.load(Path(fitted["run"]) / "config.yaml", {
-        "out": str(tmp_path), "epochs": 3, "beam_size": 1, "bootstrap": 0, "val_every": 1})
+        "out": str(tmp_path), "epochs": 3, "beam_size": 1, "bootstrap": 0, "val_every": 1,
+        "checkpoint_every_s": 0})
     original = report_train.ReportModule.on_train_epoch_end
     epochs_run = []
 

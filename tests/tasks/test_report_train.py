@@ -82,7 +82,8 @@ def test_an_interrupted_fit_resumes_to_the_uninterrupted_result(tmp_path):
             if row["epoch"] == stop_at:
                 raise RuntimeError("simulated crash")
         fit = fit_report_model(model, items, items[:3], vocab, epochs=4, lr=3e-3, batch_size=2, beam_size=1,
-                               on_epoch_end=crash, run=folder, resume_from=folder / "last.ckpt")
+                               on_epoch_end=crash, run=folder, resume_from=folder / "last.ckpt",
+                               checkpoint_every_s=0)
         return fit, model
 
     whole, whole_model = run(tmp_path / "whole")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import time
 from pathlib import Path
 
 import lightning as L
@@ -18,16 +19,24 @@ from mstar.utils.atomic import atomic_path
 
 
 class EpochCheckpoint(Checkpoint):
-    """Writes ``path`` (a Lightning checkpoint: weights, optimiser, schedule, ``history``) after every epoch.
+    """Writes ``path`` (a Lightning checkpoint: weights, optimiser, schedule, ``history``) after every epoch,
+    or, with ``every_s``, after the first epoch ending at least that many seconds after the last write (and
+    always after the last epoch): runs of many short epochs then do not spend their time writing it.
 
     Every rank takes part in saving (DDP strategies gather state); rank 0 writes through
     :func:`~mstar.utils.atomic.atomic_path`, so a killed run never leaves a truncated resume point.
     """
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
+    def __init__(self, path: Path, every_s: float = 0.0) -> None:
+        self.path, self.every_s = Path(path), float(every_s)
+        self._last = time.monotonic()
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        last_epoch = trainer.current_epoch + 1 >= (trainer.max_epochs or 0)
+        due = last_epoch or time.monotonic() - self._last >= self.every_s
+        if not trainer.strategy.broadcast(due):  # rank 0's clock decides for every rank
+            return
+        self._last = time.monotonic()
         # only rank 0 writes the file (Lightning's strategies), but every rank takes part in saving
         with (atomic_path(self.path) if trainer.is_global_zero
               else contextlib.nullcontext(self.path)) as target:

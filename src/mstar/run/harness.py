@@ -116,7 +116,7 @@ def fit(module: RunModule, settings: Any, run: Path | None, *, train_loader: Any
         callbacks: Sequence[Any] = (),
         grad_clip: float | None = None, grad_clip_algorithm: str = "norm", progress: bool = True,
         log_name: str = "log.csv", logger_version: str = "", distributed_sampler: bool = True,
-        cpu_bf16: bool = False) -> Fitted:
+        cpu_bf16: bool = False, checkpoint_every_s: float = 0.0) -> Fitted:
     """Train ``module`` with the settings every stage shares.
 
     Args:
@@ -128,6 +128,8 @@ def fit(module: RunModule, settings: Any, run: Path | None, *, train_loader: Any
         epochs: Overrides ``settings.epochs``.
         resume_from: A Lightning checkpoint written by :class:`EpochCheckpoint` every epoch; resumed from
             when it exists.
+        checkpoint_every_s: Write ``resume_from`` only after epochs ending this many seconds after the last
+            write (and after the last epoch); 0: every epoch.
         callbacks: Extra callbacks (e.g. :class:`~mstar.run.callbacks.BestEpoch`; tests interrupt runs).
         grad_clip: Gradient clipping threshold (None or 0: off).
         grad_clip_algorithm: ``norm`` or ``value``.
@@ -150,7 +152,8 @@ def fit(module: RunModule, settings: Any, run: Path | None, *, train_loader: Any
     extra = list(callbacks)
     if resume_from is not None:
         Path(resume_from).parent.mkdir(parents=True, exist_ok=True)
-        extra.append(EpochCheckpoint(resume_from))  # last: it saves the other callbacks' state of the epoch
+        # last: it saves the other callbacks' state of the epoch
+        extra.append(EpochCheckpoint(resume_from, checkpoint_every_s))
     logger = make_logger(get("logger", "csv"), run, logger_version) if run is not None else False
     module.log_path = run / log_name if run is not None else None
     has_checkpoint = any(isinstance(c, Checkpoint) for c in extra)

@@ -49,6 +49,7 @@ class ReportConfig(RunConfig):
     accelerator: str = "auto"          # auto | cpu | gpu
     devices: Any = 1
     logger: str = "csv"                # csv (log.csv) | tensorboard (also <run>/tensorboard/)
+    checkpoint_every_s: float = 30.0   # write the resume point at most this often (0: every epoch)
     out: str = "runs"
     name: str | None = None
 
@@ -56,11 +57,13 @@ class ReportConfig(RunConfig):
     REQUIRED: ClassVar[tuple[str, ...]] = ("manifest", "features", "reports")
     CHOICES: ClassVar[dict[str, tuple]] = {"logger": LOGGERS}
     AT_LEAST: ClassVar[dict[str, float]] = {"epochs": 1, "batch_size": 1, "beam_size": 1, "val_beam_size": 1,
-                                            "consensus_k": 0, "val_every": 1, "min_freq": 1, "bootstrap": 0}
+                                            "consensus_k": 0, "val_every": 1, "min_freq": 1, "bootstrap": 0,
+                                            "checkpoint_every_s": 0}
     POSITIVE: ClassVar[tuple[str, ...]] = ("lr",)
     INPUTS: ClassVar[tuple[str, ...]] = ("manifest", "features", "reports", "stage1", "classes",
                                          "neighbour_embeddings")
-    RUNTIME: ClassVar[tuple[str, ...]] = ("out", "name", "accelerator", "devices", "logger")
+    RUNTIME: ClassVar[tuple[str, ...]] = ("out", "name", "accelerator", "devices", "logger",
+                                          "checkpoint_every_s")
     ALIASES: ClassVar[dict[str, str]] = {"aggregator": "stage1"}
 
     def check(self) -> None:

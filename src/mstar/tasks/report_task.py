@@ -217,7 +217,7 @@ def train_report(cfg: ReportConfig, overwrite: bool = False, progress: bool = Fa
                            weight_decay=cfg.weight_decay, gamma=cfg.gamma, batch_size=cfg.batch_size,
                            grad_clip_value=cfg.grad_clip_value, beam_size=cfg.val_beam_size or cfg.beam_size,
                            val_every=cfg.val_every, seed=cfg.seed, settings=cfg, run=run, progress=progress,
-                           resume_from=last)
+                           resume_from=last, checkpoint_every_s=cfg.checkpoint_every_s)
     model.cpu()
     save_checkpoint(run / "model.pt", {"model_state_dict": model.state_dict(),
                                        "info": {"config": model.config}})

@@ -190,7 +190,7 @@ def fit_report_model(model: ReportGenerator, train_items: Sequence[ReportItem],
                      val_every: int = 1, seed: int = 0, restore_best: bool = True,
                      on_epoch_end: Callable[[dict[str, Any], ReportGenerator], None] | None = None,
                      settings: Any = None, run: Path | None = None, progress: bool = False,
-                     resume_from: Path | None = None) -> ReportFit:
+                     resume_from: Path | None = None, checkpoint_every_s: float = 30.0) -> ReportFit:
     """Train with teacher forcing; keep the epoch with the best validation BLEU-4.
 
     Args:
@@ -217,6 +217,8 @@ def fit_report_model(model: ReportGenerator, train_items: Sequence[ReportItem],
         progress: Lightning's progress bar.
         resume_from: The epoch checkpoint (written after every epoch; training resumes from it when it
             exists, bit-identical on the CPU to a run never stopped).
+        checkpoint_every_s: Write the resume point after the first epoch ending this long after the last
+            write, and after the last epoch (0: every epoch); short epochs then cost no checkpoint each.
 
     Returns:
         :class:`ReportFit`.
@@ -233,7 +235,8 @@ def fit_report_model(model: ReportGenerator, train_items: Sequence[ReportItem],
                         collate_fn=list, generator=torch.Generator())  # never draws from the global RNG
     best = BestEpoch("val_bleu_4", patience=None, tie="later", tol=0.0)
     fit(module, settings, run, train_loader=loader, epochs=epochs, callbacks=[best], resume_from=resume_from,
-        grad_clip=grad_clip_value, grad_clip_algorithm="value", progress=progress)
+        grad_clip=grad_clip_value, grad_clip_algorithm="value", progress=progress,
+        checkpoint_every_s=checkpoint_every_s)
     if best.best_state is None:
         raise MstarError("report training validated no epoch; check val_every")
     if restore_best:
