@@ -19,8 +19,10 @@ def report_seeds(results: dict) -> dict:
 
 def unk_fraction(texts: pd.Series) -> float:
     """Fraction of reports with an unknown token: ``<unk>`` as decoded, or the bare word "unk" (glued forms
-    such as "unkmm3" included) it became in the cleaned text runs of an earlier version wrote."""
-    return float(texts.str.contains(r"<unk>|(?:^|\s)unk", regex=True).mean())
+    such as "unkmm3" or "unk1" included, never a word such as "unknown") it became in the cleaned text runs
+    of an earlier version wrote."""
+    legacy = r"(?:^|\s)unk(?=$|\s|[\d.]|(?:cm2?|mm[23]?|um2?|µm|nm|cm3|g|mg|kg|ml|hpf|x)(?:\s|$))"
+    return float(texts.str.contains(r"<unk>|" + legacy, regex=True).mean())  # not "unknown"
 
 
 def report_generation(paths: dict, work: Path, profile: dict, seed: int) -> dict:

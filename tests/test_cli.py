@@ -74,12 +74,13 @@ def test_old_spellings_still_parse_with_a_deprecation_line(tmp_path):
     assert "--aggregator is deprecated" in result.output and "use --stage1" in result.output
 
 
-def test_mstar_warnings_are_one_warning_line_while_a_command_runs(capsys):
+def test_mstar_warnings_are_one_warning_line_while_a_command_runs(capsys, monkeypatch):
     import logging
     import warnings
 
     import mstar.cli as cli
 
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])  # a plain process: no logging set up
     logger, before = logging.getLogger("mstar"), warnings.showwarning
     with cli.one_line_warnings(), cli.one_line_warnings():  # nested: still one handler
         logging.getLogger("mstar.tasks").warning("embedded from another reports file %s", "r.json")
@@ -88,3 +89,15 @@ def test_mstar_warnings_are_one_warning_line_while_a_command_runs(capsys):
                                                     "warning: classes file names none of LUAD"]
     assert warnings.showwarning is before  # undone: in-process callers keep their own set-up
     assert not any(getattr(h, "mstar_cli", False) for h in logger.handlers)
+
+
+def test_warning_lines_leave_a_callers_own_logging_alone(capsys, monkeypatch):
+    import logging
+
+    import mstar.cli as cli
+
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [logging.StreamHandler()])  # the caller's set-up (stderr)
+    with cli.one_line_warnings():
+        logging.getLogger("mstar.tasks").warning("shown once")
+    assert capsys.readouterr().err.splitlines() == ["shown once"]  # by the caller's handler, not twice

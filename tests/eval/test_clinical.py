@@ -83,6 +83,9 @@ def test_a_plain_class_to_names_file_reads_as_the_prompt_files_classes(thoracic,
     (tmp_path / "two.json").write_text(json.dumps({"a": {"classnames": {}}, "b": {"classnames": {}}}))
     with pytest.raises(MstarError, match=r"none is '0'; write one set .* or a plain \{CLASS: \[names\]\}"):
         load_classes(str(tmp_path / "two.json"))
+    (tmp_path / "templates.json").write_text(json.dumps({"templates": ["a photo of CLASSNAME."]}))
+    with pytest.raises(MstarError, match="classnames"):  # the schema's own keys are not class names
+        load_classes(str(tmp_path / "templates.json"))
 
 
 def test_default_classes_are_the_packaged_synthetic_names():

@@ -114,3 +114,6 @@ def test_digests_of_files_lists_and_large_files(tmp_path):
     wide = {f"key_{i}": i for i in range(12)}  # a long mapping: the changed entry is named, not cut off
     old, new = fingerprint({"model_args": wide}, {}), fingerprint({"model_args": {**wide, "key_11": 64}}, {})
     assert differences(old, new) == ["model_args.key_11 11 -> 64"]
+    old = fingerprint({"model_args": {"max_len": None, "d": 1}}, {})
+    new = fingerprint({"model_args": {"d": 1}}, {})
+    assert differences(old, new) == ["model_args.max_len null -> (unset)"]  # a key set to null is a change

@@ -74,7 +74,10 @@ class _WarningLines(logging.Handler):
     mstar_cli = True
 
     def emit(self, record: logging.LogRecord) -> None:
-        print(f"{record.levelname.lower()}: {record.getMessage()}", file=sys.stderr)
+        try:
+            print(f"{record.levelname.lower()}: {record.getMessage()}", file=sys.stderr)
+        except Exception:  # noqa: BLE001 - a closed or broken stderr must not end the command
+            self.handleError(record)
 
 
 @contextlib.contextmanager
@@ -86,8 +89,9 @@ def one_line_warnings() -> Iterator[None]:
     from pathlib import Path
 
     logger = logging.getLogger("mstar")
-    handler = None if any(getattr(h, "mstar_cli", False) for h in logger.handlers) else (
-        _WarningLines(logging.WARNING))
+    # only where Python's last-resort handler would print (no handler set up by the caller), else twice
+    configured = logging.getLogger().handlers or any(getattr(h, "mstar_cli", False) for h in logger.handlers)
+    handler = None if configured else _WarningLines(logging.WARNING)
     if handler is not None:
         logger.addHandler(handler)
     package = str(Path(__file__).resolve().parents[1])
@@ -95,7 +99,10 @@ def one_line_warnings() -> Iterator[None]:
 
     def show(message, category, filename, lineno, file=None, line=None):
         if str(filename).startswith(package):
-            print(f"warning: {message}", file=sys.stderr)
+            try:
+                print(f"warning: {message}", file=sys.stderr)
+            except OSError:  # as Python's own: a closed or broken stderr loses the warning, not the run
+                pass
         else:
             default(message, category, filename, lineno, file, line)
 

@@ -75,7 +75,8 @@ def _entry(path_or_name: str | os.PathLike, key: str | None) -> tuple[Path, str,
         raise MstarError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
     if not isinstance(doc, dict) or not doc:
         raise MstarError(f'{path}: expected {{"0": {{"classnames": {{...}}, "templates": [...]}}}}')
-    if key is None and all(isinstance(v, (list, str)) for v in doc.values()):
+    if (key is None and all(isinstance(v, (list, str)) for v in doc.values())
+            and not {"templates", "classnames"} & set(doc)):
         return path, "0", {"classnames": doc}  # a plain {class: [names]} mapping: one set, no templates
     if key is None:
         key = "0" if "0" in doc else next(iter(doc)) if len(doc) == 1 else None

@@ -45,6 +45,9 @@ def _read_json(path: Path) -> dict[str, str]:
     else:
         raise MstarError(f'{path}: expected a JSON object {{"<slide_or_case>": "<report text>", ...}}')
     bad = next(((k, v) for k, v in pairs if v is not None and not isinstance(v, str)), None)
+    if bad is not None and isinstance(bad[1], list) and bad[0] in ("train", "val", "test"):
+        raise MstarError(f"{path}: '{bad[0]}' holds a list, not a report; a HistGen annotation file needs "
+                         'every top-level value to be a split list ({"train": [{"id", "report"}], ...})')
     if bad is not None:  # str() of a nested object would be trained on as if it were text
         raise MstarError(f"{path}: the report of '{bad[0]}' is a {type(bad[1]).__name__}, not text; each "
                          'value must be the report as a string ({"<slide_or_case>": "<report text>", ...})')

@@ -97,8 +97,10 @@ def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         if a == b:
             continue
         if isinstance(a, dict) and isinstance(b, dict):  # the changed entries: model_args.d_vf 64 -> 128
-            out += [f"{key}.{k} {_short(a.get(k))} -> {_short(b.get(k))}"
-                    for k in sorted(set(a) | set(b), key=str) if a.get(k) != b.get(k)]
+            changed = [f"{key}.{k} {_short(a[k]) if k in a else '(unset)'} -> "
+                       f"{_short(b[k]) if k in b else '(unset)'}"
+                       for k in sorted(set(a) | set(b), key=str) if k not in a or k not in b or a[k] != b[k]]
+            out += changed or [f"{key} {_short(a)} -> {_short(b)}"]
         else:
             out.append(f"{key} {_short(a)} -> {_short(b)}")
     old_i, new_i = old.get("inputs", {}), new.get("inputs", {})

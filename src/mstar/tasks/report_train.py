@@ -141,10 +141,11 @@ class ReportModule(RunModule):
         """Besides weights, optimiser and ``history``: the validation reports and the random states (the
         batch order's generator, torch's for dropout), so a resumed run continues as if never stopped."""
         super().on_save_checkpoint(checkpoint)
+        on_gpu = self.device.type == "cuda"  # never touches CUDA in a CPU run on a GPU machine
         checkpoint["mstar_report"] = {
             "generated": self.generated, "torch_rng": torch.get_rng_state(),
             "shuffle_rng": None if self.shuffle is None else self.shuffle.get_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+            "cuda_rng": torch.cuda.get_rng_state(self.device) if on_gpu else None}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         super().on_load_checkpoint(checkpoint)
@@ -154,8 +155,8 @@ class ReportModule(RunModule):
             torch.set_rng_state(state["torch_rng"])
         if state.get("shuffle_rng") is not None and self.shuffle is not None:
             self.shuffle.set_state(state["shuffle_rng"])
-        if state.get("cuda_rng") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        if state.get("cuda_rng") is not None and self.device.type == "cuda":  # this device's own state
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
 
     def configure_optimizers(self):
         opt = torch.optim.Adam(self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay,
