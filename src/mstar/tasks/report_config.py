@@ -69,6 +69,10 @@ class ReportConfig(RunConfig):
     def check(self) -> None:
         from mstar.errors import MstarError
 
+        one = self.devices in (1, "1", None) or (isinstance(self.devices, list) and len(self.devices) == 1)
+        if not one:  # its batch order is not sharded over processes (Lightning cannot wrap it)
+            raise MstarError(f"config 'devices': report training runs on one device, got {self.devices!r}; "
+                             "set devices=1 (a GPU is used when accelerator is auto or gpu)")
         if self.neighbour_embeddings and not self.consensus_k:
             raise MstarError("config 'neighbour_embeddings' is set but consensus_k is 0 (no neighbours are "
                              "consulted): drop one of them")
