@@ -209,7 +209,7 @@ def train_report(cfg: ReportConfig, overwrite: bool = False, progress: bool = Fa
         stage1_init = init["summary"]
     resumable = folder.resumable
     run = folder.start(cfg)
-    last = run / "checkpoints" / "last.ckpt"  # the resume point, written after every epoch
+    last = run / "checkpoints" / "last.ckpt"  # the resume point (at most every checkpoint_every_s)
     if not resumable:
         last.unlink(missing_ok=True)
     vocab.save(run / "vocab.json")
