@@ -146,6 +146,15 @@ def test_reports_keyed_by_case_serve_the_cases_slides_and_unmatched_ids_are_one_
     assert not (tmp_path / "runs" / "report" / "o").exists()
 
 
+def test_one_report_per_case_serves_every_slide_of_the_case():
+    from mstar.tasks.report_task import slide_reports
+
+    case_of = {"C1-DX1": "C1", "C1-DX2": "C1", "C2-DX1": "C2", "C3-DX1": "C3"}
+    reports = {"C1": "case report.", "C2-DX1": "slide report.", "C2": "case report of c2."}
+    assert slide_reports("r.json", reports, list(case_of), case_of) == {
+        "C1-DX1": "case report.", "C1-DX2": "case report.", "C2-DX1": "slide report."}  # the slide's own wins
+
+
 @pytest.mark.parametrize("devices", [2, "auto", [0, 1]])
 def test_report_training_on_several_devices_is_one_line_not_a_lightning_type_error(devices):
     with pytest.raises(MstarError, match="report training runs on one device"):
