@@ -119,3 +119,9 @@ def _load_cached(path: str, mtime_ns: int, size: int, prep: str,
 def read_reports(path: str | os.PathLike) -> dict[str, str]:
     """``{id: text}`` as written (no preparation) from a reports JSON or table."""
     return load_reports(path, prep="none")[0]
+
+
+def report_key(slide: str, case: str, reports: dict[str, str]) -> str | None:
+    """The id a slide's report is found under: its slide id, else its case id (one report per case, as
+    TCGA's, serves every slide of the case); None when the file has neither."""
+    return slide if slide in reports else case if case in reports else None

@@ -22,7 +22,10 @@ import numpy as np
 import pandas as pd
 
 from mstar.data.manifest import cohort_labels, read_manifest
-from mstar.data.reports import read_reports  # noqa: F401  (re-exported for stage-1 callers)
+from mstar.data.reports import (
+    read_reports,  # noqa: F401  (re-exported for stage-1 callers)
+    report_key,
+)
 from mstar.errors import MstarError
 
 log = logging.getLogger(__name__)
@@ -89,7 +92,7 @@ def match_reports(slides: list[str], cases: list[str], reports: dict[str, str]) 
     """Look each item's report up by slide id, then case id; empty/whitespace reports count as missing."""
     texts, keys, n_empty, n_absent = [], [], 0, 0
     for slide, case in zip(slides, cases):
-        key = slide if slide in reports else case if case in reports else None
+        key = report_key(slide, case, reports)
         text = reports.get(key) if key is not None else None
         if key is None:
             n_absent += 1

@@ -14,7 +14,7 @@ import torch
 from mstar.data.bags import BagStore
 from mstar.data.feature_dirs import resolve_feature_dir
 from mstar.data.manifest import read_manifest
-from mstar.data.reports import read_reports
+from mstar.data.reports import read_reports, report_key
 from mstar.errors import MstarError
 from mstar.eval.results import write_metrics_json, write_predictions_csv
 from mstar.run.checkpoint import save_checkpoint
@@ -107,8 +107,8 @@ def slide_reports(path, reports: dict[str, str], slides: list[str],
                   case_of: dict[str, str]) -> dict[str, str]:
     """Each slide's report: keyed by the slide id, else by its case (one report per case, as TCGA's, serves
     every slide of the case). A file that names none of the slides is one line showing both kinds of id."""
-    out = {s: reports[s] if s in reports else reports[case_of.get(s, s)] for s in slides
-           if s in reports or case_of.get(s, s) in reports}
+    keys = {s: report_key(s, case_of.get(s, s), reports) for s in slides}
+    out = {s: reports[key] for s, key in keys.items() if key is not None}
     if slides and not out:
         cases = ", ".join(case_of.get(s, s) for s in slides[:2])
         raise MstarError(f"{path}: no report for any of the {len(slides)} slides (its ids start "
