@@ -62,7 +62,7 @@ def report_generation(paths: dict, work: Path, profile: dict, seed: int) -> dict
     variants = {"bleu": {k: clean_report(t) for k, t in zip(keys, pred["generated"])}}
     if "generator" in pred:  # the generator before the neighbour-consensus re-ranking
         variants["bleu_generator"] = {k: clean_report(t) for k, t in zip(keys, pred["generator"])}
-    features, split_of, _, label = _load(cfg)
+    features, split_of, _, label, _ = _load(cfg)
     if h5 is not None:
         variants["bleu_pooled"] = _pooled_consensus(cfg, features, split_of, variants["bleu_generator"])
     out = {name: paired_bleu_difference(texts, base, refs, seed=seed) for name, texts in variants.items()}

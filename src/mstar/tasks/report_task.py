@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 
 def _load(cfg: ReportConfig):
+    """``(features, split_of, dim, label_of, case_of)`` of the manifest's slides, from one read of it."""
     table = read_manifest(cfg.manifest).table
     if "split" not in table:
         raise MstarError(f"{cfg.manifest}: report generation needs a fixed train/val/test split column")
@@ -40,7 +41,8 @@ def _load(cfg: ReportConfig):
     split_of = {s: split for s, split in slides if s in features}
     label_of = ({s: str(label) for ss, label in zip(table["slides"], table["label"]) for s in ss}
                 if "label" in table else {})
-    return features, split_of, store.dim, label_of
+    case_of = {s: str(case) for case, ss in zip(table["case"], table["slides"]) for s in ss}
+    return features, split_of, store.dim, label_of, case_of
 
 
 def clinical_truth(references: dict[str, str], labels: dict[str, str]) -> dict[str, object]:
@@ -117,12 +119,6 @@ def slide_reports(path, reports: dict[str, str], slides: list[str],
     return out
 
 
-def _case_of(cfg: ReportConfig) -> dict[str, str]:
-    """The manifest's case of each slide."""
-    table = read_manifest(cfg.manifest).table
-    return {s: str(case) for case, ss in zip(table["case"], table["slides"]) for s in ss}
-
-
 def stage1_init_checkpoint(cfg: ReportConfig, heldout: list[str], case_of: dict[str, str]) -> dict:
     """The ``--stage1`` checkpoint (read before the run folder, so an unreadable one writes nothing) and
     ``{"checkpoint", "saw_heldout"}`` for the run's summary. A model trained on held-out (val/test) cases is
@@ -186,8 +182,7 @@ def train_report(cfg: ReportConfig, overwrite: bool = False, progress: bool = Fa
     torch.manual_seed(cfg.seed)
     reports = read_reports(cfg.reports)
     classes = load_classes(cfg.classes)  # a malformed classes file stops before training
-    features, split_of, dim, label_of = _load(cfg)
-    case_of = _case_of(cfg)
+    features, split_of, dim, label_of, case_of = _load(cfg)  # case_of: the manifest's case of each slide
     reports = slide_reports(cfg.reports, reports, list(split_of), case_of)
     items, counts = {}, {}
     for split in ("train", "val", "test"):
