@@ -15,10 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-
-def derive_seed(*parts: int) -> int:
-    """A 32-bit seed derived from integers (numpy's SeedSequence: nearby inputs give unrelated seeds)."""
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
+from mstar.utils.seeds import derive_seed
 
 
 @dataclass

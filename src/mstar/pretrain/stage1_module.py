@@ -17,9 +17,10 @@ from torch.utils.data import DataLoader
 
 from mstar.pretrain.distributed import gather_no_grad, gather_with_grad
 from mstar.pretrain.losses import stage1_loss
-from mstar.pretrain.stage1_data import EpochSampler, Stage1Dataset, collate_stage1, derive_seed
+from mstar.pretrain.stage1_data import EpochSampler, Stage1Dataset, collate_stage1
 from mstar.run.module import RunModule
 from mstar.run.schedules import warmup_cosine
+from mstar.utils.seeds import derive_seed
 
 LOGGED = ("loss", "contrastive", "triplet", "preserve", "slide_report", "slide_gene", "report_gene")
 SHORT = {"slide_report": "s_r", "slide_gene": "s_g", "report_gene": "r_g", "triplet": "tri",
