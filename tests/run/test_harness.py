@@ -143,3 +143,20 @@ def test_cpu_bf16_training_only_where_checked_and_the_cpu_runs_it(monkeypatch):
     assert cp.cpu_precision().precision == "fp32"  # restored (tests/conftest.py pins fp32)
     with cp.pinned_cpu_precision("fp32"):
         assert resolve_precision("auto", "cpu", cpu_bf16=True) == "32-true"
+
+
+class BarLabels(L.Callback):
+    """The progress bar's label during each epoch."""
+
+    def __init__(self):
+        self.seen: list[str] = []
+
+    def on_train_batch_end(self, trainer, *args):
+        bar = trainer.progress_bar_callback
+        self.seen.append(bar.progress.tasks[bar.train_progress_bar_id].description.strip())
+
+
+def test_the_progress_bar_counts_epochs_from_one_as_the_log_does(tmp_path):
+    labels = BarLabels()
+    fit(Line(), _settings(), tmp_path, train_loader=_loader(), progress=True, callbacks=[labels])
+    assert sorted(set(labels.seen)) == ["Epoch 1/3", "Epoch 2/3", "Epoch 3/3"]  # Lightning's: "Epoch 0/2"

@@ -1,6 +1,6 @@
-"""The two callbacks of the harness: an atomic resume point per epoch, and best-epoch selection.
+"""The callbacks of the harness: an atomic resume point per epoch, best-epoch selection, the progress bar.
 
-Both subclass Lightning's :class:`~lightning.pytorch.callbacks.Checkpoint`, so Lightning runs their
+The first two subclass Lightning's :class:`~lightning.pytorch.callbacks.Checkpoint`, so Lightning runs their
 ``on_train_epoch_end`` *after* the module's: the epoch's validation and its ``history`` row exist by then.
 """
 
@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.callbacks import Checkpoint
+from lightning.pytorch.callbacks import Checkpoint, RichProgressBar
 
 from mstar.utils.atomic import atomic_path
 
@@ -102,3 +102,13 @@ class BestEpoch(Checkpoint):
             self.stale += 1
             if self.patience is not None and self.stale >= self.patience:
                 trainer.should_stop = True
+
+
+class EpochBar(RichProgressBar):
+    """Lightning's rich progress bar counting epochs from 1, as ``log.csv`` and mstar's own lines do
+    ("Epoch 3/40" in the 3rd of 40 epochs; Lightning's own shows "Epoch 2/39")."""
+
+    def _get_train_description(self, current_epoch: int) -> str:  # Lightning's hook for the label
+        total = self.trainer.max_epochs
+        text = f"Epoch {current_epoch + 1}" + (f"/{total}" if total is not None and total > 0 else "")
+        return f"{text:{len(self.validation_description)}}"  # as wide as "Validation" (no flicker)

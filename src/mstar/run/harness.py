@@ -23,7 +23,7 @@ import torch
 from lightning.pytorch.callbacks import Checkpoint
 
 from mstar.errors import MstarError
-from mstar.run.callbacks import EpochCheckpoint
+from mstar.run.callbacks import EpochBar, EpochCheckpoint
 from mstar.run.module import RunModule
 
 LOGGERS = ("csv", "tensorboard")
@@ -149,7 +149,7 @@ def fit(module: RunModule, settings: Any, run: Path | None, *, train_loader: Any
 
     accelerator = get("accelerator", "auto")
     precision = resolve_precision(get("precision", "auto"), accelerator, cpu_bf16 and one_process(settings))
-    extra = list(callbacks)
+    extra = list(callbacks) + ([EpochBar()] if progress else [])
     if resume_from is not None:
         Path(resume_from).parent.mkdir(parents=True, exist_ok=True)
         # last: it saves the other callbacks' state of the epoch
