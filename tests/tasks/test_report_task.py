@@ -155,13 +155,6 @@ def test_one_report_per_case_serves_every_slide_of_the_case():
         "C1-DX1": "case report.", "C1-DX2": "case report.", "C2-DX1": "slide report."}  # the slide's own wins
 
 
-@pytest.mark.parametrize("devices", [2, "auto", [0, 1]])
-def test_report_training_on_several_devices_is_one_line_not_a_lightning_type_error(devices):
-    with pytest.raises(MstarError, match="report training runs on one device"):
-        ReportConfig(manifest="m.csv", features="f", reports="r.json", devices=devices).validate()
-    ReportConfig(manifest="m.csv", features="f", reports="r.json", devices=[0]).check()  # one is fine
-
-
 def test_histgen_annotation_format_is_read(tmp_path):
     path = tmp_path / "ann.json"
     path.write_text(json.dumps({"train": [{"id": "a", "report": "x"}], "test": [{"id": "b", "report": "y"}]}))

@@ -184,6 +184,8 @@ def report(
 
     result = train_report(build_config(ReportConfig, config, set_, **opts), overwrite=overwrite,
                           progress=True)
+    if "best_epoch" not in result:
+        return  # not rank 0
     console = Console()
     if result.get("finished_before"):
         console.print(f"{result['run']}: already finished with these settings and inputs")

@@ -47,7 +47,8 @@ class ReportConfig(RunConfig):
     skip_missing: bool = False
     precision: str = "auto"            # auto (bf16-mixed on GPU, 32 on CPU) | 32 | bf16-mixed
     accelerator: str = "auto"          # auto | cpu | gpu
-    devices: Any = 1
+    devices: Any = 1                   # >1: DDP, each rank a share of every epoch's slides (batch W·b)
+    strategy: str = "auto"             # Lightning strategy (auto: DDP when devices > 1; torchrun works)
     logger: str = "csv"                # csv (log.csv) | tensorboard (also <run>/tensorboard/)
     checkpoint_every_s: float = 30.0   # write the resume point at most this often (0: every epoch)
     out: str = "runs"
@@ -62,17 +63,13 @@ class ReportConfig(RunConfig):
     POSITIVE: ClassVar[tuple[str, ...]] = ("lr",)
     INPUTS: ClassVar[tuple[str, ...]] = ("manifest", "features", "reports", "stage1", "classes",
                                          "neighbour_embeddings")
-    RUNTIME: ClassVar[tuple[str, ...]] = ("out", "name", "accelerator", "devices", "logger",
+    RUNTIME: ClassVar[tuple[str, ...]] = ("out", "name", "accelerator", "devices", "strategy", "logger",
                                           "checkpoint_every_s")
     ALIASES: ClassVar[dict[str, str]] = {"aggregator": "stage1"}
 
     def check(self) -> None:
         from mstar.errors import MstarError
 
-        one = self.devices in (1, "1", None) or (isinstance(self.devices, list) and len(self.devices) == 1)
-        if not one:  # its batch order is not sharded over processes (Lightning cannot wrap it)
-            raise MstarError(f"config 'devices': report training runs on one device, got {self.devices!r}; "
-                             "set devices=1 (a GPU is used when accelerator is auto or gpu)")
         if self.neighbour_embeddings and not self.consensus_k:
             raise MstarError("config 'neighbour_embeddings' is set but consensus_k is 0 (no neighbours are "
                              "consulted): drop one of them")

@@ -18,7 +18,7 @@ from mstar.data.reports import read_reports, report_key
 from mstar.errors import MstarError
 from mstar.eval.results import write_metrics_json, write_predictions_csv
 from mstar.run.checkpoint import save_checkpoint
-from mstar.run.fingerprint import file_digest
+from mstar.run.fingerprint import environment_rank, file_digest
 from mstar.run.folder import open_run
 from mstar.tasks.report_config import GenerateConfig, ReportConfig
 from mstar.utils.atomic import write_text_atomic
@@ -205,18 +205,22 @@ def train_report(cfg: ReportConfig, overwrite: bool = False, progress: bool = Fa
     resumable = folder.resumable
     run = folder.start(cfg)
     last = run / "checkpoints" / "last.ckpt"  # the resume point (at most every checkpoint_every_s)
-    if not resumable:
-        last.unlink(missing_ok=True)
-    vocab.save(run / "vocab.json")
+    if environment_rank() == 0:  # under DDP the other ranks train alongside; rank 0 writes
+        if not resumable:
+            last.unlink(missing_ok=True)
+        vocab.save(run / "vocab.json")
     fit = fit_report_model(model, items["train"], items["val"], vocab, epochs=cfg.epochs, lr=cfg.lr,
                            weight_decay=cfg.weight_decay, gamma=cfg.gamma, batch_size=cfg.batch_size,
                            grad_clip_value=cfg.grad_clip_value, beam_size=cfg.val_beam_size or cfg.beam_size,
                            val_every=cfg.val_every, seed=cfg.seed, settings=cfg, run=run, progress=progress,
                            resume_from=last, checkpoint_every_s=cfg.checkpoint_every_s)
+    if not fit.is_global_zero:
+        return {"run": str(run), "finished_before": False}
     model.cpu()
     save_checkpoint(run / "model.pt", {"model_state_dict": model.state_dict(),
                                        "info": {"config": model.config}})
-    metrics, rows, summary = {}, [], {"best_epoch": fit.best_epoch, "skipped": counts,
+    metrics, rows, summary = {}, [], {"best_epoch": fit.best_epoch, "world_size": fit.world_size,
+                                      "skipped": counts,
                                       "consensus": {"k": cfg.consensus_k, "space": bank.space,
                                                     "source": bank.source}}
     if stage1_init:

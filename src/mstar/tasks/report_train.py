@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Sampler
 
@@ -26,6 +27,7 @@ from mstar.models.report.vocab import PAD_ID, Vocabulary, clean_report
 from mstar.run.callbacks import BestEpoch
 from mstar.run.harness import fit
 from mstar.run.module import RunModule
+from mstar.utils.seeds import derive_seed
 
 
 def build_items(features: Mapping[str, torch.Tensor], reports: Mapping[str, str | None],
@@ -74,18 +76,39 @@ def report_loss(model: ReportGenerator, feats: torch.Tensor, mask: torch.Tensor,
 
 class ShuffledBatches(Sampler):
     """Index batches of one epoch: a permutation drawn from ``generator`` (advanced once per epoch), cut in
-    consecutive chunks of ``batch_size``."""
+    consecutive chunks of ``batch_size``; under DDP, this rank's share of it.
 
-    def __init__(self, n: int, batch_size: int, generator: torch.Generator) -> None:
-        self.n, self.batch_size, self.generator = n, batch_size, generator
+    With ``W`` ranks the permutation is padded (by wrapping) to a multiple of ``W`` and rank ``r`` takes
+    positions ``r, r + W, ...`` before batching, so every rank runs the same number of steps and a step's
+    ``W`` batches together are the one process's batch of ``W · batch_size`` (as stage 1's sampler). Every
+    rank draws the same permutation: the generators are seeded alike and advanced alike.
+    """
+
+    def __init__(self, n: int, batch_size: int, generator: torch.Generator, rank: int = 0,
+                 world: int = 1) -> None:
+        self.n, self.batch_size, self.generator, self.rank, self.world = n, batch_size, generator, rank, world
 
     def __len__(self) -> int:
-        return -(-self.n // self.batch_size)
+        return -(-self._per_rank() // self.batch_size)
+
+    def _per_rank(self) -> int:
+        return -(-self.n // self.world)
 
     def __iter__(self) -> Iterator[list[int]]:
         order = torch.randperm(self.n, generator=self.generator).tolist()
-        for b in range(0, self.n, self.batch_size):
-            yield order[b:b + self.batch_size]
+        total = self._per_rank() * self.world
+        mine = (order * (total // max(self.n, 1) + 1))[:total][self.rank::self.world]
+        for b in range(0, len(mine), self.batch_size):
+            yield mine[b:b + self.batch_size]
+
+
+def gather_dicts(part: dict[str, str]) -> dict[str, str]:
+    """The union of every rank's ``part`` (``part`` itself in a single process)."""
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return part
+    parts: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, part)
+    return {k: v for p in parts for k, v in p.items()}
 
 
 class ReportModule(RunModule):
@@ -94,17 +117,27 @@ class ReportModule(RunModule):
     PROGRESS = {"loss": "train_loss"}
     WEIGHT_BY_BATCH = True
 
-    def __init__(self, model: ReportGenerator, vocab: Vocabulary, val_items: Sequence[ReportItem], lr: float,
-                 weight_decay: float, gamma: float, beam_size: int, val_max_len: int | None, val_every: int,
+    def __init__(self, model: ReportGenerator, vocab: Vocabulary, train_items: Sequence[ReportItem],
+                 val_items: Sequence[ReportItem], lr: float, weight_decay: float, gamma: float,
+                 beam_size: int, val_max_len: int | None, val_every: int, batch_size: int = 1, seed: int = 0,
                  on_epoch_end: Callable[[dict[str, Any], ReportGenerator], None] | None = None) -> None:
         super().__init__()
-        self.model, self.vocab, self.val_items = model, vocab, list(val_items)
+        self.model, self.vocab = model, vocab
+        self.train_items, self.val_items = list(train_items), list(val_items)
+        self.items_per_batch, self.seed = batch_size, seed
         self.lr, self.weight_decay, self.gamma = lr, weight_decay, gamma
         self.beam_size, self.val_max_len, self.val_every = beam_size, val_max_len, val_every
         self.on_epoch_end_fn = on_epoch_end
         self.refs = {it.slide_id: clean_report(it.report) for it in self.val_items}
         self.generated: dict[int, dict[str, str]] = {}
-        self.shuffle: torch.Generator | None = None  # the batch order's generator (carried in checkpoints)
+        self.shuffle = torch.Generator().manual_seed(seed)  # the batch order's (carried in checkpoints)
+
+    def train_dataloader(self) -> DataLoader:
+        """This rank's batches of the shuffled training slides (:class:`ShuffledBatches`)."""
+        batches = ShuffledBatches(len(self.train_items), self.items_per_batch, self.shuffle,
+                                  self.global_rank, self.trainer.world_size)
+        return DataLoader(self.train_items, batch_sampler=batches, collate_fn=list,
+                          generator=torch.Generator())  # never draws from the global RNG
 
     def losses(self, batch: list[ReportItem], batch_idx: int) -> dict[str, torch.Tensor]:
         feats, mask = pad_bags([it.features.to(device=self.device, dtype=torch.float32) for it in batch])
@@ -119,23 +152,33 @@ class ReportModule(RunModule):
 
     def on_train_epoch_start(self) -> None:
         super().on_train_epoch_start()
+        if self.trainer.world_size > 1:  # each rank its own dropout, the same after a resume
+            torch.manual_seed(derive_seed(self.seed, self.current_epoch, self.global_rank, 15485863))
         self._epoch_lr = self.trainer.optimizers[0].param_groups[0]["lr"]  # the epoch's rate
                                                                            # (stepped before the end)
 
     def on_train_epoch_end(self) -> None:
         epoch = self.current_epoch + 1
-        row: dict[str, Any] = {"epoch": epoch, "train_loss": self.train_means()["train_loss"],
-                               "lr": self._epoch_lr}
+        row: dict[str, Any] = {"epoch": epoch, "train_loss": self._mean_loss(), "lr": self._epoch_lr}
         if epoch % self.val_every == 0 or epoch == self.trainer.max_epochs:
-            generated = generate_reports(self.model, self.vocab, self.val_items, beam_size=self.beam_size,
-                                         max_len=self.val_max_len)
+            world, rank = self.trainer.world_size, self.global_rank  # each rank decodes its share
+            generated = gather_dicts(generate_reports(self.model, self.vocab, self.val_items[rank::world],
+                                                      beam_size=self.beam_size, max_len=self.val_max_len))
             scores = report_generation_metrics(generated, self.refs, meteor=False).scores
             row.update({f"val_{k}": v for k, v in scores.items()})
             self.generated[epoch] = generated
         row["seconds"] = self.epoch_seconds()
         self.record(row)
-        if self.on_epoch_end_fn is not None:
+        if self.on_epoch_end_fn is not None and self.trainer.is_global_zero:
             self.on_epoch_end_fn(row, self.model)
+
+    def _mean_loss(self) -> float:
+        """The epoch's training loss averaged over every rank's slides."""
+        if self.trainer.world_size == 1:
+            return self.train_means()["train_loss"]
+        pair = torch.tensor([self._sums["loss"], self._weight], dtype=torch.float64, device=self.device)
+        pair = self.trainer.strategy.reduce(pair, reduce_op="sum")  # (2,) summed over ranks
+        return float(pair[0] / pair[1])
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Besides weights, optimiser and ``history``: the validation reports and the random states (the
@@ -153,7 +196,7 @@ class ReportModule(RunModule):
         self.generated = {int(k): v for k, v in state.get("generated", {}).items()}
         if state.get("torch_rng") is not None:
             torch.set_rng_state(state["torch_rng"])
-        if state.get("shuffle_rng") is not None and self.shuffle is not None:
+        if state.get("shuffle_rng") is not None:
             self.shuffle.set_state(state["shuffle_rng"])
         if state.get("cuda_rng") is not None and self.device.type == "cuda":  # this device's own state
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
@@ -175,6 +218,8 @@ class ReportFit:
         best_bleu_4: That BLEU-4.
         best_state: The model's ``state_dict`` at that epoch.
         val_generated: Validation reports generated at the best epoch.
+        world_size: Processes that trained (DDP ranks).
+        is_global_zero: This process is rank 0 (the one that writes the run's outputs).
     """
 
     history: list[dict[str, Any]]
@@ -182,6 +227,8 @@ class ReportFit:
     best_bleu_4: float
     best_state: dict[str, torch.Tensor]
     val_generated: dict[str, str] = field(default_factory=dict)
+    world_size: int = 1
+    is_global_zero: bool = True
 
 
 def fit_report_model(model: ReportGenerator, train_items: Sequence[ReportItem],
@@ -228,19 +275,16 @@ def fit_report_model(model: ReportGenerator, train_items: Sequence[ReportItem],
         raise MstarError("no training slides with a report: report generation cannot be trained")
     if not val_items:
         raise MstarError("no validation slides with a report: the best epoch is chosen by validation BLEU-4")
-    module = ReportModule(model, vocab, val_items, lr, weight_decay, gamma, beam_size, val_max_len, val_every,
-                          on_epoch_end)
-    items = list(train_items)
-    module.shuffle = torch.Generator().manual_seed(seed)
-    loader = DataLoader(items, batch_sampler=ShuffledBatches(len(items), batch_size, module.shuffle),
-                        collate_fn=list, generator=torch.Generator())  # never draws from the global RNG
+    module = ReportModule(model, vocab, train_items, val_items, lr, weight_decay, gamma, beam_size,
+                          val_max_len, val_every, batch_size, seed, on_epoch_end)
     best = BestEpoch("val_bleu_4", patience=None, tie="later", tol=0.0)
-    fit(module, settings, run, train_loader=loader, epochs=epochs, callbacks=[best], resume_from=resume_from,
-        grad_clip=grad_clip_value, grad_clip_algorithm="value", progress=progress,
-        checkpoint_every_s=checkpoint_every_s)
+    fitted = fit(module, settings, run, epochs=epochs, callbacks=[best], resume_from=resume_from,
+                 grad_clip=grad_clip_value, grad_clip_algorithm="value", progress=progress,
+                 checkpoint_every_s=checkpoint_every_s, distributed_sampler=False)  # its own sharding
     if best.best_state is None:
         raise MstarError("report training validated no epoch; check val_every")
     if restore_best:
         model.load_state_dict(best.best_state)
     return ReportFit(module.history, best.best_epoch, best.best_score, best.best_state,
-                     module.generated.get(best.best_epoch, {}))
+                     module.generated.get(best.best_epoch, {}), fitted.trainer.world_size,
+                     fitted.is_global_zero)
