@@ -129,6 +129,10 @@ def read_prompts(path_or_name: str | os.PathLike, key: str | None = None) -> Pro
     if len(classnames) < 2:
         raise MstarError(f"{path}: prompt set {key!r} has {len(classnames)} class; "
                          "zero-shot needs at least 2")
+    if "templates" not in entry:
+        raise MstarError(f"{path}: prompt set {key!r} has class names but no templates, and zero-shot needs "
+                         'them: write {"0": {"classnames": {CLASS: [names]}, "templates": ["an H&E image of '
+                         f'{PLACEHOLDER}.", ...]}}}} (or a knowledge YAML with templates)')
     templates = _strings(entry.get("templates"), f"{path}: 'templates'")
     bad = [t for t in templates if PLACEHOLDER not in t]
     if bad:
