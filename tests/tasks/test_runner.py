@@ -123,6 +123,29 @@ def test_single_class_validation_split_is_a_clear_error(tmp_path, cls_data):
         train_task(_cfg(tmp_path, bad, features, task="classify", epochs=1), progress=False)
 
 
+def test_a_validation_split_without_one_of_three_classes_selects_on_the_classes_it_has(tmp_path, cls_data,
+                                                                                      caplog):
+    manifest, features = cls_data
+    table = pd.read_csv(manifest)
+    table.loc[(table["fold"] == "val") & (table["label"] == "C"), "fold"] = "train"
+    bad = tmp_path / "noC.csv"
+    table.to_csv(bad, index=False)
+    result = train_task(_cfg(tmp_path, bad, features, task="classify", epochs=3), progress=False)
+    log = pd.read_csv(tmp_path / "runs" / "classify" / "noC-abmil" / "log.csv")
+    assert log["val_auc_macro"].between(0, 1).all()  # was -inf every epoch, then a TypeError
+    assert result["metrics"]["test"]["auc_macro"]["value"] > 0.5
+    assert "the validation split lacks classes ['C']" in caplog.text
+
+
+def test_an_unbuildable_model_stops_before_the_run_folder_so_the_fixed_command_runs(tmp_path, cls_data):
+    with pytest.raises(MstarError, match="nosuch"):
+        train_task(_cfg(tmp_path, *cls_data, task="classify", epochs=1, model="nosuch", name="m"),
+                   progress=False)
+    assert not (tmp_path / "runs" / "classify" / "m").exists()
+    result = train_task(_cfg(tmp_path, *cls_data, task="classify", epochs=1, name="m"), progress=False)
+    assert not result.get("finished_before") and "test" in result["metrics"]
+
+
 def test_evaluate_applies_a_run_to_an_external_cohort(tmp_path, cls_data):
     from mstar.tasks.evaluate import EvaluateConfig, evaluate_run
 

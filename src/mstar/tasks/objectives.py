@@ -7,6 +7,7 @@ bootstrap CI at the end).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import numpy as np
@@ -17,6 +18,8 @@ import torch.nn.functional as F
 from mstar.errors import MstarError
 from mstar.models.losses import nll_surv_loss
 from mstar.models.output import MILOutput
+
+log = logging.getLogger(__name__)
 
 
 class ClassificationObjective:
@@ -67,7 +70,13 @@ class ClassificationObjective:
         from mstar.eval.classification import classification_metrics
 
         y, probs = self._arrays(preds)
-        return classification_metrics(y, probs, self.classes)["auc_macro"]
+        metrics = classification_metrics(y, probs, self.classes)
+        if np.isfinite(metrics["auc_macro"]) or len(self.classes) == 2:
+            return metrics["auc_macro"]
+        # a validation split without some class: the macro AUC over the classes it has (check_split warns)
+        per_class = [metrics[f"auc[{c}]"] for c in self.classes]
+        finite = [v for v in per_class if np.isfinite(v)]
+        return float(np.mean(finite)) if finite else float("nan")
 
     def stats_fn(self, preds: pd.DataFrame) -> Callable:
         from mstar.eval.classification import classification_stats
@@ -83,6 +92,11 @@ class ClassificationObjective:
         if split in ("val", "test") and len(present) < 2:
             raise MstarError(f"{where}: the {split} split holds a single class ({sorted(present)}); AUC is "
                              "undefined — rebalance the split")
+        missing = sorted(set(self.classes) - present)
+        if split == "val" and missing:
+            log.warning("%s: the validation split lacks classes %s; epochs are selected by the mean AUC over "
+                        "the %d classes it has (its macro AUC over all classes is undefined)", where,
+                        missing, len(present))
 
 
 def _num(text: str) -> float:

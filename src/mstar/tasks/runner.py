@@ -159,6 +159,10 @@ def train_unit(cfg: TrainConfig, unit: Unit, table: pd.DataFrame, store: BagStor
                  train_loader=_loader(store, rows["train"], objective.targets(rows["train"]), cfg, True,
                                       unit.seed),
                  val_loader=_loader(store, selection, objective.targets(selection), cfg, False, 0))
+    if best.best_state is None:  # every validated epoch scored NaN
+        raise MstarError(f"{where} ({unit.name}): no epoch had a finite validation "
+                         f"{objective.selection_metric}; check the validation split's labels and the "
+                         "features for NaN/inf")
     model.load_state_dict(best.best_state)
     best_epoch = best.best_epoch
     preds = []
@@ -235,6 +239,9 @@ def train_task(cfg: TrainConfig, overwrite: bool = False, progress: bool = True,
     if folder.finished:
         return finished_result(folder.path)
     manifest, table, store, dropped = task.load(cfg)
+    # a model that cannot be built (unknown name, --stage1 of another width) stops before the run folder
+    # exists, so the corrected command is not refused as "other settings"
+    task.build_model(cfg, task.objective(cfg, table).n_outputs, store)
     run = folder.start(cfg)
     units = make_units(manifest, cfg.protocol, cfg.runs, cfg.seed, cfg.val_fraction, cfg.train_fraction)
     for u in units:  # units index the manifest table; re-align to the kept rows
