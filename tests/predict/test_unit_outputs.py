@@ -57,3 +57,16 @@ def test_omics_are_found_by_manifest_slide_id_or_tcga_patient_only():
     assert omics.profile("TCGA-AB-1234-01Z-00-DX1")[0] == "TCGA-AB-1234"  # TCGA patient barcode
     with pytest.raises(MstarError, match="no omics for slide patient_00012_A"):
         omics.profile("patient_00012_A")  # a 12-character prefix is not a case outside TCGA ids
+
+
+def test_new_slides_are_segmented_with_every_tissue_setting_of_the_training_features(caplog, tmp_path):
+    from mstar.predict.inputs import tissue_params
+    from mstar.slide.tissue import TissueParams
+
+    ident = {"mask_mpp": 4.0, "fill_holes": True, "min_tissue_area_um2": 4.0e5, "min_hole_area_um2": 100.0,
+             "remove_pen": False}
+    assert tissue_params(ident, tmp_path) == TissueParams(4.0, 4.0e5, 100.0, True, False)
+    assert "do not record" not in caplog.text
+    # features from before these were recorded: the defaults, said once
+    assert tissue_params({"mask_mpp": 4.0}, tmp_path) == TissueParams(mask_mpp=4.0)
+    assert "do not record min_tissue_area_um2, min_hole_area_um2, remove_pen" in caplog.text

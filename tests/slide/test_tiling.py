@@ -21,6 +21,9 @@ def test_tiles_file_schema_and_physical_truth(tiny_tiles):
                 "patch_size_level0", "level0_magnification", "target_magnification", "slide_path"):
         assert key in attrs
     assert attrs["tile_px_level0"] * attrs["mpp_level0"] == pytest.approx(128.0, rel=0.01)
+    # every segmentation setting, so `mstar predict` can segment new slides the same way
+    assert (attrs["min_tissue_area_um2"], attrs["min_hole_area_um2"], bool(attrs["remove_pen"]),
+            bool(attrs["fill_holes"])) == (2.0e4, 4.0e3, True, False)
 
 
 def test_clam_reader_reads_the_same_field_of_view_on_a_40x_pyramid(tiny_cohort, tiny_tiles):

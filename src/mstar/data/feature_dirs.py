@@ -60,7 +60,8 @@ def feature_files_for(features: str | os.PathLike, slide_ids: list[str]) -> list
 
 
 IDENTITY_KEYS = ("encoder", "encoder_sha", "checkpoint", "dim", "precision", "target_mpp", "tile_px",
-                 "overlap_px", "min_tissue", "mask_mpp", "fill_holes", "context_mpp")
+                 "overlap_px", "min_tissue", "mask_mpp", "fill_holes", "min_tissue_area_um2",
+                 "min_hole_area_um2", "remove_pen", "context_mpp")
 
 
 def folder_identity(folder: str | os.PathLike) -> dict:

@@ -75,6 +75,22 @@ def check_features(folder: Path, run: RunModels) -> dict[str, Path]:
     return files
 
 
+def tissue_params(ident: dict, run: Path):
+    """The tissue segmentation the run's training slides had (``features_identity`` keys); the defaults,
+    with a warning, for what features from before mstar recorded every setting lack."""
+    from mstar.slide.tissue import TissueParams
+
+    default = TissueParams()
+    missing = [k for k in ("min_tissue_area_um2", "min_hole_area_um2", "remove_pen") if k not in ident]
+    if missing:
+        log.warning("%s: the training features do not record %s; new slides are segmented with the defaults "
+                    "for them (re-tile and re-extract the training slides with this mstar to record them)",
+                    run, ", ".join(missing))
+    kinds = {"mask_mpp": float, "min_tissue_area_um2": float, "min_hole_area_um2": float, "fill_holes": bool,
+             "remove_pen": bool}
+    return TissueParams(**{k: cast(ident.get(k, getattr(default, k))) for k, cast in kinds.items()})
+
+
 def embed_slides(inputs: list[str], work: Path, run: RunModels, slide_mpp: float | None,
                  checkpoint: str | None, batch_size: int, skip_errors: bool) -> tuple[dict[str, Path], list]:
     """Tile ``inputs`` as the run's training slides were tiled and embed them with its encoder into
@@ -83,7 +99,6 @@ def embed_slides(inputs: list[str], work: Path, run: RunModels, slide_mpp: float
     from mstar.features.extract import extract_features
     from mstar.slide.batch import tile_many
     from mstar.slide.tiling import TileParams
-    from mstar.slide.tissue import TissueParams
 
     ident = run.identity
     if "encoder" not in ident or "target_mpp" not in ident:
@@ -104,8 +119,7 @@ def embed_slides(inputs: list[str], work: Path, run: RunModels, slide_mpp: float
     params = TileParams(target_mpp=float(ident["target_mpp"]), tile_px=int(ident.get("tile_px", 256)),
                         overlap_px=int(ident.get("overlap_px", 0)),
                         min_tissue=float(ident.get("min_tissue", 0.25)), slide_mpp=slide_mpp,
-                        tissue=TissueParams(mask_mpp=float(ident.get("mask_mpp", 8.0)),
-                                            fill_holes=bool(ident.get("fill_holes", False))))
+                        tissue=tissue_params(ident, run.run))
     # as the training features were made (fp16 was a GPU's choice: auto here)
     precision = ident.get("precision") if ident.get("precision") != "fp16" else None
     tiled = tile_many(inputs, work, params, skip_errors=skip_errors)
