@@ -44,7 +44,7 @@ def tile(
                                                    "this.")] = 0.25,
     slide_mpp: Annotated[float | None, typer.Option("--slide-mpp",
                                                     help="Level-0 µm/px for slides whose metadata has none "
-                                                         "(overrides metadata).")] = None,
+                                                         "(a slide's own wins).")] = None,
     mask_mpp: Annotated[float, typer.Option("--mask-mpp",
                                             help="Resolution of tissue segmentation, µm/px.")] = 8.0,
     min_tissue_area_um2: Annotated[float, typer.Option("--min-tissue-area-um2",

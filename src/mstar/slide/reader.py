@@ -7,6 +7,7 @@ mpp and therefore need one from the caller.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from mstar.slide.mpp import mpp_from_properties
 PLAIN_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 SLIDE_SUFFIXES = {".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".svslide", ".bif",
                   ".dcm"} | PLAIN_IMAGE_SUFFIXES
+log = logging.getLogger(__name__)
 MPP_HINT = "pass it with --slide-mpp (0.25 for a 40x scan, 0.5 for 20x)"
 
 
@@ -179,7 +181,10 @@ def _open_image(path: Path):
 
 
 def open_slide(path: str | os.PathLike, mpp: float | None = None) -> Slide:
-    """Open a slide; ``mpp`` (µm/px at level 0) overrides the metadata.
+    """Open a slide; ``mpp`` (µm/px at level 0, ``--slide-mpp``) serves a slide whose metadata has none.
+
+    A slide's own metadata wins: one ``--slide-mpp`` can then serve a folder that mixes slides with and
+    without it. A given value more than 5 % away from the metadata is a warning (one of them is wrong).
 
     Raises:
         MstarError: the file is missing or unreadable, or no mpp is known (neither metadata nor ``mpp``).
@@ -202,12 +207,14 @@ def open_slide(path: str | os.PathLike, mpp: float | None = None) -> Slide:
     else:
         raise MstarError(f"{path}: cannot read this slide ({'; '.join(errors)}); is the file complete and a "
                          "supported format (svs, tif, ndpi, mrxs, scn, png, jpg)?")
-    if mpp is not None:
-        found, source = float(mpp), "override"
-    else:
-        found, source = mpp_from_properties(props), "metadata"
-        if found is None:
-            if backend in ("openslide", "tiffslide"):
-                handle.close()
-            raise MstarError(f"{path}: no microns-per-pixel in the slide metadata; {MPP_HINT}")
+    found, source = mpp_from_properties(props), "metadata"
+    if found is not None and mpp is not None and abs(found - float(mpp)) > 0.05 * found:
+        log.warning("%s: its metadata says %.4g µm/px; --slide-mpp %g applies only to slides without one",
+                    path, found, float(mpp))
+    if found is None and mpp is not None:
+        found, source = float(mpp), "override"  # given, not read ("override": the tiles files' word)
+    if found is None:
+        if backend in ("openslide", "tiffslide"):
+            handle.close()
+        raise MstarError(f"{path}: no microns-per-pixel in the slide metadata; {MPP_HINT}")
     return Slide(path, handle, backend, found, source, dims, downs, props)
