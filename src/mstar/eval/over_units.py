@@ -42,16 +42,30 @@ def mean_over_units(units: list[tuple[Callable, int, tuple]], n_resamples: int, 
         per_unit = [fn(weights[key]) for fn, _, key in units]
         for k in names:
             stacked = np.stack([np.asarray(u[k], float) for u in per_unit])  # (units, b)
-            with np.errstate(invalid="ignore"):
-                draws[k].append(np.nanmean(stacked, axis=0) if np.isfinite(stacked).any() else stacked[0])
+            draws[k].append(_nanmean(stacked) if np.isfinite(stacked).any() else stacked[0])
     out = {}
     for k in names:
         values = np.array([f[k] for f in full])
         boot = np.concatenate(draws[k])
         boot = boot[np.isfinite(boot)]
         lo, hi = (np.quantile(boot, [alpha / 2, 1 - alpha / 2]) if len(boot) else (np.nan, np.nan))
-        out[k] = {"value": float(np.nanmean(values)), "ci_low": float(lo), "ci_high": float(hi),
+        out[k] = {"value": float(_nanmean(values)), "ci_low": float(lo), "ci_high": float(hi),
                   "n": int(sum(n for _, n, _ in units)),
-                  "sd": float(np.nanstd(values, ddof=1)) if len(values) > 1 else 0.0,
+                  "sd": _nansd(values) if len(values) > 1 else 0.0,
                   "per_unit": [float(v) for v in values]}
     return out
+
+
+def _nanmean(a: np.ndarray) -> np.ndarray:
+    """``np.nanmean(a, axis=0)`` without its "Mean of empty slice" warning: NaN where a column has no value
+    (a unit whose resample lacks a class has an undefined AUC; every unit's can be)."""
+    has = ~np.isnan(a)
+    count = has.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, np.where(has, a, 0.0).sum(axis=0) / np.maximum(count, 1), np.nan)
+
+
+def _nansd(values: np.ndarray) -> float:
+    """Sample SD over the units with a value (NaN, without a warning, when fewer than two have one)."""
+    valid = values[~np.isnan(values)]
+    return float(np.std(valid, ddof=1)) if len(valid) > 1 else float("nan")
