@@ -159,6 +159,37 @@ def test_evaluate_applies_a_run_to_an_external_cohort(tmp_path, cls_data):
     assert (run / "evaluations" / "ext" / "figures" / "roc_test.png").exists()
 
 
+def _stamp(features, encoder: str) -> None:
+    import h5py
+
+    for f in sorted(features.glob("*.h5")):
+        with h5py.File(f, "a") as h5:
+            h5.attrs["encoder"], h5.attrs["encoder_sha"] = encoder, encoder[-1] * 64
+
+
+def test_evaluate_refuses_another_encoders_features_and_another_tasks_manifest(tmp_path):
+    from mstar.tasks.evaluate import EvaluateConfig, evaluate_run
+
+    manifest, features = classification_cohort(tmp_path / "train", n_cases=30)
+    _stamp(features, "enc-a")
+    train_task(_cfg(tmp_path, manifest, features, task="classify", epochs=1), progress=False)
+    run = tmp_path / "runs" / "classify" / "manifest-abmil"
+    ext_manifest, ext_features = classification_cohort(tmp_path / "external", n_cases=12, seed=1)
+    _stamp(ext_features, "enc-b")  # the same width, another encoder
+    with pytest.raises(MstarError, match="features from encoder enc-b .* trained on enc-a"):
+        evaluate_run(EvaluateConfig(run=str(run), manifest=str(ext_manifest), features=str(ext_features),
+                                    name="other-encoder"))
+    _stamp(ext_features, "enc-a")
+    surv_manifest, _ = survival_cohort(tmp_path / "surv", n_cases=12)
+    with pytest.raises(MstarError, match=r"a classify run and needs a labelled \(a label column\) manifest"):
+        evaluate_run(EvaluateConfig(run=str(run), manifest=str(surv_manifest), features=str(ext_features),
+                                    name="survival-manifest"))
+    assert not (run / "evaluations").exists() or not any((run / "evaluations").iterdir())
+    result = evaluate_run(EvaluateConfig(run=str(run), manifest=str(ext_manifest), features=str(ext_features),
+                                         name="same-encoder"))
+    assert result["metrics"]["test"]["auc_macro"]["n"] == 12
+
+
 def test_units_trained_in_different_precisions_are_listed(tmp_path, caplog):
     from types import SimpleNamespace
 

@@ -85,3 +85,23 @@ def features_identity(path: str | os.PathLike) -> dict:
             continue
         out[key] = value.item() if hasattr(value, "item") else value
     return out
+
+
+def check_same_encoder(folder: str | os.PathLike, attrs: dict, trained: dict, fix: str) -> None:
+    """Refuse features made by another encoder than the one a model was trained on (by weights hash).
+
+    Args:
+        folder: The features folder (named in the error).
+        attrs: Its identity or a feature file's attributes (``encoder``, ``encoder_sha``).
+        trained: The training features' identity (``features_identity``).
+        fix: What the user should do instead, ending the error line.
+
+    Raises:
+        MstarError: Both record a hash and the hashes differ. (Files without one are checked by width only,
+            by the caller.)
+    """
+    sha, want = attrs.get("encoder_sha"), trained.get("encoder_sha")
+    if want and sha and sha != want:
+        raise MstarError(f"{folder}: features from encoder {attrs.get('encoder', '?')} ({str(sha)[:24]}...), "
+                         f"but the run was trained on {trained.get('encoder', '?')} ({str(want)[:24]}...); "
+                         f"{fix}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from mstar.data.feature_dirs import FEATURE_SUFFIXES, feature_file, resolve_feature_dir
+from mstar.data.feature_dirs import FEATURE_SUFFIXES, check_same_encoder, feature_file, resolve_feature_dir
 from mstar.errors import MstarError
 from mstar.predict.models import RunModels
 
@@ -36,7 +36,7 @@ def check_features(folder: Path, run: RunModels) -> dict[str, Path]:
     files = {s: feature_file(folder, s) for s in slides}
     if not files:
         raise MstarError(f"{folder}: no feature files (.h5/.pt)")
-    want_sha, want_enc = run.identity.get("encoder_sha"), run.identity.get("encoder", "?")
+    want_enc = run.identity.get("encoder", "?")
     attrs, first, reason = None, None, ""
     for path in files.values():  # the first readable file speaks for the folder; bad ones fail per slide
         try:
@@ -48,10 +48,8 @@ def check_features(folder: Path, run: RunModels) -> dict[str, Path]:
     if attrs is None:
         raise MstarError(f"{folder}: no readable feature file; the first: {reason}")
     sha = attrs.get("encoder_sha")
-    if want_sha and sha and sha != want_sha:
-        raise MstarError(f"{folder}: features from encoder {attrs.get('encoder', '?')} ({sha[:24]}...), but "
-                         f"the run was trained on {want_enc} ({want_sha[:24]}...); extract them with the "
-                         "run's encoder, or pass the slides themselves")
+    check_same_encoder(folder, attrs, run.identity,
+                       "extract them with the run's encoder, or pass the slides themselves")
     _, dim, _ = feature_rows(first)
     if run.context:  # multi-resolution run: the files must carry their low-power context
         import h5py

@@ -16,7 +16,7 @@ import pandas as pd
 import yaml
 
 from mstar.data.bags import BagStore
-from mstar.data.feature_dirs import resolve_feature_dir
+from mstar.data.feature_dirs import check_same_encoder, folder_identity, resolve_feature_dir
 from mstar.data.manifest import read_manifest
 from mstar.errors import MstarError
 from mstar.eval.over_units import mean_over_units, unit_metrics
@@ -64,7 +64,8 @@ def evaluate_run(cfg: EvaluateConfig, overwrite: bool = False) -> dict:
     run = run_files.find_run(cfg.run)
     task = (yaml.safe_load((run / "config.yaml").read_text()) or {}).get("task")
     if task not in TASKS:
-        raise MstarError(f"{run}: `mstar evaluate` applies classify/survival runs; this is a {task} run")
+        raise MstarError(f"{run}: a {task or run.parent.name} run; `mstar evaluate` applies classify and "
+                         "survival runs (train one with `mstar train classify|survival`)")
     settings = TrainConfig.load(run / "config.yaml")
     manifest, features, skip_missing = cfg.manifest, cfg.features, cfg.skip_missing
     folder = open_run(cfg, overwrite)
@@ -78,12 +79,20 @@ def evaluate_run(cfg: EvaluateConfig, overwrite: bool = False) -> dict:
     if not units:
         raise MstarError(f"{run}: no finished unit to evaluate")
     table = read_manifest(manifest, require_split=False).table
-    store = BagStore(resolve_feature_dir(features), table["case"].tolist(), table["slides"].tolist(),
+    needed = ["label"] if task == "classify" else ["time", "event"]
+    if any(c not in table for c in needed):
+        kind = "labelled (a label column)" if task == "classify" else "survival (time and event columns)"
+        raise MstarError(f"{manifest}: the run is a {task} run and needs a {kind} manifest; this one has "
+                         f"{', '.join(c for c in table.columns if c not in ('slides',))}")
+    feature_dir = resolve_feature_dir(features)
+    store = BagStore(feature_dir, table["case"].tolist(), table["slides"].tolist(),
                      skip_missing=skip_missing, context=bool(settings.context))
     table = table[table["case"].isin(store.cases)].reset_index(drop=True)
     preds, per_unit = [], []
     for udir in units:
         model, info = run_files.load_model(udir / "model.pt")
+        check_same_encoder(features, folder_identity(feature_dir), info.get("features") or {},
+                           "extract the cohort with the run's encoder")
         if info["in_dim"] != store.dim:
             raise MstarError(f"{features}: {store.dim}-d features, but the run was trained on "
                              f"{info['in_dim']}-d; extract with the same encoder")
