@@ -55,6 +55,10 @@ def test_omics_are_found_by_manifest_slide_id_or_tcga_patient_only():
     assert omics.profile("slide-x")[0] == "S9"  # the manifest's case
     assert omics.profile("patient_0001")[0] == "patient_0001"  # the slide id is the case
     assert omics.profile("TCGA-AB-1234-01Z-00-DX1")[0] == "TCGA-AB-1234"  # TCGA patient barcode
+    assert omics.profile("tcga-ab-1234-01a-01-ts1")[0] == "TCGA-AB-1234"  # a lower-case file name
+    tried = r"no omics for slide tcga-zz-9999-01a \(tried case tcga-zz-9999-01a, TCGA-ZZ-9999\)"
+    with pytest.raises(MstarError, match=tried):
+        omics.profile("tcga-zz-9999-01a")  # the barcode it tried is named
     with pytest.raises(MstarError, match="no omics for slide patient_00012_A"):
         omics.profile("patient_00012_A")  # a 12-character prefix is not a case outside TCGA ids
 

@@ -178,13 +178,14 @@ class CaseOmics:
         """``(case, omic profile)`` of a slide: its case from the manifest, else the slide id itself, else,
         for TCGA slide ids, the patient barcode (first 12 characters)."""
         index = self.table.index
-        tcga = slide_id[:12] if re.match(r"TCGA-\w\w-\w{4}", slide_id, re.IGNORECASE) else None
-        for case in (self.slide_case.get(slide_id), slide_id, tcga):
-            if case is not None and case in index:
+        # TCGA barcodes are upper case in omics tables; file names are often lower case (histolab's fixture)
+        tcga = slide_id[:12].upper() if re.match(r"TCGA-\w\w-\w{4}", slide_id, re.IGNORECASE) else None
+        tried = list(dict.fromkeys(c for c in (self.slide_case.get(slide_id), slide_id, tcga) if c))
+        for case in tried:
+            if case in index:
                 return case, self.table.loc[case]
         raise MstarError(f"{self.source}: no omics for slide {slide_id} (tried case "
-                         f"{self.slide_case.get(slide_id) or slide_id}); pass --cases MANIFEST mapping "
-                         "slides to cases")
+                         f"{', '.join(tried)}); pass --cases MANIFEST mapping slides to cases")
 
 
 def _knowledge(cfg: PredictConfig, run: RunModels):
