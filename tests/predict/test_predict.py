@@ -138,8 +138,8 @@ def test_slides_are_embedded_with_the_runs_encoder(runs, tiny_cohort, tmp_path, 
         return
     # finished: the same call is reported, not redone; other inputs are refused without --overwrite
     assert _predict(slides, runs["classify"], tmp_path / "from_slides")["finished_before"]
-    with pytest.raises(MstarError, match="overwrite"):
-        _predict(slides[:1], runs["classify"], tmp_path / "from_slides")
+    with pytest.raises(MstarError, match="--overwrite to redo it, or another --out to predict beside it"):
+        _predict(slides[:1], runs["classify"], tmp_path / "from_slides")  # (predict has no --name)
 
 
 def test_bad_inputs_are_one_line_errors_and_skip_errors_goes_on(runs, tmp_path):

@@ -37,6 +37,7 @@ class PredictConfig(RunConfig):
     INPUTS: ClassVar[tuple[str, ...]] = ("inputs", "run", "checkpoint", "omics", "cases", "knowledge",
                                          "stage1")
     RUNTIME: ClassVar[tuple[str, ...]] = ("out", "name", "skip_errors", "batch_size")
+    BESIDE: ClassVar[str] = "another --out to predict beside it"
 
     def check(self) -> None:
         from mstar.errors import MstarError

@@ -159,6 +159,7 @@ class RunConfig:
     INPUTS: ClassVar[tuple[str, ...]] = ()
     RUNTIME: ClassVar[tuple[str, ...]] = ("out", "name")
     ALIASES: ClassVar[dict[str, str]] = {}             # deprecated key -> current key
+    BESIDE: ClassVar[str] = "--name to start a new run beside it"  # how a user starts another run folder
 
     # ---- resolution ----
     @classmethod

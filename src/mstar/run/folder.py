@@ -123,7 +123,7 @@ def open_run(cfg: RunConfig, overwrite: bool = False, path: Path | None = None) 
     """
     path = Path(path) if path is not None else cfg.run_dir()
     if path.exists() and not path.is_dir():
-        raise MstarError(f"{path}: exists and is not a folder; pass another --out or --name")
+        raise MstarError(f"{path}: exists and is not a folder; pass {cfg.BESIDE}")
     new = fingerprint(cfg.identity(), cfg.input_paths())
     record = None if overwrite else read_record(path)
     if record is not None:
@@ -131,7 +131,7 @@ def open_run(cfg: RunConfig, overwrite: bool = False, path: Path | None = None) 
         if changed:
             shown = "; ".join(changed[:4]) + (f"; and {len(changed) - 4} more" if len(changed) > 4 else "")
             raise MstarError(f"{path}: this run was made from other settings or inputs ({shown}); pass "
-                             "--overwrite to redo it, or --name to start a new run beside it")
+                             f"--overwrite to redo it, or {cfg.BESIDE}")
         if record.get("status") == "finished":
             log.info("%s: already finished with these settings and inputs", path)
             return RunFolder(path, True, record)
@@ -139,7 +139,7 @@ def open_run(cfg: RunConfig, overwrite: bool = False, path: Path | None = None) 
     if not overwrite and environment_rank() == 0 and path.is_dir() and any(path.iterdir()):
         # (other DDP ranks may see rank 0's folder half-written: rank 0 alone judges it)
         raise MstarError(f"{path}: holds files but no {RECORD} (not a run folder of this mstar version); "
-                         "pass --overwrite to replace it, or --name to start a new run beside it")
+                         f"pass --overwrite to replace it, or {cfg.BESIDE}")
     record = {"kind": cfg.KIND, "status": "running", "started_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
               "fingerprint": new}
     return RunFolder(path, False, record, replace=overwrite and path.exists())
