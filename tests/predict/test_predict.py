@@ -206,6 +206,22 @@ def test_multimodal_runs_take_each_cases_omics(runs, tiny_cohort, tmp_path):
     np.testing.assert_allclose(ev["score"], ev[groups].mean(axis=1), atol=1e-6)
     with pytest.raises(MstarError, match="--omics TABLE"):
         _predict([runs["features"]], runs["multimodal"], tmp_path / "mm2")
+    # without --skip-errors a slide without omics stops before the output folder exists
+    with pytest.raises(MstarError, match=r"no omics for slide .*\(or use --skip-errors"):
+        _predict([runs["features"]], runs["multimodal"], tmp_path / "mm3",
+                 omics=str(tiny_cohort / "rna" / "cases"), cases=str(manifest))
+    assert not (tmp_path / "mm3").exists()
+
+
+def test_when_every_slide_fails_to_tile_their_reasons_are_the_rows(runs, tmp_path):
+    from PIL import Image
+
+    image = tmp_path / "scan.png"  # a plain image has no µm/px: it cannot be tiled without --slide-mpp
+    Image.fromarray(np.full((64, 64, 3), 200, np.uint8)).save(image)
+    result = _predict([image], runs["classify"], tmp_path / "out", skip_errors=True)
+    table = result["predictions"]
+    assert result["failed"] == ["scan"] and table["status"].tolist() == ["error"]
+    assert "no microns-per-pixel" in table["error"][0]  # not "no tiles files; run mstar tile first"
 
 
 def test_runs_on_multi_resolution_bags_predict_from_context_folders_and_slides(runs, tiny_cohort, tmp_path):

@@ -121,6 +121,9 @@ def embed_slides(inputs: list[str], work: Path, run: RunModels, slide_mpp: float
     # as the training features were made (fp16 was a GPU's choice: auto here)
     precision = ident.get("precision") if ident.get("precision") != "fp16" else None
     tiled = tile_many(inputs, work, params, skip_errors=skip_errors)
+    if not (tiled["status"] == "ok").any():  # every slide failed (--skip-errors): their reasons as rows
+        return {}, [{"slide": r["slide"], "status": "error", "error": r["error"] or r["status"]}
+                    for r in tiled.to_dict("records")]
     summary = extract_features(work, encoder, batch_size=batch_size, skip_errors=skip_errors,
                                precision=precision,
                                show_progress=True)

@@ -88,6 +88,16 @@ def predict(cfg: PredictConfig, overwrite: bool = False, progress: bool = True) 
         expand_slide_paths(cfg.inputs)  # a missing file is one line before anything is written
     knowledge = _knowledge(cfg, run)
     omics = CaseOmics.open(cfg.omics, cfg.cases) if run.multimodal else None
+    if omics is not None and not cfg.skip_errors:  # a slide without omics stops before the output folder
+        from mstar.slide.batch import expand_slide_paths
+        from mstar.slide.reader import slide_id_of
+
+        for slide_id in (sorted(files) if files is not None
+                         else [slide_id_of(p) for p in expand_slide_paths(cfg.inputs)]):
+            try:
+                omics.profile(slide_id)
+            except MstarError as exc:
+                raise MstarError(f"{exc} (or use --skip-errors to keep going past such slides)") from None
     folder = open_run(cfg, overwrite)
     out = folder.path
     if folder.finished:
