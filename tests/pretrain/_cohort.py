@@ -46,7 +46,8 @@ def stage1_cohort(root: Path, n_cases: int = 48, dim: int = 16, n_genes: int = 3
         feats[: n // 2] += 1.5 * d_type[k]
         feats[n // 2:] += 0.9 * (grade - 2) * d_grade + 1.2 * (2 * marker - 1) * d_marker
         slide, case = f"S{i:03d}", f"C{i:03d}"
-        write_bag(root / "features" / f"{slide}.h5", rng.permutation(feats))
+        write_bag(root / "features" / f"{slide}.h5", rng.permutation(feats),
+                  {"encoder": "timm:test", "encoder_sha": "c" * 64})  # as `mstar extract` records them
         split = "val" if i % 10 == 7 else "test" if i % 10 in (8, 9) else "train"
         rows.append({"case": case, "slide": slide, "label": names[k], "fold": split})
         if i % report_every != 4:

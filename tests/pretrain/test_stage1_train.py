@@ -52,6 +52,8 @@ def test_checkpoint_keys_are_upstreams_and_the_downstream_loaders_read_them(shor
 
     model, meta = load_stage1(short_run["checkpoint"])
     assert meta["classes"] == ["BRCA", "KIRC", "LUAD"]
+    # the patch encoder of its features, which zero-shot, retrieval, embed and predict check theirs against
+    assert meta["features"] == {"encoder": "timm:test", "encoder_sha": "c" * 64}
     bag = torch.randn(1, 30, 16)
     # num_landmarks has no weights, so it cannot be read from the checkpoint: pass the pretraining value
     agg = load_stage1_aggregator(short_run["checkpoint"], proj="checkpoint", num_landmarks=8).eval()

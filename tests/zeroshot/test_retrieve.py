@@ -48,3 +48,28 @@ def test_retrieval_input_errors(trained_model, zs_cohort, tmp_path):
     with pytest.raises(MstarError, match="no rows in split 'val'"):
         _retrieve(trained_model, {**zs_cohort, "manifest": tmp_path / "noval.csv"}, tmp_path,
                   reports=str(zs_cohort["reports"]), split="val")
+
+
+def test_a_stage1_model_refuses_features_of_another_patch_encoder(trained_model, zs_cohort, tmp_path):
+    import shutil
+
+    import h5py
+
+    from mstar.pretrain.stage1_model import save_stage1
+    from mstar.zeroshot.config import RetrievalConfig
+    from mstar.zeroshot.loading import load_model
+    from mstar.zeroshot.retrieve import retrieve
+
+    ckpt = save_stage1(tmp_path / "stage1.pt", trained_model,
+                       {"features": {"encoder": "enc-a", "encoder_sha": "a" * 64}})
+    other = tmp_path / "features-b"
+    shutil.copytree(zs_cohort["features"], other)
+    for f in sorted(other.glob("*.h5")):  # the same width, another encoder
+        with h5py.File(f, "a") as h5:
+            h5.attrs["encoder"], h5.attrs["encoder_sha"] = "enc-b", "b" * 64
+    with pytest.raises(MstarError, match=r"features from encoder enc-b .* trained on enc-a .*; use features of "
+                                         r"the patch encoder .*stage1.pt was pretrained on"):
+        retrieve(RetrievalConfig(stage1=str(ckpt), manifest=str(zs_cohort["manifest"]), features=str(other),
+                                 reports=str(zs_cohort["reports"]), out=str(tmp_path), name="b", device="cpu"))
+    model, meta = load_model(ckpt, features=zs_cohort["features"], device="cpu")  # no hash there: by width
+    assert meta["features"]["encoder"] == "enc-a"

@@ -87,6 +87,14 @@ def features_identity(path: str | os.PathLike) -> dict:
     return out
 
 
+def check_stage1_features(features: str | os.PathLike, meta: dict, checkpoint: object) -> None:
+    """Refuse a features folder of another patch encoder than the one a stage-1 model was pretrained on
+    (``meta["features"]``, recorded by ``mstar pretrain``; older checkpoints are checked by width only)."""
+    folder = resolve_feature_dir(features)
+    check_same_encoder(folder, folder_identity(folder), meta.get("features") or {},
+                       f"use features of the patch encoder {checkpoint} was pretrained on")
+
+
 def check_same_encoder(folder: str | os.PathLike, attrs: dict, trained: dict, fix: str) -> None:
     """Refuse features made by another encoder than the one a model was trained on (by weights hash).
 

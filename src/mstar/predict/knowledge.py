@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mstar.data.feature_dirs import check_same_encoder
 from mstar.data.knowledge import Knowledge, read_knowledge
 from mstar.errors import MstarError
 
@@ -29,14 +30,17 @@ class KnowledgeRanker:
     evidence_tiles: int = 8
 
     @classmethod
-    def open(cls, path: str, stage1: str, top: int = 3) -> KnowledgeRanker:
-        """Read ``path`` and embed its statements with the stage-1 checkpoint ``stage1``."""
+    def open(cls, path: str, stage1: str, top: int = 3, identity: dict | None = None) -> KnowledgeRanker:
+        """Read ``path`` and embed its statements with the stage-1 checkpoint ``stage1``; refused when
+        ``identity`` (the predicting run's features) names another patch encoder than it was pretrained on."""
         from mstar.zeroshot.loading import load_model
 
         knowledge = read_knowledge(path)
         if not knowledge.statements:
             raise MstarError(f"{path}: no statements to cite (add class descriptions or concepts)")
-        model, _ = load_model(stage1, device="cpu")
+        model, meta = load_model(stage1, device="cpu")
+        check_same_encoder(stage1, identity or {}, meta.get("features") or {},
+                           "pass the stage-1 checkpoint pretrained on the run's patch encoder")
         with torch.no_grad():
             texts = [s.statement for s in knowledge.statements]
             emb = F.normalize(model.encode_text(texts).float(), dim=-1)  # (S, E)

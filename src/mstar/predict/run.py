@@ -203,4 +203,4 @@ def _knowledge(cfg: PredictConfig, run: RunModels):
         return None
     from mstar.predict.knowledge import KnowledgeRanker
 
-    return KnowledgeRanker.open(cfg.knowledge, cfg.stage1, cfg.top_statements)
+    return KnowledgeRanker.open(cfg.knowledge, cfg.stage1, cfg.top_statements, run.identity)

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from mstar.data.feature_dirs import check_stage1_features
 from mstar.errors import MstarError
 from mstar.run.config import RunConfig
 from mstar.run.fingerprint import file_digest
@@ -140,6 +141,8 @@ def embed_cohort(cfg: EmbedConfig, overwrite: bool = False) -> dict:
     if folder.finished and out.is_file():
         return {**folder.record.get("summary", {}), "finished_before": True}
     model, meta = load_stage1(checkpoint, cfg.text_encoder)
+    if features:
+        check_stage1_features(features, meta, checkpoint)
     if reports and model.text is None:
         raise MstarError(f"{checkpoint}: this model has no report encoder (pretrained without --reports); "
                          "drop --reports")

@@ -21,6 +21,7 @@ import time
 
 import lightning as L
 
+from mstar.data.feature_dirs import folder_identity, resolve_feature_dir
 from mstar.errors import MstarError
 from mstar.pretrain.stage1_config import Stage1Config
 from mstar.run.folder import open_run
@@ -211,6 +212,8 @@ def pretrain(cfg: Stage1Config, overwrite: bool = False, progress: bool = True,
             "epochs": cfg.epochs, "global_step": int(trainer.global_step), "precision": result.precision,
             "world_size": int(trainer.world_size), "seconds": round(time.perf_counter() - start, 1),
             "vocabulary_size": len(cohort.vocabulary or []), "in_dim": cohort.in_dim,
+            # the encoder and tiling of the patch features, so their users can check theirs
+            "features": folder_identity(resolve_feature_dir(cfg.features)) if cfg.features else {},
             **dict(zip(("train_cases", "train_cases_complete"), trained_cases(cfg, cohort)))}
     out = write_outputs(run, model, module.history, final, emb, val_items, cohort.classes, meta)
     folder.finish()

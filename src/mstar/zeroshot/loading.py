@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from mstar.data.feature_dirs import check_stage1_features
 from mstar.errors import MstarError
 from mstar.zeroshot.cohort import EvalCohort, load_eval_cohort, read_eval_table
 from mstar.zeroshot.prompts import PromptSet, check_labels, class_embeddings, read_prompts
@@ -25,7 +26,7 @@ def pick_device(device: str = "auto") -> torch.device:
 
 
 def load_model(checkpoint, text_encoder: str | os.PathLike | None = None, device: str = "auto",
-               text_cache: str | os.PathLike | None = None):
+               text_cache: str | os.PathLike | None = None, features: str | os.PathLike | None = None):
     """A stage-1 model in eval mode on ``device`` and its checkpoint meta.
 
     Args:
@@ -34,6 +35,8 @@ def load_model(checkpoint, text_encoder: str | os.PathLike | None = None, device
         device: ``auto``, ``cpu``, ``cuda``...
         text_cache: Folder of cached [CLS] states of a frozen text encoder (read here; callers that
             encode reports write it back with ``model.save_text_cache``).
+        features: The patch features the model will read: refused when another encoder made them than
+            the one it was pretrained on.
     """
     from mstar.pretrain.stage1_model import Stage1Model, load_stage1
 
@@ -45,6 +48,8 @@ def load_model(checkpoint, text_encoder: str | os.PathLike | None = None, device
             raise MstarError(f"{path}: stage-1 checkpoint not found "
                              "(runs/pretrain/<name>/checkpoints/stage1.pt)")
         model, meta = load_stage1(path, text_encoder)
+        if features:
+            check_stage1_features(features, meta, path)
     model.load_text_cache(text_cache)
     return model.to(pick_device(device)).eval(), meta
 
@@ -59,14 +64,15 @@ class Prepared:
 
 def prepare(checkpoint, prompts: str | os.PathLike, manifest: str | os.PathLike, label_column: str = "auto",
             text_encoder: str | os.PathLike | None = None, device: str = "auto",
-            text_cache: str | os.PathLike | None = None) -> Prepared:
+            text_cache: str | os.PathLike | None = None, features: str | os.PathLike | None = None
+            ) -> Prepared:
     """Check prompts against the manifest (before loading anything heavy), load the model, embed the
     prompts."""
     prompt_set = read_prompts(prompts)
     table = read_eval_table(manifest, label_column)
     check_labels(prompt_set, table["label"], manifest)
     cohort = load_eval_cohort(manifest, prompt_set.classes, label_column)
-    model, _ = load_model(checkpoint, text_encoder, device, text_cache)
+    model, _ = load_model(checkpoint, text_encoder, device, text_cache, features)
     if model.text is None:
         raise MstarError(f"{checkpoint}: this stage-1 model has no report encoder "
                          "(trained without --reports); zero-shot needs one")

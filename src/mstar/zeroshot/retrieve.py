@@ -79,7 +79,7 @@ def retrieve(cfg: RetrievalConfig, model=None, overwrite: bool = False) -> dict:
         raise MstarError(f"{manifest}: no rows in split {split!r} (has {sorted(set(rows['split']))}); "
                          "use --split")
     model, _ = load_model(model if model is not None else checkpoint, cfg.text_encoder, cfg.device,
-                          cfg.text_cache)
+                          cfg.text_cache, cfg.features or None)
     if reports and model.text is None:
         raise MstarError(f"{checkpoint}: the model has no report encoder; drop --reports")
     vocabulary = None

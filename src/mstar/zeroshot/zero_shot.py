@@ -80,7 +80,8 @@ def zero_shot(cfg: ZeroShotConfig, model=None, overwrite: bool = False, progress
     start = time.perf_counter()
     js = sorted({int(j) for j in cfg.js} | ({int(top_j)} if top_j else set()))
     prep = prepare(model if model is not None else cfg.stage1, cfg.prompts, manifest, cfg.label_column,
-                   cfg.text_encoder, cfg.device, cfg.text_cache)
+                   cfg.text_encoder, cfg.device, cfg.text_cache,
+                   features if cfg.modality == "slide" else None)
     classes, cohort = prep.cohort.classes, prep.cohort
     rows = cohort.table[cohort.table["split"].isin(["val", "test"])].reset_index(drop=True)
     if not (rows["split"] == "test").any():
