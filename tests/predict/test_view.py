@@ -47,6 +47,16 @@ def _get(url: str) -> bytes:
         return r.read()
 
 
+def test_an_unknown_slide_to_open_first_is_one_line_before_serving(served):
+    from mstar.predict.viewer import make_server
+
+    _, out, slide = served
+    with pytest.raises(MstarError, match=rf"pred: no predicted slide 'NOPE'; it has .*{slide}"):
+        make_server(out, 0, "NOPE")
+    server = make_server(out, 0, slide)  # a slide of the folder is fine
+    server.server_close()
+
+
 def test_routes_serve_deep_zoom_tiles_overlay_and_nothing_outside(served):
     base, out, slide = served
     assert base.startswith("http://127.0.0.1:")  # loopback only

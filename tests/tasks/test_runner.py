@@ -144,6 +144,8 @@ def test_an_unbuildable_model_stops_before_the_run_folder_so_the_fixed_command_r
     assert not (tmp_path / "runs" / "classify" / "m").exists()
     result = train_task(_cfg(tmp_path, *cls_data, task="classify", epochs=1, name="m"), progress=False)
     assert not result.get("finished_before") and "test" in result["metrics"]
+    record = json.loads((tmp_path / "runs" / "classify" / "m" / "run.json").read_text())
+    assert (record["kind"], record["status"]) == ("classify", "finished")  # was "" for classify/survival
 
 
 def test_evaluate_applies_a_run_to_an_external_cohort(tmp_path, cls_data):

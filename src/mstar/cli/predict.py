@@ -95,7 +95,7 @@ def view(
 
     from mstar.predict.viewer import make_server
 
-    server = make_server(folder, port)
+    server = make_server(folder, port, slide)
     host, bound = server.server_address[:2]
     url = f"http://{host}:{bound}/" + (f"slide/{slide}" if slide else "")
     rprint(f"serving {folder} at {url} (loopback only; Ctrl-C stops)")

@@ -183,9 +183,14 @@ def _handler(data: ViewerData, osd: Path):
     return Handler
 
 
-def make_server(folder: str | os.PathLike, port: int = 0) -> ThreadingHTTPServer:
-    """A viewer server of ``folder`` on ``127.0.0.1:port`` (0: a free port); call ``serve_forever``."""
+def make_server(folder: str | os.PathLike, port: int = 0, slide: str | None = None) -> ThreadingHTTPServer:
+    """A viewer server of ``folder`` on ``127.0.0.1:port`` (0: a free port); call ``serve_forever``.
+    ``slide``, the one to open first, must be one of the folder's."""
     data = ViewerData(folder)
+    if slide is not None and slide not in data.records:
+        known = sorted(data.records)
+        raise MstarError(f"{folder}: no predicted slide {slide!r}; it has {', '.join(known[:8])}"
+                         + (f" and {len(known) - 8} more" if len(known) > 8 else ""))
     osd = openseadragon_dir()
     try:
         server = ThreadingHTTPServer(("127.0.0.1", port), _handler(data, osd))

@@ -243,7 +243,7 @@ def load_stage1(source: str | os.PathLike | Mapping[str, Any],
     ckpt = read_checkpoint(source)
     if "config" not in ckpt or "model_state_dict" not in ckpt:
         raise MstarError(f"{source}: not an mstar stage-1 checkpoint (no 'config'); upstream checkpoints "
-                         "load their aggregator with `mstar train ... --aggregator`")
+                         "load their aggregator with `mstar train ... --stage1`")
     sd = strip_module_prefix(ckpt["model_state_dict"])
     cfg = dict(ckpt["config"])
     text = None

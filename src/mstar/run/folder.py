@@ -140,6 +140,6 @@ def open_run(cfg: RunConfig, overwrite: bool = False, path: Path | None = None) 
         # (other DDP ranks may see rank 0's folder half-written: rank 0 alone judges it)
         raise MstarError(f"{path}: holds files but no {RECORD} (not a run folder of this mstar version); "
                          f"pass --overwrite to replace it, or {cfg.BESIDE}")
-    record = {"kind": cfg.KIND, "status": "running", "started_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    record = {"kind": cfg.group(), "status": "running", "started_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
               "fingerprint": new}
     return RunFolder(path, False, record, replace=overwrite and path.exists())
