@@ -68,7 +68,8 @@ def test_tiles_know_their_slide_another_file_with_that_id_is_refused_and_a_chang
     summary = tile_many([two], work, show_progress=False, skip_errors=True)
     assert summary["status"].tolist() == ["error"]
     assert read_tiles(work / "tiles" / "slide.h5")[1]["slide_path"] == str(one.resolve())  # untouched
-    with pytest.raises(MstarError, match="was tiled with other settings .*pass --overwrite"):
+    changed = r"was tiled with other settings \(tile_px 256 -> 128\); pass --overwrite"
+    with pytest.raises(MstarError, match=changed):
         tile_many([one], work, TileParams(tile_px=128), show_progress=False)
     shutil.copy(src[1], one)  # the same file changed in place: tiled again, no error
     tile_many([one], work, show_progress=False)

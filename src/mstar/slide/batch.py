@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterable
 from concurrent.futures import as_completed
 from pathlib import Path
@@ -82,8 +83,9 @@ def reuse_verdict(done: Path, attrs: dict, slide: Path, params: TileParams) -> s
         return (f"slide id {slide_id_of(slide)!r} is already tiled in {done.parent} from another file "
                 f"({old}); pass --overwrite to replace those tiles, or tile into another --out")
     if "tile_params" in attrs and attrs["tile_params"] != params_key(params):
-        return (f"{done} was tiled with other settings ({attrs['tile_params']}); pass --overwrite to tile "
-                "it again (`mstar extract` then re-extracts its features), or tile into another --out")
+        return (f"{done} was tiled with other settings ({settings_changed(attrs['tile_params'], params)}); "
+                "pass --overwrite to tile it again (`mstar extract` then re-extracts its features), or tile "
+                "into another --out")
     if "slide_size" in attrs and slide_identity(slide) != {k: int(attrs[k]) for k in ("slide_size",
                                                                                        "slide_mtime_ns")}:
         return "redo"
@@ -171,3 +173,15 @@ def _tile_todo(todo: list[Path], out_dir: Path, params: TileParams, workers: int
                         for f in futures:
                             f.cancel()
                         break
+
+
+def settings_changed(recorded: str, params: TileParams) -> str:
+    """``tile_px 256 -> 128; ...``: the settings that differ between a tiles file's recorded
+    ``tile_params`` (the ``key=value`` pairs of :func:`params_key`) and ``params``."""
+    def pairs(text: str) -> dict[str, str]:
+        return dict(re.findall(r"(\w+)=([^,()]+)", text))
+
+    old, new = pairs(recorded), pairs(params_key(params))
+    changed = [f"{k} {old.get(k, '(unset)')} -> {new.get(k, '(unset)')}" for k in sorted(set(old) | set(new))
+               if old.get(k) != new.get(k)]
+    return "; ".join(changed) or recorded
