@@ -196,7 +196,7 @@ def extract_features(root: str | os.PathLike, encoder: str | Encoder, *,
         unwritten_as_errors(rows, root, enc.folder_name, error)
         all_rows = gather_rows(rows, info)
         if all_rows is not None:
-            write_summary(out_dir, all_rows)
+            write_summary(out_dir, all_rows, files)
         barrier(info)
     finally:
         torch.set_num_threads(threads_before)
@@ -222,7 +222,7 @@ def _run_rank(files: list[Path], root: Path, enc: Encoder, dev: torch.device, pr
         """Record a finished (or empty) slide and return True, or return False: it needs extracting."""
         h5 = features_path(root, enc.folder_name, t.slide_id)
         pt = pt_path(root, enc.folder_name, t.slide_id) if save_pt else None
-        n = check_existing(h5, enc, t) if h5.exists() and not redo else None
+        n = check_existing(h5, enc, t, prec) if h5.exists() and not redo else None
         if n is not None:
             if pt is not None and not pt.exists():  # --save-pt added later: mirror, no re-extraction
                 write_pt_file(pt, load_features(h5)[0])
