@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -54,3 +55,39 @@ def test_cohort_tables_manifest_split_and_rna(tmp_path):
         build_tcga_cohort(omics, reports, tmp_path / "x")
     with pytest.raises(MstarError, match="no tcga_<cohort>.csv"):
         build_tcga_cohort(tmp_path / "cohort", None, tmp_path / "x")
+
+
+def test_a_folder_of_other_tcga_tables_is_refused_naming_the_missing_columns(tmp_path):
+    folder = tmp_path / "tcga_reports"  # the reports folder passed as --omics by mistake
+    folder.mkdir()
+    table = folder / "tcga_reports.csv.gz"
+    pd.DataFrame({"case_id": ["TCGA-AA-0001"], "project": ["BRCA"], "source": ["x"], "report_key": ["k"],
+                  "n_chars": [12], "text": ["a report"]}).to_csv(table, index=False)
+    with pytest.raises(MstarError, match=rf"^{re.escape(str(table))}: missing column\(s\) slide_id, "
+                                         r"survival_months, censorship; not a PORPOISE/MCAT omics table "
+                                         r"\(--omics takes"):
+        build_tcga_cohort(folder, None, tmp_path / "out")
+    assert not (tmp_path / "out" / "manifest.csv").exists()
+    no_rna = tmp_path / "no_rna"  # as UCEC's table: mutations and CNV only; its patients have no RNA
+    no_rna.mkdir()
+    pd.DataFrame({"case_id": ["U-1", "U-2"], "slide_id": ["U-1-DX1.svs", "U-2-DX1.svs"],
+                  "survival_months": [3.0, 4.0], "censorship": [0, 1], "TP53_mut": [1, 0]}
+                 ).to_csv(no_rna / "tcga_ucec.csv", index=False)
+    _omics(no_rna, "blca", 4, ["A"], 0)
+    s = build_tcga_cohort(no_rna, None, tmp_path / "out")
+    assert (s["cohorts"]["UCEC"]["patients"], s["cohorts"]["UCEC"]["rna"]) == (2, 0)
+    assert (s["cohorts"]["BLCA"]["patients"], s["cohorts"]["BLCA"]["rna"]) == (4, 4)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "tcga_kirc.csv").write_bytes(b"")
+    with pytest.raises(MstarError, match=r"tcga_kirc.csv: the omics table is empty; it should hold one row "
+                                         "per slide: case_id, slide_id"):
+        build_tcga_cohort(empty, None, tmp_path / "out")
+
+
+def test_the_real_reports_folder_is_not_an_omics_folder(shared_data, tmp_path):
+    reports = shared_data / "tcga_reports"
+    if not (reports / "tcga_reports.csv.gz").exists():
+        pytest.skip("the TCGA reports table is absent")
+    with pytest.raises(MstarError, match="tcga_reports.csv.gz: missing column"):
+        build_tcga_cohort(reports, None, tmp_path / "out")

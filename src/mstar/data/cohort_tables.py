@@ -21,11 +21,15 @@ import pandas as pd
 
 from mstar.data.manifest import Manifest, read_manifest, slide_ids
 from mstar.data.rna import table_columns
+from mstar.data.tables import read_csv_table
 from mstar.errors import MstarError
 
 log = logging.getLogger(__name__)
 
 WIDE_COLUMNS = ("case_id", "slide_id", "survival_months", "censorship")
+SURVIVAL_TABLE = ("survival table", "a survival manifest (Study,ID,Event,Status,WSI,split) or a wide TCGA "
+                                    "table (case_id,slide_id,survival_months,censorship, one row per slide)")
+FOLD_FILE = ("fold file", "columns train,val[,test] of case ids (MCAT layout)")
 
 
 def is_wide_table(path: str | os.PathLike) -> bool:
@@ -33,7 +37,7 @@ def is_wide_table(path: str | os.PathLike) -> bool:
     path = Path(path)
     if not path.is_file() or not path.name.lower().removesuffix(".gz").endswith((".csv", ".tsv", ".txt")):
         return False
-    return set(WIDE_COLUMNS) <= set(table_columns(path))
+    return set(WIDE_COLUMNS) <= set(table_columns(path, what=SURVIVAL_TABLE))
 
 
 def read_wide_manifest(path: str | os.PathLike) -> Manifest:
@@ -41,7 +45,8 @@ def read_wide_manifest(path: str | os.PathLike) -> Manifest:
     :func:`apply_folds`)."""
     path = Path(path)
     sep = "," if path.name.lower().removesuffix(".gz").endswith(".csv") else "\t"
-    raw = pd.read_csv(path, sep=sep, usecols=list(WIDE_COLUMNS), dtype={"case_id": str, "slide_id": str})
+    raw = read_csv_table(path, *SURVIVAL_TABLE, sep=sep, usecols=list(WIDE_COLUMNS),
+                         dtype={"case_id": str, "slide_id": str})
     if raw.empty:
         raise MstarError(f"{path}: the table has no rows")
     for col in ("survival_months", "censorship"):
@@ -76,7 +81,7 @@ def read_fold_dir(path: str | os.PathLike) -> dict[str, dict[str, list[str]]]:
         raise MstarError(f"{path}: no splits_{{k}}.csv files (MCAT layout: columns train,val of case ids)")
     folds = {}
     for f in files:
-        frame = pd.read_csv(f, dtype=str)
+        frame = read_csv_table(f, *FOLD_FILE, dtype=str)
         missing = [c for c in ("train", "val") if c not in frame.columns]
         if missing:
             raise MstarError(f"{f}: missing column(s) {missing}; expected train,val[,test] of case ids")

@@ -27,10 +27,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mstar.data.tables import check_not_empty, read_csv_table
 from mstar.errors import MstarError
 
 LAYOUTS = ("auto", "genes_x_cases", "cases_x_genes", "per_case", "wide")
 _TEXT_SUFFIXES = (".csv", ".tsv", ".txt")
+RNA_TABLE = ("RNA table", "a header row, then one row per gene (gene symbol, one value per case) or per case "
+                          "(case_id, <GENE>_rnaseq columns)")
+GENE_VALUES = ("per-case RNA file", "columns Gene,Value with one row per gene")
 
 
 def _strip_gz(path: Path) -> str:
@@ -38,9 +42,12 @@ def _strip_gz(path: Path) -> str:
     return name[:-3] if name.endswith(".gz") else name
 
 
-def _read_frame(path: Path, usecols=None, nrows: int | None = None) -> pd.DataFrame:
+def _read_frame(path: Path, usecols=None, nrows: int | None = None,
+                what: tuple[str, str] = RNA_TABLE) -> pd.DataFrame:
+    """The table at ``path``; ``what`` (name, expected content) words the error for an empty file."""
     name = _strip_gz(path)
     if name.endswith(".parquet"):
+        check_not_empty(path, *what)
         try:
             return pd.read_parquet(path)
         except ImportError as err:
@@ -50,7 +57,7 @@ def _read_frame(path: Path, usecols=None, nrows: int | None = None) -> pd.DataFr
         raise MstarError(f"{path}: unknown RNA table format; use .csv, .tsv, .txt (optionally .gz), "
                          ".parquet, or a folder of per-case Gene,Value CSVs")
     sep = "," if name.endswith(".csv") else "\t"
-    return pd.read_csv(path, sep=sep, usecols=usecols, nrows=nrows)
+    return read_csv_table(path, *what, sep=sep, usecols=usecols, nrows=nrows)
 
 
 def _numeric(frame: pd.DataFrame, path: Path, what: str) -> pd.DataFrame:
@@ -97,7 +104,7 @@ def read_gene_values(path: str | os.PathLike) -> pd.Series:
     """One per-case RNA file (upstream multimodal CSV: columns ``Gene,Value``) as a gene -> value series
     (duplicated genes averaged)."""
     path = Path(path)
-    frame = _read_frame(path)
+    frame = _read_frame(path, what=GENE_VALUES)
     cols = {c.lower(): c for c in frame.columns}
     if "gene" not in cols or "value" not in cols:
         raise MstarError(f"{path}: per-case RNA file needs columns Gene,Value; found {list(frame.columns)}")
@@ -106,9 +113,10 @@ def read_gene_values(path: str | os.PathLike) -> pd.Series:
     return values.groupby(level=0, sort=False).mean()
 
 
-def table_columns(path: str | os.PathLike) -> list[str]:
-    """The column names of a CSV/TSV/TXT table (optionally gzipped) without reading its rows."""
-    return [str(c) for c in _read_frame(Path(path), nrows=0).columns]
+def table_columns(path: str | os.PathLike, what: tuple[str, str] = RNA_TABLE) -> list[str]:
+    """The column names of a CSV/TSV/TXT table (optionally gzipped) without reading its rows; ``what``
+    (the file's name and expected content) words the error for an empty file."""
+    return [str(c) for c in _read_frame(Path(path), nrows=0, what=what).columns]
 
 
 def _read_wide(path: Path, modality: str) -> pd.DataFrame:
@@ -256,7 +264,8 @@ def read_signatures(path: str | os.PathLike, columns: list[str] | pd.Index,
     path = Path(path)
     if not path.is_file():
         raise MstarError(f"signatures file {path} does not exist")
-    frame = pd.read_csv(path, dtype=str)
+    frame = read_csv_table(path, "signatures file", "one column per gene family (a header row of family "
+                           "names, then gene symbols)", dtype=str)
     if frame.shape[1] == 0:
         raise MstarError(f"{path}: the signatures file has no columns (one column per gene family)")
     available = {str(c) for c in columns}

@@ -23,8 +23,26 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mstar.data.cohort_tables import WIDE_COLUMNS
+from mstar.data.rna import table_columns
+from mstar.data.tables import read_csv_table
 from mstar.errors import MstarError
 from mstar.utils.atomic import atomic_path, write_text_atomic
+
+OMICS_TABLE = ("omics table", "one row per slide: case_id, slide_id, survival_months, censorship, ..., "
+                              "<GENE>_rnaseq/_cnv/_mut columns (PORPOISE/MCAT layout)")
+
+
+def _rnaseq_columns(path: Path) -> list[str]:
+    """The ``<GENE>_rnaseq`` columns of a PORPOISE/MCAT omics table (none for UCEC: mutations and CNV only),
+    after checking that it is one (its clinical columns are there): another table named ``tcga_*.csv`` (the
+    reports table) is refused, not read as a cohort."""
+    header = table_columns(path, what=OMICS_TABLE)
+    missing = [c for c in WIDE_COLUMNS if c not in header]
+    if missing:
+        raise MstarError(f"{path}: missing column(s) {', '.join(missing)}; not a PORPOISE/MCAT omics table "
+                         "(--omics takes the folder of tcga_<cohort>.csv.gz tables, e.g. tcga_omics/)")
+    return [c for c in header if c.endswith("_rnaseq")]
 
 
 def _cohort_tables(omics: Path) -> dict[str, Path]:
@@ -69,15 +87,10 @@ def build_tcga_cohort(omics: str | os.PathLike, reports: str | os.PathLike | Non
         raise MstarError("--test-fraction and --val-fraction must be in [0, 1) and sum below 1")
     cases, rna = [], []
     for label, path in _cohort_tables(omics).items():
-        header = pd.read_csv(path, nrows=0).columns
-        if "case_id" not in header:
-            raise MstarError(f"{path}: no 'case_id' column; is this a PORPOISE/MCAT omics table?")
-        genes = [c for c in header if c.endswith("_rnaseq")]
-        keep = ["case_id", *(["slide_id"] if "slide_id" in header else []), *genes]
-        table = pd.read_csv(path, usecols=keep, low_memory=False)
+        genes = _rnaseq_columns(path)
+        table = read_csv_table(path, *OMICS_TABLE, usecols=["case_id", "slide_id", *genes], low_memory=False)
         slides = (table.groupby("case_id", sort=False)["slide_id"]
-                  .agg(lambda s: ";".join(str(x).removesuffix(".svs") for x in s)) if "slide_id" in table
-                  else pd.Series("", index=table["case_id"].unique()))
+                  .agg(lambda s: ";".join(str(x).removesuffix(".svs") for x in s)))
         cases.append(pd.DataFrame({"case": slides.index, "slide": slides.to_numpy(), "label": label}))
         if genes:  # rows of one patient are identical in these tables: the first is kept
             rna.append(table.drop_duplicates("case_id").set_index("case_id")[genes])

@@ -1,0 +1,47 @@
+"""Reading the CSV/TSV tables users hand to mstar (RNA tables, signatures, fold files, the wide TCGA tables)
+with one-line errors: an empty file, or one that is not a CSV/TSV at all, names the file, says what is wrong
+and what it should contain, instead of pandas' ``EmptyDataError: No columns to parse from file``."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from mstar.errors import MstarError
+
+
+def empty_table_error(path: str | os.PathLike, what: str, expect: str) -> MstarError:
+    """The one error for an empty table file: ``<path>: the <what> is empty; it should hold <expect>``."""
+    return MstarError(f"{path}: the {what} is empty; it should hold {expect}")
+
+
+def check_not_empty(path: str | os.PathLike, what: str, expect: str) -> None:
+    """Raise :func:`empty_table_error` for a file of 0 bytes (for formats pandas reports less clearly)."""
+    if Path(path).is_file() and Path(path).stat().st_size == 0:
+        raise empty_table_error(path, what, expect)
+
+
+def read_csv_table(path: str | os.PathLike, what: str, expect: str, **kwargs) -> pd.DataFrame:
+    """``pd.read_csv(path, **kwargs)`` with the failures a user's file can cause as one :class:`MstarError`.
+
+    Args:
+        path: The table (CSV/TSV/TXT, optionally gzipped; ``sep`` etc. go in ``kwargs``).
+        what: What the file is, for the message (``"RNA table"``, ``"signatures file"``, ...).
+        expect: What it should hold (``"columns train,val of case ids"``), for the message.
+        **kwargs: Passed to :func:`pandas.read_csv`.
+
+    Raises:
+        MstarError: The file is empty (no header line), or cannot be parsed as a table (bad quoting, not
+            text, a damaged gzip).
+    """
+    try:
+        return pd.read_csv(path, **kwargs)
+    except pd.errors.EmptyDataError as exc:
+        raise empty_table_error(path, what, expect) from exc
+    except (pd.errors.ParserError, UnicodeDecodeError, gzip.BadGzipFile, EOFError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise MstarError(f"{path}: cannot read the {what} as a CSV/TSV table ({reason}); it should hold "
+                         f"{expect}") from exc
