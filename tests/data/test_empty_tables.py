@@ -80,3 +80,24 @@ def test_an_unparsable_table_is_one_line(tmp_path):
     good = tmp_path / "good.csv"
     good.write_text("a,b\n1,2\n")
     assert read_csv_table(good, "table", "anything").to_dict("list") == {"a": [1], "b": [2]}
+
+
+@pytest.mark.parametrize("kind", ["manifest", "reports", "patch labels"])
+def test_empty_manifest_reports_and_patch_label_files_are_one_line_too(tmp_path, kind):
+    path = tmp_path / f"{kind.replace(' ', '_')}.csv"
+    path.write_text("")
+    if kind == "manifest":
+        from mstar.data.manifest import read_manifest
+
+        call, said = (lambda: read_manifest(path)), "the manifest is empty; it should hold a header line"
+    elif kind == "reports":
+        from mstar.data.reports import read_reports
+
+        call, said = (lambda: read_reports(path)), "the reports table is empty; it should hold columns"
+    else:
+        from mstar.selftrain.labels import patch_labels
+
+        call, said = (lambda: patch_labels(str(path), [])), "the patch label file is empty"
+    with pytest.raises(MstarError, match=said) as err:
+        call()
+    assert str(err.value).startswith(str(path)) and "\n" not in str(err.value)

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from mstar.data.tables import read_csv_table
 from mstar.errors import MstarError
 
 SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
@@ -113,10 +114,8 @@ def read_manifest(path: str | os.PathLike, require_split: bool = True,
     path = Path(path)
     if not path.is_file():
         raise MstarError(f"{path}: manifest not found")
-    try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except Exception as exc:  # noqa: BLE001
-        raise MstarError(f"{path}: cannot parse as CSV ({str(exc).splitlines()[0]})") from exc
+    raw = read_csv_table(path, "manifest", "a header line (case,slide,label,fold or another schema of the "
+                         "README) and one row per slide", dtype=str, keep_default_na=False)
     if raw.empty:
         raise MstarError(f"{path}: the manifest has no rows")
     cols = {c.lower().strip(): c for c in raw.columns}

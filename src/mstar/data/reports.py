@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 
 from mstar.data.report_prep import PrepCounts, prepare_reports
+from mstar.data.tables import read_csv_table
 from mstar.errors import MstarError
 
 ID_COLUMNS = ("case_id", "case", "patient", "patient_id", "slide_id", "slide", "id")
@@ -60,14 +61,11 @@ def read_report_rows(path: str | os.PathLike) -> list[tuple[str, str]]:
     Raises:
         MstarError: No id or text column (the columns found are listed), or only empty texts.
     """
-    import pandas as pd
 
     path = Path(path)
     sep = "\t" if path.name.lower().removesuffix(".gz").endswith(".tsv") else ","
-    try:
-        table = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
-    except Exception as exc:  # noqa: BLE001 - any parser failure is reported the same way
-        raise MstarError(f"{path}: cannot read the reports table ({str(exc).splitlines()[0]})") from exc
+    table = read_csv_table(path, "reports table", f"columns {ID_COLUMNS[0]} and {TEXT_COLUMNS[0]}, one row "
+                           "per report", sep=sep, dtype=str, keep_default_na=False)
     cols = {c.lower().strip(): c for c in table.columns}
     id_col = next((cols[c] for c in ID_COLUMNS if c in cols), None)
     text_col = next((cols[c] for c in TEXT_COLUMNS if c in cols), None)

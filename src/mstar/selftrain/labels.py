@@ -16,8 +16,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
+from mstar.data.tables import read_csv_table
 from mstar.errors import MstarError
 from mstar.selftrain.cohort import SelfTrainSlide
 
@@ -86,7 +86,8 @@ def _from_csv(path: Path, slides: list[SelfTrainSlide]) -> dict[str, np.ndarray]
     if not path.is_file():
         raise MstarError(f"{path}: patch label file not found "
                          "(patch_labels: CSV slide,x,y,label | auto | none)")
-    table = pd.read_csv(path, dtype={"slide": str, "label": str})
+    table = read_csv_table(path, "patch label file", "columns slide,x,y,label",
+                           dtype={"slide": str, "label": str})
     missing = {"slide", "x", "y", "label"} - set(table.columns)
     if missing:
         raise MstarError(f"{path}: patch label CSV lacks columns {sorted(missing)} (need slide,x,y,label)")
