@@ -49,6 +49,22 @@ def test_bad_slide_stops_the_batch_or_is_skipped_and_reported(two_slides, tmp_pa
     assert set(on_disk["slide"]) == set(summary["slide"])
 
 
+def test_slides_a_stopped_run_never_reached_keep_no_stale_error(two_slides, tmp_path):
+    out = tmp_path / "out"
+    good = sorted(two_slides.glob("*.svs"))
+    (two_slides / "ZZZ-broken.svs").write_bytes(b"not a slide")  # fails in the first run (skipped)
+    tile_many([two_slides], out, skip_errors=True, show_progress=False)
+    (two_slides / "ZZZ-broken.svs").unlink()
+    (two_slides / "ZZZ-broken.svs").symlink_to(good[0].resolve())  # fixed since
+    (two_slides / "AAA-broken.svs").write_bytes(b"not a slide")  # a new bad slide, reached first
+    with pytest.raises(MstarError, match="AAA-broken"):
+        tile_many([two_slides], out, show_progress=False)
+    summary = pd.read_csv(out / "tiles" / "summary.csv", keep_default_na=False).set_index("slide")
+    assert summary.loc["ZZZ-broken", "status"] == "pending"  # was the first run's "cannot read" error
+    assert summary.loc["ZZZ-broken", "error"].startswith("not attempted")
+    assert (summary.loc[[p.stem for p in good], "status"] == "ok").all()  # finished before: kept
+
+
 def test_zero_tissue_slide_gives_an_empty_tiles_file(tmp_path):
     blank = tmp_path / "blank.png"
     Image.fromarray(np.full((2000, 2000, 3), 244, np.uint8)).save(blank)

@@ -70,6 +70,15 @@ def write_summary(out_dir: Path, rows: list[dict]) -> Path:
     return merge_summary(out_dir / "tiles" / "summary.csv", rows, SUMMARY_COLUMNS)
 
 
+def not_attempted_rows(todo: list[Path], out_dir: Path, rows: list[dict]) -> list[dict]:
+    """``pending`` rows for the slides of ``todo`` the run stopped before (a fail-fast error, Ctrl-C) and that
+    have no tiles file, so that an earlier run's error for one of them is not shown as current."""
+    seen = {str(r["slide"]) for r in rows}
+    return [{**summary_row({"slide_id": sid, "slide_path": str(p.resolve()), "status": "pending"}, 0),
+             "error": "not attempted: the run stopped before this slide; a re-run tiles it"}
+            for p in todo if (sid := slide_id_of(p)) not in seen and not tiles_path(out_dir, sid).exists()]
+
+
 def reuse_verdict(done: Path, attrs: dict, slide: Path, params: TileParams) -> str:
     """Whether the tiles file ``done`` is the finished result for ``slide`` under ``params``.
 
@@ -136,8 +145,8 @@ def tile_many(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
 
     try:
         _tile_todo(todo, out_dir, params, workers, skip_errors, show_progress, rows, failed)
-    finally:  # also when interrupted: the summary lists what was done
-        write_summary(out_dir, rows)
+    finally:  # also when interrupted: the summary lists what was done, and what was not reached
+        write_summary(out_dir, rows + not_attempted_rows(todo, out_dir, rows))
     if failed and not skip_errors:
         row = failed[0]
         raise MstarError(f"{row['path']}: {row['error']} (use --skip-errors to keep going past bad slides)")
