@@ -99,3 +99,16 @@ def test_cli_reports_a_missing_mpp_in_one_line_and_exits_nonzero(tmp_path):
     err_lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert len(err_lines) == 1 and "--slide-mpp" in err_lines[0]
     assert not (tmp_path / "o" / "tiles" / "noscale.h5").exists()
+
+
+def test_a_reader_failure_inside_a_slide_says_the_file_may_be_damaged(two_slides, tmp_path, monkeypatch):
+    from mstar.slide import batch
+
+    def broken(path, out_dir, params):
+        raise OSError("Invalid JPEG file structure: missing SOS marker")
+
+    monkeypatch.setattr(batch, "tile_slide", broken)
+    summary = tile_many([two_slides], tmp_path / "out", skip_errors=True, show_progress=False)
+    assert summary["error"].tolist() == [
+        "reading the slide failed (Invalid JPEG file structure: missing SOS marker); the file may be "
+        "truncated or damaged: copy it again, or check it opens in QuPath"] * 2

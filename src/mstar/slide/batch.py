@@ -60,6 +60,9 @@ def _safe_tile(path: Path, out_dir: Path, params: TileParams) -> dict:
     except Exception as exc:  # noqa: BLE001 - reported per slide, re-raised by the caller unless skipping
         message = without_path(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, path,
                                path.resolve())
+        if not isinstance(exc, MstarError):  # the reader failed inside the file (mstar's own errors advise)
+            message = (f"reading the slide failed ({message}); the file may be truncated or damaged: copy it "
+                       "again, or check it opens in QuPath")
         row = summary_row({"slide_id": slide_id_of(path), "slide_path": str(path.resolve())}, 0, message)
         row["status"] = STATUS_ERROR
         return row
