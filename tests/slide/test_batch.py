@@ -112,3 +112,20 @@ def test_a_reader_failure_inside_a_slide_says_the_file_may_be_damaged(two_slides
     assert summary["error"].tolist() == [
         "reading the slide failed (Invalid JPEG file structure: missing SOS marker); the file may be "
         "truncated or damaged: copy it again, or check it opens in QuPath"] * 2
+
+
+def test_a_rerun_with_slide_mpp_reuses_slides_whose_metadata_won(two_slides, tmp_path):
+    out = tmp_path / "out"
+    tile_many([two_slides], out, show_progress=False)
+    files = sorted((out / "tiles").glob("*.h5"))
+    stamps = [f.stat().st_mtime_ns for f in files]
+    # the run stopped at an image without µm/px; the user adds --slide-mpp: the slides with their own are kept
+    again = tile_many([two_slides], out, TileParams(slide_mpp=0.5), show_progress=False)
+    assert list(again["status"]) == ["ok", "ok"] and [f.stat().st_mtime_ns for f in files] == stamps
+    forced = TileParams(slide_mpp=0.5, force_slide_mpp=True)  # overriding metadata changes the tiles
+    with pytest.raises(MstarError, match=r"other settings \(force_slide_mpp \(unset\) -> True\)"):
+        tile_many([two_slides], out, forced, show_progress=False)
+    redone = tile_many([two_slides], out, forced, overwrite=True, show_progress=False)
+    attrs = read_tiles(files[0])[1]
+    assert (attrs["mpp_source"], attrs["mpp_level0"]) == ("override", 0.5)
+    assert (redone["status"] == "ok").all()

@@ -84,24 +84,26 @@ def test_tiffslide_fallback_reads_the_same_pixels(tiny_cohort):
     slide.close()
 
 
-def test_slide_mpp_serves_slides_without_metadata_and_never_overrides_it(tmp_path, caplog):
+def test_slide_mpp_serves_slides_without_metadata_and_overrides_only_when_asked(tmp_path, caplog):
     from mstar.slide import reader
 
     props = {"openslide.mpp-x": "0.499", "openslide.mpp-y": "0.499"}
-    fake = (None, "image", props, ((60, 40),), (1.0,))
     path = tmp_path / "scan.png"
     path.write_bytes(b"x")
     original = reader._open_image
     try:
-        reader._open_image = lambda p: fake
-        slide = open_slide(path, mpp=0.25)  # the metadata wins, and the disagreement is said
+        reader._open_image = lambda p: (None, "image", props, ((60, 40),), (1.0,))
+        slide = open_slide(path, mpp=0.25, only_if_missing=True)  # --slide-mpp: the metadata wins, said
         assert (slide.mpp, slide.mpp_source) == (pytest.approx(0.499), "metadata")
         said = "its metadata says 0.499 µm/px; --slide-mpp 0.25 applies only to slides without one"
         assert said in caplog.text
         caplog.clear()
-        assert open_slide(path, mpp=0.5).mpp == pytest.approx(0.499) and not caplog.text  # within 5 %: quiet
+        assert open_slide(path, mpp=0.5, only_if_missing=True).mpp == pytest.approx(0.499)
+        assert not caplog.text  # within 5 %: quiet
+        slide = open_slide(path, mpp=0.25)  # a recorded override (a tiled slide re-opened), or forced
+        assert (slide.mpp, slide.mpp_source) == (0.25, "override") and not caplog.text
         reader._open_image = lambda p: (None, "image", {}, ((60, 40),), (1.0,))
-        slide = open_slide(path, mpp=0.25)  # no metadata: the given value
+        slide = open_slide(path, mpp=0.25, only_if_missing=True)  # no metadata: the given value
         assert (slide.mpp, slide.mpp_source) == (0.25, "override")
     finally:
         reader._open_image = original

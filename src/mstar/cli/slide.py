@@ -45,6 +45,9 @@ def tile(
     slide_mpp: Annotated[float | None, typer.Option("--slide-mpp",
                                                     help="Level-0 µm/px for slides whose metadata has none "
                                                          "(a slide's own wins).")] = None,
+    force_slide_mpp: Annotated[bool, typer.Option("--force-slide-mpp",
+                                                  help="--slide-mpp overrides every slide's metadata (for "
+                                                       "wrong metadata).")] = False,
     mask_mpp: Annotated[float, typer.Option("--mask-mpp",
                                             help="Resolution of tissue segmentation, µm/px.")] = 8.0,
     min_tissue_area_um2: Annotated[float, typer.Option("--min-tissue-area-um2",
@@ -74,7 +77,7 @@ def tile(
     from mstar.slide.tissue import TissueParams
 
     params = TileParams(target_mpp=target_mpp, tile_px=tile_px, overlap_px=overlap_px, min_tissue=min_tissue,
-                        slide_mpp=slide_mpp, thumbnail_px=thumbnail_px,
+                        slide_mpp=slide_mpp, thumbnail_px=thumbnail_px, force_slide_mpp=force_slide_mpp,
                         tissue=TissueParams(mask_mpp=mask_mpp, min_tissue_area_um2=min_tissue_area_um2,
                                             min_hole_area_um2=min_hole_area_um2, fill_holes=fill_holes,
                                             remove_pen=not keep_pen))

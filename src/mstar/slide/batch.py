@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -94,8 +95,12 @@ def reuse_verdict(done: Path, attrs: dict, slide: Path, params: TileParams) -> s
     if old and Path(old) != slide.resolve():
         return (f"slide id {slide_id_of(slide)!r} is already tiled in {done.parent} from another file "
                 f"({old}); pass --overwrite to replace those tiles, or tile into another --out")
-    if "tile_params" in attrs and attrs["tile_params"] != params_key(params):
-        return (f"{done} was tiled with other settings ({settings_changed(attrs['tile_params'], params)}); "
+    recorded = attrs.get("tile_params")
+    if recorded is not None and attrs.get("mpp_source") == "metadata":  # --slide-mpp did not apply to it
+        recorded = re.sub(r"slide_mpp=[^,()]+", "slide_mpp=None", recorded)
+        params = dataclasses.replace(params, slide_mpp=None)
+    if recorded is not None and recorded != params_key(params):
+        return (f"{done} was tiled with other settings ({settings_changed(recorded, params)}); "
                 "pass --overwrite to tile it again (`mstar extract` then re-extracts its features), or tile "
                 "into another --out")
     if "slide_size" in attrs and slide_identity(slide) != {k: int(attrs[k]) for k in ("slide_size",

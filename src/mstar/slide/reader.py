@@ -186,11 +186,13 @@ def _open_image(path: Path):
     return arr, "image", {}, ((w, h),), (1.0,)
 
 
-def open_slide(path: str | os.PathLike, mpp: float | None = None) -> Slide:
-    """Open a slide; ``mpp`` (µm/px at level 0, ``--slide-mpp``) serves a slide whose metadata has none.
+def open_slide(path: str | os.PathLike, mpp: float | None = None, *, only_if_missing: bool = False) -> Slide:
+    """Open a slide; ``mpp`` (µm/px at level 0) overrides its metadata.
 
-    A slide's own metadata wins: one ``--slide-mpp`` can then serve a folder that mixes slides with and
-    without it. A given value more than 5 % away from the metadata is a warning (one of them is wrong).
+    With ``only_if_missing`` (``--slide-mpp`` of ``mstar tile`` / ``predict``) ``mpp`` serves only a slide
+    whose metadata has none: one value can then serve a folder that mixes slides with and without it, and
+    a value more than 5 % away from a slide's own is a warning (one of them is wrong). Re-opening a slide
+    with the µm/px its tiles file recorded overrides (the default).
 
     Raises:
         MstarError: the file is missing or unreadable, or no mpp is known (neither metadata nor ``mpp``).
@@ -214,11 +216,11 @@ def open_slide(path: str | os.PathLike, mpp: float | None = None) -> Slide:
         raise MstarError(f"{path}: cannot read this slide ({'; '.join(errors)}); is the file complete and a "
                          "supported format (svs, tif, ndpi, mrxs, scn, png, jpg)?")
     found, source = mpp_from_properties(props), "metadata"
-    if found is not None and mpp is not None and abs(found - float(mpp)) > 0.05 * found:
-        log.warning("%s: its metadata says %.4g µm/px; --slide-mpp %g applies only to slides without one",
-                    path, found, float(mpp))
-    if found is None and mpp is not None:
-        found, source = float(mpp), "override"  # given, not read ("override": the tiles files' word)
+    if found is not None and mpp is not None and only_if_missing and abs(found - float(mpp)) > 0.05 * found:
+        log.warning("%s: its metadata says %.4g µm/px; --slide-mpp %g applies only to slides without one "
+                    "(`mstar tile --force-slide-mpp` overrides metadata)", path, found, float(mpp))
+    if mpp is not None and (found is None or not only_if_missing):
+        found, source = float(mpp), "override"  # given, not read
     if found is None:
         if backend in ("openslide", "tiffslide"):
             handle.close()

@@ -27,14 +27,16 @@ class TileParams:
     tile_px: int = 256
     overlap_px: int = 0
     min_tissue: float = 0.25
-    slide_mpp: float | None = None
+    slide_mpp: float | None = None     # µm/px for slides whose metadata has none
     thumbnail_px: int = 1024
     tissue: TissueParams = field(default_factory=TissueParams)
+    force_slide_mpp: bool = False      # slide_mpp overrides every slide's metadata (wrong metadata)
 
 
 def params_key(params: TileParams) -> str:
-    """The settings that decide which tiles a slide gets (the thumbnail size does not), as one string."""
-    return repr(replace(params, thumbnail_px=0))
+    """The settings that decide which tiles a slide gets (the thumbnail size does not), as one string
+    (``force_slide_mpp`` only when set, so tiles files from before it existed keep their key)."""
+    return repr(replace(params, thumbnail_px=0)).replace(", force_slide_mpp=False", "")
 
 
 def slide_identity(slide_path: str | Path) -> dict:
@@ -59,7 +61,7 @@ def tile_slide(slide_path: str | Path, out_dir: str | Path, params: TileParams =
     """
     start = time.perf_counter()
     identity = slide_identity(slide_path)
-    with open_slide(slide_path, mpp=params.slide_mpp) as slide:
+    with open_slide(slide_path, mpp=params.slide_mpp, only_if_missing=not params.force_slide_mpp) as slide:
         plan = plan_read(slide.mpp, slide.level_downsamples, params.target_mpp, params.tile_px,
                          params.overlap_px)
         thumb_down = max(1.0, max(slide.dimensions) / params.thumbnail_px)
