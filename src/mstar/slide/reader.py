@@ -163,13 +163,7 @@ def _open_openslide(path: Path):
 def _open_tiffslide(path: Path):
     import tiffslide
 
-    tiff_log = logging.getLogger("tifffile")  # its warnings about a damaged file would print a stray line;
-    level = tiff_log.level                     # the failure itself reaches the user in open_slide's error
-    tiff_log.setLevel(logging.ERROR)
-    try:
-        handle = tiffslide.TiffSlide(str(path))
-    finally:
-        tiff_log.setLevel(level)
+    handle = tiffslide.TiffSlide(str(path))
     props = {k: str(v) for k, v in handle.properties.items() if v is not None}
     dims = tuple(tuple(int(v) for v in d) for d in handle.level_dimensions)
     return handle, "tiffslide", props, dims, tuple(float(d) for d in handle.level_downsamples)
