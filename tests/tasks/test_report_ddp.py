@@ -53,7 +53,7 @@ def test_ranks_share_each_epoch_evenly_and_together_see_every_slide(n, batch, wo
 
 @pytest.mark.slow
 def test_two_cpu_ranks_under_torchrun_train_and_rank_0_writes_the_run(tmp_path):
-    cases = draw_cohort_truth(60, 3, seed=0)
+    cases = draw_cohort_truth(67, 3, seed=0)  # odd splits: uneven validation shares, wrapped training
     bags = class_bags(cases)
     rng = np.random.default_rng(1)
     reports, rows = {}, []
@@ -82,10 +82,30 @@ def test_two_cpu_ranks_under_torchrun_train_and_rank_0_writes_the_run(tmp_path):
     assert summary["world_size"] == 2 and json.loads((run / "run.json").read_text())["status"] == "finished"
     log = pd.read_csv(run / "log.csv")
     assert log["epoch"].tolist() == [1, 2] and np.isfinite(log["train_loss"]).all()
-    assert log["val_bleu_4"].notna().all()  # both ranks' shares of the validation reports, gathered
     split = {r["slide"]: r["fold"] for r in rows}
+    n_val = sum(f == "val" for f in split.values())
+    assert n_val % 2 == 1 and sum(f == "train" for f in split.values()) % 2 == 1
+    assert (log["val_reports"] == n_val).all()  # both ranks' (uneven) shares of the validation reports
+    assert log["val_bleu_4"].notna().all()
     predictions = pd.read_csv(run / "predictions.csv")
     for part in ("val", "test"):  # rank 0 generated every held-out slide once
         assert sorted(predictions.loc[predictions["split"] == part, "slide"]) == sorted(
             s for s, f in split.items() if f == part)
     assert not (run / "checkpoints" / "last.ckpt").exists()
+
+
+def test_only_auto_or_ddp_and_as_many_devices_as_the_launcher_started(monkeypatch):
+    from mstar.errors import MstarError
+    from mstar.tasks.report_config import ReportConfig
+
+    def cfg(**kw):
+        return ReportConfig(manifest="m.csv", features="f", reports="r.json", **kw)
+
+    with pytest.raises(MstarError, match="report training runs with auto or ddp, got 'ddp_spawn'"):
+        cfg(devices=2, strategy="ddp_spawn").validate()
+    assert cfg(devices=2).training_settings().strategy == "ddp"  # never forked ranks (notebooks)
+    assert cfg(devices=1).training_settings().strategy == "auto"
+    monkeypatch.setenv("WORLD_SIZE", "2")  # under torchrun --nproc_per_node=2
+    with pytest.raises(MstarError, match=r"devices': 1, but the launcher started 2 processes"):
+        cfg(devices=1).validate()
+    cfg(devices=2).validate()

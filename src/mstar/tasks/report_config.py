@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -67,9 +68,32 @@ class ReportConfig(RunConfig):
                                           "checkpoint_every_s")
     ALIASES: ClassVar[dict[str, str]] = {"aggregator": "stage1"}
 
+    def device_count(self) -> int | None:
+        """How many devices ``devices`` names (None for ``auto``)."""
+        if isinstance(self.devices, list):
+            return len(self.devices)
+        return int(self.devices) if str(self.devices).isdigit() else None
+
+    def training_settings(self) -> ReportConfig:
+        """The settings the harness trains with: on several devices DDP itself, never the notebook default
+        of forked ranks (each would keep its chosen epoch to itself)."""
+        import torch
+
+        n = self.device_count()
+        several = n > 1 if n is not None else torch.cuda.device_count() > 1  # auto: every visible GPU
+        return replace(self, strategy="ddp") if self.strategy == "auto" and several else self
+
     def check(self) -> None:
         from mstar.errors import MstarError
 
+        if self.strategy not in ("auto", "ddp"):  # spawned/forked ranks keep the chosen epoch to themselves
+            raise MstarError(f"config 'strategy': report training runs with auto or ddp, got "
+                             f"{self.strategy!r}")
+        world = int(os.environ.get("WORLD_SIZE", "1"))  # a launcher's (torchrun) processes
+        n = self.device_count()
+        if world > 1 and n is not None and n != world:
+            raise MstarError(f"config 'devices': {self.devices!r}, but the launcher started {world} "
+                             f"processes (WORLD_SIZE); set devices={world}")
         if self.neighbour_embeddings and not self.consensus_k:
             raise MstarError("config 'neighbour_embeddings' is set but consensus_k is 0 (no neighbours are "
                              "consulted): drop one of them")

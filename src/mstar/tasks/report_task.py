@@ -212,7 +212,8 @@ def train_report(cfg: ReportConfig, overwrite: bool = False, progress: bool = Fa
     fit = fit_report_model(model, items["train"], items["val"], vocab, epochs=cfg.epochs, lr=cfg.lr,
                            weight_decay=cfg.weight_decay, gamma=cfg.gamma, batch_size=cfg.batch_size,
                            grad_clip_value=cfg.grad_clip_value, beam_size=cfg.val_beam_size or cfg.beam_size,
-                           val_every=cfg.val_every, seed=cfg.seed, settings=cfg, run=run, progress=progress,
+                           val_every=cfg.val_every, seed=cfg.seed, settings=cfg.training_settings(), run=run,
+                           progress=progress,
                            resume_from=last, checkpoint_every_s=cfg.checkpoint_every_s)
     if not fit.is_global_zero:
         return {"run": str(run), "finished_before": False}

@@ -165,7 +165,7 @@ class ReportModule(RunModule):
             generated = gather_dicts(generate_reports(self.model, self.vocab, self.val_items[rank::world],
                                                       beam_size=self.beam_size, max_len=self.val_max_len))
             scores = report_generation_metrics(generated, self.refs, meteor=False).scores
-            row.update({f"val_{k}": v for k, v in scores.items()})
+            row.update({f"val_{k}": v for k, v in scores.items()}, val_reports=len(generated))
             self.generated[epoch] = generated
         row["seconds"] = self.epoch_seconds()
         self.record(row)
