@@ -86,7 +86,6 @@ def _tissue(slide_path: Path, mpp: float | None, attrs: dict) -> list[dict]:
     from mstar.slide.reader import open_slide
     from mstar.slide.tissue import TissueParams, segment_slide
 
-    params = TissueParams(mask_mpp=float(attrs.get("mask_mpp", TissueParams.mask_mpp)),
-                          fill_holes=bool(attrs.get("fill_holes", False)))
+    params = TissueParams.from_attrs(attrs)
     with open_slide(slide_path, mpp=mpp) as slide:
         return tissue_annotations(segment_slide(slide, params))

@@ -78,15 +78,12 @@ def tissue_params(ident: dict, run: Path):
     with a warning, for what features from before mstar recorded every setting lack."""
     from mstar.slide.tissue import TissueParams
 
-    default = TissueParams()
     missing = [k for k in ("min_tissue_area_um2", "min_hole_area_um2", "remove_pen") if k not in ident]
     if missing:
         log.warning("%s: the training features do not record %s; new slides are segmented with the defaults "
-                    "for them (re-tile and re-extract the training slides with this mstar to record them)",
+                    "for them (retrain the run on slides tiled and extracted with this mstar to record them)",
                     run, ", ".join(missing))
-    kinds = {"mask_mpp": float, "min_tissue_area_um2": float, "min_hole_area_um2": float, "fill_holes": bool,
-             "remove_pen": bool}
-    return TissueParams(**{k: cast(ident.get(k, getattr(default, k))) for k, cast in kinds.items()})
+    return TissueParams.from_attrs(ident)
 
 
 def embed_slides(inputs: list[str], work: Path, run: RunModels, slide_mpp: float | None,

@@ -29,6 +29,13 @@ class TissueParams:
     fill_holes: bool = False
     remove_pen: bool = True
 
+    @classmethod
+    def from_attrs(cls, attrs: dict) -> TissueParams:
+        """The segmentation a tiles (or features) file records; the defaults for what older files lack."""
+        kinds = {"mask_mpp": float, "min_tissue_area_um2": float, "min_hole_area_um2": float,
+                 "fill_holes": bool, "remove_pen": bool}
+        return cls(**{k: cast(attrs[k]) for k, cast in kinds.items() if attrs.get(k) is not None})
+
 
 @dataclass
 class TissueMask:
