@@ -102,7 +102,7 @@ def test_folds_give_per_fold_c_index_and_genomic_only_snn_needs_no_slides(tmp_pa
     assert result["meta"]["units"] == ["fold0", "fold1"]
     from mstar.tasks.evaluate import EvaluateConfig, evaluate_run
 
-    with pytest.raises(MstarError, match="this is a multimodal-survival run"):
+    with pytest.raises(MstarError, match="snn: a multimodal-survival run; `mstar evaluate` applies classify"):
         evaluate_run(EvaluateConfig(run=result["run"], manifest=str(paths["manifest"]),
                                     features=str(paths["features"])))
 

@@ -67,8 +67,8 @@ def test_a_stage1_model_refuses_features_of_another_patch_encoder(trained_model,
     for f in sorted(other.glob("*.h5")):  # the same width, another encoder
         with h5py.File(f, "a") as h5:
             h5.attrs["encoder"], h5.attrs["encoder_sha"] = "enc-b", "b" * 64
-    refused = (r"features from encoder enc-b .* trained on enc-a .*; use features of the patch encoder "
-               r".*stage1.pt was pretrained on")
+    refused = (r"features from encoder enc-b .* but .*stage1.pt was pretrained on enc-a .*; use features of "
+               r"the patch encoder it was pretrained on")
     with pytest.raises(MstarError, match=refused):
         retrieve(RetrievalConfig(stage1=str(ckpt), manifest=str(zs_cohort["manifest"]), features=str(other),
                                  reports=str(zs_cohort["reports"]), out=str(tmp_path), name="b",

@@ -92,10 +92,12 @@ def check_stage1_features(features: str | os.PathLike, meta: dict, checkpoint: o
     (``meta["features"]``, recorded by ``mstar pretrain``; older checkpoints are checked by width only)."""
     folder = resolve_feature_dir(features)
     check_same_encoder(folder, folder_identity(folder), meta.get("features") or {},
-                       f"use features of the patch encoder {checkpoint} was pretrained on")
+                       "use features of the patch encoder it was pretrained on",
+                       f"{checkpoint} was pretrained on")
 
 
-def check_same_encoder(folder: str | os.PathLike, attrs: dict, trained: dict, fix: str) -> None:
+def check_same_encoder(folder: str | os.PathLike, attrs: dict, trained: dict, fix: str,
+                       model: str = "the run was trained on") -> None:
     """Refuse features made by another encoder than the one a model was trained on (by weights hash).
 
     Args:
@@ -103,6 +105,7 @@ def check_same_encoder(folder: str | os.PathLike, attrs: dict, trained: dict, fi
         attrs: Its identity or a feature file's attributes (``encoder``, ``encoder_sha``).
         trained: The training features' identity (``features_identity``).
         fix: What the user should do instead, ending the error line.
+        model: Who was trained on ``trained`` ("the run was trained on", "stage1.pt was pretrained on").
 
     Raises:
         MstarError: Both record a hash and the hashes differ. (Files without one are checked by width only,
@@ -111,5 +114,5 @@ def check_same_encoder(folder: str | os.PathLike, attrs: dict, trained: dict, fi
     sha, want = attrs.get("encoder_sha"), trained.get("encoder_sha")
     if want and sha and sha != want:
         raise MstarError(f"{folder}: features from encoder {attrs.get('encoder', '?')} ({str(sha)[:24]}...), "
-                         f"but the run was trained on {trained.get('encoder', '?')} ({str(want)[:24]}...); "
+                         f"but {model} {trained.get('encoder', '?')} ({str(want)[:24]}...); "
                          f"{fix}")

@@ -39,8 +39,9 @@ class KnowledgeRanker:
         if not knowledge.statements:
             raise MstarError(f"{path}: no statements to cite (add class descriptions or concepts)")
         model, meta = load_model(stage1, device="cpu")
-        check_same_encoder(stage1, identity or {}, meta.get("features") or {},
-                           "pass the stage-1 checkpoint pretrained on the run's patch encoder")
+        check_same_encoder("the run's features", identity or {}, meta.get("features") or {},
+                           "pass the stage-1 checkpoint pretrained on the run's patch encoder",
+                           f"--stage1 {stage1} was pretrained on")
         with torch.no_grad():
             texts = [s.statement for s in knowledge.statements]
             emb = F.normalize(model.encode_text(texts).float(), dim=-1)  # (S, E)
