@@ -63,11 +63,18 @@ def test_a_folder_of_other_tcga_tables_is_refused_naming_the_missing_columns(tmp
     table = folder / "tcga_reports.csv.gz"
     pd.DataFrame({"case_id": ["TCGA-AA-0001"], "project": ["BRCA"], "source": ["x"], "report_key": ["k"],
                   "n_chars": [12], "text": ["a report"]}).to_csv(table, index=False)
-    with pytest.raises(MstarError, match=rf"^{re.escape(str(table))}: missing column\(s\) slide_id, "
-                                         r"survival_months, censorship; not a PORPOISE/MCAT omics table "
-                                         r"\(--omics takes"):
+    refused = (rf"^{re.escape(str(table))}: not a PORPOISE/MCAT omics table \(needs case_id and .*; has "
+               r"case_id, project, source, .*--omics takes")
+    with pytest.raises(MstarError, match=refused):
         build_tcga_cohort(folder, None, tmp_path / "out")
     assert not (tmp_path / "out" / "manifest.csv").exists()
+    genes_only = tmp_path / "genes_only"  # case_id and genes, no slide ids: patients without slides
+    genes_only.mkdir()
+    _omics(genes_only, "brca", 3, ["A", "B"], 0)
+    brca = genes_only / "tcga_brca.csv.gz"
+    pd.read_csv(brca).drop(columns=["slide_id"]).to_csv(brca, index=False)
+    s = build_tcga_cohort(genes_only, None, tmp_path / "out2")
+    assert (s["cohorts"]["BRCA"]["patients"], s["cohorts"]["BRCA"]["rna"]) == (3, 3)
     no_rna = tmp_path / "no_rna"  # as UCEC's table: mutations and CNV only; its patients have no RNA
     no_rna.mkdir()
     pd.DataFrame({"case_id": ["U-1", "U-2"], "slide_id": ["U-1-DX1.svs", "U-2-DX1.svs"],
@@ -89,5 +96,5 @@ def test_the_real_reports_folder_is_not_an_omics_folder(shared_data, tmp_path):
     reports = shared_data / "tcga_reports"
     if not (reports / "tcga_reports.csv.gz").exists():
         pytest.skip("the TCGA reports table is absent")
-    with pytest.raises(MstarError, match="tcga_reports.csv.gz: missing column"):
+    with pytest.raises(MstarError, match="tcga_reports.csv.gz: not a PORPOISE/MCAT omics table"):
         build_tcga_cohort(reports, None, tmp_path / "out")

@@ -38,10 +38,13 @@ def _rnaseq_columns(path: Path) -> list[str]:
     after checking that it is one (its clinical columns are there): another table named ``tcga_*.csv`` (the
     reports table) is refused, not read as a cohort."""
     header = table_columns(path, what=OMICS_TABLE)
-    missing = [c for c in WIDE_COLUMNS if c not in header]
-    if missing:
-        raise MstarError(f"{path}: missing column(s) {', '.join(missing)}; not a PORPOISE/MCAT omics table "
-                         "(--omics takes the folder of tcga_<cohort>.csv.gz tables, e.g. tcga_omics/)")
+    molecular = [c for c in header if c.endswith(("_rnaseq", "_cnv", "_mut"))]
+    clinical = [c for c in WIDE_COLUMNS if c in header and c not in ("case_id", "slide_id")]
+    if "case_id" not in header or not (molecular or clinical):  # only case_id + genes are read
+        has = ", ".join(map(str, header[:6]))
+        raise MstarError(f"{path}: not a PORPOISE/MCAT omics table (needs case_id and <GENE>_rnaseq/_cnv/"
+                         f"_mut or {', '.join(WIDE_COLUMNS[2:])} columns; has {has}...); --omics takes the "
+                         "folder of tcga_<cohort>.csv.gz tables, e.g. tcga_omics/")
     return [c for c in header if c.endswith("_rnaseq")]
 
 
@@ -88,9 +91,12 @@ def build_tcga_cohort(omics: str | os.PathLike, reports: str | os.PathLike | Non
     cases, rna = [], []
     for label, path in _cohort_tables(omics).items():
         genes = _rnaseq_columns(path)
-        table = read_csv_table(path, *OMICS_TABLE, usecols=["case_id", "slide_id", *genes], low_memory=False)
+        with_slides = "slide_id" in table_columns(path, what=OMICS_TABLE)
+        table = read_csv_table(path, *OMICS_TABLE, low_memory=False,
+                               usecols=["case_id", *(["slide_id"] if with_slides else []), *genes])
         slides = (table.groupby("case_id", sort=False)["slide_id"]
-                  .agg(lambda s: ";".join(str(x).removesuffix(".svs") for x in s)))
+                  .agg(lambda s: ";".join(str(x).removesuffix(".svs") for x in s)) if with_slides
+                  else pd.Series("", index=table["case_id"].unique()))
         cases.append(pd.DataFrame({"case": slides.index, "slide": slides.to_numpy(), "label": label}))
         if genes:  # rows of one patient are identical in these tables: the first is kept
             rna.append(table.drop_duplicates("case_id").set_index("case_id")[genes])
