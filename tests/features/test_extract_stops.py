@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from mstar.cli import INTERRUPTED, main
-from mstar.errors import MstarError
+from mstar.errors import MstarError, first_line
 from mstar.features.extract import extract_features
-from mstar.features.extract_outputs import NOT_ATTEMPTED, error_line, unwritten_as_errors
+from mstar.features.extract_outputs import NOT_ATTEMPTED, unwritten_as_errors
 from mstar.slide.tiles_file import read_tiles, write_tiles
 
 ENC = "timm:test_vit"
@@ -24,9 +24,9 @@ def _summary(work) -> pd.DataFrame:
 
 
 def test_a_message_less_error_still_gives_a_reason_line(tmp_path):
-    assert error_line(KeyboardInterrupt()) == "interrupted"
-    assert error_line(OSError()) == "OSError"
-    assert error_line(RuntimeError("disk full\nmore detail")) == "disk full"
+    assert first_line(KeyboardInterrupt()) == "interrupted"
+    assert first_line(OSError()) == "OSError"
+    assert first_line(RuntimeError("disk full\nmore detail")) == "disk full"
     rows = [{"slide": "S-1", "status": "ok", "error": ""}, {"slide": "S-2", "status": "ok", "error": ""}]
     (tmp_path / "features" / FOLDER).mkdir(parents=True)
     (tmp_path / "features" / FOLDER / "S-1.h5").write_bytes(b"")  # on disk: stays ok

@@ -113,6 +113,13 @@ def test_a_reader_failure_inside_a_slide_says_the_file_may_be_damaged(two_slides
         "reading the slide failed (Invalid JPEG file structure: missing SOS marker); the file may be "
         "truncated or damaged: copy it again, or check it opens in QuPath"] * 2
 
+    def bug(path, out_dir, params):
+        raise TypeError("unsupported operand")
+
+    monkeypatch.setattr(batch, "tile_slide", bug)  # not a reading failure: said as what it is
+    summary = tile_many([two_slides], tmp_path / "out2", skip_errors=True, show_progress=False)
+    assert summary["error"].tolist() == ["TypeError: unsupported operand"] * 2
+
 
 def test_a_rerun_with_slide_mpp_reuses_slides_whose_metadata_won(two_slides, tmp_path):
     out = tmp_path / "out"

@@ -179,13 +179,14 @@ def report(
     opts["stage1"] = deprecated(stage1, aggregator, "--aggregator", "--stage1")
     from rich.console import Console
 
+    from mstar.run.fingerprint import environment_rank
     from mstar.tasks.report_config import ReportConfig
     from mstar.tasks.report_task import train_report
 
     result = train_report(build_config(ReportConfig, config, set_, **opts), overwrite=overwrite,
                           progress=True)
-    if "best_epoch" not in result:
-        return  # not rank 0
+    if environment_rank() != 0:
+        return  # rank 0 reports
     console = Console()
     if result.get("finished_before"):
         console.print(f"{result['run']}: already finished with these settings and inputs")

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import gzip
 import os
+import zipfile
+import zlib
 from pathlib import Path
 
 import pandas as pd
 
-from mstar.errors import MstarError
+from mstar.errors import MstarError, first_line
 
 
 def empty_table_error(path: str | os.PathLike, what: str, expect: str) -> MstarError:
@@ -41,7 +43,7 @@ def read_csv_table(path: str | os.PathLike, what: str, expect: str, **kwargs) ->
         return pd.read_csv(path, **kwargs)
     except pd.errors.EmptyDataError as exc:
         raise empty_table_error(path, what, expect) from exc
-    except (pd.errors.ParserError, UnicodeDecodeError, gzip.BadGzipFile, EOFError) as exc:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise MstarError(f"{path}: cannot read the {what} as a CSV/TSV table ({reason}); it should hold "
-                         f"{expect}") from exc
+    except (pd.errors.ParserError, UnicodeDecodeError, gzip.BadGzipFile, EOFError, zipfile.BadZipFile,
+            zlib.error, ValueError, OSError) as exc:  # not text, damaged, unreadable, wrong columns asked
+        raise MstarError(f"{path}: cannot read the {what} as a CSV/TSV table ({first_line(exc)}); it should "
+                         f"hold {expect}") from exc

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mstar.errors import MstarError
+from mstar.errors import MstarError, first_line
 from mstar.features.preprocess import PreprocessConfig
 from mstar.run.checkpoint import save_checkpoint
 from mstar.utils.atomic import atomic_path, write_text_atomic
@@ -69,8 +69,7 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch/safetensors raise many types
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        message = (f"{path}: cannot read this checkpoint ({first[:200]}); it must be a plain state_dict "
+        message = (f"{path}: cannot read this checkpoint ({first_line(exc)}); it must be a plain state_dict "
                    "saved with torch.save(model.state_dict()) or a .safetensors file")
         raise MstarError(message) from exc
     for key in WRAPPER_KEYS:

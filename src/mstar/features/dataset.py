@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from mstar.errors import first_line
 from mstar.features.preprocess import PreprocessConfig, preprocess_batch
 from mstar.slide.handles import SlideHandles
 
@@ -87,7 +88,7 @@ class TileBatches(Dataset):
             if self.preprocess is not None:
                 images = preprocess_batch(images, self.preprocess)  # (B, 3, S, S) float32
         except Exception as exc:  # noqa: BLE001 - reported per slide by the extractor
-            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            message = first_line(exc, limit=10_000)
             self._failed[s] = message
             return {**item, "images": torch.empty(0, dtype=torch.uint8), "error": message}
         return {**item, "images": images}

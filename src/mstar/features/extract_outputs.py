@@ -12,7 +12,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from mstar.errors import MstarError
+from mstar.errors import MstarError, first_line
 from mstar.features.dataset import SlideTiles
 from mstar.features.encoders import Encoder
 from mstar.features.io import SCHEMA, features_path
@@ -96,7 +96,7 @@ def check_existing(h5: Path, encoder: Encoder, tiles: SlideTiles, precision: str
             coords = f["coords"][:] if "coords" in f else None
             tile_px = f.attrs.get("tile_px_level0")
     except (OSError, KeyError) as exc:  # truncated or foreign: not a finished result of ours
-        log.warning("%s: unreadable features file (%s); extracting it again", h5, error_line(exc))
+        log.warning("%s: unreadable features file (%s); extracting it again", h5, first_line(exc))
         return None
     sha = sha.decode() if isinstance(sha, bytes) else str(sha)
     if sha and sha != encoder.encoder_sha:
@@ -120,16 +120,8 @@ def unwritten_as_errors(rows: list[dict], root: Path, folder: str, error: BaseEx
     """Rows are recorded when a slide's features are handed to the background writer; a slide whose file is
     not on disk once the writer has finished (a failed write: disk full, no permission) becomes an
     ``error`` row, never an ``ok`` one."""
-    reason = "features were not written" + (f" ({error_line(error)})" if error is not None else "")
+    reason = "features were not written" + (f" ({first_line(error)})" if error is not None else "")
     for row in rows:
         if row["status"] != STATUS_ERROR and not features_path(root, folder, row["slide"]).exists():
             row.update(status=STATUS_ERROR, error=reason)
 
-
-def error_line(error: BaseException) -> str:
-    """The first line of ``error``'s message (200 characters at most), or its kind when it has no message
-    (``KeyboardInterrupt()``: "interrupted")."""
-    if isinstance(error, KeyboardInterrupt):
-        return "interrupted"
-    lines = str(error).strip().splitlines()
-    return lines[0][:200] if lines else type(error).__name__

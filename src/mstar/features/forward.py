@@ -24,7 +24,7 @@ import shutil
 import torch
 import torch.nn.functional as F
 
-from mstar.errors import MstarError
+from mstar.errors import MstarError, first_line
 from mstar.features.encoders import Encoder
 
 log = logging.getLogger("mstar.features.extract")
@@ -144,9 +144,7 @@ class EncoderForward:
                 self._give_up(err)
 
     def _give_up(self, err: BaseException) -> None:
-        text = str(err).strip()
-        log.warning("torch.compile of the encoder failed (%s); running it eagerly",
-                    text.splitlines()[0] if text else type(err).__name__)
+        log.warning("torch.compile of the encoder failed (%s); running it eagerly", first_line(err))
         self.compiled = None
         self.mode = self.mode.replace("compiled ", "")
 

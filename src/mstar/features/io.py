@@ -17,7 +17,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from mstar.errors import MstarError
+from mstar.errors import MstarError, first_line
 
 SCHEMA = "mstar.features/1"
 
@@ -78,8 +78,7 @@ def _read_pt(path: Path) -> tuple[np.ndarray, np.ndarray | None, dict]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001
-        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise MstarError(f"{path}: unreadable .pt features ({first}); re-extract it") from exc
+        raise MstarError(f"{path}: unreadable .pt features ({first_line(exc)}); re-extract it") from exc
     if isinstance(obj, dict) and "features" in obj:
         obj = obj["features"]
     if not isinstance(obj, torch.Tensor):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
-from mstar.errors import MstarError
+from mstar.errors import MstarError, first_line
 
 
 def default_text_encoder_path() -> Path:
@@ -108,8 +108,8 @@ class TextEncoder(nn.Module):
             bert = AutoModel.from_pretrained(path, local_files_only=True)
             self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         except (OSError, ValueError, KeyError) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise MstarError(f"--text-encoder {path}: cannot load a model and tokenizer ({first})") from err
+            reason = first_line(err)
+            raise MstarError(f"--text-encoder {path}: cannot load a model and tokenizer ({reason})") from err
         if getattr(bert, "pooler", None) is not None:
             bert.pooler = None  # unused by the [CLS] read-out; unused parameters would trouble DDP
         if negation not in self.NEGATION:

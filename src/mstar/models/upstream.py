@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mstar.errors import MstarError
+from mstar.errors import MstarError, first_line
 from mstar.models.abmil import ABMIL
 from mstar.models.heads import make_head
 from mstar.models.mil import MILModel
@@ -45,8 +45,7 @@ def read_checkpoint(source: str | Path | Mapping[str, Any]) -> Mapping[str, Any]
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is reported the same way
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MstarError(f"cannot read checkpoint {path} as tensors: {first}") from exc
+        raise MstarError(f"cannot read checkpoint {path} as tensors: {first_line(exc)}") from exc
 
 
 def strip_module_prefix(state_dict: StateDict) -> dict[str, Tensor]:

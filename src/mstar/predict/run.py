@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mstar.errors import MstarError
+from mstar.errors import MstarError, first_line
 from mstar.eval.results import write_predictions_csv
 from mstar.predict.config import PredictConfig
 from mstar.predict.ensemble import predict_bag
@@ -125,7 +125,7 @@ def predict(cfg: PredictConfig, overwrite: bool = False, progress: bool = True) 
         except Exception as exc:  # noqa: BLE001 - e.g. a slide reader failing on a corrupt region
             if not cfg.skip_errors:
                 raise
-            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            reason = f"{type(exc).__name__}: {first_line(exc)}"
             log.warning("%s: %s (skipped)", slide_id, reason)
             errors.append({"slide": slide_id, "status": "error", "error": reason})
     errors = list({e["slide"]: e for e in reversed(errors)}.values())  # one row per failed slide

@@ -198,6 +198,8 @@ def pretrain(cfg: Stage1Config, overwrite: bool = False, progress: bool = True,
     last = run / "checkpoints" / "last.ckpt"
     if not resume:
         last.unlink(missing_ok=True)
+    # the encoder and tiling of the patch features (read now: the folder may gain others while it trains)
+    features_id = folder_identity(resolve_feature_dir(cfg.features)) if cfg.features else {}
     result = fit(module, cfg, run, resume_from=last, callbacks=list(callbacks or []), grad_clip=cfg.grad_clip,
                  progress=progress, distributed_sampler=False, cpu_bf16=cpu_bf16)
     trainer = result.trainer
@@ -212,8 +214,7 @@ def pretrain(cfg: Stage1Config, overwrite: bool = False, progress: bool = True,
             "epochs": cfg.epochs, "global_step": int(trainer.global_step), "precision": result.precision,
             "world_size": int(trainer.world_size), "seconds": round(time.perf_counter() - start, 1),
             "vocabulary_size": len(cohort.vocabulary or []), "in_dim": cohort.in_dim,
-            # the encoder and tiling of the patch features, so their users can check theirs
-            "features": folder_identity(resolve_feature_dir(cfg.features)) if cfg.features else {},
+            "features": features_id,
             **dict(zip(("train_cases", "train_cases_complete"), trained_cases(cfg, cohort)))}
     out = write_outputs(run, model, module.history, final, emb, val_items, cohort.classes, meta)
     folder.finish()

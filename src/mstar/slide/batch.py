@@ -6,13 +6,14 @@ import dataclasses
 import logging
 import os
 import re
+import zlib
 from collections.abc import Iterable
 from concurrent.futures import as_completed
 from pathlib import Path
 
 import pandas as pd
 
-from mstar.errors import MstarError
+from mstar.errors import MstarError, first_line
 from mstar.slide.reader import SLIDE_SUFFIXES, slide_id_of
 from mstar.slide.tiles_file import read_tiles
 from mstar.slide.tiling import (
@@ -59,14 +60,22 @@ def _safe_tile(path: Path, out_dir: Path, params: TileParams) -> dict:
     try:
         return tile_slide(path, out_dir, params)
     except Exception as exc:  # noqa: BLE001 - reported per slide, re-raised by the caller unless skipping
-        message = without_path(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, path,
-                               path.resolve())
-        if not isinstance(exc, MstarError):  # the reader failed inside the file (mstar's own errors advise)
+        message = without_path(first_line(exc), path, path.resolve())
+        if reader_failure(exc):  # the reader failed inside the file (mstar's own errors advise already)
             message = (f"reading the slide failed ({message}); the file may be truncated or damaged: copy it "
                        "again, or check it opens in QuPath")
+        elif not isinstance(exc, MstarError):
+            message = f"{type(exc).__name__}: {message}"
         row = summary_row({"slide_id": slide_id_of(path), "slide_path": str(path.resolve())}, 0, message)
         row["status"] = STATUS_ERROR
         return row
+
+
+def reader_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from reading the slide file: an I/O or decoder error of OpenSlide, tifffile or
+    Pillow (not a bug, a memory error or one of mstar's own errors)."""
+    readers = {"OpenSlideError", "OpenSlideUnsupportedFormatError", "TiffFileError", "UnidentifiedImageError"}
+    return isinstance(exc, (OSError, zlib.error)) or type(exc).__name__ in readers
 
 
 def write_summary(out_dir: Path, rows: list[dict]) -> Path:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mstar.errors import MstarError
+from mstar.errors import MstarError, first_line
 from mstar.slide.mpp import mpp_from_properties
 
 PLAIN_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
@@ -205,7 +205,7 @@ def open_slide(path: str | os.PathLike, mpp: float | None = None, *, only_if_mis
             break
         except Exception as exc:  # noqa: BLE001 - each backend raises its own types
             errors.append(f"{opener.__name__[6:]}: "
-                          f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+                          f"{first_line(exc)}")
     else:
         raise MstarError(f"{path}: cannot read this slide ({'; '.join(errors)}); is the file complete and a "
                          "supported format (svs, tif, ndpi, mrxs, scn, png, jpg)?")
