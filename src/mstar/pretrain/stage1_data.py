@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from mstar.run.sharding import rank_share
 from mstar.utils.seeds import derive_seed
 
 
@@ -124,7 +125,5 @@ class EpochSampler(Sampler):
             order = torch.randperm(self.n, generator=g).tolist()
         else:
             order = list(range(self.n))
-        total = len(self) * self.world
-        order = (order * (total // max(self.n, 1) + 1))[:total]
-        for i in order[self.rank::self.world]:
+        for i in rank_share(order, self.rank, self.world):
             yield i, self.epoch

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Sampler
 
@@ -27,6 +26,7 @@ from mstar.models.report.vocab import PAD_ID, Vocabulary, clean_report
 from mstar.run.callbacks import BestEpoch
 from mstar.run.harness import fit
 from mstar.run.module import RunModule
+from mstar.run.sharding import gather_union, rank_share
 from mstar.utils.seeds import derive_seed
 
 
@@ -96,19 +96,9 @@ class ShuffledBatches(Sampler):
 
     def __iter__(self) -> Iterator[list[int]]:
         order = torch.randperm(self.n, generator=self.generator).tolist()
-        total = self._per_rank() * self.world
-        mine = (order * (total // max(self.n, 1) + 1))[:total][self.rank::self.world]
+        mine = rank_share(order, self.rank, self.world)
         for b in range(0, len(mine), self.batch_size):
             yield mine[b:b + self.batch_size]
-
-
-def gather_dicts(part: dict[str, str]) -> dict[str, str]:
-    """The union of every rank's ``part`` (``part`` itself in a single process)."""
-    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
-        return part
-    parts: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(parts, part)
-    return {k: v for p in parts for k, v in p.items()}
 
 
 class ReportModule(RunModule):
@@ -162,7 +152,7 @@ class ReportModule(RunModule):
         row: dict[str, Any] = {"epoch": epoch, "train_loss": self._mean_loss(), "lr": self._epoch_lr}
         if epoch % self.val_every == 0 or epoch == self.trainer.max_epochs:
             world, rank = self.trainer.world_size, self.global_rank  # each rank decodes its share
-            generated = gather_dicts(generate_reports(self.model, self.vocab, self.val_items[rank::world],
+            generated = gather_union(generate_reports(self.model, self.vocab, self.val_items[rank::world],
                                                       beam_size=self.beam_size, max_len=self.val_max_len))
             scores = report_generation_metrics(generated, self.refs, meteor=False).scores
             row.update({f"val_{k}": v for k, v in scores.items()}, val_reports=len(generated))
