@@ -68,3 +68,28 @@ def survival_cohort(root: Path, n_cases: int = 80, dim: int = 16, seed: int = 0)
     manifest = root / "survival.csv"
     pd.DataFrame(rows).to_csv(manifest, index=False)
     return manifest, root / "features"
+
+
+def report_cohort(root: Path, n_cases: int, seed: int = 0) -> tuple[list[dict], dict[str, str]]:
+    """A report-generation cohort in ``root``: class-carrying bags (``features/``), ``manifest.csv`` and
+    ``reports.json`` from the synthetic report writer (every case with a report has one). Returns the
+    manifest rows and the reports."""
+    import json
+
+    from mstar.data.synthetic.reports import write_report
+    from mstar.data.synthetic.truth import draw_cohort_truth
+    from tests.tasks.test_report_learning import class_bags
+
+    cases = draw_cohort_truth(n_cases, 3, seed=seed)
+    bags = class_bags(cases)
+    rng = np.random.default_rng(1)
+    reports, rows = {}, []
+    for c in cases:
+        sid = c.slides[0].slide_id
+        write_bag(root / "features" / f"{sid}.h5", bags[c.case_id].numpy())
+        rows.append({"case": c.case_id, "slide": sid, "label": c.cancer_type, "fold": c.split})
+        if c.has_report:
+            reports[sid] = write_report(c, rng)
+    pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
+    (root / "reports.json").write_text(json.dumps(reports))
+    return rows, reports

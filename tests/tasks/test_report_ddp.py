@@ -12,11 +12,8 @@ import pandas as pd
 import pytest
 import torch
 
-from mstar.data.synthetic.reports import write_report
-from mstar.data.synthetic.truth import draw_cohort_truth
 from mstar.tasks.report_train import ShuffledBatches
-from tests.tasks._bags import write_bag
-from tests.tasks.test_report_learning import class_bags
+from tests.tasks._bags import report_cohort
 
 
 def _epochs(n: int, batch: int, rank: int, world: int, epochs: int = 2) -> list[list[list[int]]]:
@@ -53,17 +50,7 @@ def test_ranks_share_each_epoch_evenly_and_together_see_every_slide(n, batch, wo
 
 @pytest.mark.slow
 def test_two_cpu_ranks_under_torchrun_train_and_rank_0_writes_the_run(tmp_path):
-    cases = draw_cohort_truth(67, 3, seed=0)  # odd splits: uneven validation shares, wrapped training
-    bags = class_bags(cases)
-    rng = np.random.default_rng(1)
-    reports, rows = {}, []
-    for c in cases:
-        sid = c.slides[0].slide_id
-        write_bag(tmp_path / "features" / f"{sid}.h5", bags[c.case_id].numpy())
-        rows.append({"case": c.case_id, "slide": sid, "label": c.cancer_type, "fold": c.split})
-        reports[sid] = write_report(c, rng)
-    pd.DataFrame(rows).to_csv(tmp_path / "manifest.csv", index=False)
-    (tmp_path / "reports.json").write_text(json.dumps(reports))
+    rows, reports = report_cohort(tmp_path, 57)  # odd splits: uneven validation shares, wrapped training
     model = {"d_model": 32, "d_ff": 64, "n_heads": 4, "d_vf": 64, "cmm_size": 64, "cmm_dim": 32, "topk": 16,
              "prototype_num": 16, "region_size": 16, "num_layers": 1, "encoder_layers": 1, "max_len": 48}
     entry = tmp_path / "mstar_main.py"
@@ -82,7 +69,7 @@ def test_two_cpu_ranks_under_torchrun_train_and_rank_0_writes_the_run(tmp_path):
     assert summary["world_size"] == 2 and json.loads((run / "run.json").read_text())["status"] == "finished"
     log = pd.read_csv(run / "log.csv")
     assert log["epoch"].tolist() == [1, 2] and np.isfinite(log["train_loss"]).all()
-    split = {r["slide"]: r["fold"] for r in rows}
+    split = {r["slide"]: r["fold"] for r in rows if r["slide"] in reports}
     n_val = sum(f == "val" for f in split.values())
     assert n_val % 2 == 1 and sum(f == "train" for f in split.values()) % 2 == 1
     assert (log["val_reports"] == n_val).all()  # both ranks' (uneven) shares of the validation reports

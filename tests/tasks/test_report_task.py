@@ -6,13 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mstar.data.synthetic.reports import write_report
-from mstar.data.synthetic.truth import draw_cohort_truth
 from mstar.errors import MstarError
 from mstar.tasks.report_config import ReportConfig
 from mstar.tasks.report_task import generate_for_run, read_reports, train_report
-from tests.tasks._bags import write_bag
-from tests.tasks.test_report_learning import class_bags
+from tests.tasks._bags import report_cohort, write_bag
 
 pytestmark = pytest.mark.slow
 
@@ -21,18 +18,8 @@ pytestmark = pytest.mark.slow
 def report_run(tmp_path_factory):
     """Bags whose patches carry the cancer type; real synthetic report texts; a tiny model."""
     root = tmp_path_factory.mktemp("report")
-    cases = draw_cohort_truth(240, 3, seed=0)
-    bags = class_bags(cases)
-    rng = np.random.default_rng(1)
-    reports, rows = {}, []
-    for c in cases:
-        sid = c.slides[0].slide_id
-        write_bag(root / "features" / f"{sid}.h5", bags[c.case_id].numpy())
-        rows.append({"case": c.case_id, "slide": sid, "label": c.cancer_type, "fold": c.split})
-        if c.has_report:
-            reports[sid] = write_report(c, rng)
+    rows, reports = report_cohort(root, 240)
     reports[rows[0]["slide"]] = "   "  # an empty report is skipped and counted
-    pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
     (root / "reports.json").write_text(json.dumps(reports))
     cfg = ReportConfig(manifest=str(root / "manifest.csv"), features=str(root / "features"),
                        reports=str(root / "reports.json"), out=str(root / "runs"), epochs=20, lr=4e-3,
