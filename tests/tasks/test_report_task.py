@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from mstar.errors import MstarError
 from mstar.tasks.report_config import ReportConfig
@@ -81,7 +82,7 @@ def test_predictions_show_unknown_tokens_as_decoded_and_score_the_cleaned_text(r
     assert result["test"]["bleu_4"] == pytest.approx(expected.scores["bleu_4"], abs=1e-12)
 
 
-def test_an_interrupted_report_run_resumes_from_its_last_epoch(report_run, tmp_path, monkeypatch):
+def test_an_interrupted_report_run_resumes_from_its_last_epoch(report_run, tmp_path, monkeypatch, caplog):
     from mstar.tasks import report_train
 
     fitted, _ = report_run
@@ -102,10 +103,16 @@ def test_an_interrupted_report_run_resumes_from_its_last_epoch(report_run, tmp_p
         train_report(cfg)
     run = next((tmp_path / "report").iterdir())
     assert (run / "checkpoints" / "last.ckpt").is_file() and not (run / "metrics.json").exists()
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["mstar_report"]["world_size"] == 1
+    ckpt["mstar_report"]["world_size"] = 2  # as if the first part ran on two devices
+    torch.save(ckpt, run / "checkpoints" / "last.ckpt")
     epochs_run.clear()
     monkeypatch.setattr(report_train.ReportModule, "on_train_epoch_end",
                         lambda self: (epochs_run.append(self.current_epoch + 1), original(self)))
-    result = train_report(cfg)
+    with caplog.at_level("WARNING", logger="mstar.tasks.report_train"):
+        result = train_report(cfg)
+    assert "trained on 2 device(s) on 1: each step's batch changes from 16 to 8 slides" in caplog.text
     assert epochs_run == [3]  # epochs 1 and 2 were not trained again
     assert pd.read_csv(run / "log.csv")["epoch"].tolist() == [1, 2, 3]
     assert result["best_epoch"] in (1, 2, 3) and not (run / "checkpoints" / "last.ckpt").exists()

@@ -9,6 +9,7 @@ epoch with the best validation BLEU-4 is kept (a later epoch wins a tie, as upst
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,8 @@ from mstar.run.harness import fit
 from mstar.run.module import RunModule
 from mstar.run.sharding import gather_union, rank_share
 from mstar.utils.seeds import derive_seed
+
+log = logging.getLogger(__name__)
 
 
 def build_items(features: Mapping[str, torch.Tensor], reports: Mapping[str, str | None],
@@ -178,7 +181,8 @@ class ReportModule(RunModule):
         checkpoint["mstar_report"] = {
             "generated": self.generated, "torch_rng": torch.get_rng_state(),
             "shuffle_rng": None if self.shuffle is None else self.shuffle.get_state(),
-            "cuda_rng": torch.cuda.get_rng_state(self.device) if on_gpu else None}
+            "cuda_rng": torch.cuda.get_rng_state(self.device) if on_gpu else None,
+            "world_size": self.trainer.world_size}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         super().on_load_checkpoint(checkpoint)
@@ -190,6 +194,11 @@ class ReportModule(RunModule):
             self.shuffle.set_state(state["shuffle_rng"])
         if state.get("cuda_rng") is not None and self.device.type == "cuda":  # this device's own state
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        before, now = int(state.get("world_size", 1)), self.trainer.world_size
+        if before != now and self.trainer.is_global_zero:
+            log.warning("resuming a report run trained on %d device(s) on %d: each step's batch changes from "
+                        "%d to %d slides", before, now, before * self.items_per_batch,
+                        now * self.items_per_batch)
 
     def configure_optimizers(self):
         opt = torch.optim.Adam(self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay,
