@@ -107,3 +107,22 @@ def test_slide_mpp_serves_slides_without_metadata_and_overrides_only_when_asked(
         assert (slide.mpp, slide.mpp_source) == (0.25, "override")
     finally:
         reader._open_image = original
+
+
+def test_tifffile_warnings_while_trying_a_file_print_no_stray_line(tmp_path, caplog, monkeypatch):
+    import logging
+
+    import tiffslide
+
+    def damaged(path):
+        logging.getLogger("tifffile").warning("<tifffile.TiffPages @8> invalid page offset 12345")
+        raise ValueError("index 0 out of range(0)")
+
+    monkeypatch.setattr(tiffslide, "TiffSlide", damaged)
+    path = tmp_path / "bad.svs"
+    path.write_bytes(b"II*\x00 not really a tiff")
+    with pytest.raises(MstarError, match="tiffslide: index 0 out of range"):
+        open_slide(path)
+    assert "invalid page offset" not in caplog.text  # the error line says what failed
+    logging.getLogger("tifffile").warning("outside an open attempt")  # other tifffile warnings still show
+    assert "outside an open attempt" in caplog.text

@@ -7,6 +7,7 @@ mpp and therefore need one from the caller.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 from pathlib import Path
@@ -160,10 +161,29 @@ def _open_openslide(path: Path):
     return handle, "openslide", props, dims, tuple(float(d) for d in handle.level_downsamples)
 
 
+_OPENING_TIFF: contextvars.ContextVar[bool] = contextvars.ContextVar("mstar_opening_tiff", default=False)
+
+
+class _QuietWhileOpening(logging.Filter):
+    """Drops tifffile's warnings while this thread tries a file with tiffslide: a damaged file's
+    "<tifffile.TiffPages @8> invalid page offset" would print a stray line beside open_slide's error, which
+    already says what failed. Per thread (a context variable), so the viewer's threads do not interfere."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (_OPENING_TIFF.get() and record.levelno < logging.ERROR)
+
+
+logging.getLogger("tifffile").addFilter(_QuietWhileOpening())
+
+
 def _open_tiffslide(path: Path):
     import tiffslide
 
-    handle = tiffslide.TiffSlide(str(path))
+    token = _OPENING_TIFF.set(True)
+    try:
+        handle = tiffslide.TiffSlide(str(path))
+    finally:
+        _OPENING_TIFF.reset(token)
     props = {k: str(v) for k, v in handle.properties.items() if v is not None}
     dims = tuple(tuple(int(v) for v in d) for d in handle.level_dimensions)
     return handle, "tiffslide", props, dims, tuple(float(d) for d in handle.level_downsamples)
