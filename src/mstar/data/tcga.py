@@ -33,10 +33,10 @@ OMICS_TABLE = ("omics table", "one row per slide: case_id, slide_id, survival_mo
                               "<GENE>_rnaseq/_cnv/_mut columns (PORPOISE/MCAT layout)")
 
 
-def _rnaseq_columns(path: Path) -> list[str]:
-    """The ``<GENE>_rnaseq`` columns of a PORPOISE/MCAT omics table (none for UCEC: mutations and CNV only),
-    after checking that it is one (its clinical columns are there): another table named ``tcga_*.csv`` (the
-    reports table) is refused, not read as a cohort."""
+def _omics_columns(path: Path) -> list[str]:
+    """The columns of a PORPOISE/MCAT omics table, after checking that it is one (case_id and molecular or
+    clinical columns): another table named ``tcga_*.csv`` (the reports table) is refused, not read as a
+    cohort."""
     header = table_columns(path, what=OMICS_TABLE)
     molecular = [c for c in header if c.endswith(("_rnaseq", "_cnv", "_mut"))]
     clinical = [c for c in WIDE_COLUMNS if c in header and c not in ("case_id", "slide_id")]
@@ -45,7 +45,7 @@ def _rnaseq_columns(path: Path) -> list[str]:
         raise MstarError(f"{path}: not a PORPOISE/MCAT omics table (needs case_id and <GENE>_rnaseq/_cnv/"
                          f"_mut or {', '.join(WIDE_COLUMNS[2:])} columns; has {has}...); --omics takes the "
                          "folder of tcga_<cohort>.csv.gz tables, e.g. tcga_omics/")
-    return [c for c in header if c.endswith("_rnaseq")]
+    return header
 
 
 def _cohort_tables(omics: Path) -> dict[str, Path]:
@@ -90,8 +90,9 @@ def build_tcga_cohort(omics: str | os.PathLike, reports: str | os.PathLike | Non
         raise MstarError("--test-fraction and --val-fraction must be in [0, 1) and sum below 1")
     cases, rna = [], []
     for label, path in _cohort_tables(omics).items():
-        genes = _rnaseq_columns(path)
-        with_slides = "slide_id" in table_columns(path, what=OMICS_TABLE)
+        header = _omics_columns(path)
+        genes = [c for c in header if c.endswith("_rnaseq")]  # none for UCEC (mutations and CNV only)
+        with_slides = "slide_id" in header
         table = read_csv_table(path, *OMICS_TABLE, low_memory=False,
                                usecols=["case_id", *(["slide_id"] if with_slides else []), *genes])
         slides = (table.groupby("case_id", sort=False)["slide_id"]

@@ -88,10 +88,11 @@ def evaluate_run(cfg: EvaluateConfig, overwrite: bool = False) -> dict:
     store = BagStore(feature_dir, table["case"].tolist(), table["slides"].tolist(),
                      skip_missing=skip_missing, context=bool(settings.context))
     table = table[table["case"].isin(store.cases)].reset_index(drop=True)
+    identity = folder_identity(feature_dir)  # the encoder of the cohort's features, read once
     preds, per_unit = [], []
     for udir in units:
         model, info = run_files.load_model(udir / "model.pt")
-        check_same_encoder(features, folder_identity(feature_dir), info.get("features") or {},
+        check_same_encoder(features, identity, info.get("features") or {},
                            "extract the cohort with the run's encoder")
         if info["in_dim"] != store.dim:
             raise MstarError(f"{features}: {store.dim}-d features, but the run was trained on "

@@ -337,11 +337,11 @@ def generate_for_slides(run: str | Path, slide_ids: list[str], features: str | P
                              "made with the same encoder")
         decoded = generate_for_slide(model, vocab, bag, slide_id, beam_size=beam_size or cfg.beam_size,
                                      length_penalty=cfg.length_penalty)
-        text = clean_report(decoded)
+        text = cleaned = clean_report(decoded)
         if bank is not None:
             query = queries if stage1 else bank.queries(bag)
             text = rerank_reports({slide_id: text}, query, bank, cfg.consensus_k)[slide_id]
-        out[slide_id] = as_decoded(text, clean_report(decoded), decoded)
+        out[slide_id] = as_decoded(text, cleaned, decoded)
     return out
 
 
