@@ -224,6 +224,39 @@ def test_when_every_slide_fails_to_tile_their_reasons_are_the_rows(runs, tmp_pat
     assert "no microns-per-pixel" in table["error"][0]  # not "no tiles files; run mstar tile first"
 
 
+def test_slide_and_encoder_errors_stop_before_the_output_folder_so_the_fix_reruns(runs, tmp_path):
+    from PIL import Image
+
+    image = tmp_path / "scan.png"
+    Image.fromarray(np.full((64, 64, 3), 200, np.uint8)).save(image)
+    with pytest.raises(MstarError, match="no microns-per-pixel"):
+        _predict([image], runs["classify"], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    # the run's encoder had random weights: a --checkpoint would not be used, so it is refused
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"")
+    with pytest.raises(MstarError, match="random initial weights.*predict without --checkpoint"):
+        _predict([image], runs["classify"], tmp_path / "out", slide_mpp=0.5, checkpoint=str(weights))
+    assert not (tmp_path / "out").exists()
+    # the fix the first error named runs (the plain image has no tissue: a failed row, not "other settings")
+    result = _predict([image], runs["classify"], tmp_path / "out", slide_mpp=0.5, skip_errors=True)
+    assert result["failed"] == ["scan"] and not result["finished_before"]
+
+
+def test_a_stage2_encoder_run_names_the_checkpoint_it_needs(runs, tmp_path):
+    from mstar.predict.inputs import run_encoder
+    from mstar.predict.models import load_run_models
+
+    run = load_run_models(runs["classify"])
+    run.identity = {**run.identity, "encoder": "s2", "encoder_sha": "abc", "checkpoint": "s2.pth"}
+    other = tmp_path / "other.pth"
+    other.write_bytes(b"")
+    with pytest.raises(MstarError, match=r"--checkpoint .*other.pth: the run was trained on features of the "
+                                         r"stage-2 encoder s2 \(weights s2.pth\); pass that file, with its "
+                                         r"sidecar s2.json beside it"):
+        run_encoder(run, str(other))
+
+
 def test_runs_on_multi_resolution_bags_predict_from_context_folders_and_slides(runs, tiny_cohort, tmp_path):
     """A run trained with --set context=true: predict reads [high | context] like training and evaluate."""
     from mstar.features.context import low_power_pass, write_context_folder

@@ -69,5 +69,26 @@ def test_extract_scan_embeds_the_top_share_and_records_the_rest(tiny_tiles, tiny
         assert not kept_set & skipped_set and kept_set | skipped_set == original
         regions = pd.read_csv(root / "scan" / "regions" / f"{slide}.csv")
         assert np.isclose(regions["score"].sum(), 1.0, atol=1e-4)  # ABMIL attention over the regions
-    with pytest.raises(MstarError, match="coarser than the tiles"):
-        hierarchical_scan(root, "timm:test_vit", run, scan_mpp=0.25, show_progress=False)
+    assert result["scan_mpp"] == 2.0  # the µm/px the scan run was trained on
+    # a scan run that never saw these features is refused before any work: other µm/px, weights, width
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+    with pytest.raises(MstarError, match="--scan-mpp 1: the scan run was trained on features at 2 µm/px"):
+        hierarchical_scan(root, "timm:test_vit", run, scan_mpp=1.0, show_progress=False)
+    other = tmp_path / "other_test_vit.pth"
+    torch.manual_seed(7)
+    import timm
+
+    torch.save(timm.create_model("test_vit", num_classes=0).state_dict(), other)
+    with pytest.raises(MstarError, match="features from encoder timm:test_vit .* but the scan run was "
+                                         "trained on timm:test_vit"):
+        hierarchical_scan(root, "timm:test_vit", run, checkpoint=str(other), show_progress=False)
+    with pytest.raises(MstarError, match="low-power pass: features from encoder timm:vit_tiny_patch16_224"):
+        hierarchical_scan(root, "timm:vit_tiny_patch16_224", run, show_progress=False)
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before
+
+
+def test_each_keep_fraction_has_its_own_folder(tmp_path):
+    from mstar.predict.scan import keep_folder
+
+    names = [keep_folder(tmp_path, f).name for f in (0.25, 0.3, 0.304, 0.5, 1.0, 1 / 3)]
+    assert names == ["keep25", "keep30", "keep30.4", "keep50", "keep100", "keep33.3333"]

@@ -65,7 +65,9 @@ def extract(
                        "embedded.")] = None,
     keep_fraction: Annotated[float, typer.Option("--keep-fraction", help="Share of each slide's tiles "
                                                  "embedded after the scan.")] = 0.25,
-    scan_mpp: Annotated[float, typer.Option("--scan-mpp", help="µm/px of the low-power pass.")] = 2.0,
+    scan_mpp: Annotated[float | None, typer.Option(
+        "--scan-mpp", help="µm/px of the low-power pass (default: 2; with --scan, the µm/px the scan run was "
+                           "trained on).")] = None,
     scan_only: Annotated[bool, typer.Option(
         "--scan-only", help="Only the low-power pass (ROOT/scan/features/<enc>), to train a scan run "
                             "on.")] = False,
@@ -83,6 +85,7 @@ def extract(
     if scan_only:
         from mstar.features.context import low_power_pass
 
+        scan_mpp = 2.0 if scan_mpp is None else scan_mpp
         low = low_power_pass(root, encoder, scan_mpp, checkpoint=checkpoint, batch_size=batch_size,
                              skip_errors=skip_errors, precision=precision.value if precision else None)
         rprint(f"[bold]low-power pass[/bold] at {scan_mpp:g} µm/px: features in {low}")
@@ -94,7 +97,7 @@ def extract(
                                    batch_size=batch_size, skip_errors=skip_errors,
                                    precision=precision.value if precision else None)
         table = result["summary"]
-        rprint(f"[bold]scanned[/bold] {len(table)} slides at {scan_mpp} µm/px; embedded "
+        rprint(f"[bold]scanned[/bold] {len(table)} slides at {result['scan_mpp']:g} µm/px; embedded "
                f"{int(table['kept'].sum())} of {int(table['tiles'].sum())} tiles; bags in "
                f"{result['features']}")
         return

@@ -86,31 +86,66 @@ def tissue_params(ident: dict, run: Path):
     return TissueParams.from_attrs(ident)
 
 
-def embed_slides(inputs: list[str], work: Path, run: RunModels, slide_mpp: float | None,
-                 checkpoint: str | None, batch_size: int, skip_errors: bool) -> tuple[dict[str, Path], list]:
-    """Tile ``inputs`` as the run's training slides were tiled and embed them with its encoder into
-    ``work/`` (resumable: slides done before are reused); ``({slide_id: feature file}, error rows)``."""
-    from mstar.features.encoders import create_encoder
-    from mstar.features.extract import extract_features
-    from mstar.slide.batch import tile_many
-    from mstar.slide.tiling import TileParams
+def run_encoder(run: RunModels, checkpoint: str | None):
+    """The patch encoder the run's training features came from, built from ``checkpoint`` (checked by its
+    weights hash) or, for a run on a randomly initialised encoder, without weights.
+
+    Raises:
+        MstarError: the run does not record its encoder, ``--checkpoint`` is missing, is not the weights
+            the run's features came from, or is given for a run whose encoder had no weights.
+    """
+    from mstar.features.checkpoints import read_sidecar
+    from mstar.features.encoders import REGISTRY, create_encoder
 
     ident = run.identity
     if "encoder" not in ident or "target_mpp" not in ident:
         raise MstarError(f"{run.run}: the run's features do not record their encoder and tiling; extract the "
                          "slides yourself (`mstar tile`, `mstar extract`) and pass the features folder")
-    want = str(ident.get("encoder_sha", ""))
+    name, want = str(ident["encoder"]), str(ident.get("encoder_sha", ""))
     if want.startswith("random-init:"):
-        encoder = create_encoder(ident["encoder"], random_init=True)
-    else:
-        if checkpoint is None:
-            raise MstarError(f"the run was trained on {ident['encoder']} features (weights "
-                             f"{ident.get('checkpoint') or '?'}): pass --checkpoint with those weights to "
-                             "embed new slides")
-        encoder = create_encoder(ident["encoder"], checkpoint)
+        if checkpoint is not None:
+            raise MstarError(f"--checkpoint {checkpoint}: the run was trained on {name} features with random "
+                             "initial weights (no checkpoint); predict without --checkpoint")
+        return create_encoder(name, random_init=True)
+    if checkpoint is None:
+        raise MstarError(f"the run was trained on {name} features (weights "
+                         f"{ident.get('checkpoint') or '?'}): pass --checkpoint with those weights to "
+                         "embed new slides")
+    stage2 = name not in REGISTRY and not name.startswith("timm:")
+    if stage2 and read_sidecar(checkpoint) is None:
+        weights = ident.get("checkpoint") or "?"
+        sidecar = Path(ident.get("checkpoint") or name).with_suffix(".json").name
+        raise MstarError(f"--checkpoint {checkpoint}: the run was trained on features of the stage-2 encoder "
+                         f"{name} (weights {weights}); pass that file, with its sidecar {sidecar} beside it")
+    encoder = create_encoder(name, checkpoint)
     if want and encoder.encoder_sha != want:
-        raise MstarError(f"{checkpoint or ident['encoder']}: these weights ({encoder.encoder_sha[:24]}...) "
-                         f"are not the ones the run's features came from ({want[:24]}...)")
+        raise MstarError(f"--checkpoint {checkpoint}: these weights ({encoder.encoder_sha[:24]}...) are not "
+                         f"the ones the run's features came from ({want[:24]}...)")
+    return encoder
+
+
+def check_slides_open(inputs: list[str]) -> None:
+    """Open every slide of ``inputs`` (metadata only) so that an unreadable slide, or one without
+    microns-per-pixel when no ``--slide-mpp`` is given, stops `mstar predict` before its output folder
+    exists (the re-run with the fix then starts cleanly instead of meeting "other settings")."""
+    from mstar.slide.batch import expand_slide_paths
+    from mstar.slide.reader import open_slide
+
+    for path in expand_slide_paths(inputs):
+        with open_slide(path):
+            pass
+
+
+def embed_slides(inputs: list[str], work: Path, run: RunModels, encoder, slide_mpp: float | None,
+                 batch_size: int, skip_errors: bool) -> tuple[dict[str, Path], list]:
+    """Tile ``inputs`` as the run's training slides were tiled and embed them with its ``encoder``
+    (:func:`run_encoder`) into ``work/`` (resumable: slides done before are reused); ``({slide_id: feature
+    file}, error rows)``."""
+    from mstar.features.extract import extract_features
+    from mstar.slide.batch import tile_many
+    from mstar.slide.tiling import TileParams
+
+    ident = run.identity
     params = TileParams(target_mpp=float(ident["target_mpp"]), tile_px=int(ident.get("tile_px", 256)),
                         overlap_px=int(ident.get("overlap_px", 0)),
                         min_tissue=float(ident.get("min_tissue", 0.25)), slide_mpp=slide_mpp,

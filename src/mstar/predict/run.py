@@ -76,16 +76,27 @@ def predict(cfg: PredictConfig, overwrite: bool = False, progress: bool = True) 
     Returns:
         ``{"out", "predictions": DataFrame, "failed": [slide ids], "finished_before"}``.
     """
-    from mstar.predict.inputs import check_features, embed_slides, features_folder_of
+    from mstar.predict.inputs import (
+        check_features,
+        check_slides_open,
+        embed_slides,
+        features_folder_of,
+        run_encoder,
+    )
 
     cfg.validate()
     run = load_run_models(cfg.run, cfg.units or None)
     folder_in = features_folder_of(cfg.inputs)
     files = check_features(folder_in, run) if folder_in is not None else None
-    if files is None:
-        from mstar.slide.batch import expand_slide_paths
+    encoder = None
+    if files is None:  # slides: the encoder and, without --skip-errors, every slide's metadata are checked
+        encoder = run_encoder(run, cfg.checkpoint)  # before anything is written (a missing file is one line)
+        if not cfg.skip_errors and cfg.slide_mpp is None:
+            check_slides_open(cfg.inputs)
+        else:
+            from mstar.slide.batch import expand_slide_paths
 
-        expand_slide_paths(cfg.inputs)  # a missing file is one line before anything is written
+            expand_slide_paths(cfg.inputs)
     knowledge = _knowledge(cfg, run)
     omics = CaseOmics.open(cfg.omics, cfg.cases) if run.multimodal else None
     if omics is not None and not cfg.skip_errors:  # a slide without omics stops before the output folder
@@ -106,8 +117,8 @@ def predict(cfg: PredictConfig, overwrite: bool = False, progress: bool = True) 
     folder.start(cfg)
     errors: list[dict] = []
     if files is None:
-        files, errors = embed_slides(cfg.inputs, out / "work", run, cfg.slide_mpp, cfg.checkpoint,
-                                     cfg.batch_size, cfg.skip_errors)
+        files, errors = embed_slides(cfg.inputs, out / "work", run, encoder, cfg.slide_mpp, cfg.batch_size,
+                                     cfg.skip_errors)
     records = []
     for slide_id in track(sorted(files), len(files), "predicting", enabled=progress):
         done = out / "evidence" / f"{slide_id}.json"

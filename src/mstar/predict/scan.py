@@ -50,15 +50,44 @@ def keep_mask(region_scores: np.ndarray, regions: np.ndarray, keep_fraction: flo
     return keep
 
 
-def scan_scores(run_dir: str | os.PathLike, lp_features: Path) -> dict[str, np.ndarray]:
-    """Each slide's low-power tile scores: the attention of the scan run's models (mean over units)."""
-    from mstar.features.io import load_features
-    from mstar.predict.ensemble import predict_bag
+def scan_run_for(run_dir: str | os.PathLike, encoder, scan_mpp: float | None):
+    """The scan run's models and the low-power µm/px, checked against ``encoder`` before any work: the run
+    must be slide-only, trained on this encoder's weights (hash), width and, when it records them, its
+    features' µm/px (``scan_mpp`` None: that µm/px, else 2).
+
+    Raises:
+        MstarError: another kind of run, another encoder's weights or width, or another µm/px.
+    """
+    from mstar.data.feature_dirs import check_same_encoder
     from mstar.predict.models import load_run_models
 
     run = load_run_models(run_dir)
-    if run.multimodal:
-        raise MstarError(f"{run_dir}: the scan run must be a slide-only classify/survival run")
+    if run.multimodal or run.context:
+        raise MstarError(f"{run_dir}: the scan run must be a slide-only classify/survival run on single-"
+                         "resolution low-power features")
+    check_same_encoder("the low-power pass", {"encoder": encoder.name, "encoder_sha": encoder.encoder_sha},
+                       run.identity, "train the scan run on the low-power features of this encoder "
+                       "(`mstar extract --scan-only`), or pass the encoder and weights it was trained on",
+                       "the scan run was trained on")
+    if encoder.dim != run.in_dim:
+        raise MstarError(f"--encoder {encoder.name}: {encoder.dim}-d features, but the scan run takes "
+                         f"{run.in_dim}-d; train it on the low-power features of the same encoder")
+    trained_mpp = run.identity.get("target_mpp")
+    if scan_mpp is None:
+        scan_mpp = float(trained_mpp) if trained_mpp is not None else 2.0
+    elif trained_mpp is not None and not math.isclose(float(trained_mpp), float(scan_mpp), rel_tol=1e-3):
+        raise MstarError(f"--scan-mpp {scan_mpp:g}: the scan run was trained on features at "
+                         f"{float(trained_mpp):g} µm/px; pass --scan-mpp {float(trained_mpp):g} (or leave it "
+                         "out)")
+    return run, float(scan_mpp)
+
+
+def scan_scores(run, lp_features: Path) -> dict[str, np.ndarray]:
+    """Each slide's low-power tile scores: the attention of the scan run's models (``RunModels``, mean over
+    units)."""
+    from mstar.features.io import load_features
+    from mstar.predict.ensemble import predict_bag
+
     out = {}
     for path in sorted(lp_features.glob("*.h5")):
         feats, _, _ = load_features(path)
@@ -72,16 +101,25 @@ def scan_scores(run_dir: str | os.PathLike, lp_features: Path) -> dict[str, np.n
     return out
 
 
+def keep_folder(root: Path, keep_fraction: float) -> Path:
+    """``root/scan/keep<pct>``: the percentage as written (``keep25``, ``keep30.4``), so that two shares
+    never share a folder."""
+    return root / "scan" / f"keep{round(100 * keep_fraction, 6):g}"
+
+
 def hierarchical_scan(root: str | os.PathLike, encoder: str, scan_run: str | os.PathLike,
-                      keep_fraction: float = 0.25, scan_mpp: float = 2.0, checkpoint: str | None = None,
-                      batch_size: int = 64, skip_errors: bool = False, show_progress: bool = True,
-                      precision: str | None = None) -> dict:
+                      keep_fraction: float = 0.25, scan_mpp: float | None = None,
+                      checkpoint: str | None = None, batch_size: int = 64, skip_errors: bool = False,
+                      show_progress: bool = True, precision: str | None = None) -> dict:
     """Run the low-power pass, rank regions with ``scan_run`` and embed the top ``keep_fraction`` of every
     slide's high-power tiles (see the module docstring for the files).
 
+    ``scan_mpp`` None: the µm/px of the scan run's training features. The run, the encoder's weights and
+    width and the µm/px are checked before any work (:func:`scan_run_for`).
+
     Returns:
         ``{"features": folder of the kept bags, "summary": DataFrame (slide, total, kept, low-power tiles),
-        "seconds": {"low_power_pass", "scoring", "high_power_features"}}``.
+        "scan_mpp": the low-power µm/px, "seconds": {"low_power_pass", "scoring", "high_power_features"}}``.
     """
     import time
 
@@ -95,17 +133,17 @@ def hierarchical_scan(root: str | os.PathLike, encoder: str, scan_run: str | os.
     if not 0 < keep_fraction <= 1:
         raise MstarError(f"--keep-fraction {keep_fraction}: expected a share in (0, 1]")
     enc = create_encoder(encoder, checkpoint)
+    run, scan_mpp = scan_run_for(scan_run, enc, scan_mpp)
     seconds = {}
     start = time.perf_counter()
     lp_feature_dir = low_power_pass(root, enc, scan_mpp, batch_size=batch_size, skip_errors=skip_errors,
                                     show_progress=show_progress, precision=precision)
     seconds["low_power_pass"] = time.perf_counter() - start
     start = time.perf_counter()
-    scores = scan_scores(scan_run, lp_feature_dir)
+    scores = scan_scores(run, lp_feature_dir)
     seconds["scoring"] = time.perf_counter() - start
     hp_files = sorted((root / "tiles").glob("*.h5"))
-    pct = int(round(100 * keep_fraction))
-    kept_root = root / "scan" / f"keep{pct}"
+    kept_root = keep_folder(root, keep_fraction)
     rows = []
     for hp in hp_files:
         coords, attrs = read_tiles(hp)
@@ -137,7 +175,7 @@ def hierarchical_scan(root: str | os.PathLike, encoder: str, scan_run: str | os.
                      show_progress=show_progress, precision=precision)
     seconds["high_power_features"] = time.perf_counter() - start
     return {"features": str(kept_root / "features" / enc.folder_name), "summary": pd.DataFrame(rows),
-            "seconds": seconds}
+            "scan_mpp": scan_mpp, "seconds": seconds}
 
 
 def skipped_tiles(features_file: str | os.PathLike) -> np.ndarray:
