@@ -1,6 +1,7 @@
 import hashlib
 import json
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -45,8 +46,20 @@ def test_load_errors_name_the_file(tmp_path):
     with pytest.raises(MstarError, match="checkpoint not found; check the --checkpoint"):
         load_state_dict_file(tmp_path / "missing.pth")
     torch.save(nn.Linear(2, 2), tmp_path / "module.pth")  # a pickled module, not a state_dict
-    with pytest.raises(MstarError, match=r"module\.pth: cannot read this checkpoint"):
+    with pytest.raises(MstarError, match=r"module\.pth: cannot read this checkpoint \(it holds Python "
+                                         r"objects besides tensors, which mstar does not unpickle") as err:
         load_state_dict_file(tmp_path / "module.pth")
+    assert "weights_only" not in str(err.value)  # not torch's advice to unpickle an unknown file
+    import h5py
+
+    with h5py.File(tmp_path / "slide.h5", "w") as f:  # a features file given for weights
+        f["features"] = np.zeros((2, 4), np.float32)
+    with pytest.raises(MstarError, match=r"an HDF5 file \(tiles or features\?\), not a checkpoint"):
+        load_state_dict_file(tmp_path / "slide.h5")
+    torch.save({"model_state_dict": {"vision_encoder.cls_token": torch.zeros(1, 1, 4)}, "meta": {}},
+               tmp_path / "stage1.pt")
+    with pytest.raises(MstarError, match="stage1.pt: a stage-1 checkpoint .* it goes to --stage1"):
+        load_state_dict_file(tmp_path / "stage1.pt")
     torch.save({"epoch": 1}, tmp_path / "nostate.pth")
     with pytest.raises(MstarError, match="not a state_dict"):
         load_state_dict_file(tmp_path / "nostate.pth")

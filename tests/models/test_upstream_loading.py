@@ -103,9 +103,14 @@ def test_stage1_none_mode_takes_features_of_the_trunk_width():
         torch.testing.assert_close(model(x).embedding, trunk(x).embedding)
 
 
-def test_stage1_errors_are_clear():
+def test_stage1_errors_are_clear(tmp_path):
     with pytest.raises(MstarError, match="no stage-1 aggregator"):
         load_stage1_aggregator({"model_state_dict": {"proj.weight": torch.zeros(32, 16)}})
+    torch.save({"state_dict": {"model.proj.weight": torch.zeros(2, 2)}, "pytorch-lightning_version": "2",
+                "loops": {}}, tmp_path / "last.ckpt")
+    with pytest.raises(MstarError, match=r"last.ckpt: a training resume point \(Lightning\), not a stage-1 "
+                                         r"model; pass the run's checkpoints/stage1.pt"):
+        load_stage1_aggregator(tmp_path / "last.ckpt")
     ckpt, _, _ = _stage1_checkpoint()
     no_proj = {"model_state_dict": {k: v for k, v in ckpt["model_state_dict"].items() if ".proj." not in k}}
     with pytest.raises(MstarError, match="no proj.weight"):

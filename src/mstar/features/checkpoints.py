@@ -69,9 +69,14 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch/safetensors raise many types
-        message = (f"{path}: cannot read this checkpoint ({first_line(exc)}); it must be a plain state_dict "
-                   "saved with torch.save(model.state_dict()) or a .safetensors file")
+        message = (f"{path}: cannot read this checkpoint ({unreadable_reason(path, exc)}); it must be a "
+                   "plain state_dict saved with torch.save(model.state_dict()) or a .safetensors file")
         raise MstarError(message) from exc
+    inner = state.get("model_state_dict") if isinstance(state, dict) else None
+    if isinstance(inner, dict) and any(str(k).startswith("vision_encoder.") for k in inner):
+        raise MstarError(f"{path}: a stage-1 checkpoint (a slide aggregator, from `mstar pretrain`), not "
+                         "patch encoder weights; it goes to --stage1, and --checkpoint takes the patch "
+                         "encoder's")
     for key in WRAPPER_KEYS:
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
@@ -82,6 +87,20 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
     return state
+
+
+def unreadable_reason(path: Path, exc: BaseException) -> str:
+    """Why ``torch.load(path, weights_only=True)`` failed, in words: an HDF5 file (tiles or features given
+    for a checkpoint), a file holding Python objects besides tensors, or the loader's first line (never
+    torch's advice to unpickle the file)."""
+    with open(path, "rb") as f:
+        magic = f.read(8)
+    if magic == b"\x89HDF\r\n\x1a\n":
+        return "an HDF5 file (tiles or features?), not a checkpoint"
+    if "Weights only load failed" in str(exc):
+        return ("it holds Python objects besides tensors, which mstar does not unpickle (is it a checkpoint "
+                "mstar wrote?)")
+    return first_line(exc)
 
 
 def load_strict(model: nn.Module, state: dict[str, torch.Tensor], path: str | os.PathLike, what: str) -> None:

@@ -19,7 +19,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mstar.errors import MstarError, first_line
+from mstar.errors import MstarError
+from mstar.features.checkpoints import unreadable_reason
 from mstar.models.abmil import ABMIL
 from mstar.models.heads import make_head
 from mstar.models.mil import MILModel
@@ -45,7 +46,7 @@ def read_checkpoint(source: str | Path | Mapping[str, Any]) -> Mapping[str, Any]
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is reported the same way
-        raise MstarError(f"cannot read checkpoint {path} as tensors: {first_line(exc)}") from exc
+        raise MstarError(f"cannot read checkpoint {path}: {unreadable_reason(path, exc)}") from exc
 
 
 def strip_module_prefix(state_dict: StateDict) -> dict[str, Tensor]:
@@ -169,8 +170,13 @@ def load_stage1_aggregator(source: str | Path | Mapping[str, Any], *, in_dim: in
     trunk = {k[len("vision_encoder."):]: v for k, v in sd.items() if k.startswith("vision_encoder.")}
     needed = ("cls_token", "layer1.attn.to_qkv.weight", "layer1.attn.res_conv.weight")
     if not all(k in trunk for k in needed):
-        raise MstarError("checkpoint has no stage-1 aggregator: expected {'model_state_dict': {...}} with "
-                         "vision_encoder.cls_token, vision_encoder.layer1.* ... (and proj.*) keys")
+        name = "checkpoint" if isinstance(source, Mapping) else str(source)
+        if "pytorch-lightning_version" in ckpt or "loops" in ckpt:
+            raise MstarError(f"{name}: a training resume point (Lightning), not a stage-1 model; pass the "
+                             "run's checkpoints/stage1.pt")
+        raise MstarError(f"{name}: no stage-1 aggregator (expected {{'model_state_dict': {{...}}}} with "
+                         "vision_encoder.cls_token, vision_encoder.layer1.* ... and proj.* keys: the "
+                         "checkpoints/stage1.pt of `mstar pretrain`, or upstream mSTAR's stage-1 file)")
     geo = _transmil_geometry(trunk)
     if proj == "checkpoint":
         if "proj.weight" not in sd or "proj.bias" not in sd:
