@@ -19,7 +19,7 @@ def test_help_lists_every_command_with_one_line():
     result = runner.invoke(app, ["--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
     for name in _commands():
-        assert re.search(rf"│ {re.escape(name)}\s+\S", result.output), name
+        assert re.search(rf"^  {re.escape(name)}\s+\S", result.output, re.M), name
 
 
 @pytest.mark.parametrize("name", _commands())
@@ -101,3 +101,12 @@ def test_warning_lines_leave_a_callers_own_logging_alone(capsys, monkeypatch):
     with cli.one_line_warnings():
         logging.getLogger("mstar.tasks").warning("shown once")
     assert capsys.readouterr().err.splitlines() == ["shown once"]  # by the caller's handler, not twice
+
+
+@pytest.mark.parametrize("name", sorted(_options()))
+def test_help_shows_every_option_name_whole_on_an_80_column_terminal(name):
+    """(Rich's option tables cut long names, "--force-slide-m…", at 80 columns.)"""
+    result = runner.invoke(app, [*name.split(), "--help"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0 and "…" not in result.output
+    for option in _options()[name]:
+        assert re.search(rf"(^|[\s,/]){re.escape(option)}([\s,/=]|$)", result.output, re.M), option

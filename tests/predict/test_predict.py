@@ -178,6 +178,22 @@ def test_heatmap_is_the_single_slide_case(runs, classified):
     want = pd.read_csv(out / "evidence" / f"{slide}.csv")
     pd.testing.assert_frame_equal(ev, want)
     assert (runs["classify"] / "heatmaps" / record["files"]["heatmap"]).is_file()
+    # the command prints where the files are, and `mstar view` on the run points to its heatmaps folder
+    from typer.testing import CliRunner
+
+    from mstar.cli import app
+    from mstar.predict.viewer import make_server
+
+    printed = CliRunner().invoke(app, ["heatmap", "--run", str(runs["classify"]), "--slide", slide,
+                                       "--top-k", "3"], terminal_width=400)
+    assert printed.exit_code == 0, printed.output
+    heatmaps = runs["classify"] / "heatmaps"
+    assert f"heatmap: {heatmaps / record['files']['heatmap']}" in printed.output
+    assert f"viewer: mstar view {heatmaps}" in printed.output
+    with pytest.raises(MstarError, match=f"a run folder; its `mstar heatmap` evidence is viewed with `mstar "
+                                         f"view {heatmaps}`"):
+        make_server(runs["classify"], 0)
+    make_server(heatmaps, 0).server_close()
 
 
 def test_multimodal_runs_take_each_cases_omics(runs, tiny_cohort, tmp_path):

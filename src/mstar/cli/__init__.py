@@ -22,8 +22,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
-    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode=None,  # plain help: rich tables cut long option names at 80 columns
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120},
 )
 
 # Each module registers its commands on `app` when imported. Add a module here when it lands.

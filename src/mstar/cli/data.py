@@ -29,9 +29,9 @@ def tcga(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the patient-level split.")] = 0,
 ) -> None:
     """Patients of the TCGA omics tables: cohort, slides, a patient-level split, and their RNA-seq."""
-    from rich.console import Console
     from rich.table import Table
 
+    from mstar.cli.options import console as make_console
     from mstar.data.tcga import build_tcga_cohort
 
     s = build_tcga_cohort(omics, reports, out, test_fraction, val_fraction, seed)
@@ -41,4 +41,4 @@ def tcga(
     for label, c in s["cohorts"].items():
         keys = ("patients", "report", "rna", "both", "train", "val", "test")
         table.add_row(label, *(str(c[k]) for k in keys))
-    Console().print(table)
+    make_console().print(table)

@@ -21,12 +21,12 @@ def demo(
         "--workers", min=1, help="Worker processes.")] = min(2, os.cpu_count() or 1),
 ) -> None:
     """Run every stage on a synthetic cohort (offline, CPU) and print a summary table."""
-    from rich.console import Console
     from rich.table import Table
 
+    from mstar.cli.options import console as make_console
     from mstar.demo import DemoContext, run_demo
 
-    console = Console()
+    console = make_console()
     ctx = DemoContext(out=out, cases=cases, seed=seed, workers=workers)
     results = run_demo(ctx, on_step=lambda r: console.print(f"[green]done[/green] {r.name} "
                                                             f"({r.seconds:.1f} s)"))

@@ -77,8 +77,7 @@ def extract(
 ) -> None:
     """Extract patch features: tiles/<slide>.h5 -> features/<encoder>/<slide>.h5 (+ summary.csv); with --scan,
     a low-power pass first and only the top regions at high power (ROOT/scan/keep<pct>/features/<enc>)."""
-    from rich import print as rprint
-
+    from mstar.cli.options import rprint
     from mstar.features.encoders import folder_name
     from mstar.features.extract import extract_features
 
@@ -129,12 +128,12 @@ def extract(
 @app.command("encoders")
 def encoders() -> None:
     """List the patch encoders, their input contract and the weights file each needs."""
-    from rich.console import Console
     from rich.table import Table
 
+    from mstar.cli.options import console as make_console
     from mstar.features.encoders import list_encoders
 
-    console = Console()
+    console = make_console()
     table = Table(title="patch encoders", title_justify="left")
     for col in ("name", "dim", "input px", "mean/std", "µm/px", "GPU", "--checkpoint"):
         table.add_column(col, no_wrap=col == "name")

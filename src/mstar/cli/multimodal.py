@@ -52,13 +52,12 @@ def multimodal_survival(
 ) -> None:
     """Survival from slides + genomics: NLLSurv (4 bins), C-index with CIs, per-fold mean ± sd, KM curves."""
     opts = {k: v for k, v in locals().items() if k not in ("config", "set_", "overwrite")}
-    from rich.console import Console
-
+    from mstar.cli.options import console as make_console
     from mstar.tasks.multimodal import train_multimodal
     from mstar.tasks.multimodal_config import MultimodalConfig
 
     result = train_multimodal(build_config(MultimodalConfig, config, set_, **opts), overwrite=overwrite)
-    console = Console()
+    console = make_console()
     info = result["omics"]
     if info:
         console.print(f"omics: {info['input_width']} inputs ({info['mode']}) from {info['source']}"

@@ -25,6 +25,20 @@ from mstar.run.config import RunConfig, parse_override
 
 PathOpt = Optional[Path]
 
+
+def console():
+    """The console commands print to: long lines are not wrapped (the terminal wraps them), so a printed
+    path or command can be copied as it is."""
+    from rich.console import Console
+
+    return Console(soft_wrap=True)
+
+
+def rprint(*objects: Any) -> None:
+    """Print with rich markup to :func:`console`."""
+    console().print(*objects)
+
+
 Config = Annotated[PathOpt, typer.Option(
     "--config", help="YAML with any setting (a run's config.yaml re-runs it).")]
 Set = Annotated[Optional[list[str]], typer.Option(

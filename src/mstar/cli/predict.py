@@ -38,9 +38,7 @@ def predict(
 ) -> None:
     """Predict new slides with a trained run: predictions.csv, per-slide evidence (tile scores, heatmap, top
     tiles, QuPath GeoJSON), supporting knowledge, and index.html."""
-    from rich import print as rprint
-
-    from mstar.cli.options import fail_if_every_item_failed
+    from mstar.cli.options import fail_if_every_item_failed, rprint
     from mstar.predict.config import PredictConfig
     from mstar.predict.run import predict as run_predict
 
@@ -69,15 +67,17 @@ def heatmap(
 ) -> None:
     """Evidence of a trained run on one slide (the single-slide case of `mstar predict`): tile scores,
     heatmap over the thumbnail, top tiles and QuPath GeoJSON in <run>/heatmaps/evidence/."""
-    from rich import print as rprint
-
+    from mstar.cli.options import rprint
     from mstar.predict.heatmap import slide_heatmap
+    from mstar.tasks.run_files import find_run
 
     record = slide_heatmap(run, slide, unit, top_k, features)
-    files = record["files"]
+    files = record["files"]  # relative to <run>/heatmaps
+    base = find_run(run) / "heatmaps"
+    heat = base / files["heatmap"] if files.get("heatmap") else "(no slide file)"
     rprint(f"{record['label_text']}; {record['score_kind']}\n"
-           f"heatmap: {files.get('heatmap', '(no slide file)')}\nscores: {files['csv']}\n"
-           f"QuPath: {files['geojson']}")
+           f"heatmap: {heat}\nscores: {base / files['csv']}\nQuPath: {base / files['geojson']}\n"
+           f"viewer: mstar view {base}")
 
 
 @app.command("view")
@@ -91,8 +91,7 @@ def view(
     heatmap as an overlay (opacity slider), the top tiles as markers that fly to their region."""
     import webbrowser
 
-    from rich import print as rprint
-
+    from mstar.cli.options import rprint
     from mstar.predict.viewer import make_server
 
     server = make_server(folder, port, slide)

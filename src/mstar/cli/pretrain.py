@@ -68,8 +68,7 @@ def pretrain(
     opts = {k: v for k, v in locals().items() if k not in ("config", "set_", "overwrite")}
     if labels is not None:
         opts["labels"] = [x.strip() for x in labels.split(",") if x.strip()]
-    from rich.console import Console
-
+    from mstar.cli.options import console as make_console
     from mstar.eval.results import format_ci
     from mstar.pretrain.stage1_config import Stage1Config
     from mstar.pretrain.stage1_train import pretrain as run_pretrain
@@ -77,7 +76,7 @@ def pretrain(
     result = run_pretrain(build_config(Stage1Config, config, set_, **opts), overwrite=overwrite)
     if "metrics" not in result:
         return  # not rank 0
-    console = Console()
+    console = make_console()
     if result.get("finished_before"):
         console.print(f"{result['run']}: already finished with these settings and inputs (pass --overwrite "
                       "to train again)")
@@ -110,8 +109,7 @@ def embed(
     overwrite: Overwrite = False, config: Config = None, set_: Set = None, checkpoint: OldCheckpoint = None,
 ) -> None:
     """Write slide, report and gene embeddings of a cohort (h5) from a stage-1 checkpoint."""
-    from rich import print as rprint
-
+    from mstar.cli.options import rprint
     from mstar.pretrain.stage1_embed import EmbedConfig, embed_cohort
 
     stage1 = deprecated(stage1, checkpoint, "--checkpoint", "--stage1")

@@ -20,8 +20,7 @@ def synth(
     workers: Annotated[int, typer.Option("--workers", min=1, help="Processes rendering slides.")] = 1,
 ) -> None:
     """Generate the synthetic multimodal cohort (slides, reports, RNA-seq, survival, manifests)."""
-    from rich import print as rprint
-
+    from mstar.cli.options import rprint
     from mstar.data.synthetic import SynthConfig, make_cohort
 
     summary = make_cohort(out, SynthConfig(cases=cases, seed=seed, n_types=n_types), workers=workers)
@@ -70,8 +69,7 @@ def tile(
                                               help="Keep going past unreadable slides.")] = False,
 ) -> None:
     """Segment tissue and write tile coordinates (tiles/<slide>.h5), overlays and tiles/summary.csv."""
-    from rich import print as rprint
-
+    from mstar.cli.options import rprint
     from mstar.slide.batch import tile_many
     from mstar.slide.tiling import TileParams
     from mstar.slide.tissue import TissueParams

@@ -46,11 +46,10 @@ TrainFraction = Annotated[Optional[float], typer.Option(
 
 def print_selection(result: dict, metric: str) -> None:
     """The selection metric of every split with its CI, and where the run is."""
-    from rich.console import Console
-
+    from mstar.cli.options import console as make_console
     from mstar.eval.results import format_ci
 
-    console = Console()
+    console = make_console()
     if result.get("finished_before"):
         console.print(f"{result['run']}: already finished with these settings and inputs (pass --overwrite "
                       "to train again)")
@@ -108,8 +107,7 @@ def evaluate(
     skip_missing: SkipMissing = False, overwrite: Overwrite = False, config: Config = None, set_: Set = None,
 ) -> None:
     """Evaluate a trained run on another cohort (external validation), with CIs and figures."""
-    from rich import print as rprint
-
+    from mstar.cli.options import rprint
     from mstar.eval.results import format_ci
     from mstar.tasks.evaluate import EvaluateConfig, evaluate_run
 
@@ -133,9 +131,9 @@ def compare(
         "--json", help="Also write the result to this JSON file.")] = None,
 ) -> None:
     """Is run A better than run B? Paired bootstrap CI of A - B on the cases both predicted."""
-    from rich.console import Console
     from rich.table import Table
 
+    from mstar.cli.options import console as make_console
     from mstar.errors import MstarError
     from mstar.eval.compare import compare_runs
     from mstar.eval.results import format_ci
@@ -152,7 +150,7 @@ def compare(
         d = m["difference"]
         verdict = "A better" if d["ci_low"] > 0 else "B better" if d["ci_high"] < 0 else "no clear difference"
         table.add_row(name, f"{m['a']:.3f}", f"{m['b']:.3f}", format_ci(d), verdict)
-    console = Console()
+    console = make_console()
     console.print(table)
     if result["only_a"] or result["only_b"]:
         console.print(f"not compared: {result['only_a']} cases only in A, {result['only_b']} only in B")
@@ -177,8 +175,7 @@ def report(
     """Report generation (HistGen-style): BLEU-1..4, METEOR, ROUGE-L, CIDEr and clinical accuracy."""
     opts = {k: v for k, v in locals().items() if k not in ("config", "set_", "overwrite", "aggregator")}
     opts["stage1"] = deprecated(stage1, aggregator, "--aggregator", "--stage1")
-    from rich.console import Console
-
+    from mstar.cli.options import console as make_console
     from mstar.run.fingerprint import environment_rank
     from mstar.tasks.report_config import ReportConfig
     from mstar.tasks.report_task import train_report
@@ -187,7 +184,7 @@ def report(
                           progress=True)
     if environment_rank() != 0:
         return  # rank 0 reports
-    console = Console()
+    console = make_console()
     if result.get("finished_before"):
         console.print(f"{result['run']}: already finished with these settings and inputs")
     for split in ("test", "test_baseline"):

@@ -72,15 +72,14 @@ def zero_shot_cmd(
     """Zero-shot classification from text prompts: slides (patch top-j and slide-embedding scoring), or the
     RNA or report embeddings of each case."""
     opts = {k: v for k, v in locals().items() if k not in ("config", "set_", "overwrite", "checkpoint")}
-    from rich.console import Console
-
+    from mstar.cli.options import console as make_console
     from mstar.zeroshot.config import ZeroShotConfig
     from mstar.zeroshot.zero_shot import zero_shot
 
     opts["stage1"] = deprecated(stage1, checkpoint, "--checkpoint", "--stage1")
     result = zero_shot(build_config(ZeroShotConfig, config, set_, **opts), overwrite=overwrite)
     test, n_c = result["metrics"]["test"], len(result["classes"])
-    console = Console()
+    console = make_console()
     _finished(console, result)
     for key in ("slide", "patch", "gene", "report"):
         if f"{key}/balanced_accuracy" not in test:
@@ -111,9 +110,9 @@ def few_shot_cmd(
 ) -> None:
     """Few-shot slide classification: text-guided prototypes, SimpleShot and a linear probe vs k."""
     opts = {k: v for k, v in locals().items() if k not in ("config", "set_", "overwrite", "checkpoint")}
-    from rich.console import Console
     from rich.table import Table
 
+    from mstar.cli.options import console as make_console
     from mstar.zeroshot.config import FewShotConfig
     from mstar.zeroshot.few_shot import few_shot
 
@@ -133,7 +132,7 @@ def few_shot_cmd(
             r = bacc[(bacc["method"] == m) & (bacc["k"] == k)].iloc[0]
             cells.append(f"{r['median']:.3f} [{r['q25']:.3f}, {r['q75']:.3f}]")
         table.add_row(str(k), *cells)
-    console = Console()
+    console = make_console()
     _finished(console, result)
     console.print(table)
     console.print(f"run directory: {result['run']}")
@@ -160,8 +159,7 @@ def retrieve_cmd(
 ) -> None:
     """Slide↔report, slide↔gene and slide→slide retrieval: Recall@1/5/10/50 and mAP with CIs."""
     opts = {k: v for k, v in locals().items() if k not in ("config", "set_", "overwrite", "checkpoint")}
-    from rich.console import Console
-
+    from mstar.cli.options import console as make_console
     from mstar.zeroshot.config import RetrievalConfig
     from mstar.zeroshot.retrieve import retrieve
 
@@ -169,7 +167,7 @@ def retrieve_cmd(
     cfg = build_config(RetrievalConfig, config, set_, **opts)
     result = retrieve(cfg, overwrite=overwrite)
     entries = result["metrics"][cfg.split]
-    console = Console()
+    console = make_console()
     _finished(console, result)
     for direction in sorted({k.split("/")[0] for k in entries}):
         r5, mean_ap = entries[f"{direction}/recall@5"], entries[f"{direction}/map"]

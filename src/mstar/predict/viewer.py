@@ -56,6 +56,9 @@ class ViewerData:
         self.folder = Path(folder)
         records = sorted((self.folder / "evidence").glob("*.json"))
         if not records:
+            if (self.folder / "heatmaps" / "evidence").is_dir():  # a run folder with `mstar heatmap` output
+                raise MstarError(f"{self.folder}: a run folder; its `mstar heatmap` evidence is viewed with "
+                                 f"`mstar view {self.folder / 'heatmaps'}`")
             raise MstarError(f"{self.folder}: no evidence/<slide>.json; run `mstar predict ... --out "
                              f"{self.folder}` first")
         self.records = {r["slide"]: r for r in (json.loads(p.read_text()) for p in records)}
