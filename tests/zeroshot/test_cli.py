@@ -60,3 +60,43 @@ def test_cli_errors_are_one_line(zs_cohort, tmp_path, capsys):
         main(["few-shot", *_common(tmp_path / "none.pt", zs_cohort, tmp_path)[:-2], "--prompts",
               "synthetic_cancer_type", "--shots", "1,x"])
     assert "'shots' must be a list of integers" in capsys.readouterr().err
+
+
+def test_cases_the_stage1_model_was_trained_on_are_refused_unless_asked(trained_model, zs_cohort, tmp_path,
+                                                                        caplog):
+    """Zero-shot, few-shot and retrieval on cases stage 1 saw score optimistically: refused by default."""
+    import pandas as pd
+
+    from mstar.pretrain.stage1_model import save_stage1
+
+    manifest = pd.read_csv(zs_cohort["manifest"])
+    test_cases = manifest.loc[manifest["fold"] == "test", "case"].drop_duplicates().tolist()
+    train_cases = manifest.loc[manifest["fold"] == "train", "case"].drop_duplicates().tolist()
+    leaky = save_stage1(tmp_path / "leaky.pt", trained_model, {"train_cases": train_cases + test_cases[:2]})
+    clean = save_stage1(tmp_path / "clean.pt", trained_model, {"train_cases": train_cases})
+    prompts = ["--prompts", "synthetic_cancer_type", "--js", "1"]
+    commands = {"zero-shot": (prompts, "val/test cases"),
+                "few-shot": ([*prompts, "--shots", "1", "--runs", "1", "--methods", "simpleshot"],
+                             f"{len(test_cases)} test cases (the queries)"),
+                "retrieve": (["--reports", str(zs_cohort["reports"])], f"{len(test_cases)} test cases")}
+    def common(ckpt, command):
+        args = _common(ckpt, zs_cohort, tmp_path)
+        return [a for a in args if a not in ("--bootstrap", "100")] if command == "few-shot" else args
+
+    for command, (extra, scored) in commands.items():
+        kind = {"zero-shot": "zeroshot", "few-shot": "fewshot", "retrieve": "retrieval"}[command]
+        res = runner.invoke(app, [command, *common(leaky, command), *extra, "--name", "x"])
+        assert res.exit_code != 0 and isinstance(res.exception, Exception), (command, res.output)
+        message = str(res.exception)
+        assert "leaky.pt: the stage-1 model was trained on 2 of the " in message and scored in message
+        assert "--set seen_cases=warn to score them anyway" in message, command
+        assert not (tmp_path / kind / "x").exists()
+        res = runner.invoke(app, [command, *common(leaky, command), *extra, "--name", "warned",
+                                  "--set", "seen_cases=warn"])
+        assert res.exit_code == 0, res.output
+        meta = json.loads((tmp_path / kind / "warned" / "metrics.json").read_text())["_meta"]
+        assert meta["stage1_seen_cases"] == 2, command
+        res = runner.invoke(app, [command, *common(clean, command), *extra, "--name", "clean"])
+        assert res.exit_code == 0, res.output
+        meta = json.loads((tmp_path / kind / "clean" / "metrics.json").read_text())["_meta"]
+        assert meta["stage1_seen_cases"] == 0, command

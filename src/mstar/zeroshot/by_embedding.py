@@ -62,9 +62,9 @@ def _entries(y: np.ndarray, scores: np.ndarray, classes: list[str], key: str, cf
     return out
 
 
-def zero_shot_by_embedding(cfg: ZeroShotConfig, prep, rows: pd.DataFrame, folder) -> dict:
+def zero_shot_by_embedding(cfg: ZeroShotConfig, prep, rows: pd.DataFrame, folder, seen: int = 0) -> dict:
     """Score; write ``metrics.json``, ``predictions.csv`` and the test confusion matrix into the run
-    folder."""
+    folder (``seen``: how many of the cases the stage-1 model was trained on, recorded in the meta)."""
     from mstar.eval.plots import plot_confusion
     from mstar.eval.results import write_metrics_json, write_predictions_csv
 
@@ -96,7 +96,7 @@ def zero_shot_by_embedding(cfg: ZeroShotConfig, prep, rows: pd.DataFrame, folder
     meta = {"task": "zero-shot", "modality": key, "stage1": cfg.stage1, "prompts": prep.prompts.source,
             "manifest": str(cfg.manifest), "classes": classes, "chosen_j": None, "j_source": None,
             "temperature": cfg.temperature, "bootstrap": cfg.bootstrap, "seed": cfg.seed,
-            "dropped_cases": dropped, "n_dropped": len(dropped), "heatmaps": [],
+            "dropped_cases": dropped, "n_dropped": len(dropped), "heatmaps": [], "stage1_seen_cases": seen,
             "seconds": round(time.perf_counter() - start, 1),
             "note": f"{key} embedding vs class prompt embeddings (cosine); cases without a {key} are left "
                     "out "

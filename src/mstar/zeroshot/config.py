@@ -30,9 +30,12 @@ class Stage1Inputs(RunConfig):
     device: str = "auto"               # auto, cpu, cuda, cuda:1 ...
     text_encoder: str | None = None    # the text model's folder, if it moved since pretraining
     skip_missing: bool = False         # drop cases without (or with empty) features
-    text_cache: str | None = None      # folder of a frozen text encoder's [CLS] states (see mstar pretrain)
+    text_cache: str | None = None      # folder of a frozen text encoder's cached text states (see mstar
+                                       # pretrain)
+    seen_cases: str = "refuse"         # scored cases the stage-1 model was trained on: refuse | warn
 
     REQUIRED: ClassVar[tuple[str, ...]] = ("stage1", "manifest", "features")
+    CHOICES: ClassVar[dict[str, tuple]] = {"seen_cases": ("refuse", "warn")}
     RUNTIME: ClassVar[tuple[str, ...]] = RUNTIME
     ALIASES: ClassVar[dict[str, str]] = {"checkpoint": "stage1"}
 
@@ -93,7 +96,7 @@ class ZeroShotConfig(PromptInputs):
     name: str | None = None
 
     KIND: ClassVar[str] = "zeroshot"
-    CHOICES: ClassVar[dict[str, tuple]] = {"modality": ("slide", "gene", "report"),
+    CHOICES: ClassVar[dict[str, tuple]] = {**Stage1Inputs.CHOICES, "modality": ("slide", "gene", "report"),
                                            "report_prep": ("auto", "ocr", "none")}
     AT_LEAST: ClassVar[dict[str, float]] = {"top_j": 1, "bootstrap": 0, "heatmaps": 0, "batch_size": 1}
     INPUTS: ClassVar[tuple[str, ...]] = ("stage1", "manifest", "features", "prompts", "reports", "rna")
@@ -158,7 +161,7 @@ class RetrievalConfig(Stage1Inputs):
 
     KIND: ClassVar[str] = "retrieval"
     REQUIRED: ClassVar[tuple[str, ...]] = ("stage1", "manifest")
-    CHOICES: ClassVar[dict[str, tuple]] = {"split": ("test", "val", "train", "all"),
+    CHOICES: ClassVar[dict[str, tuple]] = {**Stage1Inputs.CHOICES, "split": ("test", "val", "train", "all"),
                                            "report_prep": ("auto", "ocr", "none")}
     AT_LEAST: ClassVar[dict[str, float]] = {"bootstrap": 0, "batch_size": 1}
     INPUTS: ClassVar[tuple[str, ...]] = ("stage1", "manifest", "features", "reports", "rna")

@@ -114,7 +114,7 @@ def few_shot(cfg: FewShotConfig, model=None, overwrite: bool = False, progress: 
     from mstar.eval.results import read_metrics_meta, write_metrics_json
     from mstar.utils.atomic import atomic_path
     from mstar.zeroshot.embed import embed_cases
-    from mstar.zeroshot.loading import prepare
+    from mstar.zeroshot.loading import check_unseen, prepare
 
     cfg.validate()
     folder = open_run(cfg, overwrite)
@@ -134,6 +134,8 @@ def few_shot(cfg: FewShotConfig, model=None, overwrite: bool = False, progress: 
         if not (table["split"] == split).any():
             raise MstarError(f"{manifest}: no '{split}' rows; few-shot draws support from train and "
                              "queries test")
+    seen = check_unseen(prep.meta, table.loc[table["split"] == "test", "case"], cfg.seen_cases, cfg.stage1,
+                        "test cases (the queries)")
     use_text = "text_prototypes" in methods
     query_cases = table.loc[table["split"].isin(["val", "test"]), "case"].tolist() if use_text else []
     pool = dict(zip(table.loc[table["split"] == "train", "case"], table.loc[table["split"] == "train", "y"]))
@@ -185,6 +187,7 @@ def few_shot(cfg: FewShotConfig, model=None, overwrite: bool = False, progress: 
             "top_j": top_j, "top_patches": cfg.top_patches,
             "prototype_rule": cfg.prototype_rule, "seed": cfg.seed, "n_query": int(len(test)),
             "train_counts": {c: int(n) for c, n in zip(classes, counts)}, "dropped_cases": emb.dropped,
+            "stage1_seen_cases": seen,
             "seconds": round(time.perf_counter() - start, 1),
             "note": "value = median over support draws; iqr_low/iqr_high = quartiles; query = test split"}
     write_metrics_json(run_dir / "metrics.json", {"test": entries}, meta=meta)

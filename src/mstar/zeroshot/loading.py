@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -13,6 +15,8 @@ from mstar.data.feature_dirs import check_stage1_features
 from mstar.errors import MstarError
 from mstar.zeroshot.cohort import EvalCohort, load_eval_cohort, read_eval_table
 from mstar.zeroshot.prompts import PromptSet, check_labels, class_embeddings, read_prompts
+
+log = logging.getLogger(__name__)
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -60,6 +64,7 @@ class Prepared:
     prompts: PromptSet
     cohort: EvalCohort
     class_emb: Tensor    # (C, E), normalised, on the model's device
+    meta: dict = field(default_factory=dict)  # the checkpoint's meta (empty for a model passed in)
 
 
 def prepare(checkpoint, prompts: str | os.PathLike, manifest: str | os.PathLike, label_column: str = "auto",
@@ -72,10 +77,43 @@ def prepare(checkpoint, prompts: str | os.PathLike, manifest: str | os.PathLike,
     table = read_eval_table(manifest, label_column)
     check_labels(prompt_set, table["label"], manifest)
     cohort = load_eval_cohort(manifest, prompt_set.classes, label_column)
-    model, _ = load_model(checkpoint, text_encoder, device, text_cache, features)
+    model, meta = load_model(checkpoint, text_encoder, device, text_cache, features)
     if model.text is None:
         raise MstarError(f"{checkpoint}: this stage-1 model has no report encoder "
                          "(trained without --reports); zero-shot needs one")
     with torch.no_grad():
         emb = class_embeddings(model.encode_text, prompt_set)  # (C, E)
-    return Prepared(model, prompt_set, cohort, emb)
+    return Prepared(model, prompt_set, cohort, emb, meta)
+
+
+def check_unseen(meta: dict, cases: Iterable[str], policy: str, checkpoint, scored: str) -> int:
+    """How many of the ``cases`` a command scores the stage-1 model was trained on (``meta["train_cases"]``,
+    recorded by `mstar pretrain`): with ``policy`` ``refuse`` any is an error (the model saw their slides,
+    reports and RNA together, so retrieval and zero-shot on them are optimistic: on two real TCGA cohorts
+    gene→report R@5 0.57 on seen cases against 0.15 on held-out ones); ``warn`` scores them with a warning.
+    A checkpoint that does not record its cases (upstream's, a continued one) is a warning. A model passed
+    in as an object (``meta`` empty) is not checked.
+
+    Args:
+        scored: What the cases are, for the message ("test cases", "queries").
+    """
+    if not meta:
+        return 0
+    cases = list(dict.fromkeys(str(c) for c in cases))
+    trained = meta.get("train_cases")
+    if trained is None or not meta.get("train_cases_complete", True):
+        what = "the cases" if trained is None else "all the cases (a continued model)"
+        log.warning("%s: the stage-1 checkpoint does not record %s it was trained on; make sure it never saw "
+                    "these %s", checkpoint, what, scored)
+        if trained is None:
+            return 0
+    seen = [c for c in cases if c in set(map(str, trained))]
+    if not seen:
+        return 0
+    line = (f"{checkpoint}: the stage-1 model was trained on {len(seen)} of the {len(cases)} {scored} "
+            f"(e.g. {', '.join(seen[:3])}), so their scores are optimistic")
+    if policy == "refuse":
+        raise MstarError(f"{line}; evaluate on cases it never saw (the split it was not trained on), or pass "
+                         "--set seen_cases=warn to score them anyway")
+    log.warning("%s (seen_cases=warn)", line)
+    return len(seen)

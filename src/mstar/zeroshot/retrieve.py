@@ -62,7 +62,7 @@ def retrieve(cfg: RetrievalConfig, model=None, overwrite: bool = False) -> dict:
     from mstar.pretrain.stage1_inputs import read_slide_table
     from mstar.pretrain.stage1_outputs import plot_retrieval
     from mstar.utils.atomic import atomic_path
-    from mstar.zeroshot.loading import load_model
+    from mstar.zeroshot.loading import check_unseen, load_model
 
     cfg.validate()
     folder = open_run(cfg, overwrite)
@@ -78,8 +78,10 @@ def retrieve(cfg: RetrievalConfig, model=None, overwrite: bool = False) -> dict:
     elif split not in set(rows["split"]):
         raise MstarError(f"{manifest}: no rows in split {split!r} (has {sorted(set(rows['split']))}); "
                          "use --split")
-    model, _ = load_model(model if model is not None else checkpoint, cfg.text_encoder, cfg.device,
-                          cfg.text_cache, cfg.features or None)
+    model, loaded = load_model(model if model is not None else checkpoint, cfg.text_encoder, cfg.device,
+                               cfg.text_cache, cfg.features or None)
+    scored = rows if split == "all" else rows[rows["split"] == split]
+    seen = check_unseen(loaded, scored["case"], cfg.seen_cases, checkpoint, f"{split} cases")
     if reports and model.text is None:
         raise MstarError(f"{checkpoint}: the model has no report encoder; drop --reports")
     vocabulary = None
@@ -120,6 +122,7 @@ def retrieve(cfg: RetrievalConfig, model=None, overwrite: bool = False) -> dict:
     meta = {"task": "retrieval", "manifest": str(manifest), "split": split, "n_slides": len(items),
             "counts": {k: v for k, v in cohort.counts.items()}, "classes": cohort.classes,
             "bootstrap": cfg.bootstrap, "seed": cfg.seed, "dropped_slides": cohort.dropped,
+            "stage1_seen_cases": seen,
             "seconds": round(time.perf_counter() - start, 1),
             "note": "chance = expected value under a uniformly random ranking of the same gallery"}
     write_metrics_json(run / "metrics.json", metrics, meta=meta)

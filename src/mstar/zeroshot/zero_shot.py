@@ -67,7 +67,7 @@ def zero_shot(cfg: ZeroShotConfig, model=None, overwrite: bool = False, progress
     from mstar.zeroshot.embed import embed_cases
     from mstar.zeroshot.figures import plot_topj
     from mstar.zeroshot.heatmaps import draw_heatmaps
-    from mstar.zeroshot.loading import prepare
+    from mstar.zeroshot.loading import check_unseen, prepare
 
     cfg.validate()
     folder = open_run(cfg, overwrite)
@@ -87,10 +87,11 @@ def zero_shot(cfg: ZeroShotConfig, model=None, overwrite: bool = False, progress
     if not (rows["split"] == "test").any():
         raise MstarError(f"{manifest}: no test rows to evaluate (fold/split 'test'); zero-shot reports the "
                          "test set")
+    seen = check_unseen(prep.meta, rows["case"], cfg.seen_cases, cfg.stage1, "val/test cases")
     if cfg.modality != "slide":  # RNA-seq or report embeddings against the prompts
         from mstar.zeroshot.by_embedding import zero_shot_by_embedding
 
-        return zero_shot_by_embedding(cfg, prep, rows, folder)
+        return zero_shot_by_embedding(cfg, prep, rows, folder, seen)
     feature_dir = resolve_feature_dir(features)
     emb = embed_cases(prep.model, feature_dir, rows, prep.class_emb, skip_missing=cfg.skip_missing,
                       show_progress=progress)
@@ -147,7 +148,7 @@ def zero_shot(cfg: ZeroShotConfig, model=None, overwrite: bool = False, progress
             "val_by_j": {str(j): {k: v if np.isfinite(v) else None for k, v in m.items()}
                          for j, m in val_table.items()}, "temperature": temperature,
             "bootstrap": cfg.bootstrap, "seed": cfg.seed, "dropped_cases": emb.dropped, "heatmaps": drawn,
-            "heatmap_scorer": primary,
+            "heatmap_scorer": primary, "stage1_seen_cases": seen,
             "seconds": round(time.perf_counter() - start, 1),
             "note": "'patch' = patch_top<j> with j chosen on val (never on test); chance = 1/C for balanced "
                     "accuracy, 0.5 for AUC"}
