@@ -94,6 +94,25 @@ def test_cv_folds_are_scored_one_by_one_and_averaged(tmp_path):
         compare_runs(tmp_path / "a", tmp_path / "c")
 
 
+def test_repeated_runs_on_the_same_cases_count_each_case_once(tmp_path):
+    """(--runs 2 on 17 test cases said "34 common cases".)"""
+    rng = np.random.default_rng(2)
+    n = 40
+    risk = rng.normal(size=n)
+    time, event = rng.exponential(np.exp(-risk)), rng.random(n) < 0.7
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        rows = [pd.DataFrame({"unit": unit, "split": "test", "case": [f"C{i:02d}" for i in range(n)],
+                              "time": time, "event": event, "risk": risk + rng.normal(size=n)})
+                for unit in ("run0", "run1")]
+        pd.concat(rows).to_csv(tmp_path / name / "predictions.csv", index=False)
+    b = pd.read_csv(tmp_path / "b" / "predictions.csv")
+    b[b["case"] != "C00"].to_csv(tmp_path / "b" / "predictions.csv", index=False)  # one case only in A
+    out = compare_runs(tmp_path / "a", tmp_path / "b", n_resamples=50)
+    assert (out["n"], out["only_a"], out["only_b"]) == (n - 1, 1, 0)
+    assert out["metrics"]["c_index"]["difference"]["n"] == n - 1
+
+
 def test_errors_name_the_problem(tmp_path):
     runs, _ = _survival_runs(tmp_path, n=30)
     with pytest.raises(MstarError, match="no predictions for split 'val'"):
@@ -108,8 +127,15 @@ def test_errors_name_the_problem(tmp_path):
     clf.mkdir()
     pd.DataFrame({"split": "test", "case": ["C000"], "y": [0], "prob_a": [0.4], "prob_b": [0.6]}).to_csv(
         clf / "predictions.csv", index=False)
-    with pytest.raises(MstarError, match="not the same task"):
+    with pytest.raises(MstarError, match="is a survival run and .*clf a classification run; compare two runs "
+                                         "of the same task"):
         compare_runs(runs["fusion"], clf)
+    pretrain = tmp_path / "pretrain"
+    pretrain.mkdir()
+    (pretrain / "run.json").write_text(json.dumps({"kind": "pretrain", "status": "finished"}))
+    with pytest.raises(MstarError, match="pretrain: a pretrain run; `mstar compare` compares classify, "
+                                         "survival, multimodal-survival runs"):
+        compare_runs(runs["fusion"], pretrain)
     with pytest.raises(MstarError, match="not found"):
         compare_runs(tmp_path / "missing", runs["snn"])
 

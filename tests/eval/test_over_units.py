@@ -31,3 +31,13 @@ def test_units_with_an_undefined_metric_are_skipped_quietly():
     acc = out["accuracy"]
     assert acc["value"] == pytest.approx(np.mean(acc["per_unit"]))
     assert acc["sd"] == pytest.approx(np.std(acc["per_unit"], ddof=1))
+
+
+def test_n_counts_distinct_cases_not_unit_case_pairs():
+    rng = np.random.default_rng(1)
+    y = np.array([0, 1] * 10)
+    units = []
+    for key in ("same", "same", "other"):  # two repeated runs on one test set, a fold on another
+        probs = rng.dirichlet(np.ones(2), len(y))
+        units.append((classification_stats(y, probs, ["a", "b"]), len(y), key))
+    assert mean_over_units(units, n_resamples=20, seed=0)["auc_macro"]["n"] == 40

@@ -36,6 +36,10 @@ def unit_predictions(run: str | os.PathLike, split: str = "test") -> dict[str, p
             (``time, event, risk``) nor classification (``y, prob_*``).
     """
     path = Path(run) / "predictions.csv"
+    kind = _run_kind(Path(run))
+    if kind and kind not in COMPARABLE:
+        raise MstarError(f"{run}: a {kind} run; `mstar compare` compares {', '.join(COMPARABLE)} runs (their "
+                         "predictions.csv)")
     preds = read_predictions_csv(path)
     if "split" not in preds.columns or "case" not in preds.columns:
         raise MstarError(f"{path}: needs 'split' and 'case' columns (a run directory of `mstar train`)")
@@ -52,6 +56,23 @@ def unit_predictions(run: str | os.PathLike, split: str = "test") -> dict[str, p
                          "(y, prob_<class>)")
     units = rows["unit"] if "unit" in rows.columns else pd.Series("all", index=rows.index)
     return {str(u): g.set_index("case")[keep].sort_index() for u, g in rows.groupby(units, sort=False)}
+
+
+COMPARABLE = ("classify", "survival", "multimodal-survival")
+
+
+def _run_kind(run: Path) -> str:
+    """The kind ``run.json`` records (``classify``, ``pretrain``, ...), or "" when it records none."""
+    import json
+
+    try:
+        return str(json.loads((run / "run.json").read_text()).get("kind") or "")
+    except (OSError, ValueError, AttributeError):
+        return ""
+
+
+def _task(units: dict[str, pd.DataFrame]) -> str:
+    return "survival" if "risk" in next(iter(units.values())).columns else "classification"
 
 
 def _stats_fn(rows: pd.DataFrame) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
@@ -92,12 +113,15 @@ def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike, split: str 
         MstarError: Different tasks, classes or units, no common case, or truths that disagree.
     """
     ua, ub = unit_predictions(run_a, split), unit_predictions(run_b, split)
+    if _task(ua) != _task(ub):
+        raise MstarError(f"{run_a} is a {_task(ua)} run and {run_b} a {_task(ub)} run; compare two runs of "
+                         "the same task on one cohort")
     if set(ua) != set(ub):
         if len(ua) != 1 or len(ub) != 1:
             raise MstarError(f"{run_a} and {run_b} have different units ({sorted(ua)} vs {sorted(ub)}); "
                              "compare runs made with the same folds and --runs")
         ub = {next(iter(ua)): next(iter(ub.values()))}
-    units, points_a, points_b, only_a, only_b = [], [], [], 0, 0
+    units, points_a, points_b, only_a, only_b = [], [], [], set(), set()
     for name, a in ua.items():
         b = ub[name]
         if list(a.columns) != list(b.columns):
@@ -107,7 +131,8 @@ def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike, split: str 
         if common.empty:
             raise MstarError(f"{run_a} and {run_b} share no case in split '{split}' (unit {name}); compare "
                              "runs on one cohort")
-        only_a, only_b = only_a + len(a) - len(common), only_b + len(b) - len(common)
+        only_a |= set(a.index) - set(common)  # cases, not unit x case pairs: repeated runs share them
+        only_b |= set(b.index) - set(common)
         a, b = a.loc[common], b.loc[common]
         truth = ["time", "event"] if "risk" in a.columns else ["y"]
         if not a[truth].equals(b[truth]):
@@ -125,7 +150,5 @@ def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike, split: str 
                                 seed, alpha)
     metrics = {k: {"a": float(np.nanmean([p[k] for p in points_a])),
                    "b": float(np.nanmean([p[k] for p in points_b])), "difference": diffs[k]} for k in diffs}
-    return {"task": "survival" if "risk" in next(iter(ua.values())).columns else "classification",
-            "split": split, "n": int(sum(u[2] for u in units)), "units": list(ua), "only_a": only_a,
-            "only_b": only_b,
-            "metrics": metrics}
+    return {"task": _task(ua), "split": split, "n": len({c for u in units for c in u[3]}), "units": list(ua),
+            "only_a": len(only_a), "only_b": len(only_b), "metrics": metrics}

@@ -50,7 +50,7 @@ def mean_over_units(units: list[tuple[Callable, int, tuple]], n_resamples: int, 
         boot = boot[np.isfinite(boot)]
         lo, hi = (np.quantile(boot, [alpha / 2, 1 - alpha / 2]) if len(boot) else (np.nan, np.nan))
         out[k] = {"value": float(_nanmean(values)), "ci_low": float(lo), "ci_high": float(hi),
-                  "n": int(sum(n for _, n, _ in units)),
+                  "n": int(sum(keys.values())),  # distinct cases: repeated runs share theirs
                   "sd": _nansd(values) if len(values) > 1 else 0.0,
                   "per_unit": [float(v) for v in values]}
     return out
