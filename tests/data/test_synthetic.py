@@ -71,6 +71,17 @@ def test_prompts_name_every_diagnosis_label(tiny_cohort):
     assert all("CLASSNAME" in t for t in prompts["0"]["templates"])
 
 
+def test_the_example_knowledge_file_reads_and_covers_every_type(tiny_cohort):
+    from mstar.data.knowledge import read_knowledge
+
+    knowledge = read_knowledge(tiny_cohort / "prompts" / "knowledge.yaml")
+    labels = set(pd.read_csv(tiny_cohort / "manifests" / "diagnosis.csv")["label"])
+    assert set(knowledge.classnames) == labels
+    tagged = [s.classes for s in knowledge.statements if s.classes]
+    assert sorted(c for t in tagged for c in t) == sorted(list(labels) * 2)  # a description, a concept
+    assert any(not s.classes for s in knowledge.statements)
+
+
 def test_survival_censoring_and_risk_signal():
     cases = draw_cohort_truth(1500, 3, seed=3)
     status = np.array([c.status for c in cases])

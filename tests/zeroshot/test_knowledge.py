@@ -66,6 +66,11 @@ def test_zero_shot_and_the_clinical_check_read_the_same_file(tmp_path):
      r"concepts\[0\].classes names unknown classes \['B'\]"),
     ("classes: {A: {names: [a]}}\nconcepts: [{name: n}]", r"concepts\[0\].statement must be a non-empty"),
     ("classes: [", "not valid YAML"),
+    ("classes: {A: {names: [a], descripton: d}}",
+     r"classes\['A'\]: unknown key 'descripton'; did you mean 'description'\?"),
+    ("classes: {A: {names: [a]}}\nconcepts: [{name: n, statement: s, sources: x}]",
+     r"concepts\[0\]: unknown key 'sources'; did you mean 'source'\?"),
+    ("classes: {A: {names: [a]}}\nconcept: []", r"k.yaml: unknown key 'concept'; did you mean 'concepts'\?"),
 ])
 def test_a_bad_knowledge_file_is_one_line_naming_the_field(tmp_path, text, match):
     path = tmp_path / "k.yaml"
@@ -98,6 +103,11 @@ def test_statements_of_the_slides_type_rank_first_and_updates_need_no_retraining
     firsts = [updated.cite(f, np.ones(len(f)))[0]["concept"] for f in kirc]
     assert "clear cells" in firsts and all(c["concept"] != "clear cells"
                                            for f in kirc for c in ranker.cite(f, np.ones(len(f))))
+    # a slide predicted LUSC is never given a statement about another class only (the KIRC concept, the
+    # BRCA and KIRC descriptions); untagged ones stay; a class the file does not know filters nothing
+    cited = updated.cite(kirc[0], np.ones(len(kirc[0])), predicted="LUSC")
+    assert {c["concept"] for c in cited} == {"squamous cell carcinoma of the lung", "margins"}
+    assert len(updated.cite(kirc[0], np.ones(len(kirc[0])), predicted="OTHER")) == 5
 
 
 def test_predict_cites_the_knowledge_on_each_slide_page(trained_checkpoint, zs_cohort, tmp_path):

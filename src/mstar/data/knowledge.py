@@ -70,6 +70,17 @@ def _texts(value: object, where: str) -> list[str]:
     return [s.strip() for s in items]
 
 
+def _no_unknown_keys(entry: dict, allowed: tuple[str, ...], where: str) -> None:
+    """A misspelt key ('descripton') would silently drop its content: one line naming it."""
+    import difflib
+
+    for key in entry:
+        if key not in allowed:
+            near = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f"did you mean {near[0]!r}? " if near else ""
+            raise MstarError(f"{where}: unknown key {key!r}; {hint}known: {', '.join(allowed)}")
+
+
 def read_knowledge(path: str | os.PathLike) -> Knowledge:
     """Read and check a knowledge file; every problem is one line naming the file and the field."""
     path = Path(path)
@@ -84,12 +95,14 @@ def read_knowledge(path: str | os.PathLike) -> Knowledge:
     if not isinstance(doc, dict) or not isinstance(doc.get("classes"), dict) or not doc["classes"]:
         raise MstarError(f"{path}: expected a mapping with 'classes' ({{CODE: {{names: [...]}}}}) and "
                          "optionally 'concepts' and 'templates'")
+    _no_unknown_keys(doc, ("templates", "classes", "concepts"), str(path))
     classnames, statements = {}, []
     for code, entry in doc["classes"].items():
         where = f"{path}: classes[{code!r}]"
         if not isinstance(entry, dict):
             raise MstarError(f"{where} must be a mapping with 'names' (and optionally synonyms, description, "
                              "source)")
+        _no_unknown_keys(entry, ("names", "synonyms", "description", "source"), where)
         names = _texts(entry.get("names"), f"{where}.names")
         if not names:
             raise MstarError(f"{where}.names must name the class at least once")
@@ -104,6 +117,7 @@ def read_knowledge(path: str | os.PathLike) -> Knowledge:
         where = f"{path}: concepts[{i}]"
         if not isinstance(entry, dict):
             raise MstarError(f"{where} must be a mapping with name, statement and source")
+        _no_unknown_keys(entry, ("name", "statement", "source", "classes"), where)
         about = tuple(_texts(entry.get("classes", []), f"{where}.classes"))
         unknown = sorted(set(about) - set(classnames))
         if unknown:

@@ -3,7 +3,8 @@
 Each statement is embedded by the stage-1 text encoder (into the space where slides and reports were
 aligned). A slide's score for a statement is the mean of two cosine similarities: with the slide's stage-1
 embedding, and the mean over the slide's top evidence tiles of each tile's projected feature. The file is read
-when `mstar predict` starts, so adding a class or a concept changes the citations without retraining.
+when `mstar predict` starts, so adding a class or a concept changes the citations without retraining. For a
+classification run, statements tagged with other classes than the slide's predicted one are not cited.
 """
 
 from __future__ import annotations
@@ -62,12 +63,22 @@ class KnowledgeRanker:
         tiles = project_patches(self.model, x[top])  # (k, E)
         return (self.statement_emb @ slide).numpy(), (tiles @ self.statement_emb.T).mean(0).numpy()
 
-    def cite(self, feats: torch.Tensor, tile_scores: np.ndarray) -> list[dict]:
-        """The ``top`` statements for one slide, best first, with their sources and similarities."""
+    def cite(self, feats: torch.Tensor, tile_scores: np.ndarray, predicted: str | None = None) -> list[dict]:
+        """The ``top`` statements for one slide, best first, with their sources and similarities.
+
+        ``predicted``: the slide's predicted class. When the knowledge file knows it, statements about other
+        classes only (a concept tagged ``classes: [BRCA]``, another class's description) are not cited:
+        the evidence for a LUSC prediction never quotes a breast-cancer statement. Untagged statements are
+        always candidates."""
         by_slide, by_tiles = self.scores(feats, tile_scores)
         total = (by_slide + by_tiles) / 2
+        statements = self.knowledge.statements
+        if predicted is not None and predicted in self.knowledge.classnames:
+            total = np.where([not s.classes or predicted in s.classes for s in statements], total, -np.inf)
         out = []
         for i in np.argsort(-total)[: self.top]:
+            if not np.isfinite(total[i]):
+                break
             s = self.knowledge.statements[i]
             out.append({"concept": s.concept, "statement": s.statement, "source": s.source,
                         "classes": list(s.classes), "score": float(total[i]),

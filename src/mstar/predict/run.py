@@ -65,7 +65,7 @@ def predict_slide(run: RunModels, slide_id: str, path: Path, out: Path, top_k: i
               "features": str(path), "slide_path": str(attrs.get("slide_path", "")),
               "mpp": float(attrs.get("mpp_level0", float("nan"))), **evidence}
     if knowledge is not None:
-        record["knowledge"] = knowledge.cite(torch.as_tensor(high), pred.scores)
+        record["knowledge"] = knowledge.cite(torch.as_tensor(high), pred.scores, pred.row.get("predicted"))
     write_text_atomic(out / "evidence" / f"{slide_id}.json", json.dumps(record, indent=1, default=float))
     return record
 

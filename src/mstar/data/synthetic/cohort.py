@@ -13,6 +13,7 @@ Layout of ``out``::
     rna/expression.csv             genes x cases (log1p TPM-like);  rna/cases/<case>.csv  Gene,Value
     signatures.csv                 MCAT-style 6 gene groups over the synthetic genes
     prompts/cancer_type.json, prompts/marker.json   zero-shot prompts (CONCH / mSTAR schema)
+    prompts/knowledge.yaml         an example knowledge file (`mstar predict --knowledge`, docs/predict.md)
     truth.json                     the latent truth of every case and slide
 """
 
@@ -102,6 +103,27 @@ def _prompts(codes: list[str]) -> dict[str, dict]:
     return {"cancer_type": cancer, "marker": marker}
 
 
+def _knowledge(codes: list[str]) -> str:
+    """An example knowledge file for the cohort's types: each type's names and a description, a concept
+    per type tagged with it, and one concept about any slide. The statements describe the synthetic
+    morphology; they are an example of the format, not medical guidance."""
+    import yaml
+
+    source = "mstar synth (synthetic example)"
+    classes, concepts = {}, []
+    for code in codes:
+        kind = CANCER_TYPES[code]
+        classes[code] = {"names": [kind.names[0]], "synonyms": list(kind.names[1:]), "source": source,
+                         "description": f"{kind.names[0].capitalize()}, a {kind.organ} tumour."}
+        concepts.append({"name": f"{kind.arrangement} pattern", "classes": [code], "source": source,
+                         "statement": f"Tumour cells arranged in {kind.arrangement}."})
+    concepts.append({"name": "TP53", "statement": "TP53 mutant tumour with an aberrant p53 pattern.",
+                     "source": source})
+    header = ("# An example knowledge file (docs/predict.md): edit or extend it; `mstar predict "
+              "--knowledge`\n# reads it when it starts, so changes need no retraining.\n")
+    return header + yaml.safe_dump({"classes": classes, "concepts": concepts}, sort_keys=False, width=100)
+
+
 def make_cohort(out: str | os.PathLike, config: SynthConfig = SynthConfig(), workers: int = 1,
                 show_progress: bool = True) -> dict:
     """Generate the cohort into ``out`` (resumable: finished slides are kept). Returns a short summary."""
@@ -152,6 +174,7 @@ def make_cohort(out: str | os.PathLike, config: SynthConfig = SynthConfig(), wor
     _manifests(cases, out)
     for name, prompt in _prompts(codes).items():
         write_text_if_changed(out / "prompts" / f"{name}.json", json.dumps(prompt, indent=1))
+    write_text_if_changed(out / "prompts" / "knowledge.yaml", _knowledge(codes))
     truth = {"config": asdict(config), "cancer_types": codes, "marker_labels": list(MARKER_LABELS),
              "mask_mpp": MASK_MPP, "label_names": {str(k): v for k, v in LABEL_NAMES.items()},
              "cases": [c.to_json() for c in cases]}
