@@ -96,3 +96,23 @@ def test_continuing_on_new_cancer_types_with_replay(cohort, tmp_path):
         pretrain(_cfg(tmp_path, cohort, name="bad", labels=["XXX"]), progress=False)
     with pytest.raises(MstarError, match="continue_from needs a finished stage-1 run"):
         pretrain(_cfg(tmp_path, cohort, name="bad2", continue_from=str(tmp_path / "nowhere")), progress=False)
+    classify = tmp_path / "runs" / "classify" / "dx"
+    classify.mkdir(parents=True)
+    (classify / "run.json").write_text('{"kind": "classify", "status": "finished"}')
+    with pytest.raises(MstarError, match="dx: a classify run, not a stage-1 run; continue_from takes"):
+        pretrain(_cfg(tmp_path, cohort, name="bad3", continue_from=str(classify)), progress=False)
+
+
+def test_a_dropped_case_is_said_to_lack_the_modalities_that_were_given(cohort, caplog):
+    """(Zero-shot on reports said "neither a report nor an RNA profile" of a case with RNA: none was read.)"""
+    from mstar.pretrain.stage1_cohort import build_cohort
+    from mstar.pretrain.stage1_inputs import read_slide_table
+
+    rows = read_slide_table(cohort["manifest"])
+    both = "with neither a report nor an RNA profile"
+    for reports, rna, said in ((cohort["reports"], None, "with no report"),
+                               (None, cohort["rna"], "with no RNA profile"),
+                               (cohort["reports"], cohort["rna"], both)):
+        caplog.clear()
+        build_cohort(rows, None, str(reports) if reports else None, str(rna) if rna else None)
+        assert any(f"case(s) {said}" in r.getMessage() for r in caplog.records), said

@@ -137,6 +137,8 @@ def test_missing_inputs_are_clear_errors(tmp_path):
     assert "P003" in result["meta"]["dropped_cases"]
     with pytest.raises(MstarError, match="is not a multimodal survival model"):
         _cfg(tmp_path, paths, "transmil").validate()
+    with pytest.raises(MstarError, match="'snnn' is not a multimodal survival model"):  # not "needs features"
+        _cfg(tmp_path, paths, "snnn", features="").validate()
     with pytest.raises(MstarError, match="'features' is required"):
         _cfg(tmp_path, paths, "mcat", features="").validate()
 

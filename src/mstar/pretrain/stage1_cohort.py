@@ -119,7 +119,7 @@ def build_cohort(rows: pd.DataFrame, features: str | None, reports: str | None, 
     if reports:
         texts_by_id, prep = load_reports(reports, report_prep, max_tokens)
         if prep is not None:
-            log.warning("%s", prep.summary())
+            log.info("%s", prep.summary())  # kept in the counts (metrics.json meta), not a warning
             counts["report_prep"] = {**prep.as_dict(), "summary": prep.summary()}
         if bags is None:  # reports keyed by slide id still belong to the case (first slide that has one)
             texts_by_id = {**{c: texts_by_id[s] for c, ss in slides_of.items() for s in ss[::-1]
@@ -138,7 +138,9 @@ def build_cohort(rows: pd.DataFrame, features: str | None, reports: str | None, 
         useful = np.array([t is not None for t in texts]) | has
         if not useful.all():
             counts["no_modality"] = int((~useful).sum())
-            log.warning("dropping %d case(s) with neither a report nor an RNA profile", int((~useful).sum()))
+            lacking = ("neither a report nor an RNA profile" if reports and rna
+                       else "no report" if reports else "no RNA profile")
+            log.warning("dropping %d case(s) with %s", int((~useful).sum()), lacking)
         rows, labels, has, values, mask, has_slide = (rows[useful].reset_index(drop=True), labels[useful],
                                                       has[useful], values[useful], mask[useful],
                                                       has_slide[useful])

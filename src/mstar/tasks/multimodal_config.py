@@ -51,6 +51,9 @@ class MultimodalConfig(TrainConfig):
         return "groups" if self.registry_name in GROUP_MODELS else "full"
 
     def required(self) -> tuple[str, ...]:
+        if self.registry_name not in MODELS.values():  # a misspelt model first: what it needs is unknown
+            raise MstarError(f"config: model {self.model!r} is not a multimodal survival model; use one of "
+                             f"{', '.join(MODELS)}")
         need = ["manifest"]
         if self.registry_name != "snn":
             need.append("features")  # genomic-only SNN needs no slides
