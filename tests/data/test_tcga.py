@@ -50,6 +50,15 @@ def test_cohort_tables_manifest_split_and_rna(tmp_path):
     assert json.loads((tmp_path / "cohort" / "cohort.json").read_text()) == s
     build_tcga_cohort(omics, None, tmp_path / "again", seed=3)
     assert (pd.read_csv(tmp_path / "again" / "manifest.csv")["fold"] == manifest["fold"]).all()  # seeded
+    # one project: its patients keep the folds the whole cohort gives them, and only its genes
+    one = build_tcga_cohort(omics, None, tmp_path / "kirc", seed=3, projects=["kirc"])
+    kirc = pd.read_csv(tmp_path / "kirc" / "manifest.csv")
+    assert set(kirc["label"]) == {"KIRC"} and one["projects"] == ["KIRC"] and list(one["cohorts"]) == ["KIRC"]
+    pd.testing.assert_frame_equal(kirc, manifest[manifest["label"] == "KIRC"].reset_index(drop=True))
+    assert list(pd.read_csv(tmp_path / "kirc" / "rna.csv.gz").columns) == ["case_id", "B_rnaseq", "C_rnaseq"]
+    with pytest.raises(MstarError, match=r"--projects LUAD: no tcga_<cohort> table for them .* \(it has "
+                                         r"BLCA, KIRC\)"):
+        build_tcga_cohort(omics, None, tmp_path / "x", projects=["LUAD", "KIRC"])
     pd.DataFrame({"case_id": ["X-1", "X-2"], "text": ["a report", "another"]}).to_csv(reports, index=False)
     with pytest.raises(MstarError, match=r"no report case id matches .* \(reports have X-1, X-2; omics TCGA"):
         build_tcga_cohort(omics, reports, tmp_path / "x")

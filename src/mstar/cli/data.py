@@ -27,6 +27,9 @@ def tcga(
     val_fraction: Annotated[float, typer.Option(
         "--val-fraction", help="Validation share of each cohort.")] = 0.1,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the patient-level split.")] = 0,
+    projects: Annotated[Optional[str], typer.Option(
+        "--projects", help="Only these cohorts, e.g. BLCA,KIRC (each patient keeps the fold the whole "
+                           "cohort gives it).")] = None,
 ) -> None:
     """Patients of the TCGA omics tables: cohort, slides, a patient-level split, and their RNA-seq."""
     from rich.table import Table
@@ -34,7 +37,8 @@ def tcga(
     from mstar.cli.options import console as make_console
     from mstar.data.tcga import build_tcga_cohort
 
-    s = build_tcga_cohort(omics, reports, out, test_fraction, val_fraction, seed)
+    chosen = [p.strip() for p in projects.split(",") if p.strip()] if projects else None
+    s = build_tcga_cohort(omics, reports, out, test_fraction, val_fraction, seed, chosen)
     table = Table(title=f"{s['patients']} patients, {s['genes']} genes -> {out}")
     for col in ("cohort", "patients", "report", "rna", "both", "train", "val", "test"):
         table.add_column(col)

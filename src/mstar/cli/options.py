@@ -68,7 +68,8 @@ LabelColumn = Annotated[Optional[str], typer.Option(
 Reports = Annotated[PathOpt, typer.Option("--reports", help="Reports: JSON {slide_or_case: text}, or a "
                                          "CSV/TSV table (case_id, text) of raw OCR, prepared on reading.")]
 TextCache = Annotated[PathOpt, typer.Option("--text-cache", help="Folder keeping a frozen text encoder's "
-                                            "[CLS] states across runs (encode each report once).")]
+                                            "report states (its read-out) across runs (encode each report "
+                                            "once).")]
 Rna = Annotated[PathOpt, typer.Option("--rna", help="RNA table (genes x cases, cases x genes) or a folder of "
                                                      "per-case Gene,Value CSVs.")]
 

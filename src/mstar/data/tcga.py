@@ -70,7 +70,8 @@ def _split(cases: pd.DataFrame, test_fraction: float, val_fraction: float, seed:
 
 
 def build_tcga_cohort(omics: str | os.PathLike, reports: str | os.PathLike | None, out: str | os.PathLike,
-                      test_fraction: float = 0.2, val_fraction: float = 0.1, seed: int = 0) -> dict:
+                      test_fraction: float = 0.2, val_fraction: float = 0.1, seed: int = 0,
+                      projects: list[str] | None = None) -> dict:
     """Write ``manifest.csv``, ``rna.csv.gz`` and ``cohort.json`` (see the module docstring).
 
     Args:
@@ -79,6 +80,9 @@ def build_tcga_cohort(omics: str | os.PathLike, reports: str | os.PathLike | Non
         out: Folder to write.
         test_fraction, val_fraction: Held-out and validation shares of each cohort's patients.
         seed: Seed of the split.
+        projects: Keep only these cohorts (``BLCA``, ``KIRC`` ...). Every table is still split, so each
+            patient's fold is the one the whole cohort gives it (a model pretrained on either split the
+            other's test patients never saw).
 
     Returns:
         The content of ``cohort.json``.
@@ -88,10 +92,17 @@ def build_tcga_cohort(omics: str | os.PathLike, reports: str | os.PathLike | Non
         raise MstarError(f"{omics}: omics folder not found")
     if not (0 < test_fraction < 1 and 0 <= val_fraction < 1 and test_fraction + val_fraction < 1):
         raise MstarError("--test-fraction and --val-fraction must be in [0, 1) and sum below 1")
+    tables = _cohort_tables(omics)
+    wanted = set(tables) if not projects else {str(p).upper() for p in projects}
+    unknown = sorted(wanted - set(tables))
+    if unknown:
+        raise MstarError(f"--projects {', '.join(unknown)}: no tcga_<cohort> table for them in {omics} (it "
+                         f"has {', '.join(tables)})")
     cases, rna = [], []
-    for label, path in _cohort_tables(omics).items():
+    for label, path in tables.items():
         header = _omics_columns(path)
-        genes = [c for c in header if c.endswith("_rnaseq")]  # none for UCEC (mutations and CNV only)
+        genes = ([c for c in header if c.endswith("_rnaseq")]  # none for UCEC (mutations and CNV only)
+                 if label in wanted else [])  # another cohort: only its patients, for the split
         with_slides = "slide_id" in header
         table = read_csv_table(path, *OMICS_TABLE, low_memory=False,
                                usecols=["case_id", *(["slide_id"] if with_slides else []), *genes])
@@ -107,6 +118,7 @@ def build_tcga_cohort(omics: str | os.PathLike, reports: str | os.PathLike | Non
         raise MstarError(f"{omics}: patients in two cohorts ({', '.join(dup[:5])}); one cohort per patient")
     cases["slide"] = [s if s else c for s, c in zip(cases["slide"], cases["case"])]
     cases["fold"] = _split(cases, test_fraction, val_fraction, seed)
+    cases = cases[cases["label"].isin(wanted)].reset_index(drop=True)
     rna_table = pd.concat(rna, axis=0).copy() if rna else pd.DataFrame(index=pd.Index([], name="case_id"))
     reported: set[str] = set()
     if reports:
@@ -122,6 +134,7 @@ def build_tcga_cohort(omics: str | os.PathLike, reports: str | os.PathLike | Non
         rna_table.rename_axis("case_id").reset_index().to_csv(tmp, index=False, float_format="%.5g",
                                                                compression="gzip")
     summary: dict = {"omics": str(omics), "reports": str(reports) if reports else None, "seed": seed,
+                     "projects": sorted(wanted),
                      "test_fraction": test_fraction, "val_fraction": val_fraction,
                      "genes": int(rna_table.shape[1]), "cohorts": {}}
     has_rna = set(rna_table.index)

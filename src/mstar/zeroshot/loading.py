@@ -37,8 +37,8 @@ def load_model(checkpoint, text_encoder: str | os.PathLike | None = None, device
         checkpoint: ``stage1.pt`` written by ``mstar pretrain``, or an already built ``Stage1Model``.
         text_encoder: The text model's folder when it moved since pretraining.
         device: ``auto``, ``cpu``, ``cuda``...
-        text_cache: Folder of cached [CLS] states of a frozen text encoder (read here; callers that
-            encode reports write it back with ``model.save_text_cache``).
+        text_cache: Folder of cached report states (the text read-out) of a frozen text encoder (read
+            here; callers that encode reports write it back with ``model.save_text_cache``).
         features: The patch features the model will read: refused when another encoder made them than
             the one it was pretrained on.
     """
