@@ -190,3 +190,20 @@ def test_student_loads_its_initial_weights_strictly(tmp_path):
     torch.save({"blocks.0.x": torch.zeros(1)}, tmp_path / "bad.pth")
     with pytest.raises(MstarError, match=r"bad\.pth: not a checkpoint of test_vit"):
         build_student("timm:test_vit", str(tmp_path / "bad.pth"), proj)
+
+
+def test_validation_figure_without_patch_labels_says_so_without_warnings(tmp_path):
+    import warnings
+
+    import pandas as pd
+
+    from mstar.selftrain.outputs import plot_validation
+
+    nan = float("nan")
+    history = pd.DataFrame({"epoch": [0, 1, 2], "val_cosine": [0.5, 0.7, 0.8], "knn_bacc": [nan] * 3,
+                            "linear_bacc": [nan] * 3, "train_loss": [nan, 1.0, 0.8],
+                            "train_target": [nan, 0.9, 0.7], "train_ema": [nan, 0.1, 0.1]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # was "No artists with labels found to put in legend"
+        path = plot_validation(history, tmp_path / "validation.png")
+    assert path.stat().st_size > 1000

@@ -147,7 +147,7 @@ def encoders() -> None:
     table.add_row("timm:<model>", "model's", "model's", "model's", "0.5", "bf16", "optional")
     about.append("  timm:<model>: any timm model, seeded random init unless --checkpoint "
                  "(tests and demo: timm:test_vit)")
-    about.append("  <name>: a stage-2 checkpoint, --checkpoint <name>.safetensors with its <name>.json "
-                 "sidecar (docs/extraction.md)")
+    about.append("  <name>: a stage-2 encoder (mstar self-train), --checkpoint RUN/encoder/<name>.pth with "
+                 "its <name>.json sidecar beside it (docs/extraction.md)")
     console.print(table)
     console.print("\n".join(about), highlight=False)

@@ -9,6 +9,7 @@ too, so ``log.csv`` starts with the initial encoder.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,8 +170,10 @@ class SelfTrainModule(RunModule):
             row["val_seconds"] = time.perf_counter() - start
             self.record(row)
             if self.progress:
-                print(f"epoch {epoch}/{self.cfg.epochs}: val cosine {row['val_cosine']:.4f}, "
-                      f"k-NN bacc {row['knn_bacc']:.3f}, linear bacc {row['linear_bacc']:.3f}", flush=True)
+                probes = (f", k-NN bacc {row['knn_bacc']:.3f}, linear bacc {row['linear_bacc']:.3f}"
+                          if math.isfinite(row.get("knn_bacc", math.nan)) else "")  # no patch labels: none
+                print(f"epoch {epoch}/{self.cfg.epochs}: val cosine {row['val_cosine']:.4f}{probes}",
+                      flush=True)
             self.log("val_cosine", row["val_cosine"], rank_zero_only=True)
         self.trainer.strategy.barrier("selftrain-validate")
 

@@ -40,11 +40,17 @@ def plot_validation(history: pd.DataFrame, path: Path) -> Path:
     ax.plot(history["epoch"], history["val_cosine"], marker="o")
     ax.set(xlabel="epoch", title="held-out cosine(student, target)")
     ax = fig.add_subplot(1, 3, 2)
+    drawn = 0
     for col, label in (("knn_bacc", "k-NN"), ("linear_bacc", "linear")):
         if history[col].notna().any():
             ax.plot(history["epoch"], history[col], marker="o", label=label)
+            drawn += 1
     ax.set(xlabel="epoch", title="patch-label probes (balanced acc.)", ylim=(0, 1.02))
-    ax.legend(fontsize=8)
+    if drawn:
+        ax.legend(fontsize=8)
+    else:  # no patch labels given: say so instead of an empty legend (and matplotlib's warning)
+        ax.text(0.5, 0.5, "no patch labels\n(--set patch_labels=CSV)", ha="center", va="center",
+                transform=ax.transAxes, color="0.4")
     ax = fig.add_subplot(1, 3, 3)
     trained = history[history["epoch"] > 0]
     for col in ("train_loss", "train_target", "train_ema"):
