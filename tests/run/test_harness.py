@@ -160,3 +160,19 @@ def test_the_progress_bar_counts_epochs_from_one_as_the_log_does(tmp_path):
     labels = BarLabels()
     fit(Line(), _settings(), tmp_path, train_loader=_loader(), progress=True, callbacks=[labels])
     assert sorted(set(labels.seen)) == ["Epoch 1/3", "Epoch 2/3", "Epoch 3/3"]  # Lightning's: "Epoch 0/2"
+
+
+def test_a_resumed_run_says_after_which_epoch(tmp_path, capsys):
+    from mstar.run.harness import finished_epochs
+
+    L.seed_everything(0, verbose=False)
+    with pytest.raises(RuntimeError, match="stop"):
+        fit(Line(), _settings(), tmp_path, train_loader=_loader(), resume_from=tmp_path / "last.ckpt",
+            callbacks=[Stop(RuntimeError)], progress=False)
+    done = finished_epochs(tmp_path / "last.ckpt")
+    saved = torch.load(tmp_path / "last.ckpt", weights_only=False)
+    assert done == len(saved["mstar_history"]) >= 1
+    capsys.readouterr()
+    fit(Line(), _settings(), tmp_path, train_loader=_loader(), resume_from=tmp_path / "last.ckpt",
+        progress=True)
+    assert f"resuming {tmp_path} after epoch {done} (last.ckpt)" in capsys.readouterr().out

@@ -24,6 +24,7 @@ from lightning.pytorch.callbacks import Checkpoint
 
 from mstar.errors import MstarError
 from mstar.run.callbacks import EpochBar, EpochCheckpoint
+from mstar.run.fingerprint import environment_rank
 from mstar.run.module import RunModule
 
 LOGGERS = ("csv", "tensorboard")
@@ -157,8 +158,13 @@ def fit(module: RunModule, settings: Any, run: Path | None, *, train_loader: Any
     logger = make_logger(get("logger", "csv"), run, logger_version) if run is not None else False
     module.log_path = run / log_name if run is not None else None
     has_checkpoint = any(isinstance(c, Checkpoint) for c in extra)
+    ckpt = str(resume_from) if resume_from is not None and Path(resume_from).exists() else None
+    if ckpt is not None and progress and environment_rank() == 0:
+        done = finished_epochs(ckpt)
+        where = run if run is not None else "the run"
+        print(f"resuming {where} after epoch {done if done is not None else '?'} ({Path(ckpt).name})",
+              flush=True)
     with quiet_lightning():
-        ckpt = str(resume_from) if resume_from is not None and Path(resume_from).exists() else None
         trainer = L.Trainer(
             max_epochs=epochs if epochs is not None else get("epochs", 1), accelerator=accelerator,
             devices=get("devices", 1), strategy=get("strategy", "auto"), precision=precision, logger=logger,
@@ -179,3 +185,13 @@ def fit(module: RunModule, settings: Any, run: Path | None, *, train_loader: Any
         where = f" from {resume_from}" if resume_from is not None else ""
         raise MstarError(f"training interrupted; re-run the same command to resume{where}")
     return Fitted(trainer, precision)
+
+
+def finished_epochs(ckpt: str | Path) -> int | None:
+    """How many epochs a resume point holds (Lightning's ``epoch`` is the 0-based index of the last finished
+    one); None when it cannot be read. Memory-mapped: the weights are not read."""
+    try:
+        blob = torch.load(ckpt, map_location="cpu", mmap=True, weights_only=False)
+        return int(blob["epoch"]) + 1
+    except Exception:  # noqa: BLE001 - a message only; Lightning reports a bad file itself
+        return None
