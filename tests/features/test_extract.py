@@ -139,6 +139,11 @@ def test_cli_extract_and_encoders(work):
     assert result.exit_code == 0, result.output
     assert "extracted 3 slides with timm:test_vit: 15 tiles; 3 ok" in result.output
     assert len(list((work / "pt_files" / "timm-test_vit").glob("*.pt"))) == 3
+    summary = work / "features" / "timm-test_vit" / "summary.csv"
+    first = pd.read_csv(summary)
+    result = runner.invoke(app, args, env={"COLUMNS": "200"})  # everything done before: reused, timings kept
+    assert "extracted 3 slides (3 reused from an earlier run) with timm:test_vit" in result.output
+    pd.testing.assert_frame_equal(pd.read_csv(summary), first)
     result = runner.invoke(app, ["encoders"], env={"COLUMNS": "200"})
     assert result.exit_code == 0 and "mstar-vitl16" in result.output and "resnet50-trunc" in result.output
 

@@ -77,7 +77,7 @@ def extract(
 ) -> None:
     """Extract patch features: tiles/<slide>.h5 -> features/<encoder>/<slide>.h5 (+ summary.csv); with --scan,
     a low-power pass first and only the top regions at high power (ROOT/scan/keep<pct>/features/<enc>)."""
-    from mstar.cli.options import rprint
+    from mstar.cli.options import plural, rprint
     from mstar.features.encoders import folder_name
     from mstar.features.extract import extract_features
 
@@ -96,7 +96,8 @@ def extract(
                                    batch_size=batch_size, skip_errors=skip_errors,
                                    precision=precision.value if precision else None)
         table = result["summary"]
-        rprint(f"[bold]scanned[/bold] {len(table)} slides at {result['scan_mpp']:g} µm/px; embedded "
+        rprint(f"[bold]scanned[/bold] {plural(len(table), 'slide')} at {result['scan_mpp']:g} µm/px; "
+               "embedded "
                f"{int(table['kept'].sum())} of {int(table['tiles'].sum())} tiles; bags in "
                f"{result['features']}")
         return
@@ -109,8 +110,10 @@ def extract(
         return
     folder = Path(root) / "features" / folder_name(encoder)
     counts = ", ".join(f"{v} {k}" for k, v in summary["status"].value_counts().to_dict().items())
-    rprint(f"[bold]extracted[/bold] {len(summary)} slides with {encoder}: {int(summary['n_tiles'].sum())} "
-           f"tiles; {counts}; summary in {folder}/summary.csv")
+    reused = int(((summary["status"] == "ok") & summary["seconds"].isna()).sum())  # finished before
+    done = f" ({reused} reused from an earlier run)" if reused else ""
+    rprint(f"[bold]extracted[/bold] {plural(len(summary), 'slide')}{done} with {encoder}: "
+           f"{int(summary['n_tiles'].sum())} tiles; {counts}; summary in {folder}/summary.csv")
     for _, row in summary[summary["status"] == "error"].iterrows():
         rprint(f"  [red]error[/red] {row['slide']}: {row['error']}")
     fail_if_every_item_failed(summary, "slide", f"{folder}/summary.csv")
@@ -121,7 +124,8 @@ def extract(
                              skip_errors=skip_errors, precision=precision.value if precision else None)
         out = Path(root) / "features" / f"{folder.name}-ctx{context_mpp:g}"
         written = write_context_folder(folder, low, out)
-        rprint(f"[bold]multi-resolution[/bold]: {len(written)} slides with {context_mpp:g} µm/px context in "
+        rprint(f"[bold]multi-resolution[/bold]: {plural(len(written), 'slide')} with {context_mpp:g} µm/px "
+               "context in "
                f"{out} (train with --set context=true)")
 
 

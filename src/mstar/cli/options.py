@@ -34,6 +34,11 @@ def console():
     return Console(soft_wrap=True)
 
 
+def plural(n: int, word: str) -> str:
+    """``1 slide``, ``2 slides``."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def rprint(*objects: Any) -> None:
     """Print with rich markup to :func:`console`."""
     console().print(*objects)

@@ -69,7 +69,7 @@ def tile(
                                               help="Keep going past unreadable slides.")] = False,
 ) -> None:
     """Segment tissue and write tile coordinates (tiles/<slide>.h5), overlays and tiles/summary.csv."""
-    from mstar.cli.options import rprint
+    from mstar.cli.options import plural, rprint
     from mstar.slide.batch import tile_many
     from mstar.slide.tiling import TileParams
     from mstar.slide.tissue import TissueParams
@@ -81,7 +81,7 @@ def tile(
                                             remove_pen=not keep_pen))
     summary = tile_many(slides, out, params, workers=workers, overwrite=overwrite, skip_errors=skip_errors)
     counts = summary["status"].value_counts().to_dict()
-    rprint(f"[bold]tiled[/bold] {len(summary)} slides into {out}/tiles: "
+    rprint(f"[bold]tiled[/bold] {plural(len(summary), 'slide')} into {out}/tiles: "
            f"{int(summary['n_tiles'].sum())} tiles; "
            + ", ".join(f"{v} {k}" for k, v in counts.items()) + f"; summary in {out}/tiles/summary.csv")
     for _, row in summary[summary["status"] == "error"].iterrows():

@@ -64,7 +64,7 @@ def write_summary(out_dir: Path, rows: list[dict], tiles_files: Sequence[Path] =
     error for it is not shown as current; one with a features file keeps its earlier row.
     """
     return merge_summary(out_dir / "summary.csv", rows + not_attempted_rows(out_dir, rows, tiles_files),
-                         SUMMARY_COLUMNS)
+                         SUMMARY_COLUMNS, keep_old=("seconds", "tiles_per_s"))  # a reused slide's timing
 
 
 def not_attempted_rows(out_dir: Path, rows: list[dict], tiles_files: Sequence[Path]) -> list[dict]:
