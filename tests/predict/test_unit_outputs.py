@@ -41,6 +41,8 @@ def test_ensemble_mean_and_spread_over_models():
     run = RunModels(None, "survival", ["a", "b", "c"], surv, None, {}, cutoffs, 8)
     pred = predict_bag(run, x)
     assert pred.row["high_risk_votes"] == 2 and pred.row["risk_group"] == "high"
+    even = RunModels(None, "survival", ["a", "b"], surv[:2], None, {}, cutoffs[:2], 8)  # one vote of two
+    assert predict_bag(even, x).row["risk_group"] == "tied"
     assert pred.row["risk"] == pytest.approx(np.mean(risks), abs=1e-6)
 
 

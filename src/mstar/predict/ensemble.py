@@ -68,7 +68,9 @@ def predict_bag(run: RunModels, feats: torch.Tensor, omics: pd.Series | None = N
         risks = np.array([o["risk"] for o, _, _ in outs])  # (U,)
         votes = int((risks > np.asarray(run.risk_cutoffs)).sum())
         row.update({"risk": float(risks.mean()), "risk_sd": float(sd(risks[:, None])[0]),
-                    "risk_group": "high" if 2 * votes > len(risks) else "low", "high_risk_votes": votes})
+                    "risk_group": ("high" if 2 * votes > len(risks) else "low" if 2 * votes < len(risks)
+                                   else "tied"),  # an even ensemble split in half: neither group
+                    "high_risk_votes": votes})
     groups = {}
     if outs[0][0].get("groups") is not None:  # (G, N) per model -> mean over models, one entry per group
         mean_groups = np.mean([o["groups"] for o, _, _ in outs], axis=0)
