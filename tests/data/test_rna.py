@@ -120,6 +120,14 @@ def test_missing_path_unknown_format_and_bad_per_case_file(tmp_path):
     (folder / "C1.csv").write_text("Symbol,Expr\nA,1\n")
     with pytest.raises(MstarError, match="C1.csv: per-case RNA file needs columns Gene,Value"):
         read_rna_table(folder)
+    # mstar synth's rna/ folder: the genes x cases table beside the per-case folder
+    (folder / "C1.csv").unlink()
+    (folder / "expression.csv").write_text("gene,C1,C2\nA,1,2\n")
+    (folder / "cases").mkdir()
+    with pytest.raises(MstarError, match=r"read as one case of the per-case folder .*; a whole table is "
+                                         r"passed as the file itself \(--rna .*expression.csv\), per-case "
+                                         r"files as their folder \(here: .*cases\?\)"):
+        read_rna_table(folder)
 
 
 def test_match_genes_masks_missing_and_warns_about_unseen():

@@ -96,7 +96,13 @@ def _read_per_case(folder: Path) -> pd.DataFrame:
     series = {}
     for path in files:
         name = path.name[:-3] if path.name.lower().endswith(".gz") else path.name
-        series[name.rsplit(".", 1)[0]] = read_gene_values(path)
+        try:
+            series[name.rsplit(".", 1)[0]] = read_gene_values(path)
+        except MstarError as exc:
+            subfolders = sorted(p.name for p in folder.iterdir() if p.is_dir())
+            hint = (f"; a whole table is passed as the file itself (--rna {path}), per-case files as their "
+                    f"folder{f' (here: {folder / subfolders[0]}?)' if subfolders else ''}")
+            raise MstarError(f"{exc} (read as one case of the per-case folder {folder}){hint}") from None
     return pd.DataFrame(series).T
 
 
