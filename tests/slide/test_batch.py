@@ -136,3 +136,14 @@ def test_a_rerun_with_slide_mpp_reuses_slides_whose_metadata_won(two_slides, tmp
     attrs = read_tiles(files[0])[1]
     assert (attrs["mpp_source"], attrs["mpp_level0"]) == ("override", 0.5)
     assert (redone["status"] == "ok").all()
+
+
+def test_tiles_finer_than_the_scan_are_a_warning(two_slides, tmp_path, caplog):
+    """(Upsampling was flagged only by `mstar extract`, about the encoder.)"""
+    first = tile_many([two_slides], tmp_path / "a", show_progress=False)
+    mpps = first["mpp"].astype(float).tolist()
+    assert not any("upsampled" in r.getMessage() for r in caplog.records)
+    fine = min(mpps) / 2.5
+    tile_many([two_slides], tmp_path / "b", TileParams(target_mpp=fine, tile_px=64), show_progress=False)
+    said = [r.getMessage() for r in caplog.records if "upsampled" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith(f"2 slide(s) are scanned coarser than --target-mpp {fine:g}")

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from mstar.errors import MstarError, first_line
+from mstar.slide.plan import MPP_TOLERANCE
 from mstar.slide.reader import SLIDE_SUFFIXES, slide_id_of
 from mstar.slide.tiles_file import read_tiles
 from mstar.slide.tiling import (
@@ -167,7 +168,21 @@ def tile_many(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
     if failed and not skip_errors:
         row = failed[0]
         raise MstarError(f"{row['path']}: {row['error']} (use --skip-errors to keep going past bad slides)")
+    warn_upsampled(rows, params.target_mpp)
     return pd.DataFrame(rows + refused, columns=SUMMARY_COLUMNS).sort_values("slide").reset_index(drop=True)
+
+
+def warn_upsampled(rows: list[dict], target_mpp: float) -> None:
+    """One warning for the slides scanned coarser than ``target_mpp`` (beyond the snapping tolerance):
+    their tiles are upsampled, which adds no detail."""
+    coarse = [r for r in rows if r.get("status") == "ok" and float(r.get("mpp") or 0) > target_mpp
+              * (1 + MPP_TOLERANCE)]
+    if coarse:
+        first = coarse[0]
+        log.warning("%d slide(s) are scanned coarser than --target-mpp %g (e.g. %s at %.3f µm/px): their "
+                    "tiles are upsampled %.1fx, which adds no detail; tile at their µm/px or coarser",
+                    len(coarse), target_mpp, first["slide"], float(first["mpp"]),
+                    float(first["mpp"]) / target_mpp)
 
 
 def _tile_todo(todo: list[Path], out_dir: Path, params: TileParams, workers: int, skip_errors: bool,
