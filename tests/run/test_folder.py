@@ -117,3 +117,23 @@ def test_digests_of_files_lists_and_large_files(tmp_path):
     old = fingerprint({"model_args": {"max_len": None, "d": 1}}, {})
     new = fingerprint({"model_args": {"d": 1}}, {})
     assert differences(old, new) == ["model_args.max_len null -> (unset)"]  # a key set to null is a change
+
+
+def test_a_runs_config_re_runs_from_any_folder(tmp_path, monkeypatch):
+    """config.yaml keeps paths as typed (relative to where the command ran); run.json records that folder."""
+    (tmp_path / "project" / "feats").mkdir(parents=True)
+    (tmp_path / "project" / "table.csv").write_text("case,label\na,1\n")
+    (tmp_path / "project" / "feats" / "s1.h5").write_bytes(b"s1")
+    monkeypatch.chdir(tmp_path / "project")
+    cfg = Job(table="table.csv", folder="feats", out="runs").validate()
+    folder = _finish(cfg)
+    assert json.loads((folder.path / "run.json").read_text())["cwd"] == str(tmp_path / "project")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    again = Job.load(tmp_path / "project" / "runs" / "job" / "job" / "config.yaml")
+    assert (again.table, again.folder, again.out) == (str(tmp_path / "project" / "table.csv"),
+                                                      str(tmp_path / "project" / "feats"),
+                                                      str(tmp_path / "project" / "runs"))
+    assert _finish(again).finished  # the same run, reported as finished, not a new one here
+    assert not (elsewhere / "runs").exists()

@@ -201,9 +201,35 @@ class RunConfig:
             if not isinstance(loaded, dict):
                 raise MstarError(f"{path}: expected a mapping of settings at the top level")
             values.update({cls._key(str(k), str(path)): v for k, v in loaded.items()})
+            values = cls._from_run_folder(path, values)
         for key, value in (overrides or {}).items():
             values[cls._key(key, "--set")] = value
         return cls(**values).validate()
+
+    @classmethod
+    def _from_run_folder(cls, path: Path, values: dict[str, Any]) -> dict[str, Any]:
+        """A run folder's ``config.yaml`` holds paths as they were typed, relative to the folder the command
+        ran in (``run.json``'s ``cwd``): re-run from elsewhere, such a path that exists only from there is
+        made absolute, so ``--config RUN/config.yaml`` works from any folder (inputs and ``out``)."""
+        import json
+
+        record = path.parent / "run.json"
+        try:
+            cwd = json.loads(record.read_text()).get("cwd") if record.is_file() else None
+        except (OSError, ValueError, AttributeError):
+            cwd = None
+        if not cwd or Path(cwd) == Path.cwd():
+            return values
+
+        def moved(value: Any) -> Any:
+            if isinstance(value, list):
+                return [moved(v) for v in value]
+            if (isinstance(value, str) and value and not Path(value).is_absolute()
+                    and not Path(value).exists() and (Path(cwd) / value).exists()):
+                return str(Path(cwd) / value)
+            return value
+
+        return {k: moved(v) if k in (*cls.INPUTS, "out") else v for k, v in values.items()}
 
     def convert_fields(self):
         """Convert every field to its annotated type in place (one-line error naming a bad key)."""

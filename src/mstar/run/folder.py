@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -141,5 +142,6 @@ def open_run(cfg: RunConfig, overwrite: bool = False, path: Path | None = None) 
         raise MstarError(f"{path}: holds files but no {RECORD} (not a run folder of this mstar version); "
                          f"pass --overwrite to replace it, or {cfg.BESIDE}")
     record = {"kind": cfg.group(), "status": "running", "started_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+              "cwd": os.getcwd(),  # relative paths of config.yaml are relative to it (RunConfig.load)
               "fingerprint": new}
     return RunFolder(path, False, record, replace=overwrite and path.exists())
