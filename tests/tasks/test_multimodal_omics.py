@@ -151,6 +151,19 @@ def test_wide_manifest_and_mcat_folds(wide, tmp_path):
     assert cv.table.set_index("case")["fold1"].to_dict() == {"A": "test", "B": "train", "C": "train"}
     with pytest.raises(MstarError, match="pass --folds DIR"):
         read_survival_cohort(wide)
+
+
+def test_fold_cases_outside_the_cohort_and_cohort_cases_outside_the_fold_are_named(wide, tmp_path, caplog):
+    manifest = read_wide_manifest(wide)
+    folds = tmp_path / "splits"
+    folds.mkdir()
+    pd.DataFrame({"train": ["A", "Z", "Y"], "val": ["B", None, None]}).to_csv(folds / "splits_0.csv")
+    apply_folds(manifest, read_fold_dir(folds))
+    said = [r.getMessage() for r in caplog.records]
+    assert any("fold0: 2 case(s) of the fold are not in the cohort" in m and m.endswith("left out: Z, Y")
+               for m in said), said
+    assert any("fold0: 1 case(s) of the cohort are in none of the fold's lists and take no part in it: C" in m
+               for m in said), said
     pd.DataFrame({"train": ["A"], "test": ["B"]}).to_csv(folds / "splits_2.csv")
     with pytest.raises(MstarError, match=r"splits_2.csv: missing column\(s\) \['val'\]"):
         read_fold_dir(folds)

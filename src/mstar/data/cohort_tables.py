@@ -97,6 +97,12 @@ def read_fold_dir(path: str | os.PathLike) -> dict[str, dict[str, list[str]]]:
     return folds
 
 
+def _some(cases: list[str], shown: int = 5) -> str:
+    """``A, B, C`` or ``A, B, C, D, E and 7 more``."""
+    more = f" and {len(cases) - shown} more" if len(cases) > shown else ""
+    return ", ".join(map(str, cases[:shown])) + more
+
+
 def apply_folds(manifest: Manifest, folds: dict[str, dict[str, list[str]]],
                 where: str = "--folds") -> Manifest:
     """A copy of ``manifest`` whose evaluation units are ``folds`` (see the module docstring)."""
@@ -106,13 +112,17 @@ def apply_folds(manifest: Manifest, folds: dict[str, dict[str, list[str]]],
         rename = {"train": "train", "val": "val", "test": "test"} if "test" in lists else \
             {"train": "train", "val": "test"}
         split = pd.Series("", index=table.index, dtype=object)
-        absent = 0
+        absent: list[str] = []
         for column, ids in lists.items():
-            absent += sum(c not in known for c in ids)
+            absent += [c for c in ids if c not in known]
             split[table["case"].isin(set(ids))] = rename[column]
         if absent:
             log.warning("%s %s: %d case(s) of the fold are not in the cohort (no features/omics?) and are "
-                        "left out", where, name, absent)
+                        "left out: %s", where, name, len(absent), _some(absent))
+        unplaced = table.loc[split == "", "case"].tolist()
+        if unplaced:
+            log.warning("%s %s: %d case(s) of the cohort are in none of the fold's lists and take no part in "
+                        "it: %s", where, name, len(unplaced), _some(unplaced))
         for column, role in (("train", "train"), ("val" if "test" not in lists else "test", "test")):
             if (split == role).any():
                 continue
