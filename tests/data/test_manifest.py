@@ -37,6 +37,8 @@ def test_multimodal_survival_keeps_the_rna_column(tmp_path):
 
 @pytest.mark.parametrize("text, message", [
     ("foo,bar\n1,2\n", "unrecognised columns"),
+    ("Study,ID,Event,WSI,split\nS,P,3,a.pt,train\n", r"a survival manifest needs the column\(s\) Status"),
+    ("Study,ID,Evnt,Status,WSI,split\nS,P,3,1,a.pt,train\n", r"needs the column\(s\) Event \(has"),
     ("case,slide,label\nA,a,x\n", "no split column"),
     ("case,slide,label,fold\nA,a,x,holdout\n", "unknown values"),
     ("Study,ID,Event,Status,WSI,split\nS,P,abc,1,a.pt,train\n", "must be numeric"),

@@ -125,6 +125,12 @@ def read_manifest(path: str | os.PathLike, require_split: bool = True,
         return _classification(path, raw, cols, require_split)
     if not require_label and any(c in cols for c in ("slide", "slide_id", "wsi")):
         return _classification(path, raw, cols, require_split)
+    survival = ("id", "event", "status", "wsi")
+    near = sum(c in cols for c in survival)
+    if near >= 2:  # most of the survival schema: say which of its columns is missing
+        missing = [name for name, c in zip(("ID", "Event", "Status", "WSI"), survival) if c not in cols]
+        raise MstarError(f"{path}: a survival manifest needs the column(s) {', '.join(missing)} (has "
+                         f"{list(raw.columns)}; expected Study,ID,Event,Status,WSI,split)")
     raise MstarError(f"{path}: unrecognised columns {list(raw.columns)}; expected case,slide,label,fold "
                      "(classification) or Study,ID,Event,Status,WSI,split (survival)")
 
