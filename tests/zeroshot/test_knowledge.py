@@ -131,3 +131,47 @@ def test_predict_cites_the_knowledge_on_each_slide_page(trained_checkpoint, zs_c
     assert (tmp_path / "pred" / "evidence" / f"{slide}.geojson").is_file()
     with pytest.raises(MstarError, match="'knowledge' needs 'stage1'"):
         PredictConfig(inputs=["x"], run=run, out="o", knowledge=str(path)).validate()
+
+
+def test_editing_the_knowledge_file_re_ranks_the_citations_of_a_finished_prediction(trained_checkpoint,
+                                                                                   zs_cohort, tmp_path):
+    """The knowledge base is updated without predicting again; any other change still needs --overwrite."""
+    import json
+
+    from mstar.predict.config import PredictConfig
+    from mstar.predict.run import predict
+    from mstar.tasks.config import TrainConfig
+    from mstar.tasks.runner import train_task
+
+    run = train_task(TrainConfig(task="classify", manifest=str(zs_cohort["manifest"]),
+                                 features=str(zs_cohort["features"]), out=str(tmp_path / "runs"), epochs=1,
+                                 bootstrap=10, model_args={"dim": 8, "attn_dim": 8}), progress=False)["run"]
+    path = tmp_path / "knowledge.yaml"
+    path.write_text(KNOWLEDGE)
+    out = tmp_path / "pred"
+
+    def go(**kw):
+        args = dict(inputs=[str(zs_cohort["features"])], run=run, out=str(out), knowledge=str(path),
+                    stage1=str(trained_checkpoint), top_statements=4)
+        return predict(PredictConfig(**{**args, **kw}), progress=False)
+
+    first = go()
+    slide = first["predictions"]["slide"].iloc[0]
+    evidence = out / "evidence" / f"{slide}.csv"
+    stamp, table = evidence.stat().st_mtime_ns, (out / "predictions.csv").read_bytes()
+    path.write_text(KNOWLEDGE + "  - name: clear cells\n    statement: clear cell renal cell carcinoma\n"
+                                "    source: a textbook\n")  # untagged: a candidate for every slide
+    second = go()
+    assert second["recited"] == len(first["predictions"]) and second["finished_before"]
+    assert (out / "predictions.csv").read_bytes() == table  # the predictions were not recomputed
+    assert evidence.stat().st_mtime_ns == stamp  # the evidence was not recomputed
+    citing = [s for s in second["predictions"]["slide"] if "clear cells" in
+              [c["concept"] for c in json.loads((out / "evidence" / f"{s}.json").read_text())["knowledge"]]]
+    assert citing  # the new statement is cited without --overwrite, on the slide pages too
+    assert "source: a textbook" in (out / "slides" / f"{citing[0]}.html").read_text()
+    assert go()["finished_before"] and "recited" not in go()  # unchanged now: reported as finished
+    dropped = go(knowledge=None, stage1=None)
+    assert "knowledge" not in json.loads((out / "evidence" / f"{slide}.json").read_text())
+    assert dropped["recited"] == len(first["predictions"])
+    with pytest.raises(MstarError, match="other settings or inputs .*top_k"):
+        go(top_k=3)

@@ -47,7 +47,10 @@ def predict(
                        knowledge=knowledge, stage1=stage1, omics=omics, cases=cases, skip_errors=skip_errors)
     result = run_predict(cfg, overwrite=overwrite)
     table = result["predictions"]
-    if result.get("finished_before"):
+    if "recited" in result:
+        rprint(f"{result['out']}: only the knowledge inputs changed; citations ranked again for "
+               f"{result['recited']} slide(s), predictions and evidence unchanged")
+    elif result.get("finished_before"):
         rprint(f"{result['out']}: already finished with these settings and inputs (--overwrite redoes it)")
     ok = table[table["status"] == "ok"]
     page = Path(result["out"]) / "index.html"

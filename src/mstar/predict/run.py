@@ -27,6 +27,7 @@ from mstar.predict.config import PredictConfig
 from mstar.predict.ensemble import predict_bag
 from mstar.predict.evidence import write_evidence
 from mstar.predict.models import RunModels, load_run_models
+from mstar.predict.recite import citations_changed_only, recite
 from mstar.run.folder import open_run
 from mstar.utils.atomic import write_text_atomic
 from mstar.utils.progress import track
@@ -109,6 +110,11 @@ def predict(cfg: PredictConfig, overwrite: bool = False, progress: bool = True) 
                 omics.profile(slide_id)
             except MstarError as exc:
                 raise MstarError(f"{exc} (or use --skip-errors to keep going past such slides)") from None
+    if not overwrite and (changed := citations_changed_only(cfg)) is not None:  # knowledge edited: re-rank
+        records = recite(cfg, run, knowledge, changed)
+        table = pd.read_csv(cfg.run_dir() / "predictions.csv")
+        return {"out": str(cfg.run_dir()), "predictions": table, "failed": [], "finished_before": True,
+                "recited": len(records)}
     folder = open_run(cfg, overwrite)
     out = folder.path
     if folder.finished:
