@@ -115,7 +115,8 @@ class CMTA(nn.Module):
 
 
 @register_model("cmta", "CMTA (Zhou 2023): pathology/genomic Nystrom encoders-decoders with cross-modal "
-                        "translation; NLLSurv + L1 alignment (aux_loss)")
+                        "translation; NLLSurv + L1 alignment (aux_loss); the slowest model by far (four "
+                        "transformers, bag by bag): on a CPU set a small width, --set model_args='{dim: 32}'")
 def cmta(path_dim: int = 1024, omic_sizes: Sequence[int] | None = None, n_bins: int = 4,
          **kwargs: Any) -> CMTA:
     """:class:`CMTA`; ``omic_sizes`` (genes per signature group) is required."""
