@@ -134,8 +134,11 @@ def test_errors_name_the_problem(tmp_path):
     pretrain.mkdir()
     (pretrain / "run.json").write_text(json.dumps({"kind": "pretrain", "status": "finished"}))
     with pytest.raises(MstarError, match="pretrain: a pretrain run; `mstar compare` compares classify, "
-                                         "survival, multimodal-survival runs"):
+                                         "survival and multimodal-survival runs and their evaluations"):
         compare_runs(runs["fusion"], pretrain)
+    for name, run in runs.items():  # two external validations (`mstar evaluate`) still compare
+        (run / "run.json").write_text(json.dumps({"kind": "evaluation", "status": "finished"}))
+    assert compare_runs(runs["fusion"], runs["snn"], n_resamples=20)["n"] == 30
     with pytest.raises(MstarError, match="not found"):
         compare_runs(tmp_path / "missing", runs["snn"])
 

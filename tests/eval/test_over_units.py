@@ -37,7 +37,10 @@ def test_n_counts_distinct_cases_not_unit_case_pairs():
     rng = np.random.default_rng(1)
     y = np.array([0, 1] * 10)
     units = []
-    for key in ("same", "same", "other"):  # two repeated runs on one test set, a fold on another
+    same, other, overlapping = tuple(range(20)), tuple(range(20, 40)), tuple(range(10, 30))
+    for key in (same, same, other):  # two repeated runs on one test set, a fold on another
         probs = rng.dirichlet(np.ones(2), len(y))
         units.append((classification_stats(y, probs, ["a", "b"]), len(y), key))
+    assert mean_over_units(units, n_resamples=20, seed=0)["auc_macro"]["n"] == 40
+    units[1] = (units[1][0], 20, overlapping)  # a repeat whose cases differ in part (val re-drawn per seed)
     assert mean_over_units(units, n_resamples=20, seed=0)["auc_macro"]["n"] == 40

@@ -193,3 +193,18 @@ def test_device_side_preprocessing_path_gives_the_same_features(work):
     extract_features(work, ENC, workers=1, preprocess_on="device", overwrite=True, show_progress=False)
     for p in folder.glob("*.h5"):
         np.testing.assert_array_equal(load_features(p)[0], ref[p.name])
+
+
+def test_a_reused_slide_keeps_its_timing_but_a_failed_or_pending_one_does_not(tmp_path):
+    from mstar.utils.summary import merge_summary
+
+    cols = ["slide", "seconds", "status"]
+    path = merge_summary(tmp_path / "summary.csv", [{"slide": s, "seconds": 10.0, "status": "ok"}
+                                                    for s in ("a", "b", "c")], cols)
+    nan = float("nan")
+    merge_summary(path, [{"slide": "a", "seconds": nan, "status": "ok"},          # reused
+                         {"slide": "b", "seconds": nan, "status": "error"},       # failed this time
+                         {"slide": "c", "seconds": nan, "status": "pending"}], cols, keep_old=("seconds",))
+    table = pd.read_csv(path).set_index("slide")
+    assert table.loc["a", "seconds"] == 10.0
+    assert np.isnan(table.loc["b", "seconds"]) and np.isnan(table.loc["c", "seconds"])

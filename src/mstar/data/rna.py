@@ -100,6 +100,12 @@ def _read_per_case(folder: Path) -> pd.DataFrame:
             series[name.rsplit(".", 1)[0]] = read_gene_values(path)
         except MstarError as exc:
             subfolders = sorted(p.name for p in folder.iterdir() if p.is_dir())
+            try:  # a table of many cases, not one case's Gene,Value
+                wide = len(_read_frame(path, nrows=1, what=GENE_VALUES).columns) > 2
+            except MstarError:
+                wide = False
+            if not (wide or subfolders):
+                raise
             hint = (f"; a whole table is passed as the file itself (--rna {path}), per-case files as their "
                     f"folder{f' (here: {folder / subfolders[0]}?)' if subfolders else ''}")
             raise MstarError(f"{exc} (read as one case of the per-case folder {folder}){hint}") from None

@@ -38,8 +38,8 @@ def unit_predictions(run: str | os.PathLike, split: str = "test") -> dict[str, p
     path = Path(run) / "predictions.csv"
     kind = _run_kind(Path(run))
     if kind and kind not in COMPARABLE:
-        raise MstarError(f"{run}: a {kind} run; `mstar compare` compares {', '.join(COMPARABLE)} runs (their "
-                         "predictions.csv)")
+        raise MstarError(f"{run}: a {kind} run; `mstar compare` compares classify, survival and "
+                         "multimodal-survival runs and their evaluations (`mstar evaluate`)")
     preds = read_predictions_csv(path)
     if "split" not in preds.columns or "case" not in preds.columns:
         raise MstarError(f"{path}: needs 'split' and 'case' columns (a run directory of `mstar train`)")
@@ -58,7 +58,7 @@ def unit_predictions(run: str | os.PathLike, split: str = "test") -> dict[str, p
     return {str(u): g.set_index("case")[keep].sort_index() for u, g in rows.groupby(units, sort=False)}
 
 
-COMPARABLE = ("classify", "survival", "multimodal-survival")
+COMPARABLE = ("classify", "survival", "multimodal-survival", "evaluation")  # run.json kinds
 
 
 def _run_kind(run: Path) -> str:

@@ -28,6 +28,7 @@ def mean_over_units(units: list[tuple[Callable, int, tuple]], n_resamples: int, 
 
     Args:
         units: ``(stats_fn, n_rows, key)`` per unit; units with the same ``key`` (the same cases) share draws.
+            ``key`` is normally the unit's cases (a tuple), so ``n`` counts each case once.
     """
     full = [{k: float(np.asarray(v)[0]) for k, v in fn(np.ones((1, n))).items()} for fn, n, _ in units]
     names = [k for k in full[0] if all(k in f for f in full)]
@@ -50,10 +51,18 @@ def mean_over_units(units: list[tuple[Callable, int, tuple]], n_resamples: int, 
         boot = boot[np.isfinite(boot)]
         lo, hi = (np.quantile(boot, [alpha / 2, 1 - alpha / 2]) if len(boot) else (np.nan, np.nan))
         out[k] = {"value": float(_nanmean(values)), "ci_low": float(lo), "ci_high": float(hi),
-                  "n": int(sum(keys.values())),  # distinct cases: repeated runs share theirs
+                  "n": _distinct(keys),
                   "sd": _nansd(values) if len(values) > 1 else 0.0,
                   "per_unit": [float(v) for v in values]}
     return out
+
+
+def _distinct(keys: dict) -> int:
+    """How many cases the units evaluated, each once (repeated runs share theirs): the union of the keys
+    when they are the units' cases (tuples), else the sum of the distinct keys' sizes."""
+    if all(isinstance(k, tuple) for k in keys):
+        return len(set().union(*map(set, keys)))
+    return int(sum(keys.values()))
 
 
 def _nanmean(a: np.ndarray) -> np.ndarray:

@@ -93,8 +93,11 @@ def unreadable_reason(path: Path, exc: BaseException) -> str:
     """Why ``torch.load(path, weights_only=True)`` failed, in words: an HDF5 file (tiles or features given
     for a checkpoint), a file holding Python objects besides tensors, or the loader's first line (never
     torch's advice to unpickle the file)."""
-    with open(path, "rb") as f:
-        magic = f.read(8)
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(8)
+    except OSError as err:  # unreadable (permissions): that is the reason
+        return err.strerror or type(err).__name__
     if magic == b"\x89HDF\r\n\x1a\n":
         return "an HDF5 file (tiles or features?), not a checkpoint"
     if "Weights only load failed" in str(exc):

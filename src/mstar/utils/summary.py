@@ -24,9 +24,12 @@ def merge_summary(path: str | os.PathLike, rows: list[dict], columns: Sequence[s
         old = pd.read_csv(path, keep_default_na=False)
         earlier = old.drop_duplicates("slide", keep="last")
         earlier.index = pd.Index(earlier["slide"].astype(str).tolist())
+        # only a slide finished then and reused now (ok both times) keeps the earlier timing
+        same = (new["status"].astype(str) == "ok") & (
+            new["slide"].astype(str).map(earlier["status"]).astype(str) == "ok")
         for col in (c for c in keep_old if c in old.columns and c in new.columns):
             before = pd.to_numeric(new["slide"].astype(str).map(earlier[col]), errors="coerce")
-            new[col] = pd.to_numeric(new[col], errors="coerce").fillna(before)
+            new[col] = pd.to_numeric(new[col], errors="coerce").fillna(before.where(same))
         old = old[~old["slide"].astype(str).isin(new["slide"].astype(str))]
         new = pd.concat([old, new], ignore_index=True) if len(old) else new
     with atomic_path(path) as tmp:

@@ -14,7 +14,7 @@ from mstar.run.config import RunConfig
 
 DEFAULT_JS = [1, 5, 10, 50, 100]
 METHODS = ("text_prototypes", "simpleshot", "linear_probe")
-RUNTIME = ("out", "name", "device", "text_encoder", "text_cache")
+RUNTIME = ("out", "name", "device", "text_encoder", "text_cache", "seen_cases")  # seen_cases: refuse or not
 
 
 @dataclass
