@@ -129,11 +129,17 @@ def test_a_runs_config_re_runs_from_any_folder(tmp_path, monkeypatch):
     folder = _finish(cfg)
     assert json.loads((folder.path / "run.json").read_text())["cwd"] == str(tmp_path / "project")
     elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
+    (elsewhere / "runs").mkdir(parents=True)  # a runs folder here too: the config still means the project's
     monkeypatch.chdir(elsewhere)
-    again = Job.load(tmp_path / "project" / "runs" / "job" / "job" / "config.yaml")
+    config = tmp_path / "project" / "runs" / "job" / "job" / "config.yaml"
+    again = Job.load(config)
     assert (again.table, again.folder, again.out) == (str(tmp_path / "project" / "table.csv"),
                                                       str(tmp_path / "project" / "feats"),
                                                       str(tmp_path / "project" / "runs"))
     assert _finish(again).finished  # the same run, reported as finished, not a new one here
-    assert not (elsewhere / "runs").exists()
+    assert not any((elsewhere / "runs").iterdir())
+    values = {"table": ["table.csv", "missing.csv", "slides/*.svs"], "epochs": 3}
+    listed = Job._from_run_folder(config, values)
+    project = tmp_path / "project"
+    assert listed == {"table": [str(project / "table.csv"), "missing.csv", str(project / "slides/*.svs")],
+                      "epochs": 3}

@@ -80,6 +80,9 @@ def pretrain(
     if result.get("finished_before"):
         console.print(f"{result['run']}: already finished with these settings and inputs (pass --overwrite "
                       "to train again)")
+    prep = (result.get("meta", {}).get("counts", {}).get("report_prep") or {}).get("summary")
+    if prep:  # what the raw-OCR clean-up did (also in metrics.json)
+        console.print(prep, highlight=False)
     val = result.get("metrics", {}).get("val", {})
     for direction in ("slide_to_report", "report_to_slide", "slide_to_gene", "gene_to_slide",
                       "report_to_gene", "gene_to_report"):

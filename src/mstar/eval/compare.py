@@ -26,6 +26,7 @@ from mstar.eval.classification import classification_stats
 from mstar.eval.over_units import mean_over_units
 from mstar.eval.results import read_predictions_csv
 from mstar.eval.survival import concordance_stats
+from mstar.run.folder import record_field
 
 
 def unit_predictions(run: str | os.PathLike, split: str = "test") -> dict[str, pd.DataFrame]:
@@ -36,7 +37,7 @@ def unit_predictions(run: str | os.PathLike, split: str = "test") -> dict[str, p
             (``time, event, risk``) nor classification (``y, prob_*``).
     """
     path = Path(run) / "predictions.csv"
-    kind = _run_kind(Path(run))
+    kind = str(record_field(run, "kind") or "")
     if kind and kind not in COMPARABLE:
         raise MstarError(f"{run}: a {kind} run; `mstar compare` compares classify, survival and "
                          "multimodal-survival runs and their evaluations (`mstar evaluate`)")
@@ -59,16 +60,6 @@ def unit_predictions(run: str | os.PathLike, split: str = "test") -> dict[str, p
 
 
 COMPARABLE = ("classify", "survival", "multimodal-survival", "evaluation")  # run.json kinds
-
-
-def _run_kind(run: Path) -> str:
-    """The kind ``run.json`` records (``classify``, ``pretrain``, ...), or "" when it records none."""
-    import json
-
-    try:
-        return str(json.loads((run / "run.json").read_text()).get("kind") or "")
-    except (OSError, ValueError, AttributeError):
-        return ""
 
 
 def _task(units: dict[str, pd.DataFrame]) -> str:

@@ -43,7 +43,7 @@ class Stage1Config(RunConfig):
     text_pooling: str = "auto"         # auto (what the model was trained with: MiniLM mean, BioBERT [CLS])
                                        # | cls | mean
     report_negation: str = "drop"      # drop negated clauses before encoding ("no X" is not X) | keep
-    text_cache: str | None = None      # folder keeping a frozen text encoder's [CLS] states across runs
+    text_cache: str | None = None      # folder keeping a frozen text encoder's text states across runs
     gene_encoder: str = "snn"          # snn (MCAT's self-normalising MLP on standardised genes)
                                        # | performer (scBERT-style, upstream's; loses what is in the RNA at
                                        # cohort sizes of hundreds, docs/pretraining.md)
@@ -91,6 +91,7 @@ class Stage1Config(RunConfig):
     FRACTIONS: ClassVar[tuple[str, ...]] = ("val_fraction",)
     INPUTS: ClassVar[tuple[str, ...]] = ("manifest", "features", "reports", "rna", "text_encoder", "gene2vec",
                                          "continue_from")
+    PATHS: ClassVar[tuple[str, ...]] = ("text_cache",)
     RUNTIME: ClassVar[tuple[str, ...]] = ("out", "name", "num_workers", "accelerator", "devices", "strategy",
                                           "logger", "cache_features", "text_cache")
 

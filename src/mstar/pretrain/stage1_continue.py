@@ -35,14 +35,9 @@ def resolve_continuation(source: str | os.PathLike) -> Continuation:
     path = Path(source)
     ckpt = path / "checkpoints" / "stage1.pt" if path.is_dir() else path
     if not ckpt.is_file():
-        kind = ""
-        if path.is_dir() and (path / "run.json").is_file():
-            import json
+        from mstar.run.folder import record_field
 
-            try:
-                kind = str(json.loads((path / "run.json").read_text()).get("kind") or "")
-            except (OSError, ValueError, AttributeError):
-                kind = ""
+        kind = record_field(path, "kind") if path.is_dir() else None
         if kind and kind != "pretrain":
             raise MstarError(f"{source}: a {kind} run, not a stage-1 run; continue_from takes a finished "
                              "`mstar pretrain` run folder or its checkpoints/stage1.pt")

@@ -57,7 +57,7 @@ class EmbedConfig(RunConfig):
     batch_size: int = 8                # slides (texts, profiles) per forward pass
     device: str = "auto"
     skip_missing: bool = False
-    text_cache: str | None = None      # folder of a frozen text encoder's [CLS] states (see mstar pretrain)
+    text_cache: str | None = None      # folder of a frozen text encoder's text states (mstar pretrain)
     out: str | None = None             # runs folder: <out>/embed/<name>/ (default runs/, or out_h5's folder)
     name: str | None = None
     out_h5: str | None = None          # write the h5 here instead (the run folder still holds config.yaml)
@@ -67,6 +67,7 @@ class EmbedConfig(RunConfig):
     CHOICES: ClassVar[dict[str, tuple]] = {"report_prep": ("auto", "ocr", "none")}
     AT_LEAST: ClassVar[dict[str, float]] = {"batch_size": 1}
     INPUTS: ClassVar[tuple[str, ...]] = ("stage1", "manifest", "features", "reports", "rna")
+    PATHS: ClassVar[tuple[str, ...]] = ("text_encoder", "text_cache")
     RUNTIME: ClassVar[tuple[str, ...]] = ("out", "name", "out_h5", "device", "batch_size", "text_encoder",
                                           "text_cache")
     ALIASES: ClassVar[dict[str, str]] = {"checkpoint": "stage1"}

@@ -13,7 +13,9 @@ A subclass declares, besides its fields:
 - ``REQUIRED``, ``CHOICES``, ``AT_LEAST``, ``POSITIVE``, ``FRACTIONS``: the declarative checks;
 - ``INPUTS``: fields naming input files or folders; the run's fingerprint holds their content digests
   instead of the path strings (moving data keeps a run, changing it does not);
-- ``RUNTIME``: fields that change how a run executes but not what it computes (devices, workers).
+- ``RUNTIME``: fields that change how a run executes but not what it computes (devices, workers);
+- ``PATHS``: other fields naming files or folders (caches, a moved text model): like ``INPUTS``, resolved
+  against the folder a run was started in when its ``config.yaml`` is re-run from elsewhere.
 
 Dataclasses with a small conversion step were chosen over pydantic: the configs are plain dataclasses users
 can build in Python (``TrainConfig(manifest=..., epochs=5)``), YAML is the only serialisation, and the
@@ -157,6 +159,7 @@ class RunConfig:
     POSITIVE: ClassVar[tuple[str, ...]] = ()
     FRACTIONS: ClassVar[tuple[str, ...]] = ()          # strictly between 0 and 1
     INPUTS: ClassVar[tuple[str, ...]] = ()
+    PATHS: ClassVar[tuple[str, ...]] = ()  # other path settings (a cache, a moved text model)
     RUNTIME: ClassVar[tuple[str, ...]] = ("out", "name")
     ALIASES: ClassVar[dict[str, str]] = {}             # deprecated key -> current key
     BESIDE: ClassVar[str] = "--name to start a new run beside it"  # how a user starts another run folder
@@ -209,27 +212,25 @@ class RunConfig:
     @classmethod
     def _from_run_folder(cls, path: Path, values: dict[str, Any]) -> dict[str, Any]:
         """A run folder's ``config.yaml`` holds paths as they were typed, relative to the folder the command
-        ran in (``run.json``'s ``cwd``): re-run from elsewhere, such a path that exists only from there is
-        made absolute, so ``--config RUN/config.yaml`` works from any folder (inputs and ``out``)."""
-        import json
+        ran in (``run.json``'s ``cwd``); each relative path that exists from there is made absolute, so
+        ``--config RUN/config.yaml`` re-runs the same run from any folder (the ``INPUTS``, ``PATHS`` and
+        ``out`` fields)."""
+        from mstar.run.folder import record_field
 
-        record = path.parent / "run.json"
-        try:
-            cwd = json.loads(record.read_text()).get("cwd") if record.is_file() else None
-        except (OSError, ValueError, AttributeError):
-            cwd = None
-        if not cwd or Path(cwd) == Path.cwd():
+        cwd = record_field(path.parent, "cwd")
+        if not cwd or not Path(cwd).is_dir() or Path(cwd) == Path.cwd():
             return values
 
         def moved(value: Any) -> Any:
             if isinstance(value, list):
                 return [moved(v) for v in value]
-            if (isinstance(value, str) and value and not Path(value).is_absolute()
-                    and not Path(value).exists() and (Path(cwd) / value).exists()):
-                return str(Path(cwd) / value)
+            if isinstance(value, str) and value and not Path(value).is_absolute():
+                there = Path(cwd) / value
+                if there.exists() or any(c in value for c in "*?["):  # a glob of slides is taken as typed
+                    return str(there)
             return value
 
-        return {k: moved(v) if k in (*cls.INPUTS, "out") else v for k, v in values.items()}
+        return {k: moved(v) if k in (*cls.INPUTS, *cls.PATHS, "out") else v for k, v in values.items()}
 
     def convert_fields(self):
         """Convert every field to its annotated type in place (one-line error naming a bad key)."""

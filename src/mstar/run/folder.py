@@ -48,6 +48,15 @@ def read_record(path: Path) -> dict | None:
                          "again") from None
 
 
+def record_field(path: str | os.PathLike, key: str) -> Any:
+    """One field of a run folder's ``run.json`` (``kind``, ``cwd`` ...), or None when the folder has no
+    readable record (never an error: callers use it to word a message or to resolve a path)."""
+    try:
+        return json.loads((Path(path) / RECORD).read_text()).get(key)
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 @dataclass
 class RunFolder:
     """An opened run folder.

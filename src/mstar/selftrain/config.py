@@ -81,6 +81,7 @@ class SelfTrainConfig(RunConfig):
     POSITIVE: ClassVar[tuple[str, ...]] = ("lr",)
     FRACTIONS: ClassVar[tuple[str, ...]] = ("val_fraction",)
     INPUTS: ClassVar[tuple[str, ...]] = ("tiles", "features", "stage1", "checkpoint", "patch_labels")
+    PATHS: ClassVar[tuple[str, ...]] = ("slides",)
     RUNTIME: ClassVar[tuple[str, ...]] = ("out", "name", "slides", "accelerator", "devices", "strategy",
                                           "workers", "logger", "grad_checkpointing")
     ALIASES: ClassVar[dict[str, str]] = {"aggregator": "stage1"}

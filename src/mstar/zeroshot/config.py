@@ -37,6 +37,7 @@ class Stage1Inputs(RunConfig):
     REQUIRED: ClassVar[tuple[str, ...]] = ("stage1", "manifest", "features")
     CHOICES: ClassVar[dict[str, tuple]] = {"seen_cases": ("refuse", "warn")}
     RUNTIME: ClassVar[tuple[str, ...]] = RUNTIME
+    PATHS: ClassVar[tuple[str, ...]] = ("text_encoder", "text_cache")
     ALIASES: ClassVar[dict[str, str]] = {"checkpoint": "stage1"}
 
     def input_paths(self) -> dict[str, Any]:
