@@ -100,3 +100,23 @@ def test_cases_the_stage1_model_was_trained_on_are_refused_unless_asked(trained_
         assert res.exit_code == 0, res.output
         meta = json.loads((tmp_path / kind / "clean" / "metrics.json").read_text())["_meta"]
         assert meta["stage1_seen_cases"] == 0, command
+
+
+def test_the_seen_cases_rule_matches_slide_ids_too_and_says_when_it_cannot_judge(caplog):
+    from mstar.errors import MstarError
+    from mstar.zeroshot.loading import check_unseen
+
+    slides_of = {"C1": ["C1-DX1"], "C2": ["C2-DX1", "C2-DX2"], "C3": ["C3-DX1"]}
+    assert check_unseen({}, slides_of, "refuse", "m.pt", "test cases") is None  # a model object: unchecked
+    assert check_unseen({"epochs": 3}, slides_of, "refuse", "m.pt", "test cases") is None
+    assert "does not record the cases it was trained on; make sure it never saw these test" in caplog.text
+    # stage 1 was trained on a manifest whose cases were slide ids: still caught
+    meta = {"train_cases": ["C2-DX2", "X9"]}
+    with pytest.raises(MstarError, match=r"trained on 1 of the 3 test cases \(e.g. C2\)"):
+        check_unseen(meta, slides_of, "refuse", "m.pt", "test cases")
+    assert check_unseen(meta, slides_of, "warn", "m.pt", "test cases") == 1
+    assert check_unseen({"train_cases": ["X9"]}, slides_of, "refuse", "m.pt", "test cases") == 0
+    caplog.clear()
+    partial = {"train_cases": ["X9"], "train_cases_complete": False}  # a continued model
+    assert check_unseen(partial, slides_of, "refuse", "m.pt", "test cases") == 0
+    assert "all the cases (a continued model)" in caplog.text

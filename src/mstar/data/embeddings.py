@@ -12,6 +12,7 @@ task's neighbour consensus) read them here, below the stage that writes them.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,27 @@ import torch.nn.functional as F
 from mstar.errors import MstarError
 
 MODALITIES = ("slide", "report", "gene")
+log = logging.getLogger(__name__)
+
+
+def warn_unrecorded(where, train_cases, complete: bool = True,
+                    scored: str = "this run's val/test cases") -> None:
+    """Warn when a stage-1 checkpoint (or its embeddings file) does not record every case it was trained on
+    (upstream's checkpoints, a continued model): whether it saw the ``scored`` cases cannot be checked."""
+    if train_cases is None or not complete:
+        what = "the cases" if train_cases is None else "all the cases (a continued model)"
+        log.warning("%s: its stage-1 checkpoint does not record %s it was trained on; make sure it never saw "
+                    "%s", where, what, scored)
+
+
+def cases_seen(train_cases, slides_of: dict[str, list[str]]) -> list[str]:
+    """The cases of ``slides_of`` (case -> its slide ids) that a stage-1 model trained on ``train_cases``
+    saw: the case id or one of its slide ids is among them (a manifest whose cases are slide ids is matched
+    too); none when ``train_cases`` is None (not recorded)."""
+    if train_cases is None:
+        return []
+    trained = {str(c) for c in train_cases}
+    return [c for c, slides in slides_of.items() if trained & {str(c), *map(str, slides)}]
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 
 from mstar.data.bags import BagStore
+from mstar.data.embeddings import warn_unrecorded
 from mstar.data.feature_dirs import resolve_feature_dir
 from mstar.data.manifest import read_manifest
 from mstar.data.reports import read_reports, report_key
@@ -95,14 +96,7 @@ def check_not_pretrained_on(embeddings, heldout: list[str], case_of: dict[str, s
         raise MstarError(f"{embeddings.path}: its stage-1 model was trained on {len(seen)} of this run's "
                          f"val/test slides (e.g. {', '.join(seen[:3])}); pretrain stage 1 on this manifest's "
                          "training split only")
-    _warn_unrecorded(embeddings.path, embeddings.train_cases, embeddings.train_cases_complete)
-
-
-def _warn_unrecorded(where, train_cases, complete: bool) -> None:
-    if train_cases is None or not complete:
-        what = "the cases" if train_cases is None else "all the cases (a continued model)"
-        log.warning("%s: its stage-1 checkpoint does not record %s it was trained on; make sure it never saw "
-                    "this run's val/test cases", where, what)
+    warn_unrecorded(embeddings.path, embeddings.train_cases, embeddings.train_cases_complete)
 
 
 def slide_reports(path, reports: dict[str, str], slides: list[str],
@@ -136,7 +130,7 @@ def stage1_init_checkpoint(cfg: ReportConfig, heldout: list[str], case_of: dict[
                     "patch projection initialises the report model, so test figures may be optimistic",
                     cfg.stage1, len(seen), ", ".join(seen[:3]))
     else:
-        _warn_unrecorded(cfg.stage1, cases, bool(meta.get("train_cases_complete", True)))
+        warn_unrecorded(cfg.stage1, cases, bool(meta.get("train_cases_complete", True)))
     return {"blob": blob, "summary": {"checkpoint": str(cfg.stage1), "saw_heldout": len(seen),
                                       "train_cases_recorded": cases is not None}}
 

@@ -134,7 +134,8 @@ def few_shot(cfg: FewShotConfig, model=None, overwrite: bool = False, progress: 
         if not (table["split"] == split).any():
             raise MstarError(f"{manifest}: no '{split}' rows; few-shot draws support from train and "
                              "queries test")
-    seen = check_unseen(prep.meta, table.loc[table["split"] == "test", "case"], cfg.seen_cases, cfg.stage1,
+    queries = table[table["split"] == "test"]
+    seen = check_unseen(prep.meta, dict(zip(queries["case"], queries["slides"])), cfg.seen_cases, cfg.stage1,
                         "test cases (the queries)")
     use_text = "text_prototypes" in methods
     query_cases = table.loc[table["split"].isin(["val", "test"]), "case"].tolist() if use_text else []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,31 +85,30 @@ def prepare(checkpoint, prompts: str | os.PathLike, manifest: str | os.PathLike,
     return Prepared(model, prompt_set, cohort, emb, meta)
 
 
-def check_unseen(meta: dict, cases: Iterable[str], policy: str, checkpoint, scored: str) -> int:
-    """How many of the ``cases`` a command scores the stage-1 model was trained on (``meta["train_cases"]``,
-    recorded by `mstar pretrain`): with ``policy`` ``refuse`` any is an error (the model saw their slides,
+def check_unseen(meta: dict, slides_of: dict[str, list[str]], policy: str, checkpoint,
+                 scored: str) -> int | None:
+    """How many of the cases a command scores (``slides_of``: case -> its slide ids) the stage-1 model was
+    trained on (``meta["train_cases"]``, recorded by `mstar pretrain`; a case counts when its id or one of
+    its slide ids is there): with ``policy`` ``refuse`` any is an error (the model saw their slides,
     reports and RNA together, so retrieval and zero-shot on them are optimistic: on two real TCGA cohorts
     gene→report R@5 0.57 on seen cases against 0.15 on held-out ones); ``warn`` scores them with a warning.
-    A checkpoint that does not record its cases (upstream's, a continued one) is a warning. A model passed
-    in as an object (``meta`` empty) is not checked.
 
-    Args:
-        scored: What the cases are, for the message ("test cases", "queries").
+    Returns:
+        The count, or None when nothing could be checked: a model passed in as an object (``meta`` empty,
+        not checked) or a checkpoint that does not record its cases (a warning).
     """
+    from mstar.data.embeddings import cases_seen, warn_unrecorded
+
     if not meta:
-        return 0
-    cases = list(dict.fromkeys(str(c) for c in cases))
-    trained = meta.get("train_cases")
-    if trained is None or not meta.get("train_cases_complete", True):
-        what = "the cases" if trained is None else "all the cases (a continued model)"
-        log.warning("%s: the stage-1 checkpoint does not record %s it was trained on; make sure it never saw "
-                    "these %s", checkpoint, what, scored)
-        if trained is None:
-            return 0
-    seen = [c for c in cases if c in set(map(str, trained))]
+        return None
+    trained, complete = meta.get("train_cases"), bool(meta.get("train_cases_complete", True))
+    warn_unrecorded(checkpoint, trained, complete, f"these {scored}")
+    if trained is None:
+        return None
+    seen = cases_seen(trained, slides_of)
     if not seen:
         return 0
-    line = (f"{checkpoint}: the stage-1 model was trained on {len(seen)} of the {len(cases)} {scored} "
+    line = (f"{checkpoint}: the stage-1 model was trained on {len(seen)} of the {len(slides_of)} {scored} "
             f"(e.g. {', '.join(seen[:3])}), so their scores are optimistic")
     if policy == "refuse":
         raise MstarError(f"{line}; evaluate on cases it never saw (the split it was not trained on), or pass "

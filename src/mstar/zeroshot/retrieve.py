@@ -81,7 +81,8 @@ def retrieve(cfg: RetrievalConfig, model=None, overwrite: bool = False) -> dict:
     model, loaded = load_model(model if model is not None else checkpoint, cfg.text_encoder, cfg.device,
                                cfg.text_cache, cfg.features or None)
     scored = rows if split == "all" else rows[rows["split"] == split]
-    seen = check_unseen(loaded, scored["case"], cfg.seen_cases, checkpoint, f"{split} cases")
+    slides_of = scored.groupby("case", sort=False)["slide"].agg(list).to_dict()
+    seen = check_unseen(loaded, slides_of, cfg.seen_cases, checkpoint, f"{split} cases")
     if reports and model.text is None:
         raise MstarError(f"{checkpoint}: the model has no report encoder; drop --reports")
     vocabulary = None

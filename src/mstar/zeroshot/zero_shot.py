@@ -87,7 +87,8 @@ def zero_shot(cfg: ZeroShotConfig, model=None, overwrite: bool = False, progress
     if not (rows["split"] == "test").any():
         raise MstarError(f"{manifest}: no test rows to evaluate (fold/split 'test'); zero-shot reports the "
                          "test set")
-    seen = check_unseen(prep.meta, rows["case"], cfg.seen_cases, cfg.stage1, "val/test cases")
+    seen = check_unseen(prep.meta, dict(zip(rows["case"], rows["slides"])), cfg.seen_cases, cfg.stage1,
+                        "val/test cases")
     if cfg.modality != "slide":  # RNA-seq or report embeddings against the prompts
         from mstar.zeroshot.by_embedding import zero_shot_by_embedding
 
