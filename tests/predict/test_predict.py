@@ -254,6 +254,11 @@ def test_slide_and_encoder_errors_stop_before_the_output_folder_so_the_fix_rerun
     with pytest.raises(MstarError, match="random initial weights.*predict without --checkpoint"):
         _predict([image], runs["classify"], tmp_path / "out", slide_mpp=0.5, checkpoint=str(weights))
     assert not (tmp_path / "out").exists()
+    broken = tmp_path / "broken.svs"  # unreadable, --slide-mpp or not: before the folder too
+    broken.write_bytes(b"not a slide")
+    with pytest.raises(MstarError, match="cannot read this slide"):
+        _predict([broken], runs["classify"], tmp_path / "out", slide_mpp=0.5)
+    assert not (tmp_path / "out").exists()
     # the fix the first error named runs (the plain image has no tissue: a failed row, not "other settings")
     result = _predict([image], runs["classify"], tmp_path / "out", slide_mpp=0.5, skip_errors=True)
     assert result["failed"] == ["scan"] and not result["finished_before"]

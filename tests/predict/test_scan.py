@@ -85,6 +85,10 @@ def test_extract_scan_embeds_the_top_share_and_records_the_rest(tiny_tiles, tiny
     with pytest.raises(MstarError, match="low-power pass: features from encoder timm:vit_tiny_patch16_224"):
         hierarchical_scan(root, "timm:vit_tiny_patch16_224", run, show_progress=False)
     assert sorted(p.relative_to(root) for p in root.rglob("*")) == before
+    from mstar.features.context import low_power_pass
+
+    with pytest.raises(MstarError, match="coarser than the tiles"):  # a "low-power" pass finer than the tiles
+        low_power_pass(root, "timm:test_vit", 0.25, show_progress=False)
 
 
 def test_each_keep_fraction_has_its_own_folder(tmp_path):

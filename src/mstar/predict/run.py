@@ -92,8 +92,8 @@ def predict(cfg: PredictConfig, overwrite: bool = False, progress: bool = True) 
     encoder = None
     if files is None:  # slides: the encoder and, without --skip-errors, every slide's metadata are checked
         encoder = run_encoder(run, cfg.checkpoint)  # before anything is written (a missing file is one line)
-        if not cfg.skip_errors and cfg.slide_mpp is None:
-            check_slides_open(cfg.inputs)
+        if not cfg.skip_errors:
+            check_slides_open(cfg.inputs, cfg.slide_mpp)
         else:
             from mstar.slide.batch import expand_slide_paths
 
