@@ -16,3 +16,20 @@ def first_line(error: BaseException, limit: int = 200) -> str:
         return "interrupted"
     lines = str(error).strip().splitlines()
     return lines[0][:limit] if lines else type(error).__name__
+
+
+def some(items, shown: int = 5, sep: str = ", ") -> str:
+    """The first ``shown`` of ``items`` for a message: ``A, B, C`` or ``A, B and 7 more``."""
+    items = [str(i) for i in items]
+    if len(items) <= shown:
+        return sep.join(items)
+    joiner = sep.rstrip() if sep.strip() not in ("", ",") else ""  # "a; b; and 3 more", "a, b and 3 more"
+    return f"{sep.join(items[:shown])}{joiner} and {len(items) - shown} more"
+
+
+def did_you_mean(key: str, choices) -> str:
+    """``"did you mean 'description'? "`` when ``key`` is close to one of ``choices``, else ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(str(key), [str(c) for c in choices], n=1)
+    return f"did you mean {close[0]!r}? " if close else ""

@@ -34,7 +34,7 @@ def tcga(
     """Patients of the TCGA omics tables: cohort, slides, a patient-level split, and their RNA-seq."""
     from rich.table import Table
 
-    from mstar.cli.options import console as make_console
+    from mstar.cli.options import make_console
     from mstar.data.tcga import build_tcga_cohort
 
     chosen = [p.strip() for p in projects.split(",") if p.strip()] if projects else None

@@ -23,7 +23,7 @@ def demo(
     """Run every stage on a synthetic cohort (offline, CPU) and print a summary table."""
     from rich.table import Table
 
-    from mstar.cli.options import console as make_console
+    from mstar.cli.options import make_console
     from mstar.demo import DemoContext, run_demo
 
     console = make_console()

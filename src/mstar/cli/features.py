@@ -134,7 +134,7 @@ def encoders() -> None:
     """List the patch encoders, their input contract and the weights file each needs."""
     from rich.table import Table
 
-    from mstar.cli.options import console as make_console
+    from mstar.cli.options import make_console
     from mstar.features.encoders import list_encoders
 
     console = make_console()

@@ -52,7 +52,7 @@ def multimodal_survival(
 ) -> None:
     """Survival from slides + genomics: NLLSurv (4 bins), C-index with CIs, per-fold mean ± sd, KM curves."""
     opts = {k: v for k, v in locals().items() if k not in ("config", "set_", "overwrite")}
-    from mstar.cli.options import console as make_console
+    from mstar.cli.options import make_console
     from mstar.tasks.multimodal import train_multimodal
     from mstar.tasks.multimodal_config import MultimodalConfig
 

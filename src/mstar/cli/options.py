@@ -26,7 +26,7 @@ from mstar.run.config import RunConfig, parse_override
 PathOpt = Optional[Path]
 
 
-def console():
+def make_console():
     """The console commands print to: long lines are not wrapped (the terminal wraps them), so a printed
     path or command can be copied as it is."""
     from rich.console import Console
@@ -40,8 +40,8 @@ def plural(n: int, word: str) -> str:
 
 
 def rprint(*objects: Any) -> None:
-    """Print with rich markup to :func:`console`."""
-    console().print(*objects)
+    """Print with rich markup to :func:`make_console`."""
+    make_console().print(*objects)
 
 
 Config = Annotated[PathOpt, typer.Option(

@@ -68,7 +68,7 @@ def pretrain(
     opts = {k: v for k, v in locals().items() if k not in ("config", "set_", "overwrite")}
     if labels is not None:
         opts["labels"] = [x.strip() for x in labels.split(",") if x.strip()]
-    from mstar.cli.options import console as make_console
+    from mstar.cli.options import make_console
     from mstar.eval.results import format_ci
     from mstar.pretrain.stage1_config import Stage1Config
     from mstar.pretrain.stage1_train import pretrain as run_pretrain

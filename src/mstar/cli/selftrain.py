@@ -59,7 +59,7 @@ def self_train_command(
     """Stage 2: a patch encoder learns the stage-1 aggregator's per-patch tokens (with an EMA anchor)."""
     opts = {k: v for k, v in locals().items() if k not in ("config", "set_", "overwrite", "aggregator")}
     opts["stage1"] = deprecated(stage1, aggregator, "--aggregator", "--stage1")
-    from mstar.cli.options import console as make_console
+    from mstar.cli.options import make_console
     from mstar.eval.results import format_ci
     from mstar.selftrain.config import SelfTrainConfig
     from mstar.selftrain.train import self_train

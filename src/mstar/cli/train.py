@@ -46,7 +46,7 @@ TrainFraction = Annotated[Optional[float], typer.Option(
 
 def print_selection(result: dict, metric: str) -> None:
     """The selection metric of every split with its CI, and where the run is."""
-    from mstar.cli.options import console as make_console
+    from mstar.cli.options import make_console
     from mstar.eval.results import format_ci
 
     console = make_console()
@@ -133,7 +133,7 @@ def compare(
     """Is run A better than run B? Paired bootstrap CI of A - B on the cases both predicted."""
     from rich.table import Table
 
-    from mstar.cli.options import console as make_console
+    from mstar.cli.options import make_console
     from mstar.errors import MstarError
     from mstar.eval.compare import compare_runs
     from mstar.eval.results import format_ci
@@ -175,7 +175,7 @@ def report(
     """Report generation (HistGen-style): BLEU-1..4, METEOR, ROUGE-L, CIDEr and clinical accuracy."""
     opts = {k: v for k, v in locals().items() if k not in ("config", "set_", "overwrite", "aggregator")}
     opts["stage1"] = deprecated(stage1, aggregator, "--aggregator", "--stage1")
-    from mstar.cli.options import console as make_console
+    from mstar.cli.options import make_console
     from mstar.run.fingerprint import environment_rank
     from mstar.tasks.report_config import ReportConfig
     from mstar.tasks.report_task import train_report

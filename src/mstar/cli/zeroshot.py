@@ -72,7 +72,7 @@ def zero_shot_cmd(
     """Zero-shot classification from text prompts: slides (patch top-j and slide-embedding scoring), or the
     RNA or report embeddings of each case."""
     opts = {k: v for k, v in locals().items() if k not in ("config", "set_", "overwrite", "checkpoint")}
-    from mstar.cli.options import console as make_console
+    from mstar.cli.options import make_console
     from mstar.zeroshot.config import ZeroShotConfig
     from mstar.zeroshot.zero_shot import zero_shot
 
@@ -112,7 +112,7 @@ def few_shot_cmd(
     opts = {k: v for k, v in locals().items() if k not in ("config", "set_", "overwrite", "checkpoint")}
     from rich.table import Table
 
-    from mstar.cli.options import console as make_console
+    from mstar.cli.options import make_console
     from mstar.zeroshot.config import FewShotConfig
     from mstar.zeroshot.few_shot import few_shot
 
@@ -159,7 +159,7 @@ def retrieve_cmd(
 ) -> None:
     """Slide↔report, slide↔gene and slide→slide retrieval: Recall@1/5/10/50 and mAP with CIs."""
     opts = {k: v for k, v in locals().items() if k not in ("config", "set_", "overwrite", "checkpoint")}
-    from mstar.cli.options import console as make_console
+    from mstar.cli.options import make_console
     from mstar.zeroshot.config import RetrievalConfig
     from mstar.zeroshot.retrieve import retrieve
 

@@ -22,7 +22,7 @@ import pandas as pd
 from mstar.data.manifest import Manifest, read_manifest, slide_ids
 from mstar.data.rna import table_columns
 from mstar.data.tables import read_csv_table
-from mstar.errors import MstarError
+from mstar.errors import MstarError, some
 
 log = logging.getLogger(__name__)
 
@@ -97,12 +97,6 @@ def read_fold_dir(path: str | os.PathLike) -> dict[str, dict[str, list[str]]]:
     return folds
 
 
-def _some(cases: list[str], shown: int = 5) -> str:
-    """``A, B, C`` or ``A, B, C, D, E and 7 more``."""
-    more = f" and {len(cases) - shown} more" if len(cases) > shown else ""
-    return ", ".join(map(str, cases[:shown])) + more
-
-
 def apply_folds(manifest: Manifest, folds: dict[str, dict[str, list[str]]],
                 where: str = "--folds") -> Manifest:
     """A copy of ``manifest`` whose evaluation units are ``folds`` (see the module docstring)."""
@@ -118,11 +112,11 @@ def apply_folds(manifest: Manifest, folds: dict[str, dict[str, list[str]]],
             split[table["case"].isin(set(ids))] = rename[column]
         if absent:
             log.warning("%s %s: %d case(s) of the fold are not in the cohort (no features/omics?) and are "
-                        "left out: %s", where, name, len(absent), _some(absent))
+                        "left out: %s", where, name, len(absent), some(absent))
         unplaced = table.loc[split == "", "case"].tolist()
         if unplaced:
             log.warning("%s %s: %d case(s) of the cohort are in none of the fold's lists and take no part in "
-                        "it: %s", where, name, len(unplaced), _some(unplaced))
+                        "it: %s", where, name, len(unplaced), some(unplaced))
         for column, role in (("train", "train"), ("val" if "test" not in lists else "test", "test")):
             if (split == role).any():
                 continue

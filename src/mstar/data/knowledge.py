@@ -29,7 +29,7 @@ from pathlib import Path
 
 import yaml
 
-from mstar.errors import MstarError
+from mstar.errors import MstarError, did_you_mean
 
 DEFAULT_TEMPLATES = ["CLASSNAME.", "an H&E image of CLASSNAME.", "a photomicrograph showing CLASSNAME."]
 KNOWLEDGE_SUFFIXES = (".yaml", ".yml")
@@ -72,13 +72,10 @@ def _texts(value: object, where: str) -> list[str]:
 
 def _no_unknown_keys(entry: dict, allowed: tuple[str, ...], where: str) -> None:
     """A misspelt key ('descripton') would silently drop its content: one line naming it."""
-    import difflib
-
     for key in entry:
         if key not in allowed:
-            near = difflib.get_close_matches(str(key), allowed, n=1)
-            hint = f"did you mean {near[0]!r}? " if near else ""
-            raise MstarError(f"{where}: unknown key {key!r}; {hint}known: {', '.join(allowed)}")
+            raise MstarError(f"{where}: unknown key {key!r}; {did_you_mean(key, allowed)}known: "
+                             f"{', '.join(allowed)}")
 
 
 def read_knowledge(path: str | os.PathLike) -> Knowledge:

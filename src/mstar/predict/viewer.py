@@ -29,7 +29,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 import numpy as np
 import pandas as pd
 
-from mstar.errors import MstarError
+from mstar.errors import MstarError, some
 
 log = logging.getLogger(__name__)
 OSD_ENV = "MSTAR_OPENSEADRAGON"
@@ -192,8 +192,7 @@ def make_server(folder: str | os.PathLike, port: int = 0, slide: str | None = No
     data = ViewerData(folder)
     if slide is not None and slide not in data.records:
         known = sorted(data.records)
-        raise MstarError(f"{folder}: no predicted slide {slide!r}; it has {', '.join(known[:8])}"
-                         + (f" and {len(known) - 8} more" if len(known) > 8 else ""))
+        raise MstarError(f"{folder}: no predicted slide {slide!r}; it has {some(known, 8)}")
     osd = openseadragon_dir()
     try:
         server = ThreadingHTTPServer(("127.0.0.1", port), _handler(data, osd))

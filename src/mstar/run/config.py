@@ -25,7 +25,6 @@ conversion rules fit in this file (see ``docs/architecture.md``).
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
 import types
 import typing
@@ -34,7 +33,7 @@ from typing import Any, ClassVar, Union
 
 import yaml
 
-from mstar.errors import MstarError
+from mstar.errors import MstarError, did_you_mean
 
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
@@ -178,9 +177,8 @@ class RunConfig:
             logging.getLogger("mstar").warning("%s: setting '%s' is deprecated; use '%s'", where, key, new)
             return new
         if key not in cls.field_names():
-            close = difflib.get_close_matches(key, cls.field_names(), n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise MstarError(f"{where}: unknown setting '{key}'{hint} "
+            hint = did_you_mean(key, cls.field_names()).strip()
+            raise MstarError(f"{where}: unknown setting '{key}'{'; ' + hint if hint else ''} "
                              f"(valid: {', '.join(cls.field_names())})")
         return key
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mstar.errors import MstarError
+from mstar.errors import MstarError, some
 from mstar.run.config import RunConfig
 from mstar.run.fingerprint import differences, environment_rank, fingerprint
 from mstar.utils.atomic import write_text_atomic
@@ -139,7 +139,7 @@ def open_run(cfg: RunConfig, overwrite: bool = False, path: Path | None = None) 
     if record is not None:
         changed = differences(record.get("fingerprint", {}), new)
         if changed:
-            shown = "; ".join(changed[:4]) + (f"; and {len(changed) - 4} more" if len(changed) > 4 else "")
+            shown = some(changed, 4, "; ")
             raise MstarError(f"{path}: this run was made from other settings or inputs ({shown}); pass "
                              f"--overwrite to redo it, or {cfg.BESIDE}")
         if record.get("status") == "finished":

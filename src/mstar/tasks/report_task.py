@@ -16,7 +16,7 @@ from mstar.data.embeddings import warn_unrecorded
 from mstar.data.feature_dirs import resolve_feature_dir
 from mstar.data.manifest import read_manifest
 from mstar.data.reports import read_reports, report_key
-from mstar.errors import MstarError
+from mstar.errors import MstarError, some
 from mstar.eval.results import write_metrics_json, write_predictions_csv
 from mstar.run.checkpoint import save_checkpoint
 from mstar.run.fingerprint import environment_rank, file_digest
@@ -312,8 +312,8 @@ def generate_for_slides(run: str | Path, slide_ids: list[str], features: str | P
     paths = {s: feature_file(folder, s) for s in slide_ids}  # every slide's features first, then embeddings
     missing = [s for s, path in paths.items() if path is None]
     if missing:
-        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
-        raise MstarError(f"unknown slide id '{missing[0]}'{more}: no features for it in {folder}; check the "
+        unknown = some([repr(m) for m in missing], 1)
+        raise MstarError(f"unknown slide id {unknown}: no features for it in {folder}; check the "
                          "slide ids, or pass --features with their folder")
     queries = {}
     if stage1:  # every slide's embedding is looked up before any report is generated
