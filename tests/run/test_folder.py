@@ -143,3 +143,23 @@ def test_a_runs_config_re_runs_from_any_folder(tmp_path, monkeypatch):
     project = tmp_path / "project"
     assert listed == {"table": [str(project / "table.csv"), "missing.csv", str(project / "slides/*.svs")],
                       "epochs": 3}
+
+
+def test_a_default_runs_folder_is_the_one_the_run_is_in(tmp_path, monkeypatch):
+    """(`mstar embed` keeps out: null; re-run from elsewhere it made a new run there.)"""
+    from pathlib import Path
+
+    @dataclass
+    class Unset(Job):
+        out: str | None = None  # None: runs/ of the working folder
+
+        def run_dir(self) -> Path:
+            return Path(self.out or "runs") / self.group() / (self.name or "job")
+
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "table.csv").write_text("case,label\na,1\n")
+    monkeypatch.chdir(tmp_path / "project")
+    folder = _finish(Unset(table="table.csv", folder="table.csv").validate())
+    monkeypatch.chdir(tmp_path)
+    again = Unset.load(tmp_path / "project" / folder.path / "config.yaml")
+    assert again.out == str(tmp_path / "project" / "runs") and _finish(again).finished

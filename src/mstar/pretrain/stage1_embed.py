@@ -67,7 +67,7 @@ class EmbedConfig(RunConfig):
     CHOICES: ClassVar[dict[str, tuple]] = {"report_prep": ("auto", "ocr", "none")}
     AT_LEAST: ClassVar[dict[str, float]] = {"batch_size": 1}
     INPUTS: ClassVar[tuple[str, ...]] = ("stage1", "manifest", "features", "reports", "rna")
-    PATHS: ClassVar[tuple[str, ...]] = ("text_encoder", "text_cache")
+    PATHS: ClassVar[tuple[str, ...]] = ("text_encoder", "text_cache", "out_h5")
     RUNTIME: ClassVar[tuple[str, ...]] = ("out", "name", "out_h5", "device", "batch_size", "text_encoder",
                                           "text_cache")
     ALIASES: ClassVar[dict[str, str]] = {"checkpoint": "stage1"}

@@ -228,7 +228,10 @@ class RunConfig:
                     return str(there)
             return value
 
-        return {k: moved(v) if k in (*cls.INPUTS, *cls.PATHS, "out") else v for k, v in values.items()}
+        values = {k: moved(v) if k in (*cls.INPUTS, *cls.PATHS, "out") else v for k, v in values.items()}
+        if "out" in values and values["out"] is None:  # a default runs folder (embed): the one it ran in
+            values["out"] = str(path.parent.parent.parent)
+        return values
 
     def convert_fields(self):
         """Convert every field to its annotated type in place (one-line error naming a bad key)."""
