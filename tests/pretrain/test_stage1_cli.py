@@ -50,7 +50,7 @@ def test_pretrain_command_writes_the_run_directory(run):
 
 def test_embed_writes_every_modality_and_masks_unknown_and_missing_genes(run, tmp_path):
     from mstar.pretrain.stage1_model import load_stage1
-    from mstar.run.fingerprint import file_digest
+    from mstar.run.fingerprint import content_digest, file_digest
 
     root, paths, _ = run
     ckpt = root / "runs" / "pretrain" / "cli" / "checkpoints" / "stage1.pt"
@@ -76,7 +76,7 @@ def test_embed_writes_every_modality_and_masks_unknown_and_missing_genes(run, tm
         assert [s.decode() for s in f["label"][:3]] == ["BRCA", "LUAD", "KIRC"]
         slide0, gene0 = f["slide"][0], f["gene"][0]
         trained = json.loads(f.attrs["train_cases"])  # the cases the model was trained on: the train fold
-        assert f.attrs["train_cases_complete"] and f.attrs["checkpoint_digest"] == file_digest(ckpt)
+        assert f.attrs["train_cases_complete"] and f.attrs["checkpoint_digest"] == content_digest(ckpt)
         assert f.attrs["reports_digest"] == file_digest(paths["reports"])
     manifest = pd.read_csv(paths["manifest"])
     assert trained == sorted(manifest[manifest["fold"] == "train"]["case"])

@@ -163,3 +163,23 @@ def test_a_default_runs_folder_is_the_one_the_run_is_in(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     again = Unset.load(tmp_path / "project" / folder.path / "config.yaml")
     assert again.out == str(tmp_path / "project" / "runs") and _finish(again).finished
+
+
+def test_a_models_content_digest_survives_a_copy_that_its_file_digest_does_not(tmp_path, monkeypatch):
+    """(A byte-identical copy of a 91 MB stage1.pt was 'another stage-1 model'.)"""
+    import shutil
+    import time
+
+    from mstar.run import fingerprint as fp
+
+    monkeypatch.setattr(fp, "LARGE_BYTES", 1024)  # the small file below counts as large
+    monkeypatch.setattr(fp, "EDGE_BYTES", 256)
+    model = tmp_path / "stage1.pt"
+    model.write_bytes(os.urandom(4096))
+    time.sleep(0.01)
+    (tmp_path / "moved").mkdir()
+    copy = shutil.copy(model, tmp_path / "moved" / "stage1-copy.pt")
+    assert fp.file_digest(model) != fp.file_digest(copy)  # keyed by name and time above LARGE_BYTES
+    assert fp.content_digest(model) == fp.content_digest(copy) == fp.content_digest(model)
+    copy.write_bytes(model.read_bytes()[:-1] + b"x")
+    assert fp.content_digest(model) != fp.content_digest(copy)

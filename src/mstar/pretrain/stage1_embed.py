@@ -34,7 +34,7 @@ import torch
 from mstar.data.feature_dirs import check_stage1_features
 from mstar.errors import MstarError
 from mstar.run.config import RunConfig
-from mstar.run.fingerprint import file_digest
+from mstar.run.fingerprint import content_digest, file_digest
 from mstar.run.folder import open_run
 
 log = logging.getLogger(__name__)
@@ -207,7 +207,7 @@ def embed_cohort(cfg: EmbedConfig, overwrite: bool = False) -> dict:
         f.create_dataset("has_gene", data=has_gene)
         f.attrs.update({"checkpoint": str(checkpoint), "dim": dim, "in_dim": model.in_dim or 0,
                         "normalised": False, "genes": cohort.counts.get("genes", 0)})
-        f.attrs["checkpoint_digest"] = file_digest(Path(checkpoint))  # what identifies the model
+        f.attrs["checkpoint_digest"] = content_digest(Path(checkpoint))  # what identifies the model
         if reports and Path(reports).is_file():  # which report texts the report vectors are of
             f.attrs["reports_digest"] = file_digest(Path(reports))
         if meta.get("train_cases") is not None:  # the cases the model was trained on (JSON list)

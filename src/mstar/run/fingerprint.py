@@ -48,6 +48,16 @@ def file_digest(path: Path) -> str:
     return f"large:{_stat_line(path).replace(chr(0), ':')}:{h.hexdigest()}"
 
 
+def content_digest(path: Path) -> str:
+    """SHA-256 of a file's whole content, whatever its size: what identifies a model (a copy, a moved or
+    renamed file has the same digest; :func:`file_digest` keys large files by their name and time)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(2**22), b""):
+            h.update(block)
+    return "sha256:" + h.hexdigest()
+
+
 def files_digest(paths: list[Path]) -> str:
     """One digest over the names, sizes and times of ``paths`` (missing files count as absent)."""
     h = hashlib.sha256()

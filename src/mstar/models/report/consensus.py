@@ -17,6 +17,7 @@ Two neighbour spaces (docs/report_generation.md):
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,8 @@ from mstar.data.embeddings import CohortEmbeddings
 from mstar.errors import MstarError
 from mstar.eval.report_baseline import bleu4_against, ngram_counts
 from mstar.run.checkpoint import save_checkpoint
+
+log = logging.getLogger(__name__)
 
 SPACES = ("pooled", "stage1")
 
@@ -101,7 +104,11 @@ class NeighbourBank:
         if embeddings is None:
             raise MstarError(f"this run finds neighbours by stage-1 embeddings ({self.source}): pass the "
                              "`mstar embed` file of the slides (--embeddings)")
-        if self.model and embeddings.model_id != self.model:
+        legacy = self.model.startswith("large:") and not embeddings.model_id.startswith("large:")
+        if legacy:  # a run from before models were keyed by their whole content: not comparable
+            log.warning("%s: this run's neighbours were found by a stage-1 model identified by file name and "
+                        "time only; make sure %s embedded these slides", self.source, embeddings.checkpoint)
+        elif self.model and embeddings.model_id != self.model:
             raise MstarError(f"{embeddings.path}: embedded with another stage-1 model "
                              f"({embeddings.checkpoint}) than this run's neighbours (in {self.source}): "
                              "embed the slides with that model")
