@@ -61,6 +61,27 @@ def test_generate_prints_a_report_and_rejects_unknown_slides(report_run):
         generate_for_run(result["run"], sid, features=root / "wide")
 
 
+def test_generate_refuses_another_encoders_features_of_the_same_width(report_run, tmp_path):
+    import shutil
+
+    import torch
+
+    result, root = report_run
+    run = tmp_path / "run"
+    shutil.copytree(result["run"], run)
+    blob = torch.load(run / "model.pt", weights_only=False)
+    assert blob["info"]["features"] == {}  # the test bags record no encoder: width checks only
+    blob["info"]["features"] = {"encoder": "uni", "encoder_sha": "a" * 64}
+    torch.save(blob, run / "model.pt")
+    sid = pd.read_csv(root / "manifest.csv")["slide"][5]
+    width = blob["info"]["config"]["in_dim"]
+    write_bag(tmp_path / "other" / f"{sid}.h5", np.zeros((4, width), np.float32),
+              {"encoder": "resnet50-trunc", "encoder_sha": "b" * 64})
+    with pytest.raises(MstarError, match="features from encoder resnet50-trunc .* but the run was trained on "
+                                         "uni .* pass --features made with the encoder the report model"):
+        generate_for_run(run, sid, features=tmp_path / "other")
+
+
 def test_predictions_show_unknown_tokens_as_decoded_and_score_the_cleaned_text(report_run, tmp_path):
     """A vocabulary of specials and number pieces only: the generator writes ``<unk>``; predictions.csv shows
     it (the cleaning used for scoring would make it a plain "unk"), and the score is of the cleaned text."""

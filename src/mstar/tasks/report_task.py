@@ -212,8 +212,11 @@ def train_report(cfg: ReportConfig, overwrite: bool = False, progress: bool = Fa
     if not fit.is_global_zero:
         return {"run": str(run), "finished_before": False}
     model.cpu()
+    from mstar.data.feature_dirs import folder_identity
+
+    identity = folder_identity(resolve_feature_dir(cfg.features))  # what `generate` checks new features by
     save_checkpoint(run / "model.pt", {"model_state_dict": model.state_dict(),
-                                       "info": {"config": model.config}})
+                                       "info": {"config": model.config, "features": identity}})
     metrics, rows, summary = {}, [], {"best_epoch": fit.best_epoch, "world_size": fit.world_size,
                                       "skipped": counts,
                                       "consensus": {"k": cfg.consensus_k, "space": bank.space,
@@ -273,7 +276,9 @@ def as_decoded(picked: str, cleaned: str, decoded: str) -> str:
 
 
 def load_report_model(run: str | Path):
-    """``(model, vocabulary, settings)`` of a finished report run."""
+    """``(model, vocabulary, settings, features identity)`` of a finished report run (the identity of its
+    training features: recorded in ``model.pt``, else read from its features folder, else empty)."""
+    from mstar.data.feature_dirs import folder_identity
     from mstar.models.report import ReportGenerator, Vocabulary
 
     run = Path(run)
@@ -284,7 +289,13 @@ def load_report_model(run: str | Path):
     blob = torch.load(run / "model.pt", map_location="cpu", weights_only=False)
     model = ReportGenerator(**blob["info"]["config"])
     model.load_state_dict(blob["model_state_dict"])
-    return model.eval(), vocab, cfg
+    identity = blob["info"].get("features")
+    if identity is None:  # runs from before it was recorded
+        try:
+            identity = folder_identity(resolve_feature_dir(cfg.features))
+        except (MstarError, OSError):
+            identity = {}
+    return model.eval(), vocab, cfg, identity
 
 
 def generate_for_slides(run: str | Path, slide_ids: list[str], features: str | Path | None = None,
@@ -294,14 +305,16 @@ def generate_for_slides(run: str | Path, slide_ids: list[str], features: str | P
     whose neighbours are found by stage-1 embeddings reads the slides' embeddings from ``embeddings``
     (default: the run's ``neighbour_embeddings`` file)."""
     from mstar.data.embeddings import read_cohort_embeddings
-    from mstar.data.feature_dirs import feature_file
+    from mstar.data.feature_dirs import check_same_encoder, feature_file, folder_identity
     from mstar.features.io import load_features
     from mstar.models.report.consensus import NeighbourBank, rerank_reports
     from mstar.models.report.inference import generate_for_slide
     from mstar.models.report.vocab import clean_report
 
-    model, vocab, cfg = load_report_model(run)
+    model, vocab, cfg, trained = load_report_model(run)
     folder = resolve_feature_dir(features or cfg.features)
+    check_same_encoder(folder, folder_identity(folder), trained,
+                       "pass --features made with the encoder the report model was trained on")
     bank_path = Path(run) / "neighbours.pt"
     bank = NeighbourBank.load(bank_path) if cfg.consensus_k and bank_path.is_file() else None
     stage1 = bank is not None and bank.space == "stage1"
@@ -360,7 +373,7 @@ def generate(cfg: GenerateConfig, overwrite: bool = False) -> dict:
         table = pd.read_csv(folder.path / "generated.csv", keep_default_na=False)
         return {"run": str(folder.path), "reports": dict(zip(table["slide"], table["report"])),
                 "finished_before": True}
-    _, _, trained = load_report_model(cfg.run)
+    _, _, trained, _ = load_report_model(cfg.run)
     features = resolve_feature_dir(cfg.features or trained.features)
     slides = list(cfg.slides) or sorted({p.stem for p in features.iterdir() if p.suffix in FEATURE_SUFFIXES})
     reports = generate_for_slides(cfg.run, slides, features, cfg.beam_size, cfg.embeddings)
