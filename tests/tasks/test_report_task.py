@@ -194,6 +194,10 @@ def test_cli_trains_one_epoch_and_generates(report_run):
                      result.output)  # the chance level beside the rate (the console may wrap the line)
     assert "re-ranked by the consensus of 5 training reports (pooled patch features)" in result.output
     run = root / "cli" / "report" / "manifest-histgen"
+    test = pd.read_csv(run / "predictions.csv", keep_default_na=False).query("split == 'test'")
+    replaced = int((test["generated"] != test["generator"]).sum())
+    assert f"replaced the generated one for {replaced} of {len(test)} test slides" in result.output
+    assert "test_generator" in result.output  # the generator's own figures beside the re-ranked ones
     assert (run / "metrics.json").exists()
     sid = pd.read_csv(root / "manifest.csv")["slide"][5]
     result = CliRunner().invoke(app, ["generate", "--run", str(run), "--slide", sid, "--out",
