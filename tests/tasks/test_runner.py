@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -148,7 +149,8 @@ def test_an_unbuildable_model_stops_before_the_run_folder_so_the_fixed_command_r
     assert (record["kind"], record["status"]) == ("classify", "finished")  # was "" for classify/survival
 
 
-def test_evaluate_applies_a_run_to_an_external_cohort(tmp_path, cls_data):
+def test_evaluate_applies_a_run_to_an_external_cohort(tmp_path, cls_data, caplog):
+    from mstar.eval.results import read_metrics_meta
     from mstar.tasks.evaluate import EvaluateConfig, evaluate_run
 
     train_task(_cfg(tmp_path, *cls_data, task="classify"), progress=False)
@@ -159,6 +161,14 @@ def test_evaluate_applies_a_run_to_an_external_cohort(tmp_path, cls_data):
     assert (result["metrics"]["test"]["auc_macro"]["value"] > 0.85
             and result["metrics"]["test"]["auc_macro"]["n"] == 30)
     assert (run / "evaluations" / "ext" / "figures" / "roc_test.png").exists()
+    assert read_metrics_meta(run / "evaluations" / "ext" / "metrics.json")["cases_seen_in_training"] == 0
+    # the run's own cohort is not an external validation: said, and counted
+    own = evaluate_run(EvaluateConfig(run=str(run), manifest=str(cls_data[0]), features=str(cls_data[1]),
+                                      name="own"))
+    table = pd.read_csv(cls_data[0])
+    trained = table.loc[table["fold"] != "test", "case"].nunique()
+    assert read_metrics_meta(Path(own["out"]) / "metrics.json")["cases_seen_in_training"] == trained > 0
+    assert f"{trained} of the {table['case'].nunique()} cases were in the run's training" in caplog.text
 
 
 def _stamp(features, encoder: str) -> None:

@@ -7,6 +7,7 @@ training. Outputs go to ``<run>/evaluations/<name>/``.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -28,6 +29,8 @@ from mstar.tasks.config import TASKS, TrainConfig
 from mstar.tasks.figures import write_figures
 from mstar.tasks.objectives import ClassificationObjective, SurvivalObjective
 from mstar.tasks.runner import predict
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -55,6 +58,22 @@ class EvaluateConfig(RunConfig):
         units = sorted(Path(self.run).glob("units/*/model.pt"))
         return {"models": units, "manifest": self.manifest,
                 "features": feature_files_for(self.features, slides)}
+
+
+def _training_cases(settings: TrainConfig, feature_dir: Path) -> set[str]:
+    """The cases any unit of a run trained or validated on (not ``test`` in its split), from the run's
+    manifest, when ``feature_dir`` is the run's own features folder (another cohort may reuse case ids);
+    empty when that manifest is gone or has no split."""
+    try:
+        if resolve_feature_dir(settings.features).resolve() != feature_dir.resolve():
+            return set()
+        manifest = read_manifest(settings.manifest, require_split=False)
+    except (MstarError, OSError):
+        return set()
+    if not manifest.has_split:
+        return set()
+    cases = manifest.table["case"].astype(str)
+    return {c for unit in manifest.split_names() for c in cases[manifest.split_of(unit) != "test"]}
 
 
 def evaluate_run(cfg: EvaluateConfig, overwrite: bool = False) -> dict:
@@ -88,6 +107,11 @@ def evaluate_run(cfg: EvaluateConfig, overwrite: bool = False) -> dict:
     store = BagStore(feature_dir, table["case"].tolist(), table["slides"].tolist(),
                      skip_missing=skip_missing, context=bool(settings.context))
     table = table[table["case"].isin(store.cases)].reset_index(drop=True)
+    seen = sorted(set(table["case"]) & _training_cases(settings, feature_dir))
+    if seen:
+        log.warning("%s: %d of the %d cases were in the run's training or validation split (e.g. %s); these "
+                    "figures are not an external validation", manifest, len(seen), len(table),
+                    ", ".join(seen[:3]))
     identity = folder_identity(feature_dir)  # the encoder of the cohort's features, read once
     preds, per_unit = [], []
     for udir in units:
@@ -119,6 +143,7 @@ def evaluate_run(cfg: EvaluateConfig, overwrite: bool = False) -> dict:
     write_predictions_csv(out / "predictions.csv", all_preds)
     write_metrics_json(out / "metrics.json", metrics, meta={"run": str(run), "manifest": str(manifest),
                                                               "units": [u.name for u in units],
+                                                              "cases_seen_in_training": len(seen),
                                                               "selection_metric": objective.selection_metric})
     write_figures(out, objective, all_preds)
     folder.finish()
