@@ -114,7 +114,7 @@ def test_survival_risk_and_groups(runs, tiny_cohort, tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["classify", "cv", "survival", "multimodal"])
-def test_slides_are_embedded_with_the_runs_encoder(runs, tiny_cohort, tmp_path, kind):
+def test_slides_are_embedded_with_the_runs_encoder(runs, tiny_cohort, tmp_path, kind, monkeypatch):
     """From raw slides (tiled and embedded on the way) = from the run's features, for every run kind."""
     slides = sorted((tiny_cohort / "slides").glob("*.svs"))
     extra = {}
@@ -136,7 +136,14 @@ def test_slides_are_embedded_with_the_runs_encoder(runs, tiny_cohort, tmp_path, 
                                    atol=1e-4)
     if kind != "classify":
         return
-    # finished: the same call is reported, not redone; other inputs are refused without --overwrite
+    # finished: the same call is reported, not redone (the encoder is not even built); other inputs are
+    # refused without --overwrite
+    import mstar.predict.inputs
+
+    def unused(*_args, **_kw):
+        raise AssertionError("a finished prediction built its encoder")
+
+    monkeypatch.setattr(mstar.predict.inputs, "run_encoder", unused)
     assert _predict(slides, runs["classify"], tmp_path / "from_slides")["finished_before"]
     with pytest.raises(MstarError, match="--overwrite to redo it, or another --out to predict beside it"):
         _predict(slides[:1], runs["classify"], tmp_path / "from_slides")  # (predict has no --name)

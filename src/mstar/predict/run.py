@@ -89,15 +89,10 @@ def predict(cfg: PredictConfig, overwrite: bool = False, progress: bool = True) 
     run = load_run_models(cfg.run, cfg.units or None)
     folder_in = features_folder_of(cfg.inputs)
     files = check_features(folder_in, run) if folder_in is not None else None
-    encoder = None
-    if files is None:  # slides: the encoder and, without --skip-errors, every slide's metadata are checked
-        encoder = run_encoder(run, cfg.checkpoint)  # before anything is written (a missing file is one line)
-        if not cfg.skip_errors:
-            check_slides_open(cfg.inputs, cfg.slide_mpp)
-        else:
-            from mstar.slide.batch import expand_slide_paths
+    if files is None:
+        from mstar.slide.batch import expand_slide_paths
 
-            expand_slide_paths(cfg.inputs)
+        expand_slide_paths(cfg.inputs)  # a missing slide file is one line, not "other inputs"
     knowledge = _knowledge(cfg, run)
     omics = CaseOmics.open(cfg.omics, cfg.cases) if run.multimodal else None
     if omics is not None and not cfg.skip_errors:  # a slide without omics stops before the output folder
@@ -120,7 +115,12 @@ def predict(cfg: PredictConfig, overwrite: bool = False, progress: bool = True) 
     if folder.finished:
         return {"out": str(out), "predictions": pd.read_csv(out / "predictions.csv"), "failed": [],
                 "finished_before": True}
-    folder.start(cfg)
+    encoder = None
+    if files is None:  # slides: the encoder and, without --skip-errors, every slide's metadata are checked
+        encoder = run_encoder(run, cfg.checkpoint)  # before anything is written (a missing file is one line)
+        if not cfg.skip_errors:
+            check_slides_open(cfg.inputs, cfg.slide_mpp)
+    folder.start(cfg)  # only now is anything written (the checks above leave an old folder as it was)
     errors: list[dict] = []
     if files is None:
         files, errors = embed_slides(cfg.inputs, out / "work", run, encoder, cfg.slide_mpp, cfg.batch_size,
