@@ -265,6 +265,8 @@ def train_report(cfg: ReportConfig, overwrite: bool = False, progress: bool = Fa
 
     plot_training_curves(pd.DataFrame(fit.history), run / "figures" / "training_curves.png")
     last.unlink(missing_ok=True)  # model.pt holds the chosen epoch; the resume point is no longer needed
+    if last.parent.is_dir() and not any(last.parent.iterdir()):
+        last.parent.rmdir()  # no empty checkpoints/ left in a finished run
     folder.finish()
     return {"run": str(run), "finished_before": False, **summary}
 
