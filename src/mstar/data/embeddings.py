@@ -36,14 +36,15 @@ def warn_unrecorded(where, train_cases, complete: bool = True,
                     "%s", where, what, scored)
 
 
-def cases_seen(train_cases, slides_of: dict[str, list[str]]) -> list[str]:
-    """The cases of ``slides_of`` (case -> its slide ids) that a stage-1 model trained on ``train_cases``
-    saw: the case id or one of its slide ids is among them (a manifest whose cases are slide ids is matched
-    too); none when ``train_cases`` is None (not recorded)."""
+def cases_seen(train_cases, aliases: dict[str, list[str]]) -> list[str]:
+    """The keys of ``aliases`` that a stage-1 model trained on ``train_cases`` saw: the key or one of its
+    aliases is among them (a case with its slide ids, or a slide with its case ids: a manifest whose cases
+    are slide ids is matched too); none when ``train_cases`` is None (not recorded). The one rule the
+    stage-1 leakage checks share."""
     if train_cases is None:
         return []
     trained = {str(c) for c in train_cases}
-    return [c for c, slides in slides_of.items() if trained & {str(c), *map(str, slides)}]
+    return [k for k, other in aliases.items() if trained & {str(k), *map(str, other)}]
 
 
 @dataclass(frozen=True)
@@ -74,12 +75,8 @@ class CohortEmbeddings:
         """The slides of ``slide_ids`` the stage-1 model was trained on: their case (from ``case_of``, e.g.
         the caller's manifest, and from this file) or the slide id itself is among its training cases (none
         when unrecorded)."""
-        if self.train_cases is None:
-            return []
-        own = dict(zip(self.slide_ids, self.case_ids))
-        case_of = case_of or {}
-        return [s for s in slide_ids
-                if {s, own.get(s, s), case_of.get(s, s)} & self.train_cases]
+        own, case_of = dict(zip(self.slide_ids, self.case_ids)), case_of or {}
+        return cases_seen(self.train_cases, {s: [own.get(s, s), case_of.get(s, s)] for s in slide_ids})
 
     @property
     def dim(self) -> int:

@@ -27,8 +27,8 @@ def mean_over_units(units: list[tuple[Callable, int, tuple]], n_resamples: int, 
     """Mean of each metric over units, with a resampling CI of the mean.
 
     Args:
-        units: ``(stats_fn, n_rows, key)`` per unit; units with the same ``key`` (the same cases) share draws.
-            ``key`` is normally the unit's cases (a tuple), so ``n`` counts each case once.
+        units: ``(stats_fn, n_rows, key)`` per unit; ``key`` is the unit's cases (a tuple): units with the
+            same cases share draws, and ``n`` counts each case once.
     """
     full = [{k: float(np.asarray(v)[0]) for k, v in fn(np.ones((1, n))).items()} for fn, n, _ in units]
     names = [k for k in full[0] if all(k in f for f in full)]
@@ -58,11 +58,9 @@ def mean_over_units(units: list[tuple[Callable, int, tuple]], n_resamples: int, 
 
 
 def _distinct(keys: dict) -> int:
-    """How many cases the units evaluated, each once (repeated runs share theirs): the union of the keys
-    when they are the units' cases (tuples), else the sum of the distinct keys' sizes."""
-    if all(isinstance(k, tuple) for k in keys):
-        return len(set().union(*map(set, keys)))
-    return int(sum(keys.values()))
+    """How many cases the units evaluated, each once (repeated runs share theirs): the union of the keys,
+    which are the units' cases."""
+    return len(set().union(*map(set, keys)))
 
 
 def _nanmean(a: np.ndarray) -> np.ndarray:

@@ -124,17 +124,16 @@ def run_encoder(run: RunModels, checkpoint: str | None):
     return encoder
 
 
-def check_slides_open(inputs: list[str], slide_mpp: float | None = None) -> None:
-    """Open every slide of ``inputs`` (metadata only) so that an unreadable slide, or one without
+def check_slides_open(paths: list[Path], slide_mpp: float | None = None) -> None:
+    """Open every slide file of ``paths`` (metadata only) so that an unreadable slide, or one without
     microns-per-pixel (neither in its metadata nor ``slide_mpp``), stops `mstar predict` before its output
     folder exists (the re-run with the fix then starts cleanly instead of meeting "other settings")."""
-    from mstar.slide.batch import expand_slide_paths
     from mstar.slide.reader import open_slide
 
     reader_log = logging.getLogger("mstar.slide.reader")
     quiet, reader_log.disabled = reader_log.disabled, True  # its µm/px warnings come once, when tiling
     try:
-        for path in expand_slide_paths(inputs):
+        for path in paths:
             with open_slide(path, slide_mpp, only_if_missing=True):
                 pass
     finally:

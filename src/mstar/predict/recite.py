@@ -21,7 +21,7 @@ import torch
 from mstar.errors import MstarError
 from mstar.predict.config import PredictConfig
 from mstar.run.fingerprint import differences, fingerprint
-from mstar.run.folder import RECORD, read_record
+from mstar.run.folder import RunFolder, read_record
 from mstar.utils.atomic import write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -74,8 +74,7 @@ def recite(cfg: PredictConfig, run, knowledge, new_fingerprint: dict) -> list[di
               for r in table[table["status"] == "error"].to_dict("records")]
     write_pages(out, records, errors, run, cfg)
     write_text_atomic(out / "config.yaml", cfg.to_yaml())
-    state = read_record(out) or {}
-    state.update(fingerprint=new_fingerprint, recited=len(records))
-    write_text_atomic(out / RECORD, json.dumps(state, indent=1, default=str) + "\n")
+    folder = RunFolder(out, True, read_record(out) or {})
+    folder.save_record(fingerprint=new_fingerprint, recited=len(records))
     log.info("%s: citations ranked again for %d slides (predictions unchanged)", out, len(records))
     return records

@@ -89,18 +89,17 @@ def predict(cfg: PredictConfig, overwrite: bool = False, progress: bool = True) 
     run = load_run_models(cfg.run, cfg.units or None)
     folder_in = features_folder_of(cfg.inputs)
     files = check_features(folder_in, run) if folder_in is not None else None
+    slide_paths = []
     if files is None:
         from mstar.slide.batch import expand_slide_paths
 
-        expand_slide_paths(cfg.inputs)  # a missing slide file is one line, not "other inputs"
+        slide_paths = expand_slide_paths(cfg.inputs)  # a missing slide file is one line, not "other inputs"
     knowledge = _knowledge(cfg, run)
     omics = CaseOmics.open(cfg.omics, cfg.cases) if run.multimodal else None
     if omics is not None and not cfg.skip_errors:  # a slide without omics stops before the output folder
-        from mstar.slide.batch import expand_slide_paths
         from mstar.slide.reader import slide_id_of
 
-        for slide_id in (sorted(files) if files is not None
-                         else [slide_id_of(p) for p in expand_slide_paths(cfg.inputs)]):
+        for slide_id in (sorted(files) if files is not None else [slide_id_of(p) for p in slide_paths]):
             try:
                 omics.profile(slide_id)
             except MstarError as exc:
@@ -119,7 +118,7 @@ def predict(cfg: PredictConfig, overwrite: bool = False, progress: bool = True) 
     if files is None:  # slides: the encoder and, without --skip-errors, every slide's metadata are checked
         encoder = run_encoder(run, cfg.checkpoint)  # before anything is written (a missing file is one line)
         if not cfg.skip_errors:
-            check_slides_open(cfg.inputs, cfg.slide_mpp)
+            check_slides_open(slide_paths, cfg.slide_mpp)
     folder.start(cfg)  # only now is anything written (the checks above leave an old folder as it was)
     errors: list[dict] = []
     if files is None:

@@ -84,7 +84,7 @@ def scan_run_for(run_dir: str | os.PathLike, encoder, scan_mpp: float | None):
 
 def scan_scores(run, lp_features: Path) -> dict[str, np.ndarray]:
     """Each slide's low-power tile scores: the attention of the scan run's models (``RunModels``, mean over
-    units)."""
+    units; :func:`scan_run_for` checked the encoder's width against them)."""
     from mstar.features.io import load_features
     from mstar.predict.ensemble import predict_bag
 
@@ -94,9 +94,6 @@ def scan_scores(run, lp_features: Path) -> dict[str, np.ndarray]:
         if len(feats) == 0:
             out[path.stem] = np.zeros(0)
             continue
-        if feats.shape[1] != run.in_dim:
-            raise MstarError(f"{path}: {feats.shape[1]}-d low-power features, but the scan run takes "
-                             f"{run.in_dim}-d; train it on the low-power features of the same encoder")
         out[path.stem] = predict_bag(run, torch.as_tensor(np.asarray(feats))).scores
     return out
 

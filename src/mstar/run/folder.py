@@ -52,9 +52,10 @@ def record_field(path: str | os.PathLike, key: str) -> Any:
     """One field of a run folder's ``run.json`` (``kind``, ``cwd`` ...), or None when the folder has no
     readable record (never an error: callers use it to word a message or to resolve a path)."""
     try:
-        return json.loads((Path(path) / RECORD).read_text()).get(key)
-    except (OSError, ValueError, AttributeError):
+        record = read_record(Path(path))
+    except (MstarError, OSError):
         return None
+    return record.get(key) if isinstance(record, dict) else None
 
 
 @dataclass
@@ -112,12 +113,16 @@ class RunFolder:
 
     def finish(self, **summary: Any) -> None:
         """Mark the run finished (written last, after every output)."""
+        self.save_record(status="finished", finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
+                         seconds=round(time.time() - self.started, 1), **summary)
+        self.finished = True
+
+    def save_record(self, **fields: Any) -> None:
+        """Update ``run.json`` with ``fields`` (atomically; rank 0 only)."""
         if environment_rank() != 0:
             return
-        self.record.update(status="finished", finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
-                           seconds=round(time.time() - self.started, 1), **summary)
+        self.record.update(fields)
         write_text_atomic(self.path / RECORD, json.dumps(self.record, indent=1, default=str) + "\n")
-        self.finished = True
 
 
 def open_run(cfg: RunConfig, overwrite: bool = False, path: Path | None = None) -> RunFolder:

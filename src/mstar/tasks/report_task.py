@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 
 from mstar.data.bags import BagStore
-from mstar.data.embeddings import warn_unrecorded
+from mstar.data.embeddings import cases_seen, warn_unrecorded
 from mstar.data.feature_dirs import resolve_feature_dir
 from mstar.data.manifest import read_manifest
 from mstar.data.reports import read_reports, report_key
@@ -123,8 +123,8 @@ def stage1_init_checkpoint(cfg: ReportConfig, heldout: list[str], case_of: dict[
     blob = read_checkpoint(cfg.stage1)
     meta = blob.get("meta") if isinstance(blob, dict) else None
     meta = meta if isinstance(meta, dict) else {}
-    cases = None if meta.get("train_cases") is None else {str(c) for c in meta["train_cases"]}
-    seen = [s for s in heldout if cases and {s, case_of.get(s, s)} & cases]
+    cases = meta.get("train_cases")
+    seen = cases_seen(cases, {s: [case_of.get(s, s)] for s in heldout})
     if seen:
         log.warning("%s: this stage-1 model was trained on %d of this run's val/test slides (e.g. %s); its "
                     "patch projection initialises the report model, so test figures may be optimistic",

@@ -62,7 +62,8 @@ def _entries(y: np.ndarray, scores: np.ndarray, classes: list[str], key: str, cf
     return out
 
 
-def zero_shot_by_embedding(cfg: ZeroShotConfig, prep, rows: pd.DataFrame, folder, seen: int = 0) -> dict:
+def zero_shot_by_embedding(cfg: ZeroShotConfig, prep, rows: pd.DataFrame, folder,
+                           seen: int | None = None) -> dict:
     """Score; write ``metrics.json``, ``predictions.csv`` and the test confusion matrix into the run
     folder (``seen``: how many of the cases the stage-1 model was trained on, recorded in the meta)."""
     from mstar.eval.plots import plot_confusion
