@@ -11,6 +11,7 @@ from mstar.data.synthetic.reports import MARKER_SENTENCES, write_report
 from mstar.data.synthetic.truth import draw_cohort_truth
 from mstar.data.synthetic.types import CANCER_TYPES
 from mstar.errors import MstarError
+from mstar.eval.bootstrap import bootstrap_ci
 from mstar.eval.clinical import clinical_accuracy, extract_cancer_type, extract_marker, load_classes
 from mstar.models.report.vocab import clean_report
 
@@ -58,6 +59,32 @@ def test_clinical_accuracy_counts_and_truth_forms():
     assert "per_report" not in s.summary()
     with pytest.raises(MstarError, match="no truth"):
         clinical_accuracy({"x": "t"}, truth)
+
+
+def test_clinical_intervals_bootstrap_the_judged_reports_only():
+    types = ["BRCA", "LUSC", "KIRC"]
+    names = {"BRCA": "invasive ductal carcinoma", "LUSC": "lung squamous cell carcinoma",
+             "KIRC": "clear cell renal cell carcinoma"}
+    rng = np.random.default_rng(0)
+    truth, generated = {}, {}
+    for i in range(40):  # 40 reports; every 4th has no known TP53 status
+        true, said = types[i % 3], types[rng.integers(3)]
+        truth[i] = {"cancer_type": true, "marker": None if i % 4 == 0 else int(rng.integers(2))}
+        status = "mutant" if rng.integers(2) else "wild-type"
+        generated[i] = f"{names[said]} . p53 immunostain {status} pattern ."
+    s = clinical_accuracy(generated, truth)
+    ci = s.ci(n_resamples=400, seed=3)
+    right = np.array([s.per_report[k]["cancer_type"] == truth[k]["cancer_type"] for k in generated], float)
+    reference = bootstrap_ci(np.mean, right, n_resamples=400, seed=3)  # the generic path, same resamples
+    assert ci["cancer_type_accuracy"] == pytest.approx(reference)
+    assert ci["cancer_type_accuracy"]["value"] == pytest.approx(s.cancer_type_accuracy)
+    marker = ci["marker_accuracy"]
+    assert marker["n"] == 30 and marker["value"] == pytest.approx(s.marker_accuracy)
+    assert ci["marker_accuracy"]["ci_low"] < s.marker_accuracy < ci["marker_accuracy"]["ci_high"]
+    with pytest.warns(UserWarning, match="XXX are not classes"):
+        unknown = clinical_accuracy({"a": "tumor ."}, {"a": {"cancer_type": "XXX", "marker": None}})
+    assert unknown.ci(100) == {}  # nothing judged: no interval, never a number
+    assert np.isnan(s.ci(0)["cancer_type_accuracy"]["ci_low"])
 
 
 THORACIC = {"0": {"classnames": {

@@ -38,6 +38,12 @@ def test_reports_state_the_type_and_beat_the_template_baseline(report_run):
     test, base = result["test"], result["test_baseline"]
     assert test["cancer_type_accuracy"] > 0.8 > base["cancer_type_accuracy"]
     assert test["bleu_4"] > base["bleu_4"]
+    metrics = json.loads((Path(result["run"]) / "metrics.json").read_text())
+    for part in ("test", "test_baseline"):  # bootstrapped over the test reports, like BLEU
+        rate = metrics[part]["cancer_type_accuracy"]
+        assert rate["value"] == pytest.approx(result[part]["cancer_type_accuracy"]) and rate["n"] == test["n"]
+        assert rate["ci_low"] <= rate["value"] <= rate["ci_high"]
+    assert metrics["test_baseline"]["cancer_type_accuracy"]["ci_low"] < base["cancer_type_accuracy"]
     skipped = result["skipped"]
     assert sum(s["empty_report"] for s in skipped.values()) == 1
     assert sum(s["missing_report"] for s in skipped.values()) > 0

@@ -33,6 +33,8 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
+
 from mstar.data.negation import is_negated, sentences
 from mstar.data.prompts import read_classnames, resolve_prompts
 from mstar.data.report_text import clean_report
@@ -161,6 +163,15 @@ def _truth_of(value: Any, classes: ClassNames) -> tuple[str | None, int | None, 
     return (None if code is None else str(code)), marker, False
 
 
+def _right(row: Mapping[str, Any], fact: str) -> float:
+    """1.0 when a scored report states its true ``fact`` ("cancer_type" or "marker"), 0.0 when not, NaN when
+    the truth is unknown."""
+    truth = row[f"true_{fact}"]
+    if truth is None:
+        return float("nan")
+    return float(row[fact] == (int(truth) if fact == "marker" else truth))
+
+
 @dataclass
 class ClinicalScores:
     """Fractions of generated reports that state the true facts.
@@ -200,6 +211,31 @@ class ClinicalScores:
         """The scores without the per-report table."""
         out = asdict(self)
         out.pop("per_report")
+        return out
+
+    def ci(self, n_resamples: int = 1000, seed: int = 0, alpha: float = 0.05) -> dict[str, dict[str, Any]]:
+        """Percentile bootstrap intervals (over reports) of the accuracies that could be judged.
+
+        Returns:
+            ``{"cancer_type_accuracy" | "marker_accuracy": {"value", "ci_low", "ci_high", "n"}}`` with ``n``
+            the reports each rate is over; a rate that is None is left out. ``n_resamples`` 0 gives NaN
+            intervals.
+        """
+        from mstar.eval.bootstrap import bootstrap_ci_weighted, ci_dict, weighted_mean_stats
+
+        rows = list(self.per_report.values())
+        per_item = {}  # (n,) 1 right, 0 wrong, NaN not judged
+        for key, fact in (("cancer_type_accuracy", "cancer_type"), ("marker_accuracy", "marker")):
+            if getattr(self, key) is not None:
+                per_item[key] = np.array([_right(p, fact) for p in rows])
+        if not per_item:
+            return {}
+        if n_resamples > 0:
+            out = bootstrap_ci_weighted(weighted_mean_stats(per_item), len(rows), n_resamples, seed, alpha)
+        else:
+            out = {k: ci_dict(float(np.nanmean(v)), np.empty(0), 0, alpha) for k, v in per_item.items()}
+        for key, values in per_item.items():
+            out[key]["n"] = int(np.isfinite(values).sum())
         return out
 
 
@@ -253,10 +289,9 @@ def clinical_accuracy(generated: Mapping[Hashable, str], truth: Mapping[Hashable
         warnings.warn(note, UserWarning, stacklevel=2)
     types = Counter(p["true_cancer_type"] for p in typed)
     return ClinicalScores(
-        cancer_type_accuracy=sum(p["cancer_type"] == p["true_cancer_type"] for p in typed) / len(typed)
-        if judged else None,
-        marker_accuracy=sum(p["marker"] == int(p["true_marker"]) for p in marked) / len(marked)
-        if marked and marker_stated else None,
+        cancer_type_accuracy=sum(_right(p, "cancer_type") for p in typed) / len(typed) if judged else None,
+        marker_accuracy=sum(_right(p, "marker") for p in marked) / len(marked) if marked and marker_stated
+        else None,
         cancer_type_stated=sum(p["cancer_type"] is not None for p in typed) / len(typed) if judged else None,
         cancer_type_majority=max(types.values()) / len(typed) if typed else None,
         n=len(per), cancer_type_by_class=by_class, unknown_classes=unknown, unjudged=unjudged,

@@ -247,11 +247,7 @@ def train_report(cfg: ReportConfig, overwrite: bool = False, progress: bool = Fa
                 k: {"value": v, "ci_low": float("nan"), "ci_high": float("nan"), "n": len(refs)}
                 for k, v in scores.scores.items()})
             clinical = clinical_accuracy(texts, truth, classes=classes)
-            for key in ("cancer_type_accuracy", "marker_accuracy"):
-                value = getattr(clinical, key)
-                if value is not None:
-                    metrics[name][key] = {"value": value, "ci_low": float("nan"), "ci_high": float("nan"),
-                                          "n": clinical.n}
+            metrics[name].update(clinical.ci(cfg.bootstrap, cfg.seed))
             summary[name] = {**scores.scores, **clinical.summary(), "notes": [*scores.notes, *clinical.notes],
                              "implementation": scores.implementation}
         rows += [{"split": split, "slide": k, "generated": as_decoded(hyps[k], generator[k], generated[k]),
