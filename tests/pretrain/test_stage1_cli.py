@@ -118,6 +118,12 @@ def test_embed_without_a_manifest_takes_every_feature_file_and_checks_the_width(
     with pytest.raises(MstarError, match="none.json: reports file not found"):
         embed_cohort(EmbedConfig(stage1=str(ckpt), features=str(paths["features"]), out=str(tmp_path / "y"),
                                  reports=str(tmp_path / "none.json")))
+    # RNA keyed by case (C000) while each slide (S000) is its own case: the fix is named
+    with pytest.raises(MstarError, match=r"no manifest case has an RNA profile .* without --manifest each "
+                                         r"slide is its own case .*: pass --manifest CSV"):
+        embed_cohort(EmbedConfig(stage1=str(ckpt), features=str(paths["features"]), out=str(tmp_path / "z"),
+                                 rna=str(paths["rna"])))
+    assert not (tmp_path / "z" / "embed").exists()
 
 
 def test_embed_old_spellings_still_work_with_a_deprecation_line(run, tmp_path):

@@ -64,8 +64,10 @@ def _rna(path: str | None, layout: str, rows: pd.DataFrame, vocabulary: list[str
     idx = gene_rows(rows["slide"].tolist(), rows["case"].tolist(), match.cases)
     has = idx >= 0
     if not has.any():
+        hint = ("; without --manifest each slide is its own case (case id = slide id): pass --manifest CSV "
+                "for a table keyed by case" if (rows["case"] == rows["slide"]).all() else "")
         raise MstarError(f"{path}: no manifest case has an RNA profile (table ids start {match.cases[:3]}, "
-                         f"manifest cases {rows['case'].head(3).tolist()})")
+                         f"manifest cases {rows['case'].head(3).tolist()}){hint}")
     values = np.where(has[:, None], match.values[np.maximum(idx, 0)], 0.0).astype(np.float32)
     mask = match.mask[np.maximum(idx, 0)] & has[:, None]
     has = has & mask.any(axis=1)  # a profile with no vocabulary gene measured is missing
