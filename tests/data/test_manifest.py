@@ -45,6 +45,15 @@ def test_multimodal_survival_keeps_the_rna_column(tmp_path):
     ("Study,ID,Event,Status,WSI,split\nS,P,3,2,a.pt,train\n", "Status must be 0"),
     ("case,slide,label,fold\nA,a,x,train\nA,b,x,test\n", "appear twice"),
     ("case,slide,label,fold\nA,,x,train\n", "name no slide"),
+    ("case;slide;label;fold\nA;a;x;train\n", r"looks ';'-separated; save it with commas"),
+    # missing-value spellings are never a class (pandas and spreadsheets write NaN, NA, ...)
+    ("case,slide,label,fold\nA,a,x,train\nB,b,NaN,train\nC,c,na,test\n",
+     r"empty or missing label in column 'label', CSV rows \[3, 4\] \(NaN, na\); drop those rows"),
+    ("case,slide,label,fold\nA,a,x,train\nB,b, ,train\n", r"missing label .* rows \[3\]; drop"),
+    # one slide under two cases (here in val and test) would be scored twice
+    ("case,slide,label,fold\nA,a,x,val\nB,b;a,x,test\n", "slide a is listed for cases A and B; a"),
+    ("Study,ID,Event,Status,WSI,split\nS,P,3,1,a.pt,train\nS,Q,inf,1,b.pt,test\n",
+     r"negative, missing or infinite values in CSV rows \[3\]"),
 ])
 def test_bad_manifests_name_the_problem(tmp_path, text, message):
     with pytest.raises(MstarError, match=message):

@@ -26,6 +26,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from mstar.data.tables import read_csv_table
@@ -131,8 +132,12 @@ def read_manifest(path: str | os.PathLike, require_split: bool = True,
         missing = [name for name, c in zip(("ID", "Event", "Status", "WSI"), survival) if c not in cols]
         raise MstarError(f"{path}: a survival manifest needs the column(s) {', '.join(missing)} (has "
                          f"{list(raw.columns)}; expected Study,ID,Event,Status,WSI,split)")
-    raise MstarError(f"{path}: unrecognised columns {list(raw.columns)}; expected case,slide,label,fold "
-                     "(classification) or Study,ID,Event,Status,WSI,split (survival)")
+    seps = {";": "';'", "\t": "tab", "|": "'|'"}
+    one = raw.columns[0] if len(raw.columns) == 1 else ""
+    other = next((name for sep, name in seps.items() if sep in one), None)
+    hint = f" (the file looks {other}-separated; save it with commas)" if other else ""
+    raise MstarError(f"{path}: unrecognised columns {list(raw.columns)}{hint}; expected "
+                     "case,slide,label,fold (classification) or Study,ID,Event,Status,WSI,split (survival)")
 
 
 def _classification(path: Path, raw: pd.DataFrame, cols: dict, require_split: bool = True) -> Manifest:
@@ -141,9 +146,7 @@ def _classification(path: Path, raw: pd.DataFrame, cols: dict, require_split: bo
     table = pd.DataFrame({"case": raw[case_col].astype(str), "slides": raw[slide_col].map(slide_ids)})
     if "label" in cols:
         table["label"] = raw[cols["label"]].astype(str).str.strip()
-        if (table["label"] == "").any():
-            rows = list(table.index[table["label"] == ""][:5] + 2)
-            raise MstarError(f"{path}: empty 'label' in CSV rows {rows}")
+        _check_labels(path, "label", table["label"])
     folds = sorted((c for c in cols if re.fullmatch(r"fold\d+", c)), key=_natural_key)
     if "fold" in cols or "split" in cols:
         column = cols.get("fold", cols.get("split"))
@@ -170,8 +173,10 @@ def _survival(path: Path, raw: pd.DataFrame, cols: dict) -> Manifest:
                          f"({exc})") from exc
     if not status.isin([0, 1]).all():
         raise MstarError(f"{path}: column Status must be 0 (censored) or 1 (death observed)")
-    if (time < 0).any() or time.isna().any():
-        raise MstarError(f"{path}: column Event (survival months) has negative or missing values")
+    bad = ~np.isfinite(time.to_numpy(dtype=float)) | (time < 0).to_numpy()
+    if bad.any():
+        raise MstarError(f"{path}: column Event (survival months) has negative, missing or infinite values "
+                         f"in CSV rows {(np.flatnonzero(bad)[:5] + 2).tolist()}")
     table = pd.DataFrame({"case": raw[cols["id"]].astype(str), "slides": raw[cols["wsi"]].map(slide_ids),
                           "time": time.astype(float), "event": status.astype(int).astype(bool),
                           "split": _normalise_split(raw[cols["split"]], path, cols["split"])})
@@ -193,6 +198,29 @@ def _check_slides(path: Path, table: pd.DataFrame) -> None:
     if len(dup):
         raise MstarError(f"{path}: case ids appear twice ({list(dup[:5])}); join a case's slides with ';' "
                          "in one row")
+    owners = table[["case", "slides"]].explode("slides")
+    shared = owners[owners["slides"].duplicated(keep=False)]
+    if len(shared):  # one slide under two cases would be scored twice, possibly in two splits
+        slide = shared["slides"].iloc[0]
+        cases = " and ".join(shared.loc[shared["slides"] == slide, "case"])
+        more = shared["slides"].nunique() - 1
+        also = f" (and {more} more shared slides)" if more else ""
+        raise MstarError(f"{path}: slide {slide} is listed for cases {cases}{also}; a slide belongs to one "
+                         "case")
+
+
+# cells that pandas (and spreadsheets) write for a missing value: never a class
+MISSING_LABELS = frozenset({"", "nan", "na", "n/a", "<na>", "none", "null"})
+
+
+def _check_labels(path: Path, column: str, labels: pd.Series, what: str = "label") -> None:
+    """Refuse empty or missing-value labels ("NaN", "NA", ...), naming the CSV rows."""
+    missing = labels.str.lower().isin(MISSING_LABELS).to_numpy()
+    if missing.any():
+        rows = (np.flatnonzero(missing)[:5] + 2).tolist()
+        shown = ", ".join(sorted(set(labels[missing]) - {""}))
+        raise MstarError(f"{path}: empty or missing {what} in column '{column}', CSV rows {rows}"
+                         f"{f' ({shown})' if shown else ''}; drop those rows or give them a class")
 
 
 def cohort_labels(manifest: Manifest, label_column: str = "auto", required: bool = True,
@@ -212,8 +240,8 @@ def cohort_labels(manifest: Manifest, label_column: str = "auto", required: bool
                              "--label-column (or set label_column)")
         return pd.Series("", index=table.index)
     labels = table[found].astype(str).str.strip()
-    if required and (labels == "").any():
-        raise MstarError(f"{manifest.path}: empty {what} in column '{found}'")
+    if required:
+        _check_labels(manifest.path, found, labels.reset_index(drop=True), what)
     return labels
 
 
