@@ -101,3 +101,21 @@ def test_empty_manifest_reports_and_patch_label_files_are_one_line_too(tmp_path,
     with pytest.raises(MstarError, match=said) as err:
         call()
     assert str(err.value).startswith(str(path)) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("content, said", [
+    (b"", "the reports file is empty; it should hold"),
+    (b'{"A": "caf\xe9 report"}', r"the reports file is not UTF-8 text \(byte 10\); save it as UTF-8"),
+    (b'{"A": "report",}', r"not valid JSON \(.* at line 1\)"),
+])
+def test_reports_and_prompt_json_failures_are_one_line(tmp_path, content, said):
+    from mstar.data.prompts import read_classnames
+    from mstar.data.reports import read_reports
+
+    path = tmp_path / "reports.json"
+    path.write_bytes(content)
+    with pytest.raises(MstarError, match=said) as err:
+        read_reports(path)
+    assert str(err.value).startswith(str(path)) and "\n" not in str(err.value)
+    with pytest.raises(MstarError, match=said.replace("reports file", "prompt file")):
+        read_classnames(path)

@@ -65,3 +65,10 @@ def test_arguments_of_another_model_are_a_one_line_error_naming_the_key():
         create_model("transmil", in_dim=8, attn_dim=32)  # an ABMIL argument left after switching model
     with pytest.raises(MstarError, match="model_args key 'heads' is not an argument of model 'abmil'"):
         create_mil_model("abmil", "classification", 2, in_dim=8, heads=4)
+
+
+def test_values_a_model_cannot_be_built_with_are_a_one_line_error():
+    with pytest.raises(MstarError, match=r"^config: model 'abmil' cannot be built with in_dim=8, dim=-4 "
+                                         r"\(.*negative dimension.*\); check model_args$") as err:
+        create_mil_model("abmil", "classification", 2, in_dim=8, dim=-4)
+    assert "\n" not in str(err.value)

@@ -15,6 +15,7 @@ from mstar.run.config import RunConfig, convert, parse_override
 @dataclass
 class Toy(RunConfig):
     lr: float = 1e-3
+    weight_decay: float = 0.0
     epochs: int = 5
     max_patches: int | None = 16
     ordinal: bool | None = None
@@ -53,9 +54,11 @@ def test_yaml_strings_become_their_field_types():
     ("epochs=0", r"^config: 'epochs' must be at least 1, got 0$"),
     ("lr=-1", r"^config: 'lr' must be positive, got -1\.0$"),
     ("mode=c", r"^config: 'mode' must be one of a, b; got 'c'$"),
+    ("weight_decay=-1", r"^config: 'weight_decay' must be at least 0, got -1\.0$"),  # every config's
+    ("model_args=[1,2", r"^config: 'model_args' must be a mapping such as \{dim: 64\}, got '\[1,2'$"),
     ("ordinal=maybe", r"^config: 'ordinal' must be true or false or null, got 'maybe'$"),
     ("shots=1,x", r"^config: 'shots' must be a list of integers, got '1,x'$"),
-    ("no_such_key=1", r"^--set: unknown setting 'no_such_key' \(valid: lr, epochs, .*\)$"),
+    ("no_such_key=1", r"^--set: unknown setting 'no_such_key' \(valid: lr, weight_decay, epochs, .*\)$"),
     ("epoch=3", r"^--set: unknown setting 'epoch'; did you mean 'epochs'\? \(valid: .*\)$"),
 ])
 def test_bad_values_and_keys_are_one_line_errors_naming_the_key(text, match):

@@ -164,6 +164,14 @@ def test_reports_keyed_by_case_serve_the_cases_slides_and_unmatched_ids_are_one_
                                          r"X-1, X-2; the manifest's slides SYN"):
         train_report(ReportConfig.load(Path(fitted["run"]) / "config.yaml", {
             **settings, "name": "o", "reports": str(tmp_path / "other.json")}))
+    (tmp_path / "none.json").write_text("{}")
+    with pytest.raises(MstarError, match=r"none.json: the reports file holds no reports"):
+        train_report(ReportConfig.load(Path(fitted["run"]) / "config.yaml", {
+            **settings, "name": "o", "reports": str(tmp_path / "none.json")}))
+    (tmp_path / "blank.json").write_text(json.dumps({s: " " for s in by_slide}))
+    with pytest.raises(MstarError, match=r"blank.json: no training slide has a non-empty report \(\d+ empty"):
+        train_report(ReportConfig.load(Path(fitted["run"]) / "config.yaml", {
+            **settings, "name": "o", "reports": str(tmp_path / "blank.json")}))
     assert not (tmp_path / "runs" / "report" / "o").exists()
 
 

@@ -48,6 +48,16 @@ def test_retrieval_input_errors(trained_model, zs_cohort, tmp_path):
     with pytest.raises(MstarError, match="no rows in split 'val'"):
         _retrieve(trained_model, {**zs_cohort, "manifest": tmp_path / "noval.csv"}, tmp_path,
                   reports=str(zs_cohort["reports"]), split="val")
+    import numpy as np
+
+    from tests.tasks._bags import write_bag
+
+    for slide in table["slide"]:  # another patch encoder's width: one line, as zero-shot and embed say
+        write_bag(tmp_path / "narrow" / f"{slide}.h5", np.zeros((3, 5), np.float32))
+    with pytest.raises(MstarError, match=r"narrow: 5-d patch features, but the checkpoint was pretrained"):
+        _retrieve(trained_model, {**zs_cohort, "features": tmp_path / "narrow"}, tmp_path,
+                  reports=str(zs_cohort["reports"]), name="narrow")
+    assert not (tmp_path / "retrieval" / "narrow").exists()
 
 
 def test_a_stage1_model_refuses_features_of_another_patch_encoder(trained_model, zs_cohort, tmp_path):

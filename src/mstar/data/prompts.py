@@ -14,12 +14,12 @@ as one prompt set: its classes' names and synonyms, and its templates.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from mstar.data.tables import read_json_file
 from mstar.errors import MstarError
 
 PLACEHOLDER = "CLASSNAME"
@@ -69,10 +69,7 @@ def _entry(path_or_name: str | os.PathLike, key: str | None) -> tuple[Path, str,
 
         knowledge = read_knowledge(path)
         return path, "0", {"classnames": knowledge.classnames, "templates": knowledge.templates}
-    try:
-        doc = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise MstarError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+    doc = read_json_file(path, "prompt file", '{"0": {"classnames": {...}, "templates": [...]}}')
     if not isinstance(doc, dict) or not doc:
         raise MstarError(f'{path}: expected {{"0": {{"classnames": {{...}}, "templates": [...]}}}}')
     if (key is None and all(isinstance(v, (list, str)) for v in doc.values())

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import copy
 import functools
-import json
 import os
 from pathlib import Path
 
 from mstar.data.report_prep import PrepCounts, prepare_reports
-from mstar.data.tables import read_csv_table
+from mstar.data.tables import read_csv_table, read_json_file
 from mstar.errors import MstarError
 
 ID_COLUMNS = ("case_id", "case", "patient", "patient_id", "slide_id", "slide", "id")
@@ -32,10 +31,7 @@ def _is_table(path: Path) -> bool:
 
 
 def _read_json(path: Path) -> dict[str, str]:
-    try:
-        doc = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise MstarError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+    doc = read_json_file(path, "reports file", '{"<slide_or_case>": "<report text>", ...}')
     if isinstance(doc, dict) and doc and all(isinstance(v, list) for v in doc.values()):
         try:
             pairs = [(str(r["id"]), r["report"]) for v in doc.values() for r in v]

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from torch import nn
 
-from mstar.errors import MstarError
+from mstar.errors import MstarError, first_line
 
 if TYPE_CHECKING:
     from mstar.models.mil import MILModel
@@ -71,6 +71,16 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
             raise
         raise MstarError(f"config: model_args key {bad.group(1)!r} is not an argument of model {name!r}; "
                          "remove it from model_args (it may be left from another model)") from err
+    except (ValueError, RuntimeError, ZeroDivisionError, AssertionError) as err:  # e.g. dim: -4, heads ∤ dim
+        raise MstarError(f"config: model {name!r} cannot be built with {_shown(kwargs)} ({first_line(err)}); "
+                         "check model_args") from err
+
+
+def _shown(kwargs: dict[str, Any]) -> str:
+    """The arguments a model was built with, short (omic sizes and other lists abbreviated)."""
+    parts = [f"{k}={v!r}" if not isinstance(v, (list, tuple)) or len(v) <= 4 else f"{k}=[{len(v)} values]"
+             for k, v in kwargs.items()]
+    return ", ".join(parts) or "no arguments"
 
 
 def create_mil_model(aggregator: str, task: str, n_classes: int, **kwargs: Any) -> MILModel:

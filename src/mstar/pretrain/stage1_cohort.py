@@ -34,6 +34,12 @@ class Stage1Cohort:
     counts: dict = field(default_factory=dict)
     dropped: list[str] = field(default_factory=list)
 
+    def check_width(self, features: object, model_in_dim: int) -> None:
+        """Refuse patch features of another width than the stage-1 model was pretrained on."""
+        if self.bags is not None and self.in_dim != model_in_dim:
+            raise MstarError(f"{features}: {self.in_dim}-d patch features, but the checkpoint was pretrained "
+                             f"on {model_in_dim}-d ones; use features of the same patch encoder")
+
 
 def _bags(features: str, slides: list[str], cache: bool, skip_missing: bool):
     """A slide-keyed :class:`BagStore` (float16; in RAM unless ``cache`` is False), its width, the kept

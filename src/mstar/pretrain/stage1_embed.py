@@ -161,9 +161,7 @@ def embed_cohort(cfg: EmbedConfig, overwrite: bool = False) -> dict:
                           str(rna) if rna else None, cfg.rna_layout, vocabulary=vocabulary if rna else None,
                           classes=meta.get("classes"), skip_missing=cfg.skip_missing, splits=("all",),
                           report_prep=cfg.report_prep, max_tokens=max_tokens)
-    if features and cohort.in_dim != model.in_dim:
-        raise MstarError(f"{features}: {cohort.in_dim}-d patch features, but the checkpoint was pretrained "
-                         f"on {model.in_dim}-d ones; use features of the same patch encoder")
+    cohort.check_width(features, model.in_dim)
     items = cohort.splits["all"]
     n, dim = len(items), model.dim
     data = Stage1Dataset(cohort.bags, items)

@@ -10,7 +10,8 @@ checked against the class's declared rules; a wrong type, an unknown key or a va
 A subclass declares, besides its fields:
 
 - ``KIND``: the group of its run folders (``<out>/<KIND>/<name>``);
-- ``REQUIRED``, ``CHOICES``, ``AT_LEAST``, ``POSITIVE``, ``FRACTIONS``: the declarative checks;
+- ``REQUIRED``, ``CHOICES``, ``AT_LEAST``, ``POSITIVE``, ``FRACTIONS``, ``NON_NEGATIVE``: the declarative
+  checks;
 - ``INPUTS``: fields naming input files or folders; the run's fingerprint holds their content digests
   instead of the path strings (moving data keeps a run, changing it does not);
 - ``RUNTIME``: fields that change how a run executes but not what it computes (devices, workers);
@@ -113,7 +114,10 @@ def convert(value: Any, hint: Any) -> Any:
         raise _BadValue("a string")
     if hint is dict or origin is dict:
         if isinstance(value, str):
-            value = yaml.safe_load(value) if value.strip() else {}
+            try:
+                value = yaml.safe_load(value) if value.strip() else {}
+            except yaml.YAMLError:
+                raise _BadValue("a mapping such as {dim: 64}") from None
         if isinstance(value, dict):
             return dict(value)
         raise _BadValue("a mapping such as {dim: 64}")
@@ -157,6 +161,7 @@ class RunConfig:
     AT_LEAST: ClassVar[dict[str, float]] = {}
     POSITIVE: ClassVar[tuple[str, ...]] = ()
     FRACTIONS: ClassVar[tuple[str, ...]] = ()          # strictly between 0 and 1
+    NON_NEGATIVE: ClassVar[tuple[str, ...]] = ("weight_decay",)  # checked wherever a config has them
     INPUTS: ClassVar[tuple[str, ...]] = ()
     PATHS: ClassVar[tuple[str, ...]] = ()  # other path settings (a cache, a moved text model)
     RUNTIME: ClassVar[tuple[str, ...]] = ("out", "name")
@@ -258,6 +263,9 @@ class RunConfig:
             value = getattr(self, key)
             if value is not None and value < low:
                 raise MstarError(f"config: '{key}' must be at least {low:g}, got {value!r}")
+        for key in (k for k in self.NON_NEGATIVE if getattr(self, k, None) is not None):
+            if not getattr(self, key) >= 0:
+                raise MstarError(f"config: '{key}' must be at least 0, got {getattr(self, key)!r}")
         for key in self.POSITIVE:
             if not getattr(self, key) > 0:
                 raise MstarError(f"config: '{key}' must be positive, got {getattr(self, key)!r}")

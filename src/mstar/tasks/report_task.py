@@ -103,6 +103,9 @@ def slide_reports(path, reports: dict[str, str], slides: list[str],
                   case_of: dict[str, str]) -> dict[str, str]:
     """Each slide's report: keyed by the slide id, else by its case (one report per case, as TCGA's, serves
     every slide of the case). A file that names none of the slides is one line showing both kinds of id."""
+    if not reports:
+        raise MstarError(f"{path}: the reports file holds no reports; it should map slide or case ids to "
+                         "report texts")
     keys = {s: report_key(s, case_of.get(s, s), reports) for s in slides}
     out = {s: reports[key] for s, key in keys.items() if key is not None}
     if slides and not out:
@@ -182,6 +185,10 @@ def train_report(cfg: ReportConfig, overwrite: bool = False, progress: bool = Fa
     for split in ("train", "val", "test"):
         ids = [s for s, sp in split_of.items() if sp == split]
         items[split], counts[split] = build_items(features, reports, ids)
+    if not items["train"]:
+        train = counts["train"]
+        raise MstarError(f"{cfg.reports}: no training slide has a non-empty report ({train['empty_report']} "
+                         f"empty, {train['missing_report']} missing); the generator learns from them")
     # before the run folder and the epochs: a stage-1 model that saw held-out cases, or a slide missing
     # from its embeddings file, stops here; so does an unreadable or mismatched --stage1 checkpoint
     bank, queries = prepare_neighbours(cfg, items, case_of)

@@ -96,6 +96,7 @@ def retrieve(cfg: RetrievalConfig, model=None, overwrite: bool = False) -> dict:
                           vocabulary=vocabulary, skip_missing=cfg.skip_missing, splits=(split,),
                           report_prep=cfg.report_prep,
                           max_tokens=model.text.max_tokens if model.text is not None else None)
+    cohort.check_width(cfg.features, model.in_dim)
     items = cohort.splits[split]
     if len(items) < 2:
         raise MstarError(f"{manifest}: {len(items)} slide(s) in split {split!r}; retrieval needs at least 2")
