@@ -141,6 +141,11 @@ def test_errors_name_the_problem(tmp_path):
     assert compare_runs(runs["fusion"], runs["snn"], n_resamples=20)["n"] == 30
     with pytest.raises(MstarError, match="not found"):
         compare_runs(tmp_path / "missing", runs["snn"])
+    stub = tmp_path / "stub"  # started, never finished: not "run the evaluation step first"
+    stub.mkdir()
+    (stub / "run.json").write_text(json.dumps({"kind": "survival", "status": "running"}))
+    with pytest.raises(MstarError, match=r"stub: this run has not finished \(run.json says running"):
+        compare_runs(runs["fusion"], stub)
 
 
 def test_cli_prints_a_verdict_and_writes_json(tmp_path):

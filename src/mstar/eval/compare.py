@@ -41,6 +41,9 @@ def unit_predictions(run: str | os.PathLike, split: str = "test") -> dict[str, p
     if kind and kind not in COMPARABLE:
         raise MstarError(f"{run}: a {kind} run; `mstar compare` compares classify, survival and "
                          "multimodal-survival runs and their evaluations (`mstar evaluate`)")
+    if not path.is_file() and record_field(run, "status") == "running":
+        raise MstarError(f"{run}: this run has not finished (run.json says running; it stopped or is still "
+                         "training); re-run its command to finish it")
     preds = read_predictions_csv(path)
     if "split" not in preds.columns or "case" not in preds.columns:
         raise MstarError(f"{path}: needs 'split' and 'case' columns (a run directory of `mstar train`)")
