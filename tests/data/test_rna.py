@@ -88,9 +88,24 @@ def test_parquet_round_trip_or_clear_error(tmp_path, expected):
 def test_duplicated_genes_are_averaged(tmp_path):
     path = tmp_path / "dup.csv"
     pd.DataFrame({"gene": ["A", "B", "A"], "c1": [1.0, 2.0, 3.0]}).to_csv(path, index=False)
-    with pytest.warns(UserWarning, match="1 duplicated gene symbols averaged"):
+    with pytest.warns(UserWarning, match=r"1 duplicated gene symbols averaged \(A\)"):
         got = read_rna_table(path)
     assert got.loc["c1", "A"] == 2.0 and got.loc["c1", "B"] == 2.0
+    folder = tmp_path / "cases"  # one case's Gene,Value file says so too, naming the file
+    folder.mkdir()
+    pd.DataFrame({"Gene": ["A", "B", "A"], "Value": [1.0, 2.0, 99.0]}).to_csv(folder / "c1.csv", index=False)
+    with pytest.warns(UserWarning, match=r"c1.csv: 1 duplicated gene symbols averaged \(A\)"):
+        got = read_rna_table(folder)
+    assert got.loc["c1", "A"] == 50.0
+
+
+def test_numeric_looking_case_ids_keep_their_zeros(tmp_path):
+    wide = tmp_path / "tcga_num.csv"
+    pd.DataFrame({"case_id": ["001", "002"], "TP53_rnaseq": [1.0, 2.0]}).to_csv(wide, index=False)
+    assert list(read_rna_table(wide).index) == ["001", "002"]
+    cases = tmp_path / "cases.csv"
+    pd.DataFrame({"case": ["007", "010"], "TP53": [1.0, 2.0]}).to_csv(cases, index=False)
+    assert list(read_rna_table(cases, layout="cases_x_genes").index) == ["007", "010"]
 
 
 @pytest.mark.parametrize("content,layout,message", [

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from mstar.data.tables import check_not_empty, read_csv_table
-from mstar.errors import MstarError
+from mstar.errors import MstarError, some
 
 LAYOUTS = ("auto", "genes_x_cases", "cases_x_genes", "per_case", "wide")
 _TEXT_SUFFIXES = (".csv", ".tsv", ".txt")
@@ -43,8 +43,10 @@ def _strip_gz(path: Path) -> str:
 
 
 def _read_frame(path: Path, usecols=None, nrows: int | None = None,
-                what: tuple[str, str] = RNA_TABLE) -> pd.DataFrame:
-    """The table at ``path``; ``what`` (name, expected content) words the error for an empty file."""
+                what: tuple[str, str] = RNA_TABLE, ids: str | int | None = None) -> pd.DataFrame:
+    """The table at ``path``; ``what`` (name, expected content) words the error for an empty file; the
+    column ``ids`` (a name, or 0 for the first column) is read as text, so case ids such as "001" keep
+    their zeros."""
     name = _strip_gz(path)
     if name.endswith(".parquet"):
         check_not_empty(path, *what)
@@ -57,7 +59,10 @@ def _read_frame(path: Path, usecols=None, nrows: int | None = None,
         raise MstarError(f"{path}: unknown RNA table format; use .csv, .tsv, .txt (optionally .gz), "
                          ".parquet, or a folder of per-case Gene,Value CSVs")
     sep = "," if name.endswith(".csv") else "\t"
-    return read_csv_table(path, *what, sep=sep, usecols=usecols, nrows=nrows)
+    if ids == 0:
+        ids = read_csv_table(path, *what, sep=sep, nrows=0).columns[0]
+    return read_csv_table(path, *what, sep=sep, usecols=usecols, nrows=nrows,
+                          dtype=None if ids is None else {ids: str})
 
 
 def _numeric(frame: pd.DataFrame, path: Path, what: str) -> pd.DataFrame:
@@ -71,7 +76,9 @@ def _numeric(frame: pd.DataFrame, path: Path, what: str) -> pd.DataFrame:
 def _dedupe_genes(out: pd.DataFrame, path: Path) -> pd.DataFrame:
     dup = out.columns.duplicated()
     if dup.any():
-        warnings.warn(f"{path}: {int(dup.sum())} duplicated gene symbols averaged", stacklevel=3)
+        names = out.columns[dup].unique().tolist()
+        warnings.warn(f"{path}: {len(names)} duplicated gene symbols averaged ({some(names, 3)})",
+                      stacklevel=3)
         out = out.T.groupby(level=0, sort=False).mean().T.astype(np.float32)
     return out
 
@@ -122,6 +129,9 @@ def read_gene_values(path: str | os.PathLike) -> pd.Series:
         raise MstarError(f"{path}: per-case RNA file needs columns Gene,Value; found {list(frame.columns)}")
     values = _numeric(frame[[cols["value"]]], path, "column")[cols["value"]]
     values.index = frame[cols["gene"]].astype(str)
+    dup = values.index[values.index.duplicated()].unique().tolist()
+    if dup:
+        warnings.warn(f"{path}: {len(dup)} duplicated gene symbols averaged ({some(dup, 3)})", stacklevel=3)
     return values.groupby(level=0, sort=False).mean()
 
 
@@ -133,7 +143,7 @@ def table_columns(path: str | os.PathLike, what: tuple[str, str] = RNA_TABLE) ->
 
 def _read_wide(path: Path, modality: str) -> pd.DataFrame:
     suffix = f"_{modality}"
-    frame = _read_frame(path, usecols=lambda c: c == "case_id" or str(c).endswith(suffix))
+    frame = _read_frame(path, usecols=lambda c: c == "case_id" or str(c).endswith(suffix), ids="case_id")
     if "case_id" not in frame.columns:
         raise MstarError(f"{path}: a wide RNA table needs a 'case_id' column (one row per slide)")
     genes = [c for c in frame.columns if c.endswith(suffix)]
@@ -181,7 +191,7 @@ def read_rna_table(path: str | os.PathLike, layout: str = "auto", modality: str 
         layout = "wide" if any(str(c).endswith(f"_{modality}") for c in header) else "genes_x_cases"
     if layout == "wide":
         return _finish(_read_wide(path, modality), path)
-    frame = _read_frame(path)
+    frame = _read_frame(path, ids=0)
     if frame.shape[1] < 2:
         raise MstarError(f"{path}: an RNA table needs an id column and at least one value column")
     ids = frame.iloc[:, 0].astype(str)
