@@ -10,12 +10,15 @@ class MstarError(Exception):
 
 
 def first_line(error: BaseException, limit: int = 200) -> str:
-    """The first line of ``error``'s message (``limit`` characters at most) for a one-line report, or its
-    kind when it has none (``KeyboardInterrupt()``: "interrupted")."""
+    """The first line of ``error``'s message for a one-line report (``limit`` characters at most, except an
+    :class:`MstarError`'s, which is written to be read whole), or its kind when it has none
+    (``KeyboardInterrupt()``: "interrupted")."""
     if isinstance(error, KeyboardInterrupt):
         return "interrupted"
     lines = str(error).strip().splitlines()
-    return lines[0][:limit] if lines else type(error).__name__
+    if not lines:
+        return type(error).__name__
+    return lines[0] if isinstance(error, MstarError) else lines[0][:limit]
 
 
 def some(items, shown: int = 5, sep: str = ", ") -> str:

@@ -27,6 +27,9 @@ def test_a_message_less_error_still_gives_a_reason_line(tmp_path):
     assert first_line(KeyboardInterrupt()) == "interrupted"
     assert first_line(OSError()) == "OSError"
     assert first_line(RuntimeError("disk full\nmore detail")) == "disk full"
+    advice = "x" * 190 + " is the file complete and a supported format (svs, tif, ndpi, mrxs)?"
+    assert first_line(MstarError(advice)) == advice  # mstar's own messages are read whole
+    assert first_line(RuntimeError(advice)) == advice[:200]
     rows = [{"slide": "S-1", "status": "ok", "error": ""}, {"slide": "S-2", "status": "ok", "error": ""}]
     (tmp_path / "features" / FOLDER).mkdir(parents=True)
     (tmp_path / "features" / FOLDER / "S-1.h5").write_bytes(b"")  # on disk: stays ok

@@ -113,6 +113,17 @@ def test_a_reader_failure_inside_a_slide_says_the_file_may_be_damaged(two_slides
         "reading the slide failed (Invalid JPEG file structure: missing SOS marker); the file may be "
         "truncated or damaged: copy it again, or check it opens in QuPath"] * 2
 
+    decoder_error = type("Jpeg8Error", (RuntimeError,), {"__module__": "imagecodecs"})
+
+    def truncated(path, out_dir, params):  # what tiffslide raises for a truncated .svs
+        raise decoder_error("Empty input file")
+
+    monkeypatch.setattr(batch, "tile_slide", truncated)
+    summary = tile_many([two_slides], tmp_path / "out1", skip_errors=True, show_progress=False)
+    assert summary["error"].tolist() == [
+        "reading the slide failed (Empty input file); the file may be truncated or damaged: copy it again, "
+        "or check it opens in QuPath"] * 2
+
     def bug(path, out_dir, params):
         raise TypeError("unsupported operand")
 

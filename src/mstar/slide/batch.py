@@ -76,7 +76,8 @@ def reader_failure(exc: BaseException) -> bool:
     """Whether ``exc`` comes from reading the slide file: an I/O or decoder error of OpenSlide, tifffile or
     Pillow (not a bug, a memory error or one of mstar's own errors)."""
     readers = {"OpenSlideError", "OpenSlideUnsupportedFormatError", "TiffFileError", "UnidentifiedImageError"}
-    return isinstance(exc, (OSError, zlib.error)) or type(exc).__name__ in readers
+    decoder = type(exc).__module__.split(".")[0] == "imagecodecs"  # Jpeg8Error: Empty input file, ...
+    return isinstance(exc, (OSError, zlib.error)) or type(exc).__name__ in readers or decoder
 
 
 def write_summary(out_dir: Path, rows: list[dict]) -> Path:
