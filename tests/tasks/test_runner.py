@@ -122,6 +122,11 @@ def test_single_class_validation_split_is_a_clear_error(tmp_path, cls_data):
     table.to_csv(bad, index=False)
     with pytest.raises(MstarError, match="single class"):
         train_task(_cfg(tmp_path, bad, features, task="classify", epochs=1), progress=False)
+    table["label"] = "A"  # the whole manifest: named, before any run folder exists
+    table.to_csv(bad, index=False)
+    with pytest.raises(MstarError, match=r"oneclass.csv: a single class \(\['A'\]\); classification needs"):
+        train_task(_cfg(tmp_path, bad, features, task="classify", epochs=1, name="one"), progress=False)
+    assert not (tmp_path / "runs" / "classify" / "one").exists()
 
 
 def test_a_validation_split_without_one_of_three_classes_selects_on_the_classes_it_has(tmp_path, cls_data,
@@ -216,3 +221,12 @@ def test_units_trained_in_different_precisions_are_listed(tmp_path, caplog):
     run_files.write_json(run_files.unit_dir(tmp_path, "fold1") / "done.json", {"best_epoch": 3})  # older run
     assert unit_precisions(tmp_path, units) == "fold0: bf16-mixed, fold1: unrecorded"
     assert "different precisions" in caplog.text
+
+
+def test_too_few_deaths_name_the_manifest_and_unit():
+    from mstar.tasks.objectives import SurvivalObjective
+
+    train = pd.DataFrame({"time": [1.0, 2.0, 3.0, 4.0, 5.0], "event": [True, False, False, False, False]})
+    with pytest.raises(MstarError, match=r"^m.csv \(fold1\): the training split has 1 observed deaths; at "
+                                         r"least 4 are needed"):
+        SurvivalObjective(4).fit(train, "m.csv (fold1)")

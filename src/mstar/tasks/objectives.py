@@ -38,15 +38,16 @@ class ClassificationObjective:
         return len(self.classes)
 
     @classmethod
-    def from_table(cls, table: pd.DataFrame, ordinal: bool | None) -> ClassificationObjective:
+    def from_table(cls, table: pd.DataFrame, ordinal: bool | None,
+                   where: str = "the manifest") -> ClassificationObjective:
         classes = sorted(table["label"].unique(), key=lambda s: (not s.lstrip("-").isdigit(), _num(s), s))
         if len(classes) < 2:
-            raise MstarError(f"the manifest has a single class ({classes}); classification needs two or more")
+            raise MstarError(f"{where}: a single class ({classes}); classification needs two or more")
         if ordinal is None:
             ordinal = all(c.lstrip("-").isdigit() for c in classes) and len(classes) > 2
         return cls(classes, ordinal)
 
-    def fit(self, train: pd.DataFrame) -> None:
+    def fit(self, train: pd.DataFrame, where: str = "the manifest") -> None:
         """Nothing is estimated from the training rows for classification."""
 
     def targets(self, rows: pd.DataFrame) -> list:
@@ -120,13 +121,14 @@ class SurvivalObjective:
     def n_outputs(self) -> int:
         return self.n_bins
 
-    def fit(self, train: pd.DataFrame) -> None:
-        """Bin edges from the training split only (the test split never shapes the labels)."""
+    def fit(self, train: pd.DataFrame, where: str = "the manifest") -> None:
+        """Bin edges from the training split only (the test split never shapes the labels); ``where`` (the
+        manifest and unit) words the error."""
         from mstar.eval.survival import discretize_survival
 
         if int(train["event"].sum()) < self.n_bins:
-            raise MstarError(f"the training split has {int(train['event'].sum())} observed deaths; at least "
-                             f"{self.n_bins} are needed for {self.n_bins} time bins")
+            raise MstarError(f"{where}: the training split has {int(train['event'].sum())} observed deaths; "
+                             f"at least {self.n_bins} are needed for {self.n_bins} time bins")
         _, self.edges = discretize_survival(train["time"].to_numpy(), train["event"].to_numpy(), self.n_bins)
 
     def _bins(self, time: np.ndarray) -> np.ndarray:
@@ -171,12 +173,16 @@ class SurvivalObjective:
             raise MstarError(f"{where}: the {split} split has no observed death; the C-index is undefined")
 
 
-def make_objective(task: str, table: pd.DataFrame, ordinal: bool | None, n_bins: int):
-    """The objective of ``task`` (``classify`` or ``survival``) for a manifest table."""
+def make_objective(task: str, table: pd.DataFrame, ordinal: bool | None, n_bins: int,
+                   where: str = "the manifest"):
+    """The objective of ``task`` (``classify`` or ``survival``) for a manifest table (``where``: its path,
+    for the messages)."""
     if task == "classify":
         if "label" not in table:
-            raise MstarError("task classify needs a manifest with a 'label' column (case,slide,label,fold)")
-        return ClassificationObjective.from_table(table, ordinal)
+            raise MstarError(f"{where}: task classify needs a manifest with a 'label' column "
+                             "(case,slide,label,fold)")
+        return ClassificationObjective.from_table(table, ordinal, where)
     if "time" not in table:
-        raise MstarError("task survival needs a survival manifest (Study,ID,Event,Status,WSI,split)")
+        raise MstarError(f"{where}: task survival needs a survival manifest "
+                         "(Study,ID,Event,Status,WSI,split)")
     return SurvivalObjective(n_bins)

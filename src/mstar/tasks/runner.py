@@ -112,7 +112,7 @@ class SlideTask:
         return _load_table(cfg)
 
     def objective(self, cfg: TrainConfig, table: pd.DataFrame):
-        return make_objective(cfg.task, table, cfg.ordinal, cfg.n_bins)
+        return make_objective(cfg.task, table, cfg.ordinal, cfg.n_bins, str(cfg.manifest))
 
     def for_unit(self, store, train: pd.DataFrame):
         """The store a unit trains on; anything estimated from data is fitted on ``train`` rows only."""
@@ -139,7 +139,7 @@ def train_unit(cfg: TrainConfig, unit: Unit, table: pd.DataFrame, store: BagStor
     task = task or SlideTask()
     objective = task.objective(cfg, table)
     rows = {s: table[unit.split == s] for s in ("train", "val", "test")}
-    objective.fit(rows["train"])
+    objective.fit(rows["train"], f"{where} ({unit.name})")
     for split, r in rows.items():
         if len(r) < 2 and (split != "val" or split in unit.selection):
             raise MstarError(f"{where}: unit {unit.name} has {len(r)} case(s) in '{split}'; too few to train "
@@ -273,7 +273,8 @@ def finish_run(cfg: TrainConfig, run: Path, units, all_preds, dropped, seconds: 
     from mstar.tasks.figures import write_figures
 
     if objective is None:
-        objective = make_objective(cfg.task, read_manifest(cfg.manifest).table, cfg.ordinal, cfg.n_bins)
+        objective = make_objective(cfg.task, read_manifest(cfg.manifest).table, cfg.ordinal, cfg.n_bins,
+                                   str(cfg.manifest))
     preds = pd.concat(all_preds, ignore_index=True)
     metrics = {}
     for split, p in preds.groupby("split", sort=False):
