@@ -68,6 +68,18 @@ def test_out_pointing_at_a_file_is_one_line_naming_the_path(tmp_path, tiny_cohor
                                                   "is a file, not a folder; give a folder)")
 
 
+def test_a_folder_given_as_an_output_file_is_one_line_naming_it(tmp_path):
+    from mstar.cli import os_error_line
+    from mstar.utils.atomic import write_text_atomic
+
+    (tmp_path / "out.json").mkdir()
+    with pytest.raises(IsADirectoryError) as err:
+        write_text_atomic(tmp_path / "out.json", "{}")
+    said = f"{tmp_path / 'out.json'}: Is a directory (a folder was given where a file is expected)"
+    assert os_error_line(err.value) == said  # the target, never the temporary beside it
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
 @pytest.mark.skipif(os.name != "posix", reason="RLIMIT_FSIZE is POSIX")
 def test_a_full_disk_is_one_line_naming_the_file_and_leaves_no_partial_output(tmp_path):
     import resource

@@ -7,6 +7,7 @@ used as "the step is complete" (that is how every resumable stage skips finished
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
@@ -35,6 +36,8 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     shared work folder would be unreadable to colleagues and group jobs).
     """
     final = Path(final)
+    if final.is_dir():  # said before any work, naming the target (not the temporary that the rename fails on)
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(final))
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{final.stem}{TMP_MARK}", suffix=final.suffix, dir=final.parent)
     os.close(fd)
