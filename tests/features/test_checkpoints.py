@@ -56,6 +56,23 @@ def test_load_errors_name_the_file(tmp_path):
         f["features"] = np.zeros((2, 4), np.float32)
     with pytest.raises(MstarError, match=r"an HDF5 file \(tiles or features\?\), not a checkpoint"):
         load_state_dict_file(tmp_path / "slide.h5")
+    torch.save(_state(), tmp_path / "whole.pth")
+    data = (tmp_path / "whole.pth").read_bytes()
+    (tmp_path / "cut.pth").write_bytes(data[: len(data) // 2])  # an interrupted copy
+    torch.save(_state(), tmp_path / "old.pth", _use_new_zipfile_serialization=False)
+    (tmp_path / "old_cut.pth").write_bytes((tmp_path / "old.pth").read_bytes()[:40])
+    (tmp_path / "notes.pth").write_text("hello\n")  # not a checkpoint at all
+    (tmp_path / "empty.pth").write_bytes(b"")
+    from mstar.models.upstream import read_checkpoint
+
+    damaged = "the file is incomplete or damaged"
+    for name, said in (("cut.pth", f"{damaged} \\(a truncated copy\\?\\); copy it again"),
+                       ("old_cut.pth", damaged), ("notes.pth", "not a PyTorch checkpoint"),
+                       ("empty.pth", "the file is empty")):
+        with pytest.raises(MstarError, match=f"{name}: cannot read this checkpoint \\({said}"):
+            load_state_dict_file(tmp_path / name)
+        with pytest.raises(MstarError, match=f"cannot read checkpoint .*{name}: {said}"):
+            read_checkpoint(tmp_path / name)  # --stage1 says the same
     torch.save({"model_state_dict": {"vision_encoder.cls_token": torch.zeros(1, 1, 4)}, "meta": {}},
                tmp_path / "stage1.pt")
     with pytest.raises(MstarError, match="stage1.pt: a stage-1 checkpoint .* it goes to --stage1"):
