@@ -110,3 +110,19 @@ def test_help_shows_every_option_name_whole_on_an_80_column_terminal(name):
     assert result.exit_code == 0 and "…" not in result.output
     for option in _options()[name]:
         assert re.search(rf"(^|[\s,/]){re.escape(option)}([\s,/=]|$)", result.output, re.M), option
+
+
+def test_a_skip_errors_batch_lists_each_failure_and_fails_only_when_all_did(capsys):
+    import pandas as pd
+
+    from mstar.cli.options import report_failures
+    from mstar.errors import MstarError
+
+    table = pd.DataFrame({"slide": ["a", "b", "c"], "status": ["ok", "error", "error"],
+                          "error": ["", "no µm/px", "truncated"]})
+    report_failures(table, "slide", "out/predictions.csv")  # tile, extract and predict print the same
+    lines = [line.strip() for line in capsys.readouterr().out.splitlines()]
+    assert lines == ["error b: no µm/px", "error c: truncated"]
+    table["status"] = "error"
+    with pytest.raises(MstarError, match=r"every slide failed \(3\), the first: a: ; see out/predictions"):
+        report_failures(table, "slide", "out/predictions.csv")

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from mstar.cli import app
-from mstar.cli.options import fail_if_every_item_failed
+from mstar.cli.options import report_failures
 
 
 class Precision(str, Enum):
@@ -114,9 +114,7 @@ def extract(
     done = f" ({reused} reused from an earlier run)" if reused else ""
     rprint(f"[bold]extracted[/bold] {plural(len(summary), 'slide')}{done} with {encoder}: "
            f"{int(summary['n_tiles'].sum())} tiles; {counts}; summary in {folder}/summary.csv")
-    for _, row in summary[summary["status"] == "error"].iterrows():
-        rprint(f"  [red]error[/red] {row['slide']}: {row['error']}")
-    fail_if_every_item_failed(summary, "slide", f"{folder}/summary.csv")
+    report_failures(summary, "slide", f"{folder}/summary.csv")
     if context_mpp is not None:
         from mstar.features.context import low_power_pass, write_context_folder
 

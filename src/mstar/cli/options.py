@@ -103,6 +103,14 @@ def build_config(cls: type[RunConfig], config: Path | None, sets: list[str] | No
     return cls.load(str(config) if config else None, overrides)
 
 
+def report_failures(summary, what: str, where: str, name_column: str = "slide") -> None:
+    """One ``error`` line per failed item of a ``--skip-errors`` batch (its ``name_column`` and error), then
+    :func:`fail_if_every_item_failed`."""
+    for _, row in summary[summary["status"] == "error"].iterrows():
+        rprint(f"  [red]error[/red] {row[name_column]}: {row['error']}")
+    fail_if_every_item_failed(summary, what, where)
+
+
 def fail_if_every_item_failed(summary, what: str, where: str) -> None:
     """``--skip-errors`` goes on past bad items, but a batch in which *every* item failed is not a success:
     a one-line error (exit status 1) naming the first failure and the summary file."""

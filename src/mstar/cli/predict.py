@@ -38,7 +38,7 @@ def predict(
 ) -> None:
     """Predict new slides with a trained run: predictions.csv, per-slide evidence (tile scores, heatmap, top
     tiles, QuPath GeoJSON), supporting knowledge, and index.html."""
-    from mstar.cli.options import fail_if_every_item_failed, rprint
+    from mstar.cli.options import report_failures, rprint
     from mstar.predict.config import PredictConfig
     from mstar.predict.run import predict as run_predict
 
@@ -55,7 +55,7 @@ def predict(
     ok = table[table["status"] == "ok"]
     page = Path(result["out"]) / "index.html"
     rprint(f"{len(ok)} slide(s) predicted, {len(table) - len(ok)} failed; open {page}")
-    fail_if_every_item_failed(table, "slide", str(Path(result["out"]) / "predictions.csv"))
+    report_failures(table, "slide", str(Path(result["out"]) / "predictions.csv"))
 
 
 @app.command("heatmap")

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from mstar.cli import app
-from mstar.cli.options import fail_if_every_item_failed
+from mstar.cli.options import report_failures
 
 
 @app.command("synth")
@@ -84,6 +84,4 @@ def tile(
     rprint(f"[bold]tiled[/bold] {plural(len(summary), 'slide')} into {out}/tiles: "
            f"{int(summary['n_tiles'].sum())} tiles; "
            + ", ".join(f"{v} {k}" for k, v in counts.items()) + f"; summary in {out}/tiles/summary.csv")
-    for _, row in summary[summary["status"] == "error"].iterrows():
-        rprint(f"  [red]error[/red] {row['path']}: {row['error']}")
-    fail_if_every_item_failed(summary, "slide", f"{out}/tiles/summary.csv")
+    report_failures(summary, "slide", f"{out}/tiles/summary.csv", name_column="path")
