@@ -152,8 +152,15 @@ def test_cli_prints_a_verdict_and_writes_json(tmp_path):
     runs, _ = _survival_runs(tmp_path)
     out_json = tmp_path / "cmp.json"
     result = CliRunner().invoke(app, ["compare", "--run", str(runs["fusion"]), "--run", str(runs["snn"]),
-                                      "--bootstrap", "200", "--json", str(out_json)], env={"COLUMNS": "200"})
+                                      "--bootstrap", "200", "--json", str(out_json), "--plot",
+                                      str(tmp_path / "cmp.png")], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "c_index" in result.output and "A better" in result.output
     saved = json.loads(out_json.read_text())
     assert saved["n"] == 200 and saved["metrics"]["c_index"]["difference"]["ci_low"] > 0
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(tmp_path / "cmp.png").convert("RGB")).reshape(-1, 3).astype(int)
+    green = (np.abs(pixels - [0x2C, 0xA0, 0x2C]).sum(1) < 30).sum()  # the "A better" colour
+    red = (np.abs(pixels - [0xD6, 0x27, 0x28]).sum(1) < 30).sum()
+    assert green > 50 and red == 0  # A's better C-index is drawn in green, nothing claims B better

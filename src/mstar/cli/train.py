@@ -129,6 +129,8 @@ def compare(
     seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
     json_out: Annotated[Optional[Path], typer.Option(
         "--json", help="Also write the result to this JSON file.")] = None,
+    plot: Annotated[Optional[Path], typer.Option(
+        "--plot", help="Also draw the differences with their CIs (a forest plot) to this PNG.")] = None,
 ) -> None:
     """Is run A better than run B? Paired bootstrap CI of A - B on the cases both predicted."""
     from rich.table import Table
@@ -156,6 +158,12 @@ def compare(
         console.print(f"not compared: {result['only_a']} cases only in A, {result['only_b']} only in B")
     if json_out:
         write_json(json_out, result)
+    if plot:
+        from mstar.eval.plots import plot_paired_differences
+
+        plot_paired_differences(result["metrics"], plot, title=f"{split}: A = {runs[0].name} - B = "
+                                f"{runs[1].name} ({result['n']} cases)")
+        console.print(f"figure: {plot}")
 
 
 @train_app.command("report")

@@ -1,5 +1,6 @@
 """Evaluation figures (PNG, written atomically): ROC, confusion matrix, training curves, few-shot
-metric-vs-k and 2-D embedding projections. Kaplan–Meier curves live in :mod:`mstar.eval.plots_survival`.
+metric-vs-k, 2-D embedding projections and the paired differences of `mstar compare`. Kaplan–Meier curves
+live in :mod:`mstar.eval.plots_survival`.
 
 Figures are built on ``matplotlib.figure.Figure`` with the Agg canvas directly (no pyplot, no global
 backend switch), at a fixed size: the PNG is ``figsize * dpi`` pixels (no tight bounding box).
@@ -201,4 +202,36 @@ def plot_embeddings_2d(
         ax.scatter(xy[m, 0], xy[m, 1], s=12, alpha=0.8, label=str(lab))
     ax.set(xlabel=f"{method.upper()} 1", ylabel=f"{method.upper()} 2", title=title or "embeddings")
     ax.legend(fontsize=8, markerscale=1.5)
+    return save_figure(fig, path)
+
+
+def plot_paired_differences(metrics: dict[str, dict[str, Any]], path: str | os.PathLike,
+                            title: str = "A - B") -> Path:
+    """Forest plot of paired differences: one row per metric, the difference A - B with its 95 % CI, and
+    the zero line (a row whose interval misses zero is drawn in colour: green when A is better).
+
+    Args:
+        metrics: ``{metric: {"difference": {"value", "ci_low", "ci_high"}, ...}}`` (as
+            :func:`mstar.eval.compare.compare_runs` returns them).
+        path: PNG to write (600 px wide, 60 px per metric).
+        title: Axes title.
+
+    Returns:
+        The written path.
+    """
+    names = list(metrics)
+    fig = new_figure(6.0, 1.5 + 0.6 * len(names))
+    ax = fig.add_subplot()
+    for row, name in enumerate(names):
+        d = metrics[name]["difference"]
+        value, low, high = (float(d[k]) for k in ("value", "ci_low", "ci_high"))
+        color = "tab:green" if low > 0 else "tab:red" if high < 0 else "0.35"
+        if np.isfinite(low) and np.isfinite(high):
+            ax.plot([low, high], [row, row], color=color, linewidth=2)
+        ax.plot([value], [row], marker="o", color=color)
+    ax.axvline(0.0, color="0.6", linestyle="--", linewidth=1)
+    ax.set_yticks(range(len(names)), names)
+    ax.set_ylim(len(names) - 0.5, -0.5)  # the first metric on top
+    ax.set(xlabel="A - B (point and 95 % CI)", title=title)
+    fig.subplots_adjust(left=0.3)
     return save_figure(fig, path)
