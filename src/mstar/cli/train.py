@@ -161,8 +161,8 @@ def compare(
     if plot:
         from mstar.eval.plots import plot_paired_differences
 
-        plot_paired_differences(result["metrics"], plot, title=f"{split}: A = {runs[0].name} - B = "
-                                f"{runs[1].name} ({result['n']} cases)")
+        plot_paired_differences(result["metrics"], plot, title=f"{split}, {result['n']} cases: A = "
+                                f"{runs[0].name}, B = {runs[1].name}")
         console.print(f"figure: {plot}")
 
 
