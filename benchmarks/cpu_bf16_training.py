@@ -4,6 +4,8 @@ The same ABMIL recipe (3 seeds) on the same features, once in fp32 (``--set prec
 mixed precision (``--set precision=bf16``), for the molecular task (TP53, AUC) and survival (C-index) of a
 `mstar synth` cohort, the choice cohort (diagnosis is saturated at AUC 1.0 there and shows nothing). Prints
 the wall time of each run and the paired bootstrap of bf16 - fp32 on the test cases (`mstar compare`).
+``--out`` must be new or empty (nothing trained before is reused, so every run is timed): ``runs/`` and
+``bf16_training.json``.
 
     python benchmarks/cpu_bf16_training.py --cohort /tmp/gen/synth240/cohort \\
         --features /tmp/gen/synth240/work/features/timm-test_vit --out /tmp/bf16-train
@@ -21,7 +23,9 @@ from pathlib import Path
 
 import torch
 
+from _cli import new_folder, run
 from abmil_recipe import RECIPE, train
+from mstar.errors import MstarError
 
 TASKS = (("classify", "molecular.csv", "auc_macro"), ("survival", "survival.csv", "c_index"))
 
@@ -36,12 +40,18 @@ def timed_train(task: str, manifest: Path, features: str, out: Path, name: str,
 def main() -> None:
     from mstar.eval.compare import compare_runs
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cohort", type=Path, required=True, help="a `mstar synth` cohort (manifests/)")
-    ap.add_argument("--features", type=Path, required=True)
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--features", type=Path, required=True, help="the cohort's features/<enc>/ folder")
+    ap.add_argument("--out", type=Path, required=True, help="new or empty folder (runs/, bf16_training.json)")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads")
     args = ap.parse_args()
+    for _, manifest, _ in TASKS:
+        if not (args.cohort / "manifests" / manifest).is_file():
+            raise MstarError(f"--cohort {args.cohort}: no manifests/{manifest} (want a `mstar synth` folder)")
+    if not any(args.features.glob("*.h5")):
+        raise MstarError(f"--features {args.features}: no features files")
+    new_folder(args.out)
     torch.set_num_threads(args.threads)
     result = {"recipe": {**RECIPE, "accelerator": "cpu"}, "tasks": {}}
     for task, manifest, metric in TASKS:
@@ -65,4 +75,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

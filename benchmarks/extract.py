@@ -6,17 +6,22 @@
     writer: autocast on a GPU, bf16 weights and optionally a compiled graph on the CPU);
 (c) ceiling: the encoder's forward alone on pre-made input tensors (same batch size and precision as b).
 
-Prints tiles/s for each, b/a and b/c, and the agreement of b's features with a's (cosine per tile).
-Example (the BENCHMARKS.md rows)::
+Prints tiles/s for each, b/a and b/c, and the agreement of b's features with a's (cosine per tile). The
+slide is ``--slide``, else ``slides/CMU-1-Small-Region.svs`` of the shared data folder
+(``$MSTAR_SHARED_DATA``, ``<repo>/shared/data`` or ``<repo>/../shared/data``). The commands of the
+BENCHMARKS.md rows are given there; e.g.::
 
-    python benchmarks/extract.py --encoder timm:vit_small_patch16_224 --batch-size 32
+    python benchmarks/extract.py --encoder timm:vit_small_patch16_224 --batch-size 32 --max-tiles 64 \\
+        --repeats 5
     python benchmarks/extract.py --encoder timm:vit_large_patch16_224 --precision bf16 --device cuda \\
-        --batch-size 256 --workers 8 --max-tiles 0
+        --batch-size 256 --workers 8 --max-tiles 0   # a GPU (bash benchmarks/gpu_check.sh records this)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import shutil
 import statistics
@@ -27,6 +32,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from _cli import run, shared_data
+from mstar.errors import MstarError
 from mstar.features.encoders import create_encoder
 from mstar.features.extract import (
     default_workers,
@@ -43,8 +50,7 @@ from mstar.slide.reader import open_slide
 from mstar.slide.tiles_file import read_tiles, write_tiles
 from mstar.slide.tiling import TileParams, tile_slide
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-DEFAULT_SLIDE = SHARED / "data" / "slides" / "CMU-1-Small-Region.svs"
+SLIDE = "slides/CMU-1-Small-Region.svs"  # inside the shared data folder
 
 
 def _sync(device: torch.device) -> None:
@@ -133,27 +139,35 @@ def stage_costs(t, enc, batch_size: int) -> dict[str, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--slide", type=Path, default=DEFAULT_SLIDE)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--slide", type=Path, default=None,
+                    help=f"slide to tile (default: {SLIDE} of the shared data folder)")
     ap.add_argument("--encoder", default="timm:vit_small_patch16_224")
-    ap.add_argument("--checkpoint", type=Path, default=None)
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--naive-batch-size", type=int, default=32)
+    ap.add_argument("--checkpoint", type=Path, default=None, help="local encoder weights (default: random)")
+    ap.add_argument("--batch-size", type=int, default=32, help="(b) and (c) tiles per forward")
+    ap.add_argument("--naive-batch-size", type=int, default=32, help="(a) tiles per forward")
     ap.add_argument("--workers", type=int, default=None, help="(b) DataLoader workers (default: extract's)")
     ap.add_argument("--threads", type=int, default=None, help="(b) torch threads (default: torch's)")
     ap.add_argument("--precision", default=None, help="fp32/bf16/fp16 for (b) and (c); (a) is always fp32")
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     ap.add_argument("--compile", default="auto", choices=["auto", "on", "off"],
                     help="(b) and (c): torch.compile the encoder (compiled once, in the warm-up round)")
-    ap.add_argument("--preprocess-on", default="auto", choices=["auto", "worker", "device"])
+    ap.add_argument("--preprocess-on", default="auto", choices=["auto", "worker", "device"],
+                    help="(b): where the batched resize + normalise runs")
     ap.add_argument("--max-tiles", type=int, default=64, help="0: every tissue tile of the slide")
-    ap.add_argument("--target-mpp", type=float, default=0.5)
-    ap.add_argument("--tile-px", type=int, default=256)
+    ap.add_argument("--target-mpp", type=float, default=0.5, help="tiling resolution, µm/px")
+    ap.add_argument("--tile-px", type=int, default=256, help="tile side at --target-mpp")
     ap.add_argument("--overlap-px", type=int, default=0, help="more coords on a small slide")
     ap.add_argument("--min-tissue", type=float, default=0.0, help="0: every grid tile of the slide")
     ap.add_argument("--repeats", type=int, default=3, help="timed a/b/c rounds (medians)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed a/b/c rounds first")
     args = ap.parse_args()
+    for name in ("repeats", "batch_size", "naive_batch_size"):
+        if getattr(args, name) < 1:
+            raise MstarError(f"--{name.replace('_', '-')} {getattr(args, name)}: expected at least 1")
+    if args.warmup < 0 or args.max_tiles < 0:
+        raise MstarError("--warmup and --max-tiles: expected 0 or more")
+    args.slide = shared_data(SLIDE, args.slide, "--slide")
 
     device = resolve_device(args.device)
     enc = create_encoder(args.encoder, args.checkpoint, random_init=True)
@@ -172,19 +186,22 @@ def main() -> None:
         inputs = [preprocess_batch(raw[i:i + args.batch_size], enc.preprocess).to(device)
                   for i in range(0, n, args.batch_size)]  # (B, 3, S, S) each
         warm_b = float("nan")
-        for _ in range(args.warmup):
-            run_naive(t, enc, args.naive_batch_size, device)
-            warm_b = run_ours(work, enc, args, device)[0]
-            run_forward_only(inputs, enc, args, device)
         load = os.getloadavg()[0]
         times: dict[str, list[float]] = {"a": [], "b": [], "c": []}
-        for _ in range(args.repeats):
-            sa, feats_a = run_naive(t, enc, args.naive_batch_size, device)
-            sb, feats_b = run_ours(work, enc, args, device)
-            sc = run_forward_only(inputs, enc, args, device)
-            times["a"].append(sa)
-            times["b"].append(sb)
-            times["c"].append(sc)
+        # extract_features's (hidden) progress display still writes empty lines: keep them off the output
+        with contextlib.redirect_stdout(io.StringIO()):
+            for _ in range(args.warmup):
+                run_naive(t, enc, args.naive_batch_size, device)
+                warm_b = run_ours(work, enc, args, device)[0]
+                run_forward_only(inputs, enc, args, device)
+            load = os.getloadavg()[0]
+            for _ in range(args.repeats):
+                sa, feats_a = run_naive(t, enc, args.naive_batch_size, device)
+                sb, feats_b = run_ours(work, enc, args, device)
+                sc = run_forward_only(inputs, enc, args, device)
+                times["a"].append(sa)
+                times["b"].append(sb)
+                times["c"].append(sc)
         rate = {k: n / statistics.median(v) for k, v in times.items()}
         best = {k: n / min(v) for k, v in times.items()}
         cos = torch.nn.functional.cosine_similarity(torch.from_numpy(feats_a), torch.from_numpy(feats_b))
@@ -215,4 +232,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

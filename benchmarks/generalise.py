@@ -40,8 +40,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from _cli import run
 from generalise_report import report_generation, report_seeds
 from generalise_tables import SHOTS, tables
+from mstar.errors import MstarError
 
 log = logging.getLogger("generalise")
 
@@ -294,15 +296,19 @@ def low_label(emb: dict, risk: np.ndarray, tr: np.ndarray, te: np.ndarray, seed:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cohort", type=Path)
-    ap.add_argument("--kind", choices=("indep", "synth"), default="indep")
-    ap.add_argument("--work", type=Path, required=True)
-    ap.add_argument("--profile", choices=tuple(PROFILES), default="after")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cohort", type=Path,
+                    help="indep: an indep_cohort.py folder; synth: a folder holding cohort/ and work/")
+    ap.add_argument("--kind", choices=("indep", "synth"), default="indep",
+                    help="which generator made --cohort")
+    ap.add_argument("--work", type=Path, required=True,
+                    help="results go to <work>/<profile>/ (seeds found there are reused)")
+    ap.add_argument("--profile", choices=tuple(PROFILES), default="after",
+                    help="before: the defaults before issue 17; after: the current ones")
     ap.add_argument("--seeds", type=int, nargs="*", default=[0], help="stage-1 seeds (none: report only)")
     ap.add_argument("--report", type=int, nargs="*", default=None, metavar="SEED",
                     help="also train report generation with these seeds (no value: seed 0)")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2, help="torch threads")
     ap.add_argument("--set", nargs="*", default=[], help="extra stage-1 settings key=value (choosing)")
     ap.add_argument("--report-set", nargs="*", default=[],
                     help="report settings key=value (model_args.<key> for the generator's, e.g. "
@@ -310,12 +316,24 @@ def main() -> None:
     ap.add_argument("--table", action="store_true", help="print the tables of every profile under --work")
     args = ap.parse_args()
     if args.table:
+        if not any(args.work.glob("*/results.json")):
+            raise MstarError(f"--work {args.work}: no <profile>/results.json to tabulate (run without "
+                             "--table first)")
         print(tables(args.work))
         return
+    if args.cohort is None:
+        ap.error("--cohort is required (except with --table)")
+    paths = cohort_paths(args.cohort, args.kind)  # reads the truth table: a wrong --cohort stops here
+    for key in ("manifest", "features", "reports", "rna", "prompts", "survival"):
+        if not paths[key].exists():
+            raise MstarError(f"--cohort {args.cohort} (--kind {args.kind}): no {paths[key]}")
     logging.basicConfig(level=logging.WARNING)
     import yaml
 
     profile = json.loads(json.dumps(PROFILES[args.profile]))
+    for item in [*args.set, *args.report_set]:
+        if "=" not in item:
+            raise MstarError(f"{item}: expected key=value")
     for item in args.set:
         key, value = item.split("=", 1)
         profile["stage1"][key] = yaml.safe_load(value)
@@ -328,9 +346,6 @@ def main() -> None:
     tag = args.profile + "".join(f"-{s.replace('=', '')}" for s in [*args.set, *args.report_set])
     work = args.work / tag
     work.mkdir(parents=True, exist_ok=True)
-    if args.cohort is None:
-        ap.error("--cohort is required (except with --table)")
-    paths = cohort_paths(args.cohort, args.kind)
     path = work / "results.json"
     results = json.loads(path.read_text()) if path.is_file() else {}
     for seed in args.seeds:
@@ -356,6 +371,5 @@ def main() -> None:
     print(f"wrote {path}")
 
 
-
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -14,9 +14,13 @@ Measures, each side by side with its baseline where one exists:
 5. a 1-GPU DDP run of stage 1 (`torchrun --nproc_per_node 1`): the distributed path starts, trains, and
    writes its checkpoint.
 
-Writes ``<out>/gpu_check.json`` and ``<out>/gpu_check.md`` (the table for BENCHMARKS.md). Without CUDA it
-stops at once with exit status 2 and one line saying so. ``--smoke`` runs every step at toy sizes on any
-device (CPU included), which is how the tests check this script without a GPU.
+Writes ``<out>/gpu_check.json`` and ``<out>/gpu_check.md`` (the table for BENCHMARKS.md) after every check,
+so a run cut short keeps what it measured. A check that fails is recorded (``{"error": ...}``, "FAILED" in
+the table) and the next one runs; the exit status is then 1. Without CUDA it stops at once with exit status
+2 and one line saying so. ``--smoke`` runs every step at toy sizes on any device (CPU included), which is
+how the tests check this script without a GPU. The slide is ``slides/CMU-1-Small-Region.svs`` of the shared
+data folder (``$MSTAR_SHARED_DATA``, ``<repo>/shared/data``, ``<repo>/../shared/data``), else a synthetic
+one (said on the output and recorded as ``extract.slide``).
 
     bash benchmarks/gpu_check.sh            # OUT=gpu_check_out by default; about 5 minutes on an H100
     python benchmarks/gpu_check.py --smoke --device cpu --out /tmp/gpu_smoke
@@ -40,6 +44,10 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # the sibling benchmark scripts are reused, not copied
+from _cli import run, shared_data  # noqa: E402
+from mstar.errors import MstarError  # noqa: E402
+
+CHECKS = ("extract", "mil", "stage1", "stage2", "ddp")
 
 FULL = {"encoder": "timm:vit_large_patch16_224", "tiles": 1024, "naive_tiles": 256, "batch": 256,
         "mil_bags": 200, "mil_patches": 4000, "mil_dim": 1024, "s1_slides": 16, "s1_patches": 4096,
@@ -63,15 +71,18 @@ def _peak_mib(device: torch.device) -> float | None:
     return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
 
 
-def _slide(work: Path) -> Path:
-    """The real CMU slide beside the project, else one synthetic slide made here."""
-    real = HERE.parents[1] / "shared" / "data" / "slides" / "CMU-1-Small-Region.svs"
-    if real.is_file():
-        return real
+def _slide(work: Path) -> tuple[Path, str]:
+    """The real CMU slide of the shared data folder, else one synthetic slide made here (said on stdout);
+    and which of the two it is."""
+    try:
+        return shared_data("slides/CMU-1-Small-Region.svs"), "CMU-1-Small-Region.svs (real)"
+    except MstarError as exc:
+        print(f"extract: {exc}; using a synthetic slide instead", flush=True)
     from mstar.data.synthetic import SynthConfig, make_cohort
 
     make_cohort(work / "cohort", SynthConfig(cases=3, seed=0), workers=1, show_progress=False)
-    return sorted((work / "cohort" / "slides").glob("*.svs"))[0]
+    slide = sorted((work / "cohort" / "slides").glob("*.svs"))[0]
+    return slide, f"{slide.name} (synthetic: the real slide was not found)"
 
 
 def check_extract(device: torch.device, size: dict, work: Path) -> dict:
@@ -86,7 +97,8 @@ def check_extract(device: torch.device, size: dict, work: Path) -> dict:
     enc = create_encoder(size["encoder"], random_init=True)
     precision = resolve_precision("auto", enc, device)
     enc.model.to(device)
-    tf = bench.prepare_tiles(_slide(work), work / "extract", size["tiles"], 0.5, 256, 192, 0.0)
+    slide, which = _slide(work)
+    tf = bench.prepare_tiles(slide, work / "extract", size["tiles"], 0.5, 256, 192, 0.0)
     t = load_slide_tiles(tf)
     args = SimpleNamespace(batch_size=size["batch"], workers=default_workers(device), precision=precision,
                            device=str(device), threads=None, preprocess_on="auto", compile="auto")
@@ -106,7 +118,7 @@ def check_extract(device: torch.device, size: dict, work: Path) -> dict:
     cos = torch.nn.functional.cosine_similarity(a, b)
     ours, naive, ceiling = n / s_ours, n_naive / s_naive, n / s_ceiling
     return {"encoder": enc.name, "precision": str(precision), "precision_choice": precision.note,
-            "tiles": n, "ours_tiles_per_s": ours, "upstream_tiles_per_s": naive,
+            "slide": which, "tiles": n, "ours_tiles_per_s": ours, "upstream_tiles_per_s": naive,
             "forward_tiles_per_s": ceiling, "ours_over_upstream": ours / naive,
             "ours_over_forward": ours / ceiling, "cosine_min": float(cos.min())}
 
@@ -176,24 +188,25 @@ def check_ddp(device: torch.device, size: dict, work: Path) -> dict:
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     seconds = time.perf_counter() - start
-    ckpts = sorted((work / "ddp_runs").rglob("stage1.pt"))
+    ckpts = sorted((work / "ddp_runs").rglob("stage1.pt"))  # in a temporary folder, gone after the run
     return {"ok": proc.returncode == 0 and bool(ckpts), "returncode": proc.returncode, "seconds": seconds,
-            "checkpoint": str(ckpts[0]) if ckpts else None,
+            "checkpoint_written": bool(ckpts),
             "stderr_tail": [ln for ln in proc.stderr.strip().splitlines() if "Error" in ln][-3:]
             if proc.returncode else []}
 
 
 def markdown(result: dict) -> str:
-    """The table for BENCHMARKS.md."""
-    e, m, s1, s2, d = (result.get(k, {}) for k in ("extract", "mil", "stage1", "stage2", "ddp"))
+    """The table for BENCHMARKS.md: one row per check that ran ("FAILED" and its error for one that
+    failed)."""
+    e, m, s1, s2, d = (result.get(k, {}) for k in CHECKS)
     ours1, naive1 = s1.get("ours", {}), s1.get("naive", {})
 
     def num(block: dict, key: str, fmt: str = ".2f") -> str:
         value = block.get(key)
         return "n/a" if value is None else format(value, fmt)
 
-    rows = [("device", result["device"], ""),
-            ("extraction, ours", f"{num(e, 'ours_tiles_per_s', '.1f')} tiles/s",
+    where = "1 GPU" if result.get("device_type", "cuda") == "cuda" else f"1 process, {result['device_type']}"
+    rows = [("extraction, ours", f"{num(e, 'ours_tiles_per_s', '.1f')} tiles/s",
              f"{e.get('encoder')} {e.get('precision')}; {num(e, 'ours_over_upstream')}x the upstream fp32 "
              f"loop ({num(e, 'upstream_tiles_per_s', '.1f')} tiles/s); {num(e, 'ours_over_forward')} of the "
              f"forward-only ceiling ({num(e, 'forward_tiles_per_s', '.1f')}); cosine min "
@@ -206,21 +219,26 @@ def markdown(result: dict) -> str:
              f"{num(ours1, 'peak_gpu_mib', '.0f')} MiB"),
             ("stage-2 step", f"{num(s2, 'patches_per_s', '.1f')} patches/s",
              f"{s2.get('encoder')}, batch {s2.get('batch')}; peak {num(s2, 'peak_gpu_mib', '.0f')} MiB"),
-            ("stage-1 DDP, 1 GPU", "ok" if d.get("ok") else "FAILED" if d else "not run",
-             f"{num(d, 'seconds', '.0f')} s")]
-    lines = ["| check | figure | detail |", "|---|---|---|"]
-    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+            (f"stage-1 DDP, {where}", "ok" if d.get("ok") else "FAILED", f"{num(d, 'seconds', '.0f')} s")]
+    lines = ["| check | figure | detail |", "|---|---|---|", f"| device | {result['device']} |  |"]
+    for name, (label, figure, detail) in zip(CHECKS, rows):
+        block = result.get(name)
+        if block is None:  # not run (--only)
+            continue
+        if "error" in block:
+            figure, detail = "FAILED", block["error"].replace("|", "/")
+        lines.append(f"| {label} | {figure} | {detail} |")
     return "\n".join(lines) + "\n"
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=Path("gpu_check_out"))
-    ap.add_argument("--device", default="cuda")
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, default=Path("gpu_check_out"),
+                    help="folder for gpu_check.json and gpu_check.md")
+    ap.add_argument("--device", default="cuda", help="cuda, cuda:N or (with --smoke) cpu")
     ap.add_argument("--smoke", action="store_true", help="toy sizes on any device (tests the script)")
-    ap.add_argument("--only", nargs="*", choices=("extract", "mil", "stage1", "stage2", "ddp"),
-                    help="run only these checks")
-    args = ap.parse_args()
+    ap.add_argument("--only", nargs="*", choices=CHECKS, help="run only these checks")
+    args = ap.parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         print("gpu_check: no CUDA device is visible (torch.cuda.is_available() is False); run it on a GPU "
@@ -229,31 +247,45 @@ def main() -> int:
     size = SMOKE if args.smoke else FULL
     args.out.mkdir(parents=True, exist_ok=True)
     result = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
-              or platform.machine(), "torch": torch.__version__, "smoke": args.smoke, "sizes": size}
-    checks = args.only or ["extract", "mil", "stage1", "stage2", "ddp"]
+              or platform.machine(), "device_type": device.type, "torch": torch.__version__,
+              "smoke": args.smoke, "sizes": size}
+    checks = args.only or list(CHECKS)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for name in checks:
             t0 = time.perf_counter()
-            if name == "extract":
-                result[name] = check_extract(device, size, work)
-            elif name == "mil":
-                result[name] = check_mil(device, size, work)
-            elif name == "stage1":
-                result[name] = check_stage1(device, size)
-            elif name == "stage2":
-                result[name] = check_stage2(device, size)
-            else:
-                result[name] = check_ddp(device, size, work)
+            try:
+                if name == "extract":
+                    result[name] = check_extract(device, size, work)
+                elif name == "mil":
+                    result[name] = check_mil(device, size, work)
+                elif name == "stage1":
+                    result[name] = check_stage1(device, size)
+                elif name == "stage2":
+                    result[name] = check_stage2(device, size)
+                else:
+                    result[name] = check_ddp(device, size, work)
+            except Exception as exc:  # noqa: BLE001 - recorded; the other checks still run
+                result[name] = {"error": " ".join(f"{type(exc).__name__}: {exc}".split())[:500]}
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
             result[name]["check_seconds"] = round(time.perf_counter() - t0, 1)
+            result["seconds"] = round(time.perf_counter() - start, 1)
             print(f"{name}: {json.dumps(result[name], default=float)[:300]}", flush=True)
-    result["seconds"] = round(time.perf_counter() - start, 1)
-    (args.out / "gpu_check.json").write_text(json.dumps(result, indent=1, default=float))
-    (args.out / "gpu_check.md").write_text(markdown(result))
+            write(args.out, result)
     print(markdown(result))
-    return 0 if result.get("ddp", {}).get("ok", True) else 1
+    failed = [n for n in checks if "error" in result[n] or (n == "ddp" and not result[n].get("ok"))]
+    if failed:
+        print(f"gpu_check: failed: {' '.join(failed)} (see {args.out / 'gpu_check.json'})", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def write(out: Path, result: dict) -> None:
+    """gpu_check.json and gpu_check.md as they stand (after every check)."""
+    (out / "gpu_check.json").write_text(json.dumps(result, indent=1, default=float))
+    (out / "gpu_check.md").write_text(markdown(result))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

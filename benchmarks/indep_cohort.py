@@ -296,7 +296,7 @@ def make_cohort(out: Path, cases: int = 240, seed: int = 0, feature_dim: int = 9
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``indep_cohort.py OUT [--cases N] [--seed S] [--feature-dim D] [--genes G]``."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path, help="output folder (must be new or empty unless --overwrite)")
     parser.add_argument("--cases", type=int, default=240)
     parser.add_argument("--seed", type=int, default=0)
@@ -305,7 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty OUT")
     args = parser.parse_args(argv)
     if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())) and not args.overwrite:
-        print("error: OUT exists and is not empty; choose a new folder", file=sys.stderr)
+        print(f"error: OUT {args.out} exists and is not empty; choose a new folder (or --overwrite)",
+              file=sys.stderr)
         return 2
     start = time.perf_counter()
     s = make_cohort(args.out, cases=args.cases, seed=args.seed, feature_dim=args.feature_dim,
@@ -319,4 +320,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except (OSError, ValueError) as exc:  # as benchmarks/_cli.py's wrapper does, without importing mstar
+        sys.exit("error: " + " ".join(str(exc).split()))

@@ -24,6 +24,9 @@ import numpy as np
 import torch
 import yaml
 
+from _cli import run
+from mstar.errors import MstarError
+
 FAMILIES = {
     "cancer type": {
         "BRCA": "Invasive ductal carcinoma of the breast, a lumpectomy or mastectomy specimen.",
@@ -57,13 +60,17 @@ def main() -> None:
     from mstar.features.io import load_features
     from mstar.predict.knowledge import KnowledgeRanker
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cohort", type=Path, required=True)
-    ap.add_argument("--features", type=Path, required=True)
-    ap.add_argument("--stage1", type=Path, required=True)
-    ap.add_argument("--split", default="test")
-    ap.add_argument("--json", type=Path)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cohort", type=Path, required=True, help="a `mstar synth --out` folder (truth.json)")
+    ap.add_argument("--features", type=Path, required=True, help="the cohort's features/<enc>/ folder")
+    ap.add_argument("--stage1", type=Path, required=True, help="a stage-1 checkpoint (stage1.pt)")
+    ap.add_argument("--split", default="test", help="the cases scored (train, val or test)")
+    ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
+    if not (args.cohort / "truth.json").is_file():
+        raise MstarError(f"--cohort {args.cohort}: no truth.json (want a `mstar synth` folder)")
+    if not args.stage1.is_file():
+        raise MstarError(f"--stage1 {args.stage1}: no such file")
     torch.set_num_threads(2)
     truth = json.loads((args.cohort / "truth.json").read_text())["cases"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -88,6 +95,8 @@ def main() -> None:
                 idx = [names.index(f"{family}: {k}") for k in items]
                 best = list(items)[int(np.argmax(total[idx]))]
                 hits[family].append(float(best == own[family]))
+    if not hits["grade"]:
+        raise MstarError(f"no {args.split} slide has a features file in {args.features}")
     out = {}
     for family, h in hits.items():
         ci = bootstrap_ci(np.mean, np.array(h), n_resamples=2000, seed=0)
@@ -99,4 +108,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -14,6 +14,7 @@ validation bags (AUC) after every epoch, as upstream selects on it. The script p
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 
+from _cli import run
+from mstar.errors import MstarError
 from mstar.models.dropout import FastDropout
 from mstar.models.registry import create_mil_model
 from mstar.tasks.config import TrainConfig
@@ -47,8 +50,11 @@ def make_bags(root: Path, n_bags: int, n_patches: int, dim: int, seed: int = 0) 
         rows.append({"case": f"C{i:04d}", "slide": f"S{i:04d}", "label": ["neg", "pos"][label],
                      "fold": split})
     table = pd.DataFrame(rows)
-    table = pd.concat([table,
-                       table[table.fold == "val"].head(2).assign(case=lambda d: d.case + "t", fold="test")])
+    test = table[table.fold == "val"].head(2)  # copies of two validation bags
+    test = test.assign(case=test.case + "t", slide=test.slide + "t", fold="test")
+    for slide in test.slide:  # a slide belongs to one case: the copies get their own files
+        shutil.copyfile(root / "pt" / f"{slide[:-1]}.pt", root / "pt" / f"{slide}.pt")
+    table = pd.concat([table, test])
     table.to_csv(root / "manifest.csv", index=False)
     return root
 
@@ -112,12 +118,17 @@ def ours(root: Path, epochs: int, batch_size: int, lr: float,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bags", type=int, default=300)
-    parser.add_argument("--patches", type=int, default=2000)
-    parser.add_argument("--dim", type=int, default=1024)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bags", type=int, default=300, help="synthetic bags (slides)")
+    parser.add_argument("--patches", type=int, default=2000, help="patches per bag")
+    parser.add_argument("--dim", type=int, default=1024, help="patch feature width")
     parser.add_argument("--epochs", type=int, default=5)
     args = parser.parse_args()
+    if args.bags < 10:
+        raise MstarError(f"--bags {args.bags}: expected at least 10 (every 5th bag validates; both classes)")
+    for name in ("patches", "dim", "epochs"):
+        if getattr(args, name) < 1:
+            raise MstarError(f"--{name} {getattr(args, name)}: expected at least 1")
     torch.set_num_threads(max(1, torch.get_num_threads()))
     with tempfile.TemporaryDirectory() as tmp:
         root = make_bags(Path(tmp), args.bags, args.patches, args.dim)
@@ -133,4 +144,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -22,6 +22,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from _cli import run
+from mstar.errors import MstarError
+
 MODELS = {
     "snn": ("snn", {}),
     "abmil": ("abmil", {"dim": 64, "attn_dim": 32}),
@@ -55,20 +58,27 @@ def prepare(root: Path, cases: int, cohort_seed: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", type=Path, required=True)
-    parser.add_argument("--cases", type=int, default=150)
-    parser.add_argument("--cohort-seed", type=int, default=2)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", type=Path, required=True,
+                        help="cohort/, work/, folds/ and runs/ go here (an existing cohort is reused)")
+    parser.add_argument("--cases", type=int, default=150, help="synthetic cases")
+    parser.add_argument("--cohort-seed", type=int, default=2, help="`mstar synth --seed`")
     parser.add_argument("--seeds", default="0,1", help="training seeds, comma-separated")
-    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated, of: " + ",".join(MODELS))
     args = parser.parse_args()
+    unknown = [m for m in args.models.split(",") if m not in MODELS]
+    if unknown:
+        raise MstarError(f"--models {','.join(unknown)}: unknown (choose from {','.join(MODELS)})")
+    seeds = [int(s) for s in args.seeds.split(",")]  # a ValueError here is reported as such
+    if args.cases < 10:
+        raise MstarError(f"--cases {args.cases}: expected at least 10 (5 folds of the cases with RNA)")
     from mstar.tasks.multimodal import train_multimodal
     from mstar.tasks.multimodal_config import MultimodalConfig
 
     prepare(args.root, args.cases, args.cohort_seed)
     cohort = args.root / "cohort"
     rows, run_dirs = [], {}
-    for seed in (int(s) for s in args.seeds.split(",")):
+    for seed in seeds:
         for name in args.models.split(","):
             model, model_args = MODELS[name]
             cfg = MultimodalConfig(
@@ -111,4 +121,4 @@ def print_paired_differences(run_dirs: dict[tuple[str, int], Path]) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -23,12 +23,14 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import time
 
 import numpy as np
 import torch
+
+from _cli import run, run_child
+from mstar.errors import MstarError
 
 
 def _rss_mib() -> float:
@@ -114,7 +116,7 @@ def run_side(args) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--slides", type=int, default=16, help="batch size (slides per step)")
     parser.add_argument("--patches", type=int, default=4096, help="patches per slide")
     parser.add_argument("--dim", type=int, default=1024, help="patch feature width")
@@ -123,14 +125,17 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--side", choices=("ours", "naive"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    for name in ("slides", "patches", "dim", "genes", "steps"):
+        if getattr(args, name) < 1:
+            raise MstarError(f"--{name} {getattr(args, name)}: expected at least 1")
     if args.side:
         print(json.dumps(run_side(args)))
         return
     results = {}
     for side in ("ours", "naive"):
         cmd = [sys.executable, __file__, *sys.argv[1:], "--side", side]
-        done = subprocess.run(cmd, capture_output=True, text=True, check=True)
-        results[side] = json.loads(done.stdout.strip().splitlines()[-1])
+        stdout = run_child(cmd, f"the {side} side's process")
+        results[side] = json.loads(stdout.strip().splitlines()[-1])
     ours, naive = results["ours"], results["naive"]
     where = ours.get("gpu", f"CPU, {ours['threads']} threads")
     print(f"stage-1 step: {args.slides} slides x {args.patches} patches x {args.dim}-d, {args.genes} genes, "
@@ -147,4 +152,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -1,4 +1,4 @@
-"""Low-label experiment: TransMIL initialised from our stage-1 aggregator (``--stage1``) vs random init.
+"""Low-label experiment: TransMIL initialised from a stage-1 aggregator pretrained here vs random init.
 
 On a synthetic cohort (``mstar synth`` → tile → ``timm:test_vit`` features):
 
@@ -10,7 +10,11 @@ On a synthetic cohort (``mstar synth`` → tile → ``timm:test_vit`` features):
    from the stage-1 checkpoint (its ``proj`` + trunk, "mSTAR+"). Same width (64), heads, landmarks,
    epochs, learning rates, patience and selection (best validation AUC).
 3. Reported: per arm the mean test macro-AUC over seeds, each run's bootstrap CI, and the paired
-   difference (pretrained − random) with a 95 % t-interval over seeds.
+   difference (pretrained − random) with a 95 % t-interval over seeds (clipped to the AUC's range [0, 1],
+   or [-1, 1] for the difference, which the output says when it happens; with few seeds it is wide).
+
+Everything goes to ``--work`` (default ``/tmp/mstar-lowlabel``): the cohort (made once, reused by later
+runs), ``runs/`` and the tables. It must be new, empty or an earlier ``--work`` of this script.
 
 Caveat printed with the result: stage 1's triplet loss uses the cancer type of the stage-1 training
 cases, which is also the label of the diagnosis task (as in the paper, whose pretraining used TCGA cancer
@@ -29,6 +33,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+
+from _cli import own_folder, run
+from mstar.errors import MstarError
 
 
 def cohort(work: Path, cases: int, seed: int) -> tuple[Path, Path]:
@@ -83,20 +90,23 @@ def downstream(manifest: Path, features: Path, out: Path, name: str, ckpt: str |
     return train_task(cfg, progress=False)["metrics"]["test"]["auc_macro"]
 
 
-def t_interval(x: np.ndarray) -> tuple[float, float, float]:
+def t_interval(x: np.ndarray, low: float, high: float) -> tuple[float, float, float, bool]:
+    """Mean and 95 % t-interval over seeds, clipped to [low, high]; and whether it was clipped."""
     from scipy import stats
 
     m = float(np.mean(x))
     if len(x) < 2:
-        return m, float("nan"), float("nan")
+        return m, float("nan"), float("nan"), False
     half = float(stats.t.ppf(0.975, len(x) - 1) * np.std(x, ddof=1) / np.sqrt(len(x)))
-    return m, m - half, m + half
+    clipped = m - half < low or m + half > high
+    return m, max(low, m - half), min(high, m + half), clipped
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", type=int, default=120)
-    parser.add_argument("--seeds", type=int, default=5, help="labelled subsamples (paired across arms)")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cases", type=int, default=120, help="synthetic cases (`mstar synth --cases`)")
+    parser.add_argument("--seeds", type=int, default=5,
+                        help="labelled subsamples (paired across arms; at least 2 for an interval)")
     parser.add_argument("--fraction", type=float, default=0.25, help="labelled fraction of the train cases")
     parser.add_argument("--tasks", nargs="+", default=["diagnosis", "molecular"],
                         choices=("diagnosis", "molecular"))
@@ -106,8 +116,16 @@ def main() -> None:
     parser.add_argument("--aggregator-lr", type=float, default=2e-4,
                         help="pretrained aggregator learning rate")
     parser.add_argument("--stage1-epochs", type=int, default=30)
-    parser.add_argument("--work", type=Path, default=Path("/tmp/mstar-lowlabel"))
+    parser.add_argument("--work", type=Path, default=Path("/tmp/mstar-lowlabel"),
+                        help="new, empty or this script's earlier --work (its cohort is reused)")
     args = parser.parse_args()
+    if args.cases < 20:
+        raise MstarError(f"--cases {args.cases}: expected at least 20")
+    if args.seeds < 1 or args.epochs < 1 or args.stage1_epochs < 1:
+        raise MstarError("--seeds, --epochs and --stage1-epochs: expected at least 1")
+    if not 0 < args.fraction <= 1:
+        raise MstarError(f"--fraction {args.fraction}: expected a share in (0, 1]")
+    own_folder(args.work, "pretrain_low_label.py", "--work")
     torch.set_num_threads(1)  # tiny models: faster single-threaded on small CPUs
     start = time.perf_counter()
     root, features = cohort(args.work, args.cases, seed=3)
@@ -146,18 +164,24 @@ def main() -> None:
           f"{(time.perf_counter() - start) / 60:.1f} min in all")
     for task, group in table.groupby("task", sort=False):
         wide = group.pivot(index="seed", columns="arm", values="auc")
-        diff = t_interval((wide["stage1"] - wide["random"]).to_numpy())
-        means = {arm: t_interval(wide[arm].to_numpy()) for arm in ("random", "stage1")}
-        summary[task] = {"random": means["random"], "stage1": means["stage1"], "difference": diff,
+        diff = t_interval((wide["stage1"] - wide["random"]).to_numpy(), -1.0, 1.0)
+        means = {arm: t_interval(wide[arm].to_numpy(), 0.0, 1.0) for arm in ("random", "stage1")}
+        clipped = [name for name, t in (("random", means["random"]), ("stage-1 init", means["stage1"]),
+                                        ("difference", diff)) if t[3]]
+        summary[task] = {"random": means["random"][:3], "stage1": means["stage1"][:3], "difference": diff[:3],
+                         "clipped": clipped,
                          "n_train": int(group["n_train"].iloc[0]), "n_test": int(group["n_test"].iloc[0])}
         print(f"{task:9s} (train {summary[task]['n_train']}, test {summary[task]['n_test']}): "
               f"random {means['random'][0]:.3f} [{means['random'][1]:.3f}, {means['random'][2]:.3f}]  "
               f"stage-1 init {means['stage1'][0]:.3f} [{means['stage1'][1]:.3f}, {means['stage1'][2]:.3f}]  "
               f"difference {diff[0]:+.3f} [{diff[1]:+.3f}, {diff[2]:+.3f}]")
+        if clipped:
+            print(f"  ({', '.join(clipped)}: the t-interval over {args.seeds} seeds is clipped to the "
+                  "possible range)")
     (args.work / f"low_label-f{args.fraction}.json").write_text(json.dumps(summary, indent=1))
     print("caveat: diagnosis labels = cancer types, which stage 1's triplet loss used on its training cases; "
           "TP53 (molecular) labels were never used in pretraining")
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

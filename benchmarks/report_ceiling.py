@@ -29,7 +29,9 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _cli import run  # noqa: E402
 from indep_cohort import make_cohort  # noqa: E402
+from mstar.errors import MstarError  # noqa: E402
 from mstar.eval.report_baseline import most_common_report  # noqa: E402
 from mstar.eval.text_metrics import paired_bleu_difference  # noqa: E402
 from mstar.models.report.vocab import clean_report  # noqa: E402
@@ -61,13 +63,18 @@ def draw_figures(folder: Path, accuracies: list[float], seed: int, n_resamples: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--draws", type=int, default=20, help="fresh cohorts (seeds 1..draws) besides seed 0")
-    parser.add_argument("--cases", type=int, default=240)
-    parser.add_argument("--accuracy", type=float, nargs="+", default=[1.0, 0.88])
-    parser.add_argument("--resamples", type=int, default=1000)
+    parser.add_argument("--cases", type=int, default=240, help="cases per cohort")
+    parser.add_argument("--accuracy", type=float, nargs="+", default=[1.0, 0.88],
+                        help="chances that the oracle's class is right")
+    parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument("--json", type=Path, help="write the per-draw figures here")
     args = parser.parse_args(argv)
+    if args.draws < 1:
+        raise MstarError(f"--draws {args.draws}: expected at least 1")
+    if not all(0 <= a <= 1 for a in args.accuracy):
+        raise MstarError("--accuracy: expected probabilities in [0, 1]")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(args.draws + 1):
@@ -83,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         key = f"{a:g}"
         values = np.array([r[key]["value"] for r in fresh])
         above = np.array([r[key]["ci_low"] > 0 for r in fresh])
-        print(f"accuracy {key}: mean difference {values.mean():+.3f} ± {values.std(ddof=1):.3f} over "
+        spread = f"± {values.std(ddof=1):.3f}" if len(values) > 1 else "± n/a (1 draw)"
+        print(f"accuracy {key}: mean difference {values.mean():+.3f} {spread} over "
               f"{len(fresh)} fresh draws; CI above zero in {above.sum()}/{len(fresh)} ({above.mean():.0%})")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
@@ -91,4 +99,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run(main)

@@ -24,13 +24,15 @@ import argparse
 import json
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+
+from _cli import run, run_child
+from mstar.errors import MstarError
 
 
 def _synthetic_work(folder: Path, cases: int) -> Path:
@@ -167,6 +169,11 @@ def main() -> None:
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--ckpt", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    for name in ("batch", "steps", "target_dim", "data_steps"):
+        if getattr(args, name) < 1:
+            raise MstarError(f"--{name.replace('_', '-')} {getattr(args, name)}: expected at least 1")
+    if args.batch % 4:
+        raise MstarError(f"--batch {args.batch}: expected a multiple of 4 (4 slides per step)")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.child:
@@ -178,8 +185,8 @@ def main() -> None:
                "--steps", str(args.steps), "--target-dim", str(args.target_dim), "--device", args.device]
         cmd += ["--ckpt"] if ckpt else []
         cmd += ["--threads", str(args.threads)] if args.threads else []
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
-        rows["checkpointing" if ckpt else "plain"] = json.loads(proc.stdout.strip().splitlines()[-1])
+        stdout = run_child(cmd, f"the {'checkpointing' if ckpt else 'plain'} training step's process")
+        rows["checkpointing" if ckpt else "plain"] = json.loads(stdout.strip().splitlines()[-1])
     plain, ck = rows["plain"], rows["checkpointing"]
     print(f"training step, {args.encoder}, batch {args.batch}, {args.device} "
           f"({'bf16' if args.device.startswith('cuda') else 'fp32'}, {torch.get_num_threads()} threads)")
@@ -202,4 +209,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

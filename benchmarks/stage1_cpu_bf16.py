@@ -17,6 +17,9 @@ import time
 
 import torch
 
+from _cli import run
+from mstar.errors import MstarError
+
 
 def step_seconds(width: int, patches: int, features: int, bf16: bool, slides: int, steps: int) -> float:
     from mstar.pretrain.stage1_model import Stage1Model
@@ -43,16 +46,24 @@ def step_seconds(width: int, patches: int, features: int, bf16: bool, slides: in
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", nargs="+", default=["64x256", "512x256"], help="WIDTHxPATCHES")
     ap.add_argument("--features", type=int, default=64, help="patch feature width D")
-    ap.add_argument("--slides", type=int, default=16)
-    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--slides", type=int, default=16, help="slides per step")
+    ap.add_argument("--steps", type=int, default=3, help="timed steps per size and precision (+1 warm-up)")
     args = ap.parse_args()
+    sizes = []
+    for size in args.sizes:
+        parts = size.split("x")
+        if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+            raise MstarError(f"--sizes {size}: expected WIDTHxPATCHES, e.g. 64x256")
+        sizes.append((int(parts[0]), int(parts[1])))
+    for name in ("features", "slides", "steps"):
+        if getattr(args, name) < 1:
+            raise MstarError(f"--{name} {getattr(args, name)}: expected at least 1")
     print(f"slide-branch step, {args.slides} slides, {args.features}-d features, {torch.get_num_threads()} "
           "torch threads")
-    for size in args.sizes:
-        width, patches = (int(v) for v in size.split("x"))
+    for width, patches in sizes:
         fp32 = step_seconds(width, patches, args.features, False, args.slides, args.steps)
         bf16 = step_seconds(width, patches, args.features, True, args.slides, args.steps)
         print(f"width {width:4d} x {patches:5d} patches: fp32 {fp32:7.3f} s, bf16 {bf16:7.3f} s, "
@@ -60,4 +71,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -10,7 +10,10 @@ numbers are per-fold held-out C-indices, mean ± sd over folds.
 
     python benchmarks/tcga_omics.py --data ../shared/data/tcga_omics --out /tmp/tcga_runs
 
-Prints a markdown table and writes ``<out>/results.json``.
+``--data`` defaults to ``tcga_omics/`` of the shared data folder (``$MSTAR_SHARED_DATA``,
+``<repo>/shared/data`` or ``<repo>/../shared/data``). Prints a markdown table and writes
+``<out>/results.json``; ``--out`` must be new, empty or an earlier output of this script (runs are
+retrained).
 """
 
 from __future__ import annotations
@@ -23,7 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
+import _cli
+from _cli import own_folder, shared_data
 from mstar.data.cohort_tables import read_fold_dir, read_wide_manifest
+from mstar.errors import MstarError
 from mstar.tasks.multimodal import train_multimodal
 from mstar.tasks.multimodal_config import MultimodalConfig
 from mstar.tasks.multimodal_inputs import random_bags
@@ -61,9 +67,11 @@ def folds_subset(src: Path, n: int, dst: Path) -> Path:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=Path("../shared/data/tcga_omics"))
-    ap.add_argument("--out", type=Path, default=Path("/tmp/tcga_runs"))
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, default=None,
+                    help="folder of tcga_<cohort>.csv.gz + splits/ (default: see above)")
+    ap.add_argument("--out", type=Path, default=Path("/tmp/tcga_runs"),
+                    help="new, empty or this script's earlier output folder")
     ap.add_argument("--cohorts", nargs="*", default=None, help="default: every tcga_*.csv.gz present")
     ap.add_argument("--snn-modalities", default=None,
                     help="e.g. rnaseq (default: all of rnaseq,cnv,mut present)")
@@ -76,8 +84,16 @@ def main() -> None:
     ap.add_argument("--bootstrap", type=int, default=1000)
     args = ap.parse_args()
 
+    args.data = shared_data("tcga_omics", args.data)
     present = sorted(p.name[5:-7] for p in args.data.glob("tcga_*.csv.gz"))
+    if not present:
+        raise MstarError(f"--data {args.data}: no tcga_<cohort>.csv.gz tables")
     cohorts = present if args.cohorts is None else args.cohorts
+    missing = [c for c in cohorts if c not in present]
+    if missing:
+        raise MstarError(f"--cohorts {' '.join(missing)}: no such table in {args.data} (present: "
+                         f"{' '.join(present)})")
+    own_folder(args.out, "tcga_omics.py", "--out")
     results: dict = {"snn": {}, "fusion": {}, "settings": {"snn": SNN, "fusion_epochs": args.fusion_epochs}}
     for cohort in cohorts:
         table, folds = args.data / f"tcga_{cohort}.csv.gz", args.data / "splits" / cohort
@@ -108,7 +124,6 @@ def main() -> None:
             results["fusion"].setdefault(cohort, {})[model] = r
             print(f"{model} {cohort}: {r['mean']:.3f} ± {r['sd']:.3f} {r['per_fold']} ({r['seconds']} s)",
                   flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
     print(markdown(results))
 
@@ -136,4 +151,4 @@ def markdown(results: dict) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    _cli.run(main)

@@ -21,7 +21,9 @@ Every step is an mstar API call writing a run folder under ``--work`` (a re-run 
    (``--continue-from``), against the first run and a joint run: retrieval and zero-shot on old and new
    test patients with paired bootstrap CIs of the change.
 
-Writes ``<work>/results.json`` and prints the markdown tables (``benchmarks/tcga_real_tables.py``).
+``--data`` is the shared data folder (default: ``$MSTAR_SHARED_DATA``, ``<repo>/shared/data`` or
+``<repo>/../shared/data``), holding ``tcga_omics/`` and ``tcga_reports/``. Writes ``<work>/results.json`` and
+prints the markdown tables (``benchmarks/tcga_real_tables.py``).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from _cli import run, shared_data
 from mstar.data.tcga import build_tcga_cohort
 from mstar.eval.bootstrap import bootstrap_ci_weighted
 from mstar.eval.probes import balanced_accuracy_ci, paired_change_ci
@@ -315,8 +318,8 @@ def _paired(per_query: dict[str, np.ndarray]) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=Path("../shared/data"))
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, default=None, help="the shared data folder (default: see above)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/mstar-tcga-real"))
     ap.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
     ap.add_argument("--draws", type=int, default=10, help="few-shot support draws per k")
@@ -326,6 +329,9 @@ def main() -> None:
     ap.add_argument("--text-cache", type=Path, default=None, help="default: <work>/text_cache")
     ap.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (smoke runs)")
     args = ap.parse_args()
+    for part in ("tcga_omics", "tcga_reports/tcga_reports.csv.gz"):  # both, before anything is written
+        found = shared_data(part) if args.data is None else shared_data(explicit=args.data / part)
+    args.data = found.parents[1]
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     b = Bench(args)
     b.results["cohort"] = b.timed("cohort", build_tcga_cohort, b.omics, b.reports, b.cohort, seed=0)
@@ -357,4 +363,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

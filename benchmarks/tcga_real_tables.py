@@ -215,7 +215,7 @@ def compare_table(before: dict, after: dict) -> list[str]:
     return lines
 
 
-if __name__ == "__main__":
+def main() -> None:
     import argparse
 
     ap = argparse.ArgumentParser(description="Markdown tables of benchmarks/tcga_real.py results")
@@ -227,3 +227,9 @@ if __name__ == "__main__":
         print("\n".join(compare_table(json.loads(open(args.before).read()), after)))
     else:
         print(markdown(after))
+
+
+if __name__ == "__main__":
+    from _cli import run
+
+    run(main)

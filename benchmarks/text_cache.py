@@ -7,6 +7,9 @@ pays without the cache), a fresh model filled from the cache folder (what it pay
 that both give the same embeddings. The training-time cost of fine-tuning instead of freezing is in
 RESULTS.md ("Frozen vs fine-tuned text encoder").
 
+``--data`` is the shared data folder (default: ``$MSTAR_SHARED_DATA``, ``<repo>/shared/data`` or
+``<repo>/../shared/data``), which holds ``tcga_reports/tcga_reports.csv.gz``.
+
     python benchmarks/text_cache.py --data ../shared/data --reports 400
 """
 
@@ -19,7 +22,9 @@ from pathlib import Path
 
 import torch
 
+from _cli import run, shared_data
 from mstar.data.reports import load_reports
+from mstar.errors import MstarError
 from mstar.pretrain.stage1_model import Stage1Model, build_text_encoder
 
 
@@ -29,12 +34,16 @@ def fresh_model(max_tokens: int) -> Stage1Model:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=Path("../shared/data"))
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, default=None, help="the shared data folder (default: see above)")
     ap.add_argument("--reports", type=int, default=400, help="prepared reports to encode")
-    ap.add_argument("--max-tokens", type=int, default=256)
+    ap.add_argument("--max-tokens", type=int, default=256, help="text encoder tokens per report")
     args = ap.parse_args()
-    texts, _ = load_reports(args.data / "tcga_reports" / "tcga_reports.csv.gz", max_tokens=args.max_tokens)
+    if args.reports < 1:
+        raise MstarError(f"--reports {args.reports}: expected at least 1")
+    table = "tcga_reports/tcga_reports.csv.gz"
+    path = shared_data(table) if args.data is None else shared_data(explicit=args.data / table)
+    texts, _ = load_reports(path, max_tokens=args.max_tokens)
     texts = [t for t in texts.values() if t][: args.reports]
     with tempfile.TemporaryDirectory() as cache, torch.no_grad():
         cold = fresh_model(args.max_tokens)
@@ -55,4 +64,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

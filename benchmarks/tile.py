@@ -3,14 +3,21 @@
 The naive baseline visits every grid position, reads the tile at full resolution and keeps it when its
 saturation-based tissue fraction reaches the threshold (what simple pipelines do). Ours segments one
 low-resolution image and scores all tiles from an integral image. Both use the same grid and threshold;
-the script prints seconds per slide, the ratio, and the agreement (Jaccard) of the kept tile sets.
+the script prints seconds per slide, the ratio, and the agreement (Jaccard) of the kept tile sets; ``n``
+counts slides (a synthetic case may have more than one slide, so ``--cases 12`` gives 14 slides).
 
-    python benchmarks/tile.py [--cases 12] [--real ../shared/data/slides/CMU-1-Small-Region.svs]
+The real slide is ``--real``, else ``slides/CMU-1-Small-Region.svs`` of the shared data folder
+(``$MSTAR_SHARED_DATA``, ``<repo>/shared/data`` or ``<repo>/../shared/data``); without one the real row says
+where it looked.
+
+    python benchmarks/tile.py [--cases 12] [--real PATH/TO/CMU-1-Small-Region.svs]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import tempfile
 import time
 from pathlib import Path
@@ -18,12 +25,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from _cli import run, shared_data
 from mstar.data.synthetic import SynthConfig, make_cohort
+from mstar.errors import MstarError
 from mstar.slide.plan import plan_read
 from mstar.slide.reader import open_slide
 from mstar.slide.tiles_file import read_tiles
 from mstar.slide.tiling import TileParams, tile_slide
 from mstar.slide.tissue import grid_coords
+
+REAL = "slides/CMU-1-Small-Region.svs"  # inside the shared data folder
 
 
 def naive_tile(path: Path, params: TileParams) -> np.ndarray:
@@ -44,23 +55,31 @@ def jaccard(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", type=int, default=12)
-    parser.add_argument("--real", type=Path,
-                        default=Path(__file__).resolve().parents[1].parent / "shared" / "data"
-                        / "slides" / "CMU-1-Small-Region.svs")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cases", type=int, default=12, help="synthetic cases (some have 2 slides)")
+    parser.add_argument("--real", type=Path, default=None,
+                        help=f"a real slide (default: {REAL} of the shared data folder)")
     args = parser.parse_args()
+    if args.cases < 3:
+        raise MstarError(f"--cases {args.cases}: expected at least 3 (as `mstar synth`)")
+    try:
+        real, absent = [shared_data(REAL, args.real, "--real")], ""
+    except MstarError as exc:
+        if args.real is not None:  # an explicit path that is not there is an error, not a skipped row
+            raise
+        real, absent = [], str(exc)
     params = TileParams()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        make_cohort(tmp / "cohort", SynthConfig(cases=args.cases, seed=0), show_progress=False)
+        with contextlib.redirect_stdout(io.StringIO()):  # its hidden progress display still prints a newline
+            make_cohort(tmp / "cohort", SynthConfig(cases=args.cases, seed=0), show_progress=False)
         slides = sorted((tmp / "cohort" / "slides").glob("*.svs"))
-        groups = {"synthetic": slides, "real (CMU-1-Small-Region)": [args.real] if args.real.exists() else []}
+        groups = {"synthetic": slides, f"real ({Path(REAL).stem})": real}
         print(f"{'slides':28s} {'n':>3s} {'ours s/slide':>13s} {'naive s/slide':>14s} {'speed-up':>9s} "
               f"{'tiles ours':>10s} {'tiles naive':>11s} {'Jaccard':>8s}")
         for name, paths in groups.items():
             if not paths:
-                print(f"{name:28s} (absent)")
+                print(f"{name:28s} (absent: {absent})")
                 continue
             ours_t, naive_t, jac, n_ours, n_naive = [], [], [], 0, 0
             for p in paths:
@@ -79,4 +98,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

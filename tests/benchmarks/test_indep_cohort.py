@@ -209,7 +209,8 @@ def test_cli_refuses_non_empty_folder(tmp_path: Path) -> None:
     refused = subprocess.run([sys.executable, script, str(out), "--cases", "20"], capture_output=True,
                              text=True)
     assert refused.returncode == 2
-    assert refused.stderr.strip() == "error: OUT exists and is not empty; choose a new folder"
+    assert refused.stderr.strip() == (f"error: OUT {out} exists and is not empty; choose a new folder "
+                                      "(or --overwrite)")
     done = subprocess.run([sys.executable, script, str(out), "--cases", "20", "--genes", "50", "--overwrite"],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
