@@ -11,12 +11,18 @@ import os
 from pathlib import Path
 
 from mstar.errors import MstarError
+from mstar.utils.atomic import finished_files
 
 FEATURE_SUFFIXES = (".h5", ".pt")
 
 
 def _has_features(folder: Path) -> bool:
-    return any(p.suffix in FEATURE_SUFFIXES for p in folder.iterdir() if p.is_file())
+    return bool(finished_files(folder, FEATURE_SUFFIXES))
+
+
+def feature_slides(folder: str | os.PathLike) -> list[str]:
+    """The slide ids of a features folder (``<slide>.h5`` / ``.pt``; writes under way left out), sorted."""
+    return sorted({p.stem for p in finished_files(folder, FEATURE_SUFFIXES)})
 
 
 def resolve_feature_dir(path: str | os.PathLike) -> Path:
@@ -67,7 +73,7 @@ IDENTITY_KEYS = ("encoder", "encoder_sha", "checkpoint", "dim", "precision", "ta
 def folder_identity(folder: str | os.PathLike) -> dict:
     """:func:`features_identity` of a features folder (its first file; every file of a folder shares it);
     empty for a folder without feature files."""
-    files = sorted(p for p in Path(folder).iterdir() if p.suffix in FEATURE_SUFFIXES)
+    files = finished_files(folder, FEATURE_SUFFIXES)
     return features_identity(files[0]) if files else {}
 
 

@@ -18,6 +18,7 @@ from mstar.demo.settings import (
 )
 from mstar.demo.steps import demo_features, torch_threads
 from mstar.eval.results import format_ci
+from mstar.utils.atomic import finished_files
 
 
 # ---- stage 1 ----
@@ -140,7 +141,7 @@ def step_selftrain(out: Path, *, work: Path, cohort: Path, stage1: Path | None =
         if stage1 is None:
             toy = train_toy_stage1(manifest, features, out / "toy_stage1.pt", seed=seed, **DEMO_TOY_STAGE1)
             stage1, result["toy_stage1"] = Path(toy["checkpoint"]), toy
-        have = {p.stem for p in features.glob("*.h5")}
+        have = {p.stem for p in finished_files(features, (".h5",))}
         held_out = sorted(s for s, f in folds.items() if f in held_out_folds and s in have)
         cfg = SelfTrainConfig(tiles=str(work), features=str(features), stage1=str(stage1), encoder=encoder,
                               out=str(out), val_slides=held_out, seed=seed,

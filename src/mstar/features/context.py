@@ -23,6 +23,7 @@ import h5py
 import numpy as np
 
 from mstar.errors import MstarError
+from mstar.utils.atomic import finished_files
 
 CONTEXT = "context_features"
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ def write_context_folder(high: str | os.PathLike, low: str | os.PathLike,
 
     high, low, out = Path(high), Path(low), Path(out)
     written = []
-    for path in sorted(high.glob("*.h5")):
+    for path in finished_files(high, (".h5",)):
         other = low / path.name
         if not other.is_file():
             continue
@@ -125,7 +126,7 @@ def low_power_pass(root: str | os.PathLike, encoder, mpp: float = 2.0, checkpoin
     from mstar.slide.tiles_file import read_tiles
 
     root = Path(root)
-    files = sorted((root / "tiles").glob("*.h5"))
+    files = finished_files(root / "tiles", (".h5",))
     if not files:
         raise MstarError(f"{root}/tiles: no tiles files; run `mstar tile SLIDES --out {root}` first")
     first = read_tiles(files[0])[1]

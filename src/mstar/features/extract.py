@@ -45,7 +45,7 @@ from mstar.features.preprocess import preprocess_batch
 from mstar.features.writer import FeatureWriter, WriteJob, write_pt_file
 from mstar.slide.reader import SLIDE_SUFFIXES
 from mstar.slide.tiles_file import read_tiles
-from mstar.utils.atomic import remove_stale_parts
+from mstar.utils.atomic import finished_files, remove_stale_parts
 from mstar.utils.claims import Claim, try_claim, wait_claim
 from mstar.utils.progress import progress_bar
 
@@ -73,7 +73,7 @@ def resolve_device(device: str | None, info: DistInfo = DistInfo()) -> torch.dev
 def tiles_files(root: Path) -> list[Path]:
     """``root/tiles/*.h5`` (temporaries of killed runs excluded), sorted."""
     folder = root / "tiles"
-    files = sorted(p for p in folder.glob("*.h5") if not p.name.startswith(".")) if folder.is_dir() else []
+    files = finished_files(folder, (".h5",))
     if not files:
         raise MstarError(f"{folder}: no tiles files; run `mstar tile SLIDES --out {root}` first")
     return files

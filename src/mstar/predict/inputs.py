@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from mstar.data.feature_dirs import FEATURE_SUFFIXES, check_same_encoder, feature_file, resolve_feature_dir
+from mstar.data.feature_dirs import check_same_encoder, feature_file, feature_slides, resolve_feature_dir
 from mstar.errors import MstarError
 from mstar.predict.models import RunModels
 
@@ -32,7 +32,7 @@ def check_features(folder: Path, run: RunModels) -> dict[str, Path]:
     """
     from mstar.features.io import feature_rows, load_features
 
-    slides = sorted({p.stem for p in folder.iterdir() if p.suffix in FEATURE_SUFFIXES})
+    slides = feature_slides(folder)
     files = {s: feature_file(folder, s) for s in slides}
     if not files:
         raise MstarError(f"{folder}: no feature files (.h5/.pt)")

@@ -31,6 +31,7 @@ import torch
 
 from mstar.errors import MstarError
 from mstar.features.context import context_rows
+from mstar.utils.atomic import finished_files
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ def scan_scores(run, lp_features: Path) -> dict[str, np.ndarray]:
     from mstar.predict.ensemble import predict_bag
 
     out = {}
-    for path in sorted(lp_features.glob("*.h5")):
+    for path in finished_files(lp_features, (".h5",)):
         feats, _, _ = load_features(path)
         if len(feats) == 0:
             out[path.stem] = np.zeros(0)
@@ -139,7 +140,7 @@ def hierarchical_scan(root: str | os.PathLike, encoder: str, scan_run: str | os.
     start = time.perf_counter()
     scores = scan_scores(run, lp_feature_dir)
     seconds["scoring"] = time.perf_counter() - start
-    hp_files = sorted((root / "tiles").glob("*.h5"))
+    hp_files = finished_files(root / "tiles", (".h5",))
     kept_root = keep_folder(root, keep_fraction)
     rows = []
     for hp in hp_files:

@@ -95,7 +95,7 @@ class EmbedConfig(RunConfig):
 
 def _slide_rows(manifest: str | None, features: str | None) -> pd.DataFrame:
     """``slide, case, label, split='all'`` from a manifest, or one row per feature file of the folder."""
-    from mstar.data.feature_dirs import FEATURE_SUFFIXES, resolve_feature_dir
+    from mstar.data.feature_dirs import feature_slides, resolve_feature_dir
     from mstar.pretrain.stage1_inputs import read_slide_table
 
     if manifest:
@@ -104,7 +104,7 @@ def _slide_rows(manifest: str | None, features: str | None) -> pd.DataFrame:
         raise MstarError("embed needs --features (slides) or a --manifest (cases for their reports and RNA)")
     else:
         folder = resolve_feature_dir(features)
-        slides = sorted({p.stem for p in folder.iterdir() if p.suffix in FEATURE_SUFFIXES and p.is_file()})
+        slides = feature_slides(folder)
         rows = pd.DataFrame({"slide": slides, "case": slides, "label": ""})
     rows = rows.copy()
     rows["split"] = "all"

@@ -370,7 +370,7 @@ def generate(cfg: GenerateConfig, overwrite: bool = False) -> dict:
     Returns:
         ``{"run", "reports": {slide: text}}``.
     """
-    from mstar.data.feature_dirs import FEATURE_SUFFIXES
+    from mstar.data.feature_dirs import feature_slides
 
     cfg.validate()
     folder = open_run(cfg, overwrite)
@@ -380,7 +380,7 @@ def generate(cfg: GenerateConfig, overwrite: bool = False) -> dict:
                 "finished_before": True}
     _, _, trained, _ = load_report_model(cfg.run)
     features = resolve_feature_dir(cfg.features or trained.features)
-    slides = list(cfg.slides) or sorted({p.stem for p in features.iterdir() if p.suffix in FEATURE_SUFFIXES})
+    slides = list(cfg.slides) or feature_slides(features)
     reports = generate_for_slides(cfg.run, slides, features, cfg.beam_size, cfg.embeddings)
     run = folder.start(cfg)
     write_predictions_csv(run / "generated.csv",

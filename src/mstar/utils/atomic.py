@@ -79,6 +79,17 @@ def write_text_if_changed(final: str | os.PathLike, text: str) -> bool:
     return True
 
 
+def finished_files(folder: str | os.PathLike, suffixes: tuple[str, ...]) -> list[Path]:
+    """The files of ``folder`` ending in one of ``suffixes``, sorted, without hidden files: the temporaries
+    of :func:`atomic_path` (``.<stem>.part-XXXX.h5``) are writes still under way or left by a killed run,
+    never results. An absent folder has none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.suffix in suffixes and not p.name.startswith(".")
+                  and p.is_file())
+
+
 def remove_stale_parts(folder: str | os.PathLike) -> int:
     """Delete temporary files left by killed runs in ``folder``; return how many were removed.
 
