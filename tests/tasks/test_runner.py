@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from mstar.errors import MstarError
 from mstar.eval.results import read_metrics_json
@@ -230,3 +231,25 @@ def test_too_few_deaths_name_the_manifest_and_unit():
     with pytest.raises(MstarError, match=r"^m.csv \(fold1\): the training split has 1 observed deaths; at "
                                          r"least 4 are needed"):
         SurvivalObjective(4).fit(train, "m.csv (fold1)")
+
+
+def test_a_damaged_model_file_of_a_run_is_one_line_saying_what_to_do(tmp_path):
+    from mstar.pretrain.stage1_model import Stage1Model
+    from mstar.run.checkpoint import load_checkpoint
+    from mstar.tasks.run_files import load_model
+
+    model = tmp_path / "model.pt"
+    torch.save({"info": {}, "state_dict": {"w": torch.zeros(500)}}, model)
+    model.write_bytes(model.read_bytes()[:300])  # a copy cut short
+    with pytest.raises(MstarError, match=r"model.pt: cannot read this model \(the file is incomplete or "
+                                         r"damaged .*\); train the run again \(--overwrite\)$"):
+        load_model(model)
+    with pytest.raises(MstarError, match=r"nope.pt: neighbour bank not found"):
+        load_checkpoint(tmp_path / "nope.pt", what="neighbour bank")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    from types import SimpleNamespace
+
+    text = SimpleNamespace(_cls_cache={}, text_cache_file=lambda folder: cache / "cls.pt")
+    (cache / "cls.pt").write_bytes(b"")  # a damaged cache is recomputed, never a stop
+    assert Stage1Model.load_text_cache(text, cache) == 0 and text._cls_cache == {}

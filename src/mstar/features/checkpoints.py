@@ -25,9 +25,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mstar.errors import MstarError, first_line
+from mstar.errors import MstarError
 from mstar.features.preprocess import PreprocessConfig
-from mstar.run.checkpoint import save_checkpoint
+from mstar.run.checkpoint import save_checkpoint, unreadable_reason
 from mstar.utils.atomic import atomic_path, write_text_atomic
 
 SIDECAR_FORMAT = "mstar.encoder/1"
@@ -87,30 +87,6 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
     return state
-
-
-def unreadable_reason(path: Path, exc: BaseException) -> str:
-    """Why ``torch.load(path, weights_only=True)`` failed, in words: an empty, truncated or damaged file, an
-    HDF5 file (tiles or features given for a checkpoint), a file that is no checkpoint at all, a file holding
-    Python objects besides tensors, or the loader's first line (never torch's advice to unpickle the
-    file)."""
-    try:
-        with open(path, "rb") as f:
-            magic = f.read(8)
-    except OSError as err:  # unreadable (permissions): that is the reason
-        return err.strerror or type(err).__name__
-    if not magic:
-        return "the file is empty (an interrupted copy?)"
-    if magic == b"\x89HDF\r\n\x1a\n":
-        return "an HDF5 file (tiles or features?), not a checkpoint"
-    if "Weights only load failed" in str(exc):
-        return ("it holds Python objects besides tensors, which mstar does not unpickle (is it a checkpoint "
-                "mstar wrote?)")
-    if magic.startswith(b"PK\x03\x04") or (magic.startswith(b"\x80") and isinstance(exc, EOFError)):
-        return "the file is incomplete or damaged (a truncated copy?); copy it again"  # zip or legacy pickle
-    if not magic.startswith(b"\x80"):
-        return "not a PyTorch checkpoint (neither torch.save's zip nor a pickle); is it the right file?"
-    return first_line(exc)
 
 
 def load_strict(model: nn.Module, state: dict[str, torch.Tensor], path: str | os.PathLike, what: str) -> None:

@@ -20,11 +20,11 @@ import torch
 from torch import Tensor, nn
 
 from mstar.errors import MstarError
-from mstar.features.checkpoints import unreadable_reason
 from mstar.models.abmil import ABMIL
 from mstar.models.heads import make_head
 from mstar.models.mil import MILModel
 from mstar.models.transmil import TransMIL
+from mstar.run.checkpoint import unreadable_reason
 
 StateDict = Mapping[str, Tensor]
 _HEAD_KEYS = {"classifier.weight": "head.fc.weight", "classifier.bias": "head.fc.bias",

@@ -13,6 +13,7 @@ import yaml
 
 from mstar.data.feature_dirs import folder_identity, resolve_feature_dir
 from mstar.errors import MstarError
+from mstar.run.checkpoint import load_checkpoint
 from mstar.tasks import run_files
 
 log = logging.getLogger(__name__)
@@ -121,7 +122,7 @@ def _load_fusion(path: Path) -> tuple[torch.nn.Module, dict]:
     """A multimodal-survival unit's fusion model (slides + omics)."""
     from mstar.models.registry import create_model
 
-    blob = torch.load(path, map_location="cpu", weights_only=False)
+    blob = load_checkpoint(path, weights_only=False, what="model", hint="; train the run again (--overwrite)")
     info = blob["info"]
     if not info.get("omic_sizes") or int(info["in_dim"]) <= 1:
         lacks = "omics" if not info.get("omic_sizes") else "slides"

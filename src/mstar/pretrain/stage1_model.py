@@ -16,6 +16,7 @@ State-dict keys are upstream's: ``proj.*``, ``vision_encoder.*``, ``text_encoder
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,6 +29,8 @@ from mstar.errors import MstarError
 from mstar.models.blocks import xavier_init_
 from mstar.models.transmil import TransMIL
 from mstar.pretrain.losses import LogitScale
+
+log = logging.getLogger(__name__)
 
 
 class Stage1Model(nn.Module):
@@ -139,7 +142,13 @@ class Stage1Model(nn.Module):
         path = self.text_cache_file(folder) if folder else None
         if path is None or not path.is_file():
             return 0
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+        from mstar.run.checkpoint import load_checkpoint
+
+        try:
+            blob = load_checkpoint(path, what="text cache")
+        except MstarError as err:  # a cache: computed again, never a reason to stop
+            log.warning("%s; the report texts are encoded again", err)
+            return 0
         self._cls_cache.update(zip(blob["texts"], blob["cls"]))
         return len(blob["texts"])
 

@@ -18,7 +18,7 @@ from mstar.data.manifest import read_manifest
 from mstar.data.reports import read_reports, report_key
 from mstar.errors import MstarError, some
 from mstar.eval.results import write_metrics_json, write_predictions_csv
-from mstar.run.checkpoint import save_checkpoint
+from mstar.run.checkpoint import load_checkpoint, save_checkpoint
 from mstar.run.fingerprint import environment_rank, file_digest
 from mstar.run.folder import open_run
 from mstar.tasks.report_config import GenerateConfig, ReportConfig
@@ -291,7 +291,8 @@ def load_report_model(run: str | Path):
         raise MstarError(f"{run}: no trained report model (model.pt, config.yaml); pass runs/report/<name>")
     cfg = ReportConfig.load(run / "config.yaml")
     vocab = Vocabulary.load(run / "vocab.json")
-    blob = torch.load(run / "model.pt", map_location="cpu", weights_only=False)
+    blob = load_checkpoint(run / "model.pt", weights_only=False, what="report model",
+                           hint="; train the run again (--overwrite)")
     model = ReportGenerator(**blob["info"]["config"])
     model.load_state_dict(blob["model_state_dict"])
     identity = blob["info"].get("features")

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from mstar.errors import MstarError
-from mstar.run.checkpoint import save_checkpoint
+from mstar.run.checkpoint import load_checkpoint, save_checkpoint
 from mstar.utils.atomic import atomic_path
 
 
@@ -41,7 +41,7 @@ def load_model(path: Path) -> tuple[torch.nn.Module, dict]:
 
     if not path.exists():
         raise MstarError(f"{path}: no trained model here; is this a finished run directory?")
-    blob = torch.load(path, map_location="cpu", weights_only=False)
+    blob = load_checkpoint(path, weights_only=False, what="model", hint="; train the run again (--overwrite)")
     info = blob["info"]
     if info.get("task") == "multimodal-survival":
         raise MstarError(f"{path}: a multimodal-survival model (slides + omics); this command applies "

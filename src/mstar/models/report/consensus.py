@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from mstar.data.embeddings import CohortEmbeddings
 from mstar.errors import MstarError
 from mstar.eval.report_baseline import bleu4_against, ngram_counts
-from mstar.run.checkpoint import save_checkpoint
+from mstar.run.checkpoint import load_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class NeighbourBank:
     @classmethod
     def load(cls, path: str | Path) -> NeighbourBank:
         """Read a bank written by :meth:`save` (banks of earlier versions are pooled-feature banks)."""
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+        blob = load_checkpoint(path, what="neighbour bank", hint="; train the report run again (--overwrite)")
         space = blob.get("space", "pooled")
         if space not in SPACES:
             raise MstarError(f"{path}: unknown neighbour space {space!r} (known: {', '.join(SPACES)})")
