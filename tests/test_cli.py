@@ -126,3 +126,12 @@ def test_a_skip_errors_batch_lists_each_failure_and_fails_only_when_all_did(caps
     table["status"] = "error"
     with pytest.raises(MstarError, match=r"every slide failed \(3\), the first: a: ; see out/predictions"):
         report_failures(table, "slide", "out/predictions.csv")
+
+
+def test_every_device_option_is_checked_the_same_way():
+    from mstar.errors import MstarError
+    from mstar.features.distributed import resolve_device
+
+    assert str(resolve_device("auto")) in ("cpu", "cuda:0") and str(resolve_device("cpu")) == "cpu"
+    with pytest.raises(MstarError, match="--device gpu: expected cpu or cuda"):
+        resolve_device("gpu")  # embed, zero-shot, few-shot and retrieve used to pass it to torch

@@ -10,7 +10,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+import torch
 import torch.distributed as dist
+
+from mstar.errors import MstarError
 
 
 @dataclass(frozen=True)
@@ -71,3 +74,19 @@ def finish(info: DistInfo) -> None:
     """Close the process group if this module opened it."""
     if info.initialized_here and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def resolve_device(device: str | None, info: DistInfo = DistInfo()) -> torch.device:
+    """``cpu``, ``cuda`` (``cuda:<LOCAL_RANK>`` under torchrun) or None/``auto`` (CUDA when available)."""
+    if device in (None, "auto"):
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        return torch.device("cpu")
+    if not device.startswith("cuda"):
+        raise MstarError(f"--device {device}: expected cpu or cuda")
+    if not torch.cuda.is_available():
+        raise MstarError("--device cuda: no CUDA device is visible to this process; use --device cpu")
+    dev = torch.device(device)
+    if dev.index is None:
+        dev = torch.device("cuda", info.local_rank % torch.cuda.device_count())
+    return dev

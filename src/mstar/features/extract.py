@@ -25,7 +25,15 @@ import torch
 
 from mstar.errors import MstarError
 from mstar.features.dataset import SlideTiles, TileBatches, make_loader
-from mstar.features.distributed import DistInfo, barrier, finish, gather_rows, init_distributed, shard
+from mstar.features.distributed import (
+    DistInfo,
+    barrier,
+    finish,
+    gather_rows,
+    init_distributed,
+    resolve_device,
+    shard,
+)
 from mstar.features.encoders import Encoder, create_encoder
 from mstar.features.extract_outputs import (
     STATUS_EMPTY,
@@ -52,22 +60,6 @@ from mstar.utils.progress import progress_bar
 log = logging.getLogger(__name__)
 
 MPP_WARN_TOLERANCE = 0.10
-
-
-def resolve_device(device: str | None, info: DistInfo = DistInfo()) -> torch.device:
-    """``cpu``, ``cuda`` (``cuda:<LOCAL_RANK>`` under torchrun) or None/``auto`` (CUDA when available)."""
-    if device in (None, "auto"):
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cpu":
-        return torch.device("cpu")
-    if not device.startswith("cuda"):
-        raise MstarError(f"--device {device}: expected cpu or cuda")
-    if not torch.cuda.is_available():
-        raise MstarError("--device cuda: no CUDA device is visible to this process; use --device cpu")
-    dev = torch.device(device)
-    if dev.index is None:
-        dev = torch.device("cuda", info.local_rank % torch.cuda.device_count())
-    return dev
 
 
 def tiles_files(root: Path) -> list[Path]:

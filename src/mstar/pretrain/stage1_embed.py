@@ -33,6 +33,7 @@ import torch
 
 from mstar.data.feature_dirs import check_stage1_features
 from mstar.errors import MstarError
+from mstar.features.distributed import resolve_device
 from mstar.run.config import RunConfig
 from mstar.run.fingerprint import content_digest, file_digest
 from mstar.run.folder import open_run
@@ -150,8 +151,7 @@ def embed_cohort(cfg: EmbedConfig, overwrite: bool = False) -> dict:
     if rna and model.gene_encoder is None:
         raise MstarError(f"{checkpoint}: this model has no gene encoder (pretrained without --rna); "
                          "drop --rna")
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if device == "auto" else device))
+    dev = resolve_device(device)
     model.to(dev)
     model.load_text_cache(cfg.text_cache)
     rows = _slide_rows(str(manifest) if manifest else None, str(features) if features else None)

@@ -127,7 +127,7 @@ def few_shot(cfg: FewShotConfig, model=None, overwrite: bool = False, progress: 
     start = time.perf_counter()
     js = sorted({int(j) for j in cfg.js} | ({int(top_j)} if top_j else set()))
     prep = prepare(model if model is not None else cfg.stage1, cfg.prompts, manifest, cfg.label_column,
-                   cfg.text_encoder, cfg.device, features=cfg.features)
+                   cfg.text_encoder, cfg.device, cfg.text_cache, features=cfg.features)
     classes, n_c = prep.cohort.classes, len(prep.cohort.classes)
     table = prep.cohort.table
     for split in ("train", "test"):

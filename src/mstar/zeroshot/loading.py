@@ -12,20 +12,11 @@ from torch import Tensor
 
 from mstar.data.feature_dirs import check_stage1_features
 from mstar.errors import MstarError
+from mstar.features.distributed import resolve_device
 from mstar.zeroshot.cohort import EvalCohort, load_eval_cohort, read_eval_table
 from mstar.zeroshot.prompts import PromptSet, check_labels, class_embeddings, read_prompts
 
 log = logging.getLogger(__name__)
-
-
-def pick_device(device: str = "auto") -> torch.device:
-    """``auto`` → CUDA when available, else CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except RuntimeError:
-        raise MstarError(f"--device {device!r} is not a torch device (auto, cpu, cuda, cuda:1)") from None
 
 
 def load_model(checkpoint, text_encoder: str | os.PathLike | None = None, device: str = "auto",
@@ -54,7 +45,7 @@ def load_model(checkpoint, text_encoder: str | os.PathLike | None = None, device
         if features:
             check_stage1_features(features, meta, path)
     model.load_text_cache(text_cache)
-    return model.to(pick_device(device)).eval(), meta
+    return model.to(resolve_device(device)).eval(), meta
 
 
 @dataclass
