@@ -113,7 +113,8 @@ def test_per_case_rna_files_named_by_the_manifest(tmp_path):
     pd.DataFrame({"Gene": ["TP53", "KRAS", "TP53"], "Value": [1.0, 2.0, 3.0]}).to_csv(folder / "p1.csv",
                                                                                       index=False)
     pd.DataFrame({"Gene": ["KRAS", "TP53"], "Value": [5.0, 6.0]}).to_csv(folder / "p2.csv", index=False)
-    table = read_omics(folder, case_files={"case1": "p1.csv", "case2": "p2.csv"})
+    with pytest.warns(UserWarning, match=r"p1.csv: 1 duplicated gene symbols averaged \(TP53\)"):
+        table = read_omics(folder, case_files={"case1": "p1.csv", "case2": "p2.csv"})
     assert table.values.loc["case1", "TP53"] == 2.0 and table.values.loc["case2", "KRAS"] == 5.0
     with pytest.raises(MstarError, match=r"no RNA file for 1 case\(s\): case3 \(p3.csv\)"):
         read_omics(folder, case_files={"case1": "p1.csv", "case3": "p3.csv"})

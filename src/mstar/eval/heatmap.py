@@ -87,14 +87,6 @@ def tiles_grid(tiles: list[tuple[int, np.ndarray]], scores: np.ndarray, out_png:
     return Path(out_png)
 
 
-def render_top_tiles(slide_path: str | os.PathLike, coords: np.ndarray, read_level: int, read_px: int,
-                     scores: np.ndarray, out_png: str | os.PathLike, k: int = 16, tile_px: int = 192,
-                     slide_mpp: float | None = None) -> Path:
-    """The ``k`` highest-scoring tiles, read from the slide, in a grid (rank and score under each)."""
-    return tiles_grid(read_top_tiles(slide_path, coords, read_level, read_px, scores, k, tile_px, slide_mpp),
-                      scores, out_png)
-
-
 def save_tiles(tiles: list[tuple[int, np.ndarray]], out_dir: str | os.PathLike) -> list[Path]:
     """Tiles from :func:`read_top_tiles` as ``out_dir/rank<NN>.png``."""
     paths = [Path(out_dir) / f"rank{rank:02d}.png" for rank in range(1, len(tiles) + 1)]

@@ -24,6 +24,7 @@ import numpy as np
 
 from mstar.errors import MstarError
 from mstar.eval.bootstrap import bootstrap_ci_many
+from mstar.eval.results import point_entry
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +159,5 @@ def time_dependent_metrics_ci(
         return _compute(s, edges, e, t, y_train, valid, quiet)
 
     if all(np.isnan(v) for v in full.values()):
-        return {k: {"value": v, "ci_low": float("nan"), "ci_high": float("nan"), "n": len(time)}
-                for k, v in full.items()}
+        return {k: point_entry(v, len(time)) for k, v in full.items()}
     return bootstrap_ci_many(metrics, surv, event, time, n_resamples=n_resamples, seed=seed, alpha=alpha)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from mstar.eval.results import point_entry
 from mstar.pretrain.stage1_data import Stage1Dataset, collate_stage1
 
 KS = (1, 5, 10)
@@ -153,6 +154,5 @@ def separation_entries(slide_emb: np.ndarray, labels: np.ndarray, k: int = 5, n_
     from sklearn.metrics import silhouette_score
 
     sil = float(silhouette_score(z, labels, metric="cosine"))
-    out[f"{prefix}_silhouette"] = {"value": sil, "ci_low": float("nan"), "ci_high": float("nan"), "n": n,
-                               "chance": 0.0}
+    out[f"{prefix}_silhouette"] = {**point_entry(sil, n), "chance": 0.0}
     return out

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -113,7 +113,3 @@ def summary_row(attrs: dict, n_tiles: int, error: str = "") -> dict:
         "status": attrs.get("status", STATUS_ERROR if error else STATUS_OK),
         "error": error,
     }
-
-
-def params_dict(params: TileParams) -> dict:
-    return asdict(params)

@@ -17,7 +17,7 @@ from mstar.data.feature_dirs import resolve_feature_dir
 from mstar.data.manifest import read_manifest
 from mstar.data.reports import read_reports, report_key
 from mstar.errors import MstarError, some
-from mstar.eval.results import write_metrics_json, write_predictions_csv
+from mstar.eval.results import point_entry, write_metrics_json, write_predictions_csv
 from mstar.run.checkpoint import load_checkpoint, save_checkpoint
 from mstar.run.fingerprint import environment_rank, file_digest
 from mstar.run.folder import open_run
@@ -251,8 +251,7 @@ def train_report(cfg: ReportConfig, overwrite: bool = False, progress: bool = Fa
             scores = report_generation_metrics(texts, refs, meteor=cfg.meteor, n_resamples=cfg.bootstrap,
                                                seed=cfg.seed)
             metrics[name] = dict(scores.ci or {  # bootstrap 0: the values without intervals
-                k: {"value": v, "ci_low": float("nan"), "ci_high": float("nan"), "n": len(refs)}
-                for k, v in scores.scores.items()})
+                k: point_entry(v, len(refs)) for k, v in scores.scores.items()})
             clinical = clinical_accuracy(texts, truth, classes=classes)
             metrics[name].update(clinical.ci(cfg.bootstrap, cfg.seed))
             summary[name] = {**scores.scores, **clinical.summary(), "notes": [*scores.notes, *clinical.notes],
@@ -379,8 +378,8 @@ def generate(cfg: GenerateConfig, overwrite: bool = False) -> dict:
         table = pd.read_csv(folder.path / "generated.csv", keep_default_na=False)
         return {"run": str(folder.path), "reports": dict(zip(table["slide"], table["report"])),
                 "finished_before": True}
-    _, _, trained, _ = load_report_model(cfg.run)
-    features = resolve_feature_dir(cfg.features or trained.features)
+    settings = ReportConfig.load(Path(cfg.run) / "config.yaml")  # the run's (its model is loaded once, below)
+    features = resolve_feature_dir(cfg.features or settings.features)
     slides = list(cfg.slides) or feature_slides(features)
     reports = generate_for_slides(cfg.run, slides, features, cfg.beam_size, cfg.embeddings)
     run = folder.start(cfg)

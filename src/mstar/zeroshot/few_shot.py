@@ -111,7 +111,7 @@ def few_shot(cfg: FewShotConfig, model=None, overwrite: bool = False, progress: 
     """
     from mstar.data.feature_dirs import resolve_feature_dir
     from mstar.eval.plots import plot_metric_vs_k
-    from mstar.eval.results import read_metrics_meta, write_metrics_json
+    from mstar.eval.results import point_entry, read_metrics_meta, write_metrics_json
     from mstar.utils.atomic import atomic_path
     from mstar.zeroshot.embed import embed_cases
     from mstar.zeroshot.loading import check_unseen, prepare
@@ -177,9 +177,9 @@ def few_shot(cfg: FewShotConfig, model=None, overwrite: bool = False, progress: 
     for fname, df in (("runs.csv", runs_df), ("summary.csv", summary)):
         with atomic_path(run_dir / fname) as tmp:
             df.to_csv(tmp, index=False)
-    entries = {f"{r.method}/k{r.k}/{r.metric}": {"value": r.median, "ci_low": np.nan, "ci_high": np.nan,
-                                                 "n": int(len(test)), "iqr_low": r.q25, "iqr_high": r.q75,
-                                                 "runs": r.runs} for r in summary.itertuples()}
+    entries = {f"{r.method}/k{r.k}/{r.metric}": {**point_entry(r.median, len(test)), "iqr_low": r.q25,
+                                                 "iqr_high": r.q75, "runs": r.runs}
+               for r in summary.itertuples()}
     for metric in ("balanced_accuracy", "auc_macro"):
         plot_metric_vs_k(runs_df, run_dir / "figures" / f"fewshot_{metric}.png", metric=metric,
                          title=f"few-shot {metric} on test (median, IQR over {runs} draws)")
