@@ -54,7 +54,7 @@ def test_invalid_entries_and_files_are_user_errors(tmp_path):
 
 
 def test_predictions_round_trip(tmp_path):
-    table = {"case": ["a", "b"], "split": ["test", "test"], "label": [0, 1], "prob_1": [0.2, 0.7]}
+    table = {"case": ["NA", "b"], "split": ["test", "test"], "label": [0, 1], "prob_1": [0.2, 0.7]}
     path = write_predictions_csv(tmp_path / "predictions.csv", table)
     pd.testing.assert_frame_equal(read_predictions_csv(path), pd.DataFrame(table))
     with pytest.raises(MstarError, match="not found"):

@@ -141,11 +141,12 @@ def write_predictions_csv(
 
 
 def read_predictions_csv(path: str | os.PathLike) -> pd.DataFrame:
-    """Read ``predictions.csv``; a missing file is a user error."""
+    """Read ``predictions.csv`` (only empty cells are missing: a case or slide id such as "NA" stays text);
+    a missing file is a user error."""
     path = Path(path)
     if not path.is_file():
         raise MstarError(f"predictions file {path} not found; run the evaluation step first")
-    return pd.read_csv(path)
+    return pd.read_csv(path, keep_default_na=False, na_values=[""])
 
 
 def format_ci(entry: Mapping[str, Any], digits: int = 3) -> str:

@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 
 from mstar.errors import MstarError
+from mstar.eval.results import read_predictions_csv
 from mstar.predict.config import PredictConfig
 from mstar.run.fingerprint import differences, fingerprint
 from mstar.run.folder import RunFolder, read_record
@@ -69,7 +70,7 @@ def recite(cfg: PredictConfig, run, knowledge, new_fingerprint: dict) -> list[di
             record["knowledge"] = knowledge.cite(torch.as_tensor(feats), scores, record.get("predicted"))
         write_text_atomic(path, json.dumps(record, indent=1, default=float))
         records.append(record)
-    table = pd.read_csv(out / "predictions.csv")
+    table = read_predictions_csv(out / "predictions.csv")
     errors = [{"slide": r["slide"], "status": "error", "error": r["error"]}
               for r in table[table["status"] == "error"].to_dict("records")]
     write_pages(out, records, errors, run, cfg)

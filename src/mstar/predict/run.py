@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from mstar.errors import MstarError, first_line
-from mstar.eval.results import write_predictions_csv
+from mstar.eval.results import read_predictions_csv, write_predictions_csv
 from mstar.predict.config import PredictConfig
 from mstar.predict.ensemble import predict_bag
 from mstar.predict.evidence import write_evidence
@@ -106,13 +106,13 @@ def predict(cfg: PredictConfig, overwrite: bool = False, progress: bool = True) 
                 raise MstarError(f"{exc} (or use --skip-errors to keep going past such slides)") from None
     if not overwrite and (changed := citations_changed_only(cfg)) is not None:  # knowledge edited: re-rank
         records = recite(cfg, run, knowledge, changed)
-        table = pd.read_csv(cfg.run_dir() / "predictions.csv")
+        table = read_predictions_csv(cfg.run_dir() / "predictions.csv")
         return {"out": str(cfg.run_dir()), "predictions": table, "failed": [], "finished_before": True,
                 "recited": len(records)}
     folder = open_run(cfg, overwrite)
     out = folder.path
     if folder.finished:
-        return {"out": str(out), "predictions": pd.read_csv(out / "predictions.csv"), "failed": [],
+        return {"out": str(out), "predictions": read_predictions_csv(out / "predictions.csv"), "failed": [],
                 "finished_before": True}
     encoder = None
     if files is None:  # slides: the encoder and, without --skip-errors, every slide's metadata are checked

@@ -17,7 +17,13 @@ from mstar.data.feature_dirs import folder_identity, resolve_feature_dir
 from mstar.data.manifest import read_manifest
 from mstar.errors import MstarError
 from mstar.eval.over_units import mean_over_units, unit_metrics
-from mstar.eval.results import read_metrics_json, read_metrics_meta, write_metrics_json, write_predictions_csv
+from mstar.eval.results import (
+    read_metrics_json,
+    read_metrics_meta,
+    read_predictions_csv,
+    write_metrics_json,
+    write_predictions_csv,
+)
 from mstar.run.callbacks import BestEpoch
 from mstar.run.folder import open_run
 from mstar.run.harness import fit
@@ -250,7 +256,7 @@ def train_task(cfg: TrainConfig, overwrite: bool = False, progress: bool = True,
     for unit in units:
         udir = run_files.unit_dir(run, unit.name)
         if run_files.is_done(udir):
-            all_preds.append(pd.read_csv(udir / "predictions.csv", keep_default_na=False, na_values=[""]))
+            all_preds.append(read_predictions_csv(udir / "predictions.csv"))
             continue
         all_preds.append(train_unit(cfg, unit, table, store, str(manifest.path), udir, progress, task))
     result = finish_run(cfg, run, units, all_preds, dropped, time.perf_counter() - start,
