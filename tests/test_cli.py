@@ -135,3 +135,15 @@ def test_every_device_option_is_checked_the_same_way():
     assert str(resolve_device("auto")) in ("cpu", "cuda:0") and str(resolve_device("cpu")) == "cpu"
     with pytest.raises(MstarError, match="--device gpu: expected cpu or cuda"):
         resolve_device("gpu")  # embed, zero-shot, few-shot and retrieve used to pass it to torch
+
+
+def test_a_finished_run_is_said_one_way_by_every_command(capsys):
+    from mstar.cli.options import say_finished
+
+    say_finished({"finished_before": True, "run": "runs/x/[a]"}, "train again")
+    say_finished({"finished_before": False, "run": "runs/y"})  # a new run: nothing said
+    say_finished({"finished_before": True, "out": "out/p"}, key="out", stderr=True)  # stdout carries reports
+    out, err = capsys.readouterr()
+    assert " ".join(out.split()) == ("runs/x/[a]: already finished with these settings and inputs (pass "
+                                     "--overwrite to train again)")  # brackets are not rich markup
+    assert err == "out/p: already finished with these settings and inputs (pass --overwrite to redo it)\n"

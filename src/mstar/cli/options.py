@@ -103,6 +103,18 @@ def build_config(cls: type[RunConfig], config: Path | None, sets: list[str] | No
     return cls.load(str(config) if config else None, overrides)
 
 
+def say_finished(result: dict, again: str = "redo it", key: str = "run", stderr: bool = False) -> None:
+    """The one line of a command that found its run already finished (``result["finished_before"]``): the
+    folder (``result[key]``) and how to redo it; on stderr where stdout carries the output itself."""
+    if not result.get("finished_before"):
+        return
+    line = f"{result[key]}: already finished with these settings and inputs (pass --overwrite to {again})"
+    if stderr:
+        print(line, file=sys.stderr)
+    else:
+        make_console().print(line, markup=False)
+
+
 def report_failures(summary, what: str, where: str, name_column: str = "slide") -> None:
     """One ``error`` line per failed item of a ``--skip-errors`` batch (its ``name_column`` and error), then
     :func:`fail_if_every_item_failed`."""

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from mstar.cli import app
-from mstar.cli.options import Config, Overwrite, Set, Stage1, build_config
+from mstar.cli.options import Config, Overwrite, Set, Stage1, build_config, say_finished
 
 
 @app.command("predict")
@@ -50,8 +50,8 @@ def predict(
     if "recited" in result:
         rprint(f"{result['out']}: only the knowledge inputs changed; citations ranked again for "
                f"{result['recited']} slide(s), predictions and evidence unchanged")
-    elif result.get("finished_before"):
-        rprint(f"{result['out']}: already finished with these settings and inputs (--overwrite redoes it)")
+    else:
+        say_finished(result, key="out")
     ok = table[table["status"] == "ok"]
     page = Path(result["out"]) / "index.html"
     rprint(f"{len(ok)} slide(s) predicted, {len(table) - len(ok)} failed; open {page}")

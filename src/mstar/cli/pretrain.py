@@ -27,6 +27,7 @@ from mstar.cli.options import (
     TextEncoder,
     build_config,
     deprecated,
+    say_finished,
 )
 
 
@@ -77,9 +78,7 @@ def pretrain(
     if "metrics" not in result:
         return  # not rank 0
     console = make_console()
-    if result.get("finished_before"):
-        console.print(f"{result['run']}: already finished with these settings and inputs (pass --overwrite "
-                      "to train again)")
+    say_finished(result, "train again")
     prep = (result.get("meta", {}).get("counts", {}).get("report_prep") or {}).get("summary")
     if prep:  # what the raw-OCR clean-up did (also in metrics.json)
         console.print(prep, highlight=False)
@@ -124,8 +123,6 @@ def embed(
                        device=device, skip_missing=skip_missing, out=out, name=name, out_h5=out_h5,
                        text_cache=text_cache)
     s = embed_cohort(cfg, overwrite=overwrite)
-    if s.get("finished_before"):
-        rprint(f"{s['run']}: already finished with these settings and inputs "
-               "(pass --overwrite to embed again)")
+    say_finished(s, "embed again")
     rprint(f"{s['slides']} slides, {s['reports']} reports, {s['genes']} RNA profiles -> {s['out']} "
            f"({s['dim']}-d, not normalised)")

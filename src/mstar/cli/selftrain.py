@@ -8,7 +8,16 @@ from typing import Annotated, Optional
 import typer
 
 from mstar.cli import app
-from mstar.cli.options import Config, OldAggregator, Out, Overwrite, Set, build_config, deprecated
+from mstar.cli.options import (
+    Config,
+    OldAggregator,
+    Out,
+    Overwrite,
+    Set,
+    build_config,
+    deprecated,
+    say_finished,
+)
 
 
 @app.command("self-train")
@@ -69,9 +78,7 @@ def self_train_command(
     if "metrics" not in result:
         return  # not rank 0
     console = make_console()
-    if result.get("finished_before"):
-        console.print(f"{result['run']}: already finished with these settings and inputs (pass --overwrite "
-                      "to train again)")
+    say_finished(result, "train again")
     for key, label in (("cosine", "held-out cosine(student, target)"),
                        ("knn_balanced_accuracy", "k-NN probe"),
                        ("linear_balanced_accuracy", "linear probe")):

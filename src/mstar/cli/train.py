@@ -28,6 +28,7 @@ from mstar.cli.options import (
     Stage1,
     build_config,
     deprecated,
+    say_finished,
 )
 
 train_app = typer.Typer(help="Train a model on slide features and evaluate it with confidence intervals.",
@@ -50,9 +51,7 @@ def print_selection(result: dict, metric: str) -> None:
     from mstar.eval.results import format_ci
 
     console = make_console()
-    if result.get("finished_before"):
-        console.print(f"{result['run']}: already finished with these settings and inputs (pass --overwrite "
-                      "to train again)")
+    say_finished(result, "train again")
     for split in ("val", "test", "val+test"):
         entry = result["metrics"].get(split, {}).get(metric)
         if entry:
@@ -114,9 +113,7 @@ def evaluate(
     cfg = build_config(EvaluateConfig, config, set_, run=run, manifest=manifest, features=features, name=name,
                        skip_missing=skip_missing)
     result = evaluate_run(cfg, overwrite=overwrite)
-    if result.get("finished_before"):
-        rprint(f"{result['out']}: already finished with these settings and inputs "
-               "(pass --overwrite to redo it)")
+    say_finished(result, key="out")
     metric = result["selection_metric"]
     rprint(f"test {metric}: {format_ci(result['metrics']['test'][metric])}\noutputs: {result['out']}")
 
@@ -193,8 +190,7 @@ def report(
     if environment_rank() != 0:
         return  # rank 0 reports
     console = make_console()
-    if result.get("finished_before"):
-        console.print(f"{result['run']}: already finished with these settings and inputs")
+    say_finished(result, "train again")
     for split in ("test", "test_generator", "test_baseline"):  # generator: before the consensus re-ranking
         s = result.get(split)
         if s:
@@ -253,8 +249,7 @@ def generate(
     cfg = build_config(GenerateConfig, config, set_, run=run, slides=slide, features=features,
                        beam_size=beam_size, embeddings=embeddings, out=out, name=name)
     result = run_generate(cfg, overwrite=overwrite)
-    if result.get("finished_before"):
-        print(f"{result['run']}: already finished with these settings and inputs", file=sys.stderr)
+    say_finished(result, "generate again", stderr=True)
     for sid, text in result["reports"].items():
         print(text if len(result["reports"]) == 1 else f"{sid}: {text}")
     print(f"run directory: {result['run']}", file=sys.stderr)

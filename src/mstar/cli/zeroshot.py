@@ -28,6 +28,7 @@ from mstar.cli.options import (
     TextEncoder,
     build_config,
     deprecated,
+    say_finished,
 )
 
 Prompts = Annotated[Optional[str], typer.Option(
@@ -49,9 +50,7 @@ def _entry(metrics: dict, key: str) -> str:
 
 
 def _finished(console, result: dict) -> None:
-    if result.get("finished_before"):
-        console.print(f"{result['run']}: already finished with these settings and inputs (pass --overwrite "
-                      "to run again)")
+    say_finished(result, "run again")
 
 
 @app.command("zero-shot")
