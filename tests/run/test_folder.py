@@ -84,25 +84,6 @@ def test_changed_settings_or_inputs_stop_with_what_changed(job, tmp_path, change
     assert json.loads((folder.path / "run.json").read_text())["status"] == "finished"
 
 
-def test_an_unfinished_attempt_that_produced_nothing_gives_way_to_the_corrected_command(job, tmp_path,
-                                                                                        caplog):
-    first = open_run(job)
-    first.start(job)  # started, then its inputs were refused: only config.yaml, run.json, an empty folder
-    (first.path / "units" / "fixed").mkdir(parents=True)
-    (first.path / "units" / ".log.csv.part-x1").write_text("half")  # a killed write's temporary
-    job.epochs = 4  # the corrected command
-    folder = open_run(job)  # no --overwrite needed: nothing to lose
-    assert "replacing an unfinished attempt that produced nothing (epochs 3 -> 4)" in caplog.text
-    folder.start(job)
-    assert not (folder.path / "units").exists()
-    assert yaml.safe_load((folder.path / "config.yaml").read_text())["epochs"] == 4
-    (folder.path / "units" / "fixed").mkdir(parents=True)
-    (folder.path / "units" / "fixed" / "log.csv").write_text("epoch\n1\n")  # this attempt made progress
-    job.epochs = 5
-    with pytest.raises(MstarError, match=r"other settings or inputs \(epochs 4 -> 5\)"):
-        open_run(job)  # its output is kept until --overwrite
-
-
 def test_moved_inputs_with_the_same_content_keep_the_run(job, tmp_path):
     _finish(job)
     moved = tmp_path / "moved.csv"

@@ -30,7 +30,7 @@ from typing import Any
 from mstar.errors import MstarError, some
 from mstar.run.config import RunConfig
 from mstar.run.fingerprint import differences, environment_rank, fingerprint
-from mstar.utils.atomic import TMP_MARK, write_text_atomic
+from mstar.utils.atomic import write_text_atomic
 
 log = logging.getLogger(__name__)
 RECORD = "run.json"
@@ -125,13 +125,6 @@ class RunFolder:
         write_text_atomic(self.path / RECORD, json.dumps(self.record, indent=1, default=str) + "\n")
 
 
-def produced_anything(path: Path) -> bool:
-    """True when a run folder holds a file besides its own ``config.yaml`` and ``run.json`` (empty folders
-    and temporaries of a killed write do not count)."""
-    own = {path / "config.yaml", path / RECORD}
-    return any(f.is_file() and f not in own and TMP_MARK not in f.name for f in path.rglob("*"))
-
-
 def open_run(cfg: RunConfig, overwrite: bool = False, path: Path | None = None) -> RunFolder:
     """Check the run folder of ``cfg``: new, to resume, or finished; :meth:`RunFolder.start` creates it.
 
@@ -150,21 +143,14 @@ def open_run(cfg: RunConfig, overwrite: bool = False, path: Path | None = None) 
     record = None if overwrite else read_record(path)
     if record is not None:
         changed = differences(record.get("fingerprint", {}), new)
-        if changed and record.get("status") != "finished" and not produced_anything(path):
-            # an attempt that stopped before any output (its inputs were refused, say): nothing to keep,
-            # so the corrected command needs no --overwrite
-            log.warning("%s: replacing an unfinished attempt that produced nothing (%s)", path,
-                        some(changed, 4, "; "))
-            overwrite = True
-        elif changed:
+        if changed:
             shown = some(changed, 4, "; ")
             raise MstarError(f"{path}: this run was made from other settings or inputs ({shown}); pass "
                              f"--overwrite to redo it, or {cfg.BESIDE}")
-        elif record.get("status") == "finished":
+        if record.get("status") == "finished":
             log.info("%s: already finished with these settings and inputs", path)
             return RunFolder(path, True, record)
-        else:
-            return RunFolder(path, False, record)
+        return RunFolder(path, False, record)
     if not overwrite and environment_rank() == 0 and path.is_dir() and any(path.iterdir()):
         # (other DDP ranks may see rank 0's folder half-written: rank 0 alone judges it)
         raise MstarError(f"{path}: holds files but no {RECORD} (not a run folder of this mstar version); "
