@@ -34,13 +34,9 @@ import torch
 
 from _cli import run, shared_data
 from mstar.errors import MstarError
+from mstar.features.distributed import resolve_device
 from mstar.features.encoders import create_encoder
-from mstar.features.extract import (
-    default_workers,
-    extract_features,
-    load_slide_tiles,
-    resolve_device,
-)
+from mstar.features.extract import default_workers, extract_features, load_slide_tiles
 from mstar.features.forward import encoder_forward
 from mstar.features.io import load_features
 from mstar.features.precision import resolve_precision

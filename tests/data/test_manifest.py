@@ -47,8 +47,8 @@ def test_multimodal_survival_keeps_the_rna_column(tmp_path):
     ("case,slide,label,fold\nA,,x,train\n", "name no slide"),
     ("case;slide;label;fold\nA;a;x;train\n", r"looks ';'-separated; save it with commas"),
     # missing-value spellings are never a class (pandas and spreadsheets write NaN, NA, ...)
-    ("case,slide,label,fold\nA,a,x,train\nB,b,NaN,train\nC,c,na,test\n",
-     r"empty or missing label in column 'label', CSV rows \[3, 4\] \(NaN, na\); drop those rows"),
+    ("case,slide,label,fold\nA,a,x,train\nB,b,NaN,train\nC,c,N/A,test\n",
+     r"empty or missing label in column 'label', CSV rows \[3, 4\] \(N/A, NaN\); drop those rows"),
     ("case,slide,label,fold\nA,a,x,train\nB,b, ,train\n", r"missing label .* rows \[3\]; drop"),
     # one slide under two cases (here in val and test) would be scored twice
     ("case,slide,label,fold\nA,a,x,val\nB,b;a,x,test\n", "slide a is listed for cases A and B; a"),
@@ -58,6 +58,16 @@ def test_multimodal_survival_keeps_the_rna_column(tmp_path):
 def test_bad_manifests_name_the_problem(tmp_path, text, message):
     with pytest.raises(MstarError, match=message):
         read_manifest(_write(tmp_path, text))
+
+
+def test_na_and_none_may_be_classes_and_readers_without_labels_take_any(tmp_path, caplog):
+    text = "case,slide,label,fold\nA,a,None,train\nB,b;b.h5,Low,train\nC,c,NA,test\n"
+    m = read_manifest(_write(tmp_path, text))  # invasion None/Low/...: a class, with a warning
+    assert m.classes == ["Low", "NA", "None"] and m.table["slides"][1] == ["b", "b"]  # b twice in one case
+    assert "NA and None in column 'label' (CSV rows [2, 4]) is read as a class" in caplog.text
+    unlabelled = _write(tmp_path, "case,slide,label\nA,a,NaN\nB,b,\n", "cases.csv")  # predict --cases
+    assert read_manifest(unlabelled, require_split=False, require_label=False).table["case"].tolist() == [
+        "A", "B"]
 
 
 def test_slide_ids_strip_feature_suffixes():

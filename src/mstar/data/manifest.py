@@ -21,6 +21,7 @@ manifest reader of mstar: every stage reads cohorts through it (:func:`read_mani
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ import pandas as pd
 
 from mstar.data.tables import read_csv_table
 from mstar.errors import MstarError
+
+log = logging.getLogger(__name__)
 
 SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
                  "test": "test", "testing": "test"}
@@ -123,9 +126,9 @@ def read_manifest(path: str | os.PathLike, require_split: bool = True,
     if {"event", "status", "wsi"} <= set(cols) and ("id" in cols):
         return _survival(path, raw, cols)
     if {"slide", "label"} <= set(cols) or {"slide_id", "label"} <= set(cols):
-        return _classification(path, raw, cols, require_split)
+        return _classification(path, raw, cols, require_split, require_label)
     if not require_label and any(c in cols for c in ("slide", "slide_id", "wsi")):
-        return _classification(path, raw, cols, require_split)
+        return _classification(path, raw, cols, require_split, require_label)
     survival = ("id", "event", "status", "wsi")
     near = sum(c in cols for c in survival)
     if near >= 2:  # most of the survival schema: say which of its columns is missing
@@ -140,13 +143,15 @@ def read_manifest(path: str | os.PathLike, require_split: bool = True,
                      "case,slide,label,fold (classification) or Study,ID,Event,Status,WSI,split (survival)")
 
 
-def _classification(path: Path, raw: pd.DataFrame, cols: dict, require_split: bool = True) -> Manifest:
+def _classification(path: Path, raw: pd.DataFrame, cols: dict, require_split: bool = True,
+                    require_label: bool = True) -> Manifest:
     slide_col = next(cols[c] for c in ("slide", "slide_id", "wsi") if c in cols)
     case_col = next((cols[c] for c in ("case", "case_id", "id") if c in cols), slide_col)
     table = pd.DataFrame({"case": raw[case_col].astype(str), "slides": raw[slide_col].map(slide_ids)})
     if "label" in cols:
         table["label"] = raw[cols["label"]].astype(str).str.strip()
-        _check_labels(path, "label", table["label"])
+        if require_label:  # a reader that needs no labels (predict --cases, embed) takes any
+            _check_labels(path, "label", table["label"])
     folds = sorted((c for c in cols if re.fullmatch(r"fold\d+", c)), key=_natural_key)
     if "fold" in cols or "split" in cols:
         column = cols.get("fold", cols.get("split"))
@@ -198,7 +203,7 @@ def _check_slides(path: Path, table: pd.DataFrame) -> None:
     if len(dup):
         raise MstarError(f"{path}: case ids appear twice ({list(dup[:5])}); join a case's slides with ';' "
                          "in one row")
-    owners = table[["case", "slides"]].explode("slides")
+    owners = table[["case", "slides"]].explode("slides").drop_duplicates()  # a slide twice in one case: once
     shared = owners[owners["slides"].duplicated(keep=False)]
     if len(shared):  # one slide under two cases would be scored twice, possibly in two splits
         slide = shared["slides"].iloc[0]
@@ -209,13 +214,21 @@ def _check_slides(path: Path, table: pd.DataFrame) -> None:
                          "case")
 
 
-# cells that pandas (and spreadsheets) write for a missing value: never a class
-MISSING_LABELS = frozenset({"", "nan", "na", "n/a", "<na>", "none", "null"})
+# cells that pandas and spreadsheets write for a missing value (exact spellings): never a class. "NA" and
+# "None" may be real classes (invasion None/Low/High): they only get a warning
+MISSING_LABELS = frozenset({"", "nan", "NaN", "-nan", "-NaN", "<NA>", "#N/A", "N/A", "n/a", "NULL", "null"})
+AMBIGUOUS_LABELS = frozenset({"NA", "None"})
 
 
 def _check_labels(path: Path, column: str, labels: pd.Series, what: str = "label") -> None:
-    """Refuse empty or missing-value labels ("NaN", "NA", ...), naming the CSV rows."""
-    missing = labels.str.lower().isin(MISSING_LABELS).to_numpy()
+    """Refuse empty or missing-value labels ("NaN", "N/A", ...), naming the CSV rows; warn about "NA" and
+    "None", which may be classes."""
+    ambiguous = labels.isin(AMBIGUOUS_LABELS).to_numpy()
+    if ambiguous.any():
+        rows = (np.flatnonzero(ambiguous)[:5] + 2).tolist()
+        log.warning("%s: %s in column '%s' (CSV rows %s) is read as a class; if it means a missing %s, drop "
+                    "those rows", path, " and ".join(sorted(set(labels[ambiguous]))), column, rows, what)
+    missing = labels.isin(MISSING_LABELS).to_numpy()
     if missing.any():
         rows = (np.flatnonzero(missing)[:5] + 2).tolist()
         shown = ", ".join(sorted(set(labels[missing]) - {""}))

@@ -77,16 +77,22 @@ def finish(info: DistInfo) -> None:
 
 
 def resolve_device(device: str | None, info: DistInfo = DistInfo()) -> torch.device:
-    """``cpu``, ``cuda`` (``cuda:<LOCAL_RANK>`` under torchrun) or None/``auto`` (CUDA when available)."""
+    """A torch device from ``--device``: None/``auto`` (CUDA when available), ``cpu``, ``cuda``
+    (``cuda:<LOCAL_RANK>`` under torchrun), ``cuda:N``, ``mps``...; a malformed name or a CUDA device this
+    process cannot see is one line."""
     if device in (None, "auto"):
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cpu":
-        return torch.device("cpu")
-    if not device.startswith("cuda"):
-        raise MstarError(f"--device {device}: expected cpu or cuda")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise MstarError(f"--device {device}: not a torch device (auto, cpu, cuda, cuda:1, mps, "
+                         "...)") from None
+    if dev.type != "cuda":
+        return dev
     if not torch.cuda.is_available():
-        raise MstarError("--device cuda: no CUDA device is visible to this process; use --device cpu")
-    dev = torch.device(device)
+        raise MstarError(f"--device {device}: no CUDA device is visible to this process; use --device cpu")
     if dev.index is None:
-        dev = torch.device("cuda", info.local_rank % torch.cuda.device_count())
+        return torch.device("cuda", info.local_rank % torch.cuda.device_count())
+    if dev.index >= torch.cuda.device_count():
+        raise MstarError(f"--device {device}: this process sees {torch.cuda.device_count()} CUDA device(s)")
     return dev

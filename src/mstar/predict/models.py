@@ -13,6 +13,7 @@ import yaml
 
 from mstar.data.feature_dirs import folder_identity, resolve_feature_dir
 from mstar.errors import MstarError
+from mstar.eval.results import read_predictions_csv
 from mstar.run.checkpoint import load_checkpoint
 from mstar.tasks import run_files
 
@@ -67,7 +68,7 @@ def _val_cutoff(unit_dir: Path) -> float:
     if not path.is_file():
         raise MstarError(f"{unit_dir}: no risk cut-off in model.pt and no predictions.csv to take the "
                          "validation median from; retrain the run with this mstar version")
-    preds = pd.read_csv(path)
+    preds = read_predictions_csv(path)
     value = float(preds.loc[preds["split"] == "val", "risk"].median())
     if not np.isfinite(value):
         raise MstarError(f"{path}: no validation risks to split risk groups by; retrain the run with this "

@@ -153,14 +153,13 @@ class GenerateConfig(RunConfig):
     def input_paths(self) -> dict[str, Any]:
         """The trained model, vocabulary, settings and neighbour bank, the feature files read and the
         embeddings file the neighbours are found with (``embeddings`` or the run's own)."""
-        import torch
-
         from mstar.data.feature_dirs import feature_files_for, resolve_feature_dir
+        from mstar.run.checkpoint import load_checkpoint
 
         run = Path(self.run)
         bank = run / "neighbours.pt"
-        source = (torch.load(bank, map_location="cpu", weights_only=True).get("source")
-                  if bank.is_file() else None)
+        source = (load_checkpoint(bank, what="neighbour bank", hint="; train the report run again "
+                                  "(--overwrite)").get("source") if bank.is_file() else None)
         embeddings = self.embeddings or source
         features = None
         if self.features and self.slides:
