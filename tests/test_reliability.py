@@ -78,6 +78,11 @@ def test_a_folder_given_as_an_output_file_is_one_line_naming_it(tmp_path):
     said = f"{tmp_path / 'out.json'}: Is a directory (a folder was given where a file is expected)"
     assert os_error_line(err.value) == said  # the target, never the temporary beside it
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+    from mstar.errors import MstarError
+    from mstar.run.checkpoint import save_checkpoint
+
+    with pytest.raises(MstarError, match=r"out.json: is a folder; a model file cannot be written there$"):
+        save_checkpoint(tmp_path / "out.json", {})  # not "free disk space"
 
 
 @pytest.mark.skipif(os.name != "posix", reason="RLIMIT_FSIZE is POSIX")

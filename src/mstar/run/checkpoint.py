@@ -23,6 +23,8 @@ def save_checkpoint(path: str | os.PathLike, obj: Any) -> Path:
     try:
         with atomic_path(path) as tmp:
             torch.save(obj, tmp)
+    except IsADirectoryError:
+        raise MstarError(f"{path}: is a folder; a model file cannot be written there") from None
     except (OSError, RuntimeError) as exc:
         reason = (getattr(exc, "strerror", None) or str(exc)).splitlines()[0]
         raise MstarError(f"{path}: could not be written ({reason}); free disk space or pass another "
