@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -78,3 +79,23 @@ class MultimodalDataset(Dataset):
     def __getitem__(self, i: int):
         bag = self.empty if self.bags is None else self.bags[i][0]
         return bag, self.targets[i], self.cases[i], self.store.vector(self.cases[i])
+
+
+def random_bags(folder, slides: Sequence[str], dim: int = 32, patches: tuple[int, int] = (16, 48),
+                seed: int = 0) -> None:
+    """Write random-feature bags ``<slide>.h5`` (uninformative WSI input, e.g. to run the fusion models on
+    omics-only cohorts). Existing files are kept."""
+    from pathlib import Path
+
+    from mstar.features.writer import write_features_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for slide in slides:
+        n = int(rng.integers(patches[0], patches[1] + 1))
+        feats = rng.standard_normal((n, dim)).astype(np.float32)
+        if (folder / f"{slide}.h5").exists():
+            continue
+        coords = np.stack([np.arange(n) * 256, np.zeros(n)], 1).astype(np.int64)
+        write_features_file(folder / f"{slide}.h5", feats, coords, {"encoder": "random", "dim": dim})
