@@ -71,7 +71,7 @@ def test_load_errors_name_the_file(tmp_path):
                        ("empty.pth", "the file is empty")):
         with pytest.raises(MstarError, match=f"{name}: cannot read this checkpoint \\({said}"):
             load_state_dict_file(tmp_path / name)
-        with pytest.raises(MstarError, match=f"cannot read checkpoint .*{name}: {said}"):
+        with pytest.raises(MstarError, match=f"{name}: cannot read this checkpoint \\({said}"):
             read_checkpoint(tmp_path / name)  # --stage1 says the same
     torch.save({"model_state_dict": {"vision_encoder.cls_token": torch.zeros(1, 1, 4)}, "meta": {}},
                tmp_path / "stage1.pt")

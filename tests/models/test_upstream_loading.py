@@ -59,7 +59,7 @@ def test_from_upstream_rejects_foreign_state_dicts_and_bad_files(tmp_path):
     with pytest.raises(MstarError, match="does not exist"):
         from_upstream(tmp_path / "missing.pt", task="classification")
     (tmp_path / "junk.pt").write_text("not a checkpoint")
-    with pytest.raises(MstarError, match="cannot read checkpoint"):
+    with pytest.raises(MstarError, match="cannot read this checkpoint"):
         from_upstream(tmp_path / "junk.pt", task="classification")
 
 

@@ -16,7 +16,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from mstar.errors import MstarError
@@ -24,7 +23,7 @@ from mstar.models.abmil import ABMIL
 from mstar.models.heads import make_head
 from mstar.models.mil import MILModel
 from mstar.models.transmil import TransMIL
-from mstar.run.checkpoint import unreadable_reason
+from mstar.run.checkpoint import load_checkpoint
 
 StateDict = Mapping[str, Tensor]
 _HEAD_KEYS = {"classifier.weight": "head.fc.weight", "classifier.bias": "head.fc.bias",
@@ -43,10 +42,7 @@ def read_checkpoint(source: str | Path | Mapping[str, Any]) -> Mapping[str, Any]
     path = Path(source)
     if not path.is_file():
         raise MstarError(f"checkpoint {path} does not exist")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is reported the same way
-        raise MstarError(f"cannot read checkpoint {path}: {unreadable_reason(path, exc)}") from exc
+    return load_checkpoint(path)
 
 
 def strip_module_prefix(state_dict: StateDict) -> dict[str, Tensor]:
